@@ -1,0 +1,161 @@
+"""The classify stage: chat messages in, one verdict each out; bad input to the dead-letter topic.
+
+Classifying is stateless and sees every message, so it runs as a batched consumer-group loop inside the Faust
+worker rather than as a per-event Faust agent: Faust's per-event machinery costs ~90 us a message, the whole
+classify step a few. Offsets are committed only after every record of the batch has been acknowledged by the
+broker, so a crash replays the batch (at-least-once: a verdict may repeat, with the same message id; none is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import mode
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from streams.config import Settings
+from streams.kafka.produce import OutRecord, send_batched
+from streams.policy.classify import Classifier
+from streams.policy.normalize import warm_up
+from streams.policy.rules import load_pack
+from streams.records import ChatMessage, InvalidMessage, parse_message
+from streams.topics import DEADLETTER, MESSAGES, VERDICTS
+
+log = logging.getLogger(__name__)
+
+CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classifier itself failed on
+_RETRY_SECONDS = 1.0
+
+
+def dead_letter(settings: Settings, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> OutRecord:
+    """The original bytes, where they came from, and why they were refused (in headers, as Kafka Connect does)."""
+    headers = [
+        ("groupwarden.error.reason", reason.encode()),
+        ("groupwarden.error.detail", detail[:1000].encode()),
+        ("groupwarden.source.topic", record.topic.encode()),
+        ("groupwarden.source.partition", str(record.partition).encode()),
+        ("groupwarden.source.offset", str(record.offset).encode()),
+    ]
+    return OutRecord(settings.topic(DEADLETTER), record.key, record.value or b"", headers)
+
+
+def classify_records(
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+    classifier: Classifier,
+    settings: Settings,
+    now_ms: int,
+) -> list[OutRecord]:
+    """Every output of one input batch: a verdict per valid message, a dead letter per invalid one."""
+    out: list[OutRecord] = []
+    valid: list[tuple[ConsumerRecord[bytes, bytes], ChatMessage]] = []
+    for record in records:
+        try:
+            valid.append((record, parse_message(record.value)))
+        except InvalidMessage as exc:
+            out.append(dead_letter(settings, record, exc.reason, exc.detail))
+    try:
+        verdicts = classifier.classify_batch([message for _, message in valid], now_ms)
+    except Exception:  # a classifier bug must not stop the stream: find the culprits one by one
+        log.exception("classifying a batch failed; retrying message by message")
+        verdicts = []
+        for record, message in valid:
+            try:
+                verdicts.append(classifier.classify(message, now_ms))
+            except Exception as exc:  # noqa: BLE001 - reported in the dead letter
+                out.append(dead_letter(settings, record, CLASSIFY_ERROR, repr(exc)))
+    topic = settings.topic(VERDICTS)
+    out.extend(OutRecord(topic, v["group_id"].encode(), orjson.dumps(v)) for v in verdicts)
+    return out
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the batch in flight finish and commit before its partitions move to another worker."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002 - the interface
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("classify stage owns %d partitions", len(assigned))
+
+
+class ClassifyStage(mode.Service):
+    """Consumes chat.messages.v1 in batches, classifies, produces verdicts and dead letters, then commits."""
+
+    def __init__(self, settings: Settings, classifier: Classifier | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.classifier = classifier or Classifier(load_pack(settings.rules_dir))
+        self.consumed = 0
+        self.dead_letters = 0
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def on_start(self) -> None:
+        warm_up()
+        options = self.settings.kafka_options()
+        self._producer = AIOKafkaProducer(
+            acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20, **options
+        )
+        self._consumer = AIOKafkaConsumer(
+            group_id=f"{self.settings.group_id}-classify",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.batch_size,
+            max_partition_fetch_bytes=4 << 20,
+            fetch_max_bytes=16 << 20,
+            session_timeout_ms=6000,  # the embedded broker holds a new group's first join for half of this
+            heartbeat_interval_ms=2000,
+            **options,
+        )
+        self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=_CommitBeforeRevoke(self._lock))
+        await self._producer.start()
+        await self._consumer.start()
+        log.info("classify stage started with rule pack %s", self.classifier.version)
+
+    async def on_stop(self) -> None:
+        async with self._lock:  # the batch in flight finishes and commits first
+            if self._consumer is not None:
+                await self._consumer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        while not self.should_stop:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
+            if batches and not self.should_stop:
+                async with self._lock:
+                    await self._process(batches)
+
+    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        assert self._consumer is not None
+        assert self._producer is not None
+        records = [record for partition_records in batches.values() for record in partition_records]
+        out = classify_records(records, self.classifier, self.settings, int(time.time() * 1000))
+        try:
+            await send_batched(self._producer, out)
+        except KafkaError:
+            log.exception("sending a batch failed; it will be read and sent again")
+            for tp, partition_records in batches.items():
+                self._consumer.seek(tp, partition_records[0].offset)
+            await asyncio.sleep(_RETRY_SECONDS)
+            return
+        try:
+            await self._consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "") for tp, rs in batches.items()})
+        except CommitFailedError:
+            log.warning("commit refused after a rebalance; the new owner reprocesses the batch (duplicates, no loss)")
+        self.consumed += len(records)
+        self.dead_letters += sum(1 for r in out if r.topic != self.settings.topic(VERDICTS))

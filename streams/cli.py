@@ -1,0 +1,295 @@
+"""The ``groupwarden`` command: classify files, run the pipeline, manage topics, produce messages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.config import ConfigError, Settings
+from streams.kafka.produce import OutRecord, send_batched
+from streams.records import InvalidMessage, parse_message
+from streams.topics import DEADLETTER, MESSAGES, VERDICTS, TopicError, create_topics
+
+_CHUNK = 2000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ConfigError, TopicError) as exc:
+        print(f"groupwarden: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="groupwarden", description="Streaming moderation for group chats.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def kafka_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bootstrap-servers", help="host:port[,host:port] (default: $GROUPWARDEN_BOOTSTRAP_SERVERS)")
+        p.add_argument("--topic-prefix", help="prefix of every topic name (default: $GROUPWARDEN_TOPIC_PREFIX)")
+
+    p = commands.add_parser("classify", help="classify JSONL messages without a broker: JSONL verdicts out")
+    p.add_argument("--rules", type=Path, help="rule pack folder (default: rules/)")
+    p.add_argument("file", nargs="?", default="-", help="JSONL messages, or - for standard input")
+    p.set_defaults(run=_classify)
+
+    p = commands.add_parser("up", help="embedded broker + topics + worker, and a live summary; Ctrl-C stops")
+    p.add_argument("--demo", action="store_true", help="also publish bounded synthetic group-chat traffic")
+    p.add_argument("--rate", type=int, default=2000, help="demo messages per second (default 2000)")
+    p.add_argument("--count", type=int, default=200_000, help="demo messages in all (default 200000)")
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--rules", type=Path)
+    p.set_defaults(run=_up)
+
+    p = commands.add_parser("worker", help="run a worker against any Kafka cluster (settings from the environment)")
+    kafka_options(p)
+    p.add_argument("--rules", type=Path)
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(run=_worker)
+
+    p = commands.add_parser("topics", help="manage topics")
+    topic_commands = p.add_subparsers(required=True, metavar="ACTION")
+    p = topic_commands.add_parser("create", help="create every topic with explicit partitions (idempotent)")
+    kafka_options(p)
+    p.add_argument("--partitions", type=int)
+    p.set_defaults(run=_topics_create)
+
+    p = commands.add_parser("produce", help="publish JSONL messages to chat.messages.v1, keyed by group_id")
+    kafka_options(p)
+    p.add_argument("file", help="JSONL messages, or - for standard input")
+    p.set_defaults(run=_produce)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        bootstrap_servers=getattr(args, "bootstrap_servers", None),
+        topic_prefix=getattr(args, "topic_prefix", None),
+        partitions=getattr(args, "partitions", None),
+        rules_dir=getattr(args, "rules", None),
+    )
+
+
+@contextlib.contextmanager
+def _open(name: str) -> Iterator[IO[bytes]]:
+    if name == "-":
+        yield sys.stdin.buffer
+    else:
+        with Path(name).open("rb") as f:
+            yield f
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from streams.policy.classify import Classifier
+    from streams.policy.rules import RulePackError, load_pack
+
+    settings = _settings(args)
+    try:
+        classifier = Classifier(load_pack(settings.rules_dir))
+    except RulePackError as exc:
+        print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
+        return 2
+    invalid = 0
+    out = sys.stdout.buffer
+    with _open(args.file) as source:
+        chunk = []
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                chunk.append(parse_message(line.rstrip(b"\r\n")))
+            except InvalidMessage as exc:
+                invalid += 1
+                print(f"{args.file}:{number}: {exc}", file=sys.stderr)
+            if len(chunk) >= _CHUNK:
+                out.writelines(orjson.dumps(v) + b"\n" for v in classifier.classify_batch(chunk, _now_ms()))
+                chunk = []
+        out.writelines(orjson.dumps(v) + b"\n" for v in classifier.classify_batch(chunk, _now_ms()))
+    out.flush()
+    return 1 if invalid else 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)  # refuse inconsistent settings before Faust starts
+    os.environ["GROUPWARDEN_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+    os.environ["GROUPWARDEN_TOPIC_PREFIX"] = settings.topic_prefix
+    os.environ["GROUPWARDEN_RULES"] = str(settings.rules_dir)
+    import faust
+
+    from streams.app import app
+
+    faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    return 0
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    created = asyncio.run(create_topics(settings))
+    print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with _open(args.file) as source:
+        lines = [line.rstrip(b"\r\n") for line in source if line.strip()]
+    sent = asyncio.run(_publish(settings, [(_group_key(line), line) for line in lines]))
+    print(f"published {sent} messages to {settings.topic(MESSAGES)}")
+    return 0
+
+
+def _group_key(line: bytes) -> bytes | None:
+    try:
+        return str(orjson.loads(line)["group_id"]).encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None  # still published: the worker dead-letters it with the reason
+
+
+async def _publish(settings: Settings, pairs: Sequence[tuple[bytes | None, bytes]]) -> int:
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_options())
+    await producer.start()
+    try:
+        topic = settings.topic(MESSAGES)
+        return await send_batched(producer, (OutRecord(topic, key, value) for key, value in pairs))
+    finally:
+        await producer.stop()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- groupwarden up ---------------------------------------------------------------------------------------------
+
+
+def _up(args: argparse.Namespace) -> int:
+    from streams.kafka.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        settings = Settings.from_env(
+            bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions, rules_dir=args.rules
+        )
+        asyncio.run(create_topics(settings))
+        print(f"embedded broker (Tansu) on {broker.bootstrap_servers}, {settings.partitions} partitions a topic")
+        env = os.environ | {
+            "GROUPWARDEN_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "GROUPWARDEN_RULES": str(settings.rules_dir),
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+            env=env,
+            start_new_session=True,
+        )
+        print(f"worker started (pid {worker.pid}); Ctrl-C stops everything")
+        try:
+            asyncio.run(_live(settings, args, worker))
+        except KeyboardInterrupt:
+            print("\nstopping...")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    print("stopped")
+    return 0
+
+
+async def _live(settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes]) -> None:
+    tasks = [asyncio.create_task(_summary(settings, worker))]
+    if args.demo:
+        tasks.append(asyncio.create_task(_demo_traffic(settings, args.rate, args.count)))
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _demo_traffic(settings: Settings, rate: int, count: int) -> None:
+    from streams import demo
+
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_options())
+    await producer.start()
+    topic = settings.topic(MESSAGES)
+    try:
+        start, sent, chunk = time.monotonic(), 0, []
+        for key, value in demo.messages(count):
+            chunk.append(OutRecord(topic, key, value))
+            if len(chunk) >= max(1, rate // 10):
+                sent += await send_batched(producer, chunk)
+                chunk = []
+                await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        sent += await send_batched(producer, chunk)
+        print(f"\ndemo traffic finished: {sent} messages published")
+    finally:
+        await producer.stop()
+
+
+async def _summary(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
+    """Reads the outputs (not the worker's memory), so what it shows is what consumers downstream see."""
+    consumer = AIOKafkaConsumer(
+        settings.topic(VERDICTS),
+        settings.topic(DEADLETTER),
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        **settings.kafka_options(),
+    )
+    await consumer.start()
+    decisions: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    dead = 0
+    latencies: list[int] = []
+    tty = sys.stdout.isatty()
+    last, last_total = time.monotonic(), 0
+    try:
+        while True:
+            if worker.poll() is not None:
+                raise SystemExit(f"the worker exited with code {worker.returncode}")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    if record.topic == settings.topic(DEADLETTER):
+                        dead += 1
+                        continue
+                    verdict = orjson.loads(record.value or b"{}")
+                    decisions[verdict["decision"]] += 1
+                    categories.update(verdict["categories"])
+                    latencies.append(record.timestamp - verdict["sent_at_ms"])
+            now = time.monotonic()
+            if now - last >= 2:
+                total = sum(decisions.values())
+                latencies.sort()
+                p50 = latencies[len(latencies) // 2] if latencies else 0
+                p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0
+                top = ", ".join(f"{c} {n}" for c, n in categories.most_common(4)) or "-"
+                line = (
+                    f"verdicts {total} ({(total - last_total) / (now - last):.0f}/s)  allow {decisions['allow']}  "
+                    f"review {decisions['review']}  block {decisions['block']}  dead letters {dead}  "
+                    f"latency p50 {p50} ms p99 {p99} ms  top: {top}"
+                )
+                print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n", flush=True)
+                last, last_total, latencies = now, total, []
+    finally:
+        await consumer.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Settings from the environment (GROUPWARDEN_*), shared by the worker and the CLI."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules"
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap_servers: str = "localhost:9092"
+    topic_prefix: str = ""  # isolates replays and tests on a shared cluster: "<prefix>chat.messages.v1"
+    partitions: int = 8
+    group_id: str = "groupwarden"
+    rules_dir: Path = DEFAULT_RULES
+    batch_size: int = 2000
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
+        def get(name: str) -> str | None:
+            return env.get(f"GROUPWARDEN_{name}") or None
+
+        default = cls()
+        values: dict[str, Any] = {
+            "bootstrap_servers": get("BOOTSTRAP_SERVERS") or default.bootstrap_servers,
+            "topic_prefix": get("TOPIC_PREFIX") or "",
+            "partitions": _int(get("PARTITIONS"), default.partitions, "GROUPWARDEN_PARTITIONS"),
+            "group_id": get("GROUP_ID") or default.group_id,
+            "rules_dir": Path(get("RULES") or DEFAULT_RULES),
+            "batch_size": _int(get("BATCH_SIZE"), default.batch_size, "GROUPWARDEN_BATCH_SIZE"),
+            "security_protocol": (get("SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
+            "sasl_mechanism": (get("SASL_MECHANISM") or "").upper() or None,
+            "sasl_username": get("SASL_USERNAME"),
+            "sasl_password": get("SASL_PASSWORD"),
+            "ssl_cafile": get("SSL_CAFILE"),
+            "ssl_certfile": get("SSL_CERTFILE"),
+            "ssl_keyfile": get("SSL_KEYFILE"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.security_protocol not in protocols:
+            raise ConfigError(
+                f"GROUPWARDEN_SECURITY_PROTOCOL={self.security_protocol}: use one of {', '.join(protocols)}"
+            )
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and self.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise ConfigError("SASL needs GROUPWARDEN_SASL_MECHANISM=PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        if sasl and not (self.sasl_username and self.sasl_password):
+            raise ConfigError("SASL needs GROUPWARDEN_SASL_USERNAME and GROUPWARDEN_SASL_PASSWORD")
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ConfigError(f"SASL settings are given but GROUPWARDEN_SECURITY_PROTOCOL is {self.security_protocol}")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("GROUPWARDEN_SSL_CERTFILE and GROUPWARDEN_SSL_KEYFILE go together")
+        if self.partitions < 1 or self.batch_size < 1:
+            raise ConfigError("partitions and batch size must be at least 1")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Connection options for aiokafka clients."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.endswith("SSL"):
+            context = ssl.create_default_context(cafile=self.ssl_cafile)
+            if self.ssl_certfile and self.ssl_keyfile:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            options["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password,
+            }
+        return options
+
+
+def _int(value: str | None, default: int, name: str) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None

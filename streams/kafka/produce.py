@@ -1,0 +1,59 @@
+"""Batched producing: records grouped per partition with Kafka's default (murmur2) partitioner, one request each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+
+@lru_cache(maxsize=65536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition every Kafka client's default partitioner picks for this key (Java's murmur2, positive)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+async def send_batched(producer: AIOKafkaProducer, records: Iterable[OutRecord]) -> int:
+    """Send records in per-partition batches and wait until the broker has acknowledged every one."""
+    counts: dict[str, int] = {}
+    grouped: dict[tuple[str, int], list[OutRecord]] = {}
+    keyless = 0
+    for record in records:
+        if record.topic not in counts:
+            counts[record.topic] = len(await producer.partitions_for(record.topic))
+        if record.key is None:
+            partition, keyless = keyless % counts[record.topic], keyless + 1
+        else:
+            partition = partition_for(record.key, counts[record.topic])
+        grouped.setdefault((record.topic, partition), []).append(record)
+    pending = []
+    for (topic, partition), items in grouped.items():
+        batch = producer.create_batch()
+        for record in items:
+            if batch.append(key=record.key, value=record.value, timestamp=None, headers=list(record.headers)) is None:
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if (
+                    batch.append(key=record.key, value=record.value, timestamp=None, headers=list(record.headers))
+                    is None
+                ):
+                    raise ValueError(f"a record for {topic} is larger than the producer's max batch size")
+        if batch.record_count():
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*pending)
+    return sum(len(items) for items in grouped.values())

@@ -1,0 +1,1 @@
+"""Pure moderation policy: no Kafka, no Faust, no clocks. Everything here is a function of its inputs."""

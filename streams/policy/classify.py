@@ -1,0 +1,180 @@
+"""The classify decision: chat messages in, explained verdicts out."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Any
+
+from streams.policy.detectors import Signal, detect, domain_of
+from streams.policy.matcher import Hit, Matcher, text_starts
+from streams.policy.normalize import Fold, fold_names, normalize_joined, normalize_mapped
+from streams.policy.rules import Decision, RulePack, Severity
+from streams.records import ChatMessage
+
+VERDICT_SCHEMA = "moderation.verdict.v1"
+
+# Detectors that are violations in themselves: rule id and the category whose severity and decision they take.
+_DETECTOR_RULES = {"id_card": ("privacy.id-card-number", "privacy")}
+
+
+class Classifier:
+    """Classifies messages against one rule pack. Build once per pack; classifying is pure."""
+
+    def __init__(self, pack: RulePack) -> None:
+        self.pack = pack
+        self.version = pack.version
+        self._matcher = Matcher(pack)
+
+    def classify(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
+        return self.classify_batch([message], classified_at_ms)[0]
+
+    def classify_batch(self, messages: Sequence[ChatMessage], classified_at_ms: int) -> list[dict[str, Any]]:
+        """One verdict per message, in order, as published on ``moderation.verdicts.v1`` (no message text)."""
+        joined = normalize_joined([m.text for m in messages])
+        hits = self._matcher.find_joined(joined)
+        signals = _split_signals(joined, detect(joined))
+        verdicts = []
+        for index, message in enumerate(messages):
+            found_hits, found_signals = hits.get(index, ()), signals.get(index, ())
+            if found_hits or found_signals or message.links:
+                verdicts.append(self._explained(message, found_hits, found_signals, classified_at_ms))
+            else:
+                verdicts.append(
+                    {
+                        "schema": VERDICT_SCHEMA,
+                        "message_id": message.message_id,
+                        "group_id": message.group_id,
+                        "sender_id": message.sender_id,
+                        "decision": "allow",
+                        "categories": [],
+                        "severity": "none",
+                        "matches": [],
+                        "signals": [],
+                        "rules_version": self.version,
+                        "sent_at_ms": message.sent_at_ms,
+                        "classified_at_ms": classified_at_ms,
+                    },
+                )
+        return verdicts
+
+    def _explained(
+        self,
+        message: ChatMessage,
+        hits: Sequence[Hit],
+        signals: Sequence[Signal],
+        classified_at_ms: int,
+    ) -> dict[str, Any]:
+        mapped = normalize_mapped(message.text)
+        matches: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
+        decision, severity = Decision.ALLOW, Severity.NONE
+        for hit in hits:
+            start, end = mapped.span(hit.start, hit.end)
+            rule = hit.term.rule
+            matches.append(
+                _match(
+                    rule.id,
+                    rule.category,
+                    hit.term.text,
+                    span=(start, end),
+                    folds=mapped.folds_between(start, end),
+                    severity=rule.severity,
+                    decision=rule.decision,
+                )
+            )
+            decision, severity = max(decision, rule.decision), max(severity, rule.severity)
+        for signal in signals:
+            start, end = mapped.span(signal.start, signal.end)
+            found.append(
+                {"kind": signal.kind, "span": [start, end]} | ({"domain": signal.value} if signal.value else {})
+            )
+            if signal.kind in _DETECTOR_RULES:
+                rule_id, category_id = _DETECTOR_RULES[signal.kind]
+                if (category := self.pack.categories.get(category_id)) is not None:
+                    folds = mapped.folds_between(start, end) & ~Fold.SEPARATOR
+                    matches.append(
+                        _match(
+                            rule_id,
+                            category_id,
+                            f"<{signal.kind}>",
+                            span=(start, end),
+                            folds=folds,
+                            severity=category.severity,
+                            decision=category.decision,
+                        )
+                    )
+                    decision, severity = max(decision, category.decision), max(severity, category.severity)
+        seen = {s.get("domain") for s in found}
+        for link in message.links:  # attached cards and previews that are not in the text
+            domain = domain_of(link)
+            if domain and domain not in seen:
+                seen.add(domain)
+                found.append({"kind": "link", "span": None, "domain": domain})
+        return self._verdict(
+            message,
+            decision=decision,
+            severity=severity,
+            matches=matches,
+            signals=found,
+            classified_at_ms=classified_at_ms,
+        )
+
+    def _verdict(
+        self,
+        message: ChatMessage,
+        *,
+        decision: Decision,
+        severity: Severity,
+        matches: list[dict[str, Any]],
+        signals: list[dict[str, Any]],
+        classified_at_ms: int,
+    ) -> dict[str, Any]:
+        return {
+            "schema": VERDICT_SCHEMA,
+            "message_id": message.message_id,
+            "group_id": message.group_id,
+            "sender_id": message.sender_id,
+            "decision": decision.label,
+            "categories": sorted({m["category"] for m in matches}),
+            "severity": severity.label,
+            "matches": matches,
+            "signals": signals,
+            "rules_version": self.version,
+            "sent_at_ms": message.sent_at_ms,
+            "classified_at_ms": classified_at_ms,
+        }
+
+
+def _match(
+    rule_id: str,
+    category: str,
+    term: str,
+    *,
+    span: tuple[int, int],
+    folds: Fold,
+    severity: Severity,
+    decision: Decision,
+) -> dict[str, Any]:
+    return {
+        "rule_id": rule_id,
+        "category": category,
+        "term": term,
+        "span": list(span),
+        "normalisations": fold_names(folds),
+        "severity": severity.label,
+        "decision": decision.label,
+    }
+
+
+def _split_signals(joined: str, signals: list[Signal]) -> dict[int, list[Signal]]:
+    """Signals of a joined batch, per text, with offsets into that text."""
+    if not signals:
+        return {}
+    starts = text_starts(joined)
+    out: dict[int, list[Signal]] = {}
+    for signal in signals:
+        index = bisect_right(starts, signal.start) - 1
+        base = starts[index]
+        out.setdefault(index, []).append(Signal(signal.kind, signal.start - base, signal.end - base, signal.value))
+    return out

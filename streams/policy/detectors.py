@@ -1,0 +1,93 @@
+"""Detectors for what keyword lists cannot enumerate: links, phone numbers, IM ids and ID-card numbers.
+
+They run on normalised text (full-width digits and dots are already ASCII). Chinese numerals spelled out in a run
+of seven or more (一三八...) are read as digits, one character for one, so spans stay aligned.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SPELLED_DIGITS = str.maketrans("〇零一幺二两三四五六七八九", "0011223456789")
+_NUMERAL_RUN = re.compile(r"[〇零一幺二两三四五六七八九0-9]{7,}")
+
+_TLDS = (
+    "com|net|org|cn|top|xyz|vip|cc|io|me|info|shop|club|app|link|site|online|live|bet|win|tk|ml|ga|cf|gq|ru|co|tv|"
+    "hk|tw|biz|pro|fun|icu|cyou|asia|mobi|store|tech|work|life|one|ltd|loan|casino|games?"
+)
+_URL = re.compile(r"(?:https?://|www\.)[^\s\x00<>\"'，。！？、]+")
+# Bare domains are found by their top-level domain, also written with 点 or "dot": "bet365点com"; the name
+# before it is read backwards from there (patterns start with a literal or a class, so the engine can skip ahead).
+_TLD = re.compile(rf"(?:\.|点| ?dot ?)({_TLDS})(?![a-z0-9-])")
+_NAME_BEFORE = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+_HOST = re.compile(r"^(?:https?://)?([^/:?#\s]+)")
+
+_PHONE = re.compile(r"1(?<![0-9]1)[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
+_PHONE_86 = re.compile(r"86(?<![0-9]86)[ -]?1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
+_WECHAT = re.compile(
+    r"(?:微信|威信|薇信|徽信|v信|vx|wx|weixin|wechat|加v|加微|卫星|绿泡泡)(?:号|id)?\s*[:：]?\s*([a-z][a-z0-9_-]{5,19})(?![a-z0-9_-])",
+)
+_QQ = re.compile(r"(?:qq|扣扣|企鹅|q群|qq群)(?:号|群)?\s*[:：]?\s*([1-9][0-9]{4,11})(?![0-9])")
+_TELEGRAM = re.compile(r"(?:telegram|tg|飞机|纸飞机)(?:号)?\s*[:：]?\s*@?([a-z][a-z0-9_]{4,31})(?![a-z0-9_])")
+
+_ID_CARD = re.compile(
+    r"[1-9](?<![0-9][1-9])[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9x](?![0-9a-z])",
+)
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10x98765432"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Something found in the text; ``value`` is only kept where other services need it (link domains)."""
+
+    kind: str  # link | phone | wechat_id | qq_id | telegram_id | id_card
+    start: int  # offsets into the normalised text
+    end: int
+    value: str | None = None
+
+
+def id_card_valid(number: str) -> bool:
+    """The GB 11643 checksum of an 18-character mainland ID-card number (``x`` lower-case)."""
+    if len(number) != 18 or not number[:17].isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(number[:17], _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11] == number[17]
+
+
+def domain_of(link: str) -> str | None:
+    """The host of a URL or bare domain, lower-case, without ``www.``."""
+    m = _HOST.match(link.strip().lower())
+    if not m or "." not in m.group(1):
+        return None
+    host = m.group(1).rstrip(".")
+    return host.removeprefix("www.")
+
+
+def _digits_view(normal: str) -> str:
+    """The text with runs of spelled-out digits read as digits, character for character."""
+    return _NUMERAL_RUN.sub(lambda m: m.group().translate(_SPELLED_DIGITS), normal)
+
+
+def detect(normal: str) -> list[Signal]:
+    """Every signal in normalised text (one text, or a joined batch), in text order."""
+    signals: list[Signal] = []
+    taken: list[tuple[int, int]] = []
+    for m in _URL.finditer(normal):
+        if domain := domain_of(m.group()):
+            signals.append(Signal("link", m.start(), m.end(), domain))
+            taken.append(m.span())
+    for m in _TLD.finditer(normal):
+        name = _NAME_BEFORE.search(normal, max(0, m.start() - 253), m.start())
+        if name and not any(a <= name.start() < b for a, b in taken):
+            signals.append(Signal("link", name.start(), m.end(), f"{name.group().lstrip('.')}.{m.group(1)}"))
+    digits = _digits_view(normal) if any(c in normal for c in "〇零一幺二两三四五六七八九") else normal
+    signals.extend(Signal("id_card", m.start(), m.end()) for m in _ID_CARD.finditer(digits) if id_card_valid(m.group()))
+    phones = [m.span() for m in _PHONE_86.finditer(digits)]
+    phones += [m.span() for m in _PHONE.finditer(digits) if not any(a <= m.start() < b for a, b in phones)]
+    signals.extend(Signal("phone", start, end) for start, end in phones)
+    for kind, pattern in (("wechat_id", _WECHAT), ("qq_id", _QQ), ("telegram_id", _TELEGRAM)):
+        signals.extend(Signal(kind, m.start(), m.end()) for m in pattern.finditer(digits))
+    signals.sort(key=lambda s: (s.start, s.end))
+    return signals

@@ -1,0 +1,125 @@
+"""Wire schemas: the chat message producers publish and its validation (schemas/chat-message.v1.json says the same)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+MAX_TEXT_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024  # the whole JSON value; larger values are refused before parsing
+MAX_ID_CHARS = 128
+MAX_LIST_ITEMS = 500
+
+# Dead-letter reasons: a closed set, so they can label metrics.
+INVALID_UTF8 = "invalid_utf8"
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+INVALID_FIELD = "invalid_field"
+TOO_LARGE = "too_large"
+DEAD_LETTER_REASONS = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD, TOO_LARGE)
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be moderated; ``reason`` is one of DEAD_LETTER_REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    message_id: str
+    group_id: str
+    sender_id: str
+    sent_at_ms: int
+    text: str
+    links: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    reply_to: str | None = None
+    client: str | None = None
+
+
+def parse_sent_at(value: object) -> int:
+    """Epoch milliseconds from an RFC 3339 string with an offset, or from epoch milliseconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < 1 << 53:
+            return value
+        raise InvalidMessage(INVALID_FIELD, "sent_at: epoch milliseconds out of range")
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None and "T" in value.upper():
+            return int(parsed.timestamp() * 1000)
+        raise InvalidMessage(INVALID_FIELD, "sent_at: not an RFC 3339 date-time with an offset")
+    raise InvalidMessage(INVALID_FIELD, "sent_at: must be an RFC 3339 string or epoch milliseconds")
+
+
+def _id(doc: dict[str, Any], name: str) -> str:
+    if name not in doc or doc[name] is None:
+        raise InvalidMessage(MISSING_FIELD, f"{name}: required")
+    value = doc[name]
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise InvalidMessage(INVALID_FIELD, f"{name}: must be a string of 1 to {MAX_ID_CHARS} characters")
+    return value
+
+
+def _strings(doc: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = doc.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS or not all(isinstance(v, str) for v in value):
+        raise InvalidMessage(INVALID_FIELD, f"{name}: must be a list of at most {MAX_LIST_ITEMS} strings")
+    return tuple(value)
+
+
+def _optional_string(doc: dict[str, Any], name: str) -> str | None:
+    value = doc.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidMessage(INVALID_FIELD, f"{name}: must be a string")
+    return value
+
+
+def parse_message(raw: bytes | None) -> ChatMessage:
+    """Decode and validate one ``chat.messages.v1`` value, or raise InvalidMessage."""
+    if raw is None:
+        raise InvalidMessage(INVALID_JSON, "empty value (a tombstone)")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(TOO_LARGE, f"value is {len(raw)} bytes, over {MAX_MESSAGE_BYTES}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode()
+        except UnicodeDecodeError as utf:
+            raise InvalidMessage(INVALID_UTF8, f"byte {utf.start}: {utf.reason}") from None
+        raise InvalidMessage(INVALID_JSON, str(exc)) from None
+    if not isinstance(doc, dict):
+        raise InvalidMessage(NOT_AN_OBJECT, f"value is a JSON {type(doc).__name__}, not an object")
+    if "text" not in doc or doc["text"] is None:
+        raise InvalidMessage(MISSING_FIELD, "text: required")
+    text = doc["text"]
+    if not isinstance(text, str):
+        raise InvalidMessage(INVALID_FIELD, "text: must be a string")
+    if len(text) * 4 > MAX_TEXT_BYTES and len(text.encode()) > MAX_TEXT_BYTES:
+        raise InvalidMessage(TOO_LARGE, f"text is {len(text.encode())} bytes, over {MAX_TEXT_BYTES}")
+    if "sent_at" not in doc or doc["sent_at"] is None:
+        raise InvalidMessage(MISSING_FIELD, "sent_at: required")
+    return ChatMessage(
+        message_id=_id(doc, "message_id"),
+        group_id=_id(doc, "group_id"),
+        sender_id=_id(doc, "sender_id"),
+        sent_at_ms=parse_sent_at(doc["sent_at"]),
+        text=text,
+        links=_strings(doc, "links"),
+        mentions=_strings(doc, "mentions"),
+        reply_to=_optional_string(doc, "reply_to"),
+        client=_optional_string(doc, "client"),
+    )

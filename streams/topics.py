@@ -1,0 +1,55 @@
+"""Every topic groupwarden reads or writes, with its partitions and retention, and how to create them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.config import Settings
+
+MESSAGES = "chat.messages.v1"  # key: group_id
+VERDICTS = "moderation.verdicts.v1"  # key: group_id
+DEADLETTER = "moderation.deadletter.v1"  # key: the original key
+
+_DAY_MS = 24 * 3600 * 1000
+_TOPIC_EXISTS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    config: dict[str, str] = field(default_factory=dict)
+    partitions: int | None = None  # None: the settings' partition count, so keyed topics stay co-partitioned
+
+
+TOPICS = (
+    TopicSpec(MESSAGES, {"retention.ms": str(7 * _DAY_MS)}),
+    TopicSpec(VERDICTS, {"retention.ms": str(30 * _DAY_MS)}),
+    TopicSpec(DEADLETTER, {"retention.ms": str(30 * _DAY_MS)}),
+)
+
+
+class TopicError(RuntimeError):
+    pass
+
+
+async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
+    """Create the topics that do not exist yet (with the settings' prefix); return the names created."""
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        wanted = [
+            NewTopic(settings.topic(s.name), s.partitions or settings.partitions, 1, topic_configs=dict(s.config))
+            for s in specs
+        ]
+        response = await admin.create_topics(wanted)
+        created = []
+        for name, code, message in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            elif code != _TOPIC_EXISTS:
+                raise TopicError(f"cannot create topic {name}: error {code} {message or ''}".strip())
+        return created
+    finally:
+        await admin.close()

@@ -1,0 +1,142 @@
+"""Integration fixtures: a real embedded broker for the session, isolated topics and workers per test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from streams.config import Settings
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.produce import OutRecord, send_batched
+from streams.topics import MESSAGES, create_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "tansu.log") as running:
+        yield running
+
+
+@pytest.fixture
+async def settings(broker: EmbeddedBroker) -> Settings:
+    """Topics of this test only: a fresh prefix and consumer group on the shared broker."""
+    tag = uuid.uuid4().hex[:8]
+    s = Settings(
+        bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"t{tag}.", group_id=f"gw-{tag}", partitions=4
+    )
+    await create_topics(s)
+    return s
+
+
+class Worker:
+    """A `groupwarden worker` process, as an operator would run it."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        env = os.environ | {
+            "GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "GROUPWARDEN_TOPIC_PREFIX": settings.topic_prefix,
+            "GROUPWARDEN_GROUP_ID": settings.group_id,
+            "GROUPWARDEN_PARTITIONS": str(settings.partitions),
+        }
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker", "--loglevel", "info"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+    workers: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(settings, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def chat_message(
+    n: int, text: str = "今晚一起吃饭吗", group: str | None = None, prefix: str = "m"
+) -> tuple[bytes, bytes]:
+    group_id = group or f"g{n % 37}"
+    value = {
+        "message_id": f"{prefix}{n}",
+        "group_id": group_id,
+        "sender_id": f"u{n % 101}",
+        "sent_at": int(time.time() * 1000),
+        "text": text,
+    }
+    return group_id.encode(), orjson.dumps(value)
+
+
+async def produce(settings: Settings, pairs: list[tuple[bytes | None, bytes]], topic: str = MESSAGES) -> None:
+    producer = AIOKafkaProducer(acks="all", **settings.kafka_options())
+    await producer.start()
+    try:
+        await send_batched(producer, (OutRecord(settings.topic(topic), key, value) for key, value in pairs))
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+async def collector(settings: Settings) -> AsyncIterator[Callable[..., Awaitable[list[ConsumerRecord[bytes, bytes]]]]]:
+    """Reads output topics from the beginning; `await collect(topic, until=...)` returns every record seen."""
+    consumers: list[AIOKafkaConsumer] = []
+
+    async def collect(
+        topic: str,
+        until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+        wait_seconds: float = 90.0,
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            settings.topic(topic), auto_offset_reset="earliest", enable_auto_commit=False, **settings.kafka_options()
+        )
+        consumers.append(consumer)
+        await consumer.start()
+        seen: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + wait_seconds
+        while not until(seen):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {wait_seconds} s with {len(seen)} records on {topic}")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen.extend(records)
+        return seen
+
+    yield collect
+    for consumer in consumers:
+        await consumer.stop()
