@@ -128,7 +128,14 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    settings = _settings(args)  # refuse inconsistent settings before Faust starts
+    from streams.policy.rules import RulePackError, load_pack
+
+    settings = _settings(args)  # refuse inconsistent settings and broken rule packs before Faust starts
+    try:
+        load_pack(settings.rules_dir)
+    except RulePackError as exc:
+        print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
+        return 2
     os.environ["GROUPWARDEN_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     os.environ["GROUPWARDEN_TOPIC_PREFIX"] = settings.topic_prefix
     os.environ["GROUPWARDEN_RULES"] = str(settings.rules_dir)
@@ -196,6 +203,7 @@ def _up(args: argparse.Namespace) -> int:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
             env=env,
+            stdout=subprocess.DEVNULL,  # its warnings and errors still reach stderr
             start_new_session=True,
         )
         print(f"worker started (pid {worker.pid}); Ctrl-C stops everything")
@@ -249,7 +257,7 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
     consumer = AIOKafkaConsumer(
         settings.topic(VERDICTS),
         settings.topic(DEADLETTER),
-        auto_offset_reset="latest",
+        auto_offset_reset="earliest",  # the embedded broker's topics are new: show everything
         enable_auto_commit=False,
         **settings.kafka_options(),
     )

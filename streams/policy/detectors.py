@@ -1,7 +1,8 @@
 """Detectors for what keyword lists cannot enumerate: links, phone numbers, IM ids and ID-card numbers.
 
-They run on normalised text (full-width digits and dots are already ASCII). Chinese numerals spelled out in a run
-of seven or more (一三八...) are read as digits, one character for one, so spans stay aligned.
+They run on normalised text (full-width digits and dots are already ASCII), one text or a whole joined batch.
+Every pattern starts with a literal or a character class, never an alternation or a lookbehind, so the regex
+engine can skip ahead quickly over the text that holds nothing: most chat.
 """
 
 from __future__ import annotations
@@ -9,22 +10,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SPELLED_DIGITS = str.maketrans("〇零一幺二两三四五六七八九", "0011223456789")
-_NUMERAL_RUN = re.compile(r"[〇零一幺二两三四五六七八九0-9]{7,}")
-
 _TLDS = (
     "com|net|org|cn|top|xyz|vip|cc|io|me|info|shop|club|app|link|site|online|live|bet|win|tk|ml|ga|cf|gq|ru|co|tv|"
     "hk|tw|biz|pro|fun|icu|cyou|asia|mobi|store|tech|work|life|one|ltd|loan|casino|games?"
 )
 _URL = re.compile(r"(?:https?://|www\.)[^\s\x00<>\"'，。！？、]+")
-# Bare domains are found by their top-level domain, also written with 点 or "dot": "bet365点com"; the name
-# before it is read backwards from there (patterns start with a literal or a class, so the engine can skip ahead).
-_TLD = re.compile(rf"(?:\.|点| ?dot ?)({_TLDS})(?![a-z0-9-])")
-_NAME_BEFORE = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+# Bare domains are found by their top-level domain, also written with 点 or "dot" ("bet365点com"); the name
+# before it is then read backwards.
+_TLD_DOT = re.compile(rf"[.点]({_TLDS})(?![a-z0-9-])")
+_TLD_WORD = re.compile(rf"dot ?({_TLDS})(?![a-z0-9-])")
+_NAME_BEFORE = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])? ?$")
 _HOST = re.compile(r"^(?:https?://)?([^/:?#\s]+)")
 
+# Mainland mobile numbers: 11 digits from 13x-19x, optionally +86, with spaces or dashes; also spelled out in
+# Chinese numerals (一三八...), a common way around digit filters.
 _PHONE = re.compile(r"1(?<![0-9]1)[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
 _PHONE_86 = re.compile(r"86(?<![0-9]86)[ -]?1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
+_NUMERALS = "0-9〇零一幺二两三四五六七八九"
+_PHONE_SPELLED = re.compile(rf"[1一幺](?<![{_NUMERALS}][1一幺])[3-9三四五六七八九][{_NUMERALS}]{{9}}(?![{_NUMERALS}])")
+
 _WECHAT = re.compile(
     r"(?:微信|威信|薇信|徽信|v信|vx|wx|weixin|wechat|加v|加微|卫星|绿泡泡)(?:号|id)?\s*[:：]?\s*([a-z][a-z0-9_-]{5,19})(?![a-z0-9_-])",
 )
@@ -61,33 +65,36 @@ def domain_of(link: str) -> str | None:
     m = _HOST.match(link.strip().lower())
     if not m or "." not in m.group(1):
         return None
-    host = m.group(1).rstrip(".")
-    return host.removeprefix("www.")
+    return m.group(1).rstrip(".").removeprefix("www.")
 
 
-def _digits_view(normal: str) -> str:
-    """The text with runs of spelled-out digits read as digits, character for character."""
-    return _NUMERAL_RUN.sub(lambda m: m.group().translate(_SPELLED_DIGITS), normal)
+def _outside(spans: list[tuple[int, int]], start: int) -> bool:
+    return not any(a <= start < b for a, b in spans)
 
 
 def detect(normal: str) -> list[Signal]:
-    """Every signal in normalised text (one text, or a joined batch), in text order."""
+    """Every signal in normalised text, in text order."""
     signals: list[Signal] = []
-    taken: list[tuple[int, int]] = []
+    urls = []
     for m in _URL.finditer(normal):
         if domain := domain_of(m.group()):
             signals.append(Signal("link", m.start(), m.end(), domain))
-            taken.append(m.span())
-    for m in _TLD.finditer(normal):
-        name = _NAME_BEFORE.search(normal, max(0, m.start() - 253), m.start())
-        if name and not any(a <= name.start() < b for a, b in taken):
-            signals.append(Signal("link", name.start(), m.end(), f"{name.group().lstrip('.')}.{m.group(1)}"))
-    digits = _digits_view(normal) if any(c in normal for c in "〇零一幺二两三四五六七八九") else normal
-    signals.extend(Signal("id_card", m.start(), m.end()) for m in _ID_CARD.finditer(digits) if id_card_valid(m.group()))
-    phones = [m.span() for m in _PHONE_86.finditer(digits)]
-    phones += [m.span() for m in _PHONE.finditer(digits) if not any(a <= m.start() < b for a, b in phones)]
+            urls.append(m.span())
+    for pattern in (_TLD_DOT, _TLD_WORD):
+        for m in pattern.finditer(normal):
+            name = _NAME_BEFORE.search(normal, max(0, m.start() - 253), m.start())
+            if name and _outside(urls, name.start()):
+                signals.append(Signal("link", name.start(), m.end(), f"{name.group().strip('. ')}.{m.group(1)}"))
+    phones = [m.span() for m in _PHONE_86.finditer(normal)]
+    phones += [
+        m.span()
+        for pattern in (_PHONE, _PHONE_SPELLED)
+        for m in pattern.finditer(normal)
+        if _outside(phones, m.start())
+    ]
     signals.extend(Signal("phone", start, end) for start, end in phones)
+    signals.extend(Signal("id_card", m.start(), m.end()) for m in _ID_CARD.finditer(normal) if id_card_valid(m.group()))
     for kind, pattern in (("wechat_id", _WECHAT), ("qq_id", _QQ), ("telegram_id", _TELEGRAM)):
-        signals.extend(Signal(kind, m.start(), m.end()) for m in pattern.finditer(digits))
+        signals.extend(Signal(kind, m.start(), m.end()) for m in pattern.finditer(normal))
     signals.sort(key=lambda s: (s.start, s.end))
     return signals

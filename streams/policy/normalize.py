@@ -139,7 +139,7 @@ def _traditional_to_simplified() -> dict[str, str]:
 class _Tables:
     translate: list[str | int | None]  # for str.translate: None deletes, an int keeps the character
     batch_translate: list[str | int | None]  # the same, but keeps BOUNDARY
-    not_one_to_one: list[str | None]  # deletes characters that fold to exactly one character, keeps the others
+    irregular: re.Pattern[str]  # characters that fold to none or to several, and tag characters
     folds: list[int]  # Fold flags per code point, 0 for characters left alone
 
 
@@ -159,11 +159,24 @@ def _tables() -> _Tables:
     translate[0], folds[0] = None, Fold.INVISIBLE
     batch_translate = list(translate)
     batch_translate[0] = 0
-    not_one_to_one = [None if isinstance(out, int) or (out is not None and len(out) == 1) else "x" for out in translate]
-    return _Tables(translate, batch_translate, not_one_to_one, folds)
+    irregular = [cp for cp, out in enumerate(translate) if out is None or (isinstance(out, str) and len(out) > 1)]
+    return _Tables(translate, batch_translate, re.compile(f"[{_char_class(irregular)}{_TAG_RANGE}]"), folds)
 
 
-_TAGS = re.compile("[\U000e0000-\U000e007f]+")
+def _char_class(code_points: list[int]) -> str:
+    """A regex character class body for sorted code points, as ranges."""
+    parts = []
+    start = previous = code_points[0]
+    for cp in [*code_points[1:], -1]:
+        if cp != previous + 1:
+            parts.append(re.escape(chr(start)) + ("-" + re.escape(chr(previous)) if previous > start else ""))
+            start = cp
+        previous = cp
+    return "".join(parts)
+
+
+_TAG_RANGE = "\U000e0000-\U000e007f"
+_TAGS = re.compile(f"[{_TAG_RANGE}]+")
 
 # NUL separates the messages of a batch: the table deletes it inside a text, and no join crosses it.
 BOUNDARY = "\x00"
@@ -176,7 +189,7 @@ _HAN_GAP = re.compile(rf"[^\w\x00]+(?<=[{_HAN}][^\w\x00])(?=[{_HAN}])")
 _SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
 _SPELLED_GAP = re.compile(r"[^\w\x00]+")
 # Runs of white space count as one space, so "click  farming" matches "click farming".
-_EXTRA_SPACE = re.compile(r"(?<=\s)\s+")
+_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
 
 
 def _separator_spans(folded: str) -> list[tuple[int, int]]:
@@ -247,22 +260,23 @@ class Mapped:
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text: slower, for the messages that matched."""
     tables = _tables()
-    if not text.translate(tables.not_one_to_one) and not _TAGS.search(text):
-        folded = text.translate(tables.translate)
-        folded_origin: list[int] | range = range(len(text))
-    else:
-        pieces: list[str] = []
-        origin_list: list[int] = []
-        for i, ch in enumerate(text):
-            cp = ord(ch)
-            if cp < _TABLE_SIZE:
-                mapped = tables.translate[cp]
-                out = ch if isinstance(mapped, int) else (mapped or "")
-            else:
-                out = "" if _TAGS.match(ch) else ch
+    # Between the rare characters that fold to none or several, the text folds one character for one.
+    pieces: list[str] = []
+    folded_origin: list[int] = []
+    position = 0
+    for m in tables.irregular.finditer(text):
+        index = m.start()
+        pieces.append(text[position:index].translate(tables.translate))
+        folded_origin.extend(range(position, index))
+        cp = ord(m.group())
+        out = tables.translate[cp] if cp < _TABLE_SIZE else None
+        if isinstance(out, str):
             pieces.append(out)
-            origin_list.extend([i] * len(out))
-        folded, folded_origin = "".join(pieces), origin_list
+            folded_origin.extend([index] * len(out))
+        position = index + 1
+    pieces.append(text[position:].translate(tables.translate))
+    folded_origin.extend(range(position, len(text)))
+    folded = "".join(pieces)
     kept_text: list[str] = []
     origin: list[int] = []
     joined: set[int] = set()

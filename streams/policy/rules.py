@@ -101,7 +101,7 @@ def _strip_comment(line: str) -> str:
 class _FileParser:
     path: Path
     category: Category | None = None
-    header: dict[str, str] = field(default_factory=dict)
+    header: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (value, "file:line")
     rule: Rule | None = None
     in_allow: bool = False
     rule_ids: set[str] = field(default_factory=set)
@@ -127,7 +127,7 @@ class _FileParser:
                 raise RulePackError(f"{where}: '{keyword}' is given twice")
             if not rest:
                 raise RulePackError(f"{where}: '{keyword}' needs a value")
-            self.header[keyword] = rest
+            self.header[keyword] = (rest, where)
         elif keyword == "rule":
             self._start_rule(rest, where)
         elif keyword == "allow" and not rest:
@@ -143,14 +143,14 @@ class _FileParser:
             missing = [k for k in _HEADER_KEYS if k not in self.header]
             if missing:
                 raise RulePackError(f"{where}: the header misses {', '.join(missing)}")
-            cid = self.header["category"]
+            cid, cid_where = self.header["category"]
             if not _SLUG.match(cid):
-                raise RulePackError(f"{where}: category id '{cid}' must be lower-case letters, digits, '_' or '-'")
+                raise RulePackError(f"{cid_where}: category id '{cid}' must be lower-case letters, digits, '_' or '-'")
             if cid != self.path.stem:
-                raise RulePackError(f"{where}: category '{cid}' must live in a file named {cid}.rules")
-            severity = _parse_enum(Severity, self.header["severity"], where)
-            decision = _parse_enum(Decision, self.header["decision"], where)
-            self.category = Category(cid, self.header["title"], Severity(severity), Decision(decision))
+                raise RulePackError(f"{cid_where}: category '{cid}' must live in a file named {cid}.rules")
+            severity = _parse_enum(Severity, *self.header["severity"])
+            decision = _parse_enum(Decision, *self.header["decision"])
+            self.category = Category(cid, self.header["title"][0], Severity(severity), Decision(decision))
         return self.category
 
     def _start_rule(self, rest: str, where: str) -> None:

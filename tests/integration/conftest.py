@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -113,30 +113,25 @@ async def produce(settings: Settings, pairs: list[tuple[bytes | None, bytes]], t
         await producer.stop()
 
 
-@pytest.fixture
-async def collector(settings: Settings) -> AsyncIterator[Callable[..., Awaitable[list[ConsumerRecord[bytes, bytes]]]]]:
-    """Reads output topics from the beginning; `await collect(topic, until=...)` returns every record seen."""
-    consumers: list[AIOKafkaConsumer] = []
-
-    async def collect(
-        topic: str,
-        until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
-        wait_seconds: float = 90.0,
-    ) -> list[ConsumerRecord[bytes, bytes]]:
-        consumer = AIOKafkaConsumer(
-            settings.topic(topic), auto_offset_reset="earliest", enable_auto_commit=False, **settings.kafka_options()
-        )
-        consumers.append(consumer)
-        await consumer.start()
-        seen: list[ConsumerRecord[bytes, bytes]] = []
-        deadline = time.monotonic() + wait_seconds
+async def read_until(
+    settings: Settings,
+    topic: str,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    wait_seconds: float = 90.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of an output topic from the beginning, read until ``until(records)`` holds."""
+    consumer = AIOKafkaConsumer(
+        settings.topic(topic), auto_offset_reset="earliest", enable_auto_commit=False, **settings.kafka_options()
+    )
+    await consumer.start()
+    seen: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + wait_seconds
+    try:
         while not until(seen):
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {wait_seconds} s with {len(seen)} records on {topic}")
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 seen.extend(records)
-        return seen
-
-    yield collect
-    for consumer in consumers:
+    finally:
         await consumer.stop()
+    return seen

@@ -9,14 +9,14 @@ import orjson
 import pytest
 
 from streams.topics import VERDICTS
-from tests.integration.conftest import chat_message, produce
+from tests.integration.conftest import chat_message, produce, read_until
 
 pytestmark = pytest.mark.integration
 
 TOTAL = 40_000
 
 
-async def test_sigkill_mid_stream_loses_no_verdict(settings, start_worker, collector):
+async def test_sigkill_mid_stream_loses_no_verdict(settings, start_worker):
     first = start_worker()
 
     async def publish() -> None:
@@ -25,7 +25,7 @@ async def test_sigkill_mid_stream_loses_no_verdict(settings, start_worker, colle
             await asyncio.sleep(0.2)
 
     publishing = asyncio.create_task(publish())
-    seen = await collector(VERDICTS, until=lambda records: len(records) >= TOTAL // 8)
+    seen = await read_until(settings, VERDICTS, until=lambda records: len(records) >= TOTAL // 8)
     first.kill()
     killed_at = len(seen)
     await publishing
@@ -38,7 +38,7 @@ async def test_sigkill_mid_stream_loses_no_verdict(settings, start_worker, colle
     def complete(records) -> bool:
         return expected <= {orjson.loads(r.value)["message_id"] for r in records}
 
-    verdicts = await collector(VERDICTS, until=complete, wait_seconds=120)
+    verdicts = await read_until(settings, VERDICTS, until=complete, wait_seconds=120)
     ids = [orjson.loads(r.value)["message_id"] for r in verdicts]
     assert set(ids) == expected  # nothing lost, nothing invented; duplicates (same id) are allowed
     assert second.alive()

@@ -10,7 +10,7 @@ import pytest
 
 from streams.kafka.produce import partition_for
 from streams.topics import DEADLETTER, MESSAGES, VERDICTS
-from tests.integration.conftest import chat_message, produce
+from tests.integration.conftest import chat_message, produce, read_until
 
 pytestmark = pytest.mark.integration
 
@@ -19,15 +19,15 @@ def _ids(records):
     return [orjson.loads(r.value)["message_id"] for r in records]
 
 
-async def test_every_message_gets_exactly_one_verdict(settings, start_worker, collector):
+async def test_every_message_gets_exactly_one_verdict(settings, start_worker):
     texts = ["今晚一起吃饭吗", "刷*單*返*利，日赚五百", "see you at the airsoft club", "澳门在线赌场 bet365点com"]
     messages = [chat_message(n, texts[n % len(texts)]) for n in range(3000)]
     await produce(settings, messages)
     start_worker()
 
-    verdicts = await collector(VERDICTS, until=lambda seen: len(seen) >= 3000)
+    verdicts = await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= 3000)
     await asyncio.sleep(2)  # anything extra (a duplicate) would arrive now
-    verdicts = await collector(VERDICTS, until=lambda seen: len(seen) >= 3000, wait_seconds=10)
+    verdicts = await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= 3000, wait_seconds=10)
 
     assert sorted(_ids(verdicts)) == sorted(f"m{n}" for n in range(3000))
     for record in verdicts:
@@ -40,7 +40,7 @@ async def test_every_message_gets_exactly_one_verdict(settings, start_worker, co
     assert decisions["m1"] == "block"
 
 
-async def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(settings, start_worker, collector):
+async def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(settings, start_worker):
     bad = [
         (b"g1", b"{not json"),
         (b"g1", b"\xff\xfe\x00 not utf-8"),
@@ -61,7 +61,7 @@ async def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(s
     await produce(settings, [*bad, chat_message(1, group="g1")])
     worker = start_worker()
 
-    dead = await collector(DEADLETTER, until=lambda seen: len(seen) >= len(bad))
+    dead = await read_until(settings, DEADLETTER, until=lambda seen: len(seen) >= len(bad))
     headers = [dict(r.headers) for r in dead]
     assert [h["groupwarden.error.reason"].decode() for h in headers] == expected_reasons
     assert [r.value for r in dead] == [value for _, value in bad]  # the original bytes, in order
@@ -74,12 +74,12 @@ async def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(s
 
     # The worker is still running and still classifying.
     await produce(settings, [chat_message(2, group="g1")])
-    verdicts = await collector(VERDICTS, until=lambda seen: {"m1", "m2"} <= set(_ids(seen)))
+    verdicts = await read_until(settings, VERDICTS, until=lambda seen: {"m1", "m2"} <= set(_ids(seen)))
     assert sorted(_ids(verdicts)) == ["m1", "m2"]
     assert worker.alive()
 
 
-async def test_librdkafka_producers_with_every_codec(settings, start_worker, collector):
+async def test_librdkafka_producers_with_every_codec(settings, start_worker):
     codecs = ["gzip", "snappy", "lz4", "zstd"]
     for codec in codecs:
         producer = confluent_kafka.Producer(
@@ -97,7 +97,7 @@ async def test_librdkafka_producers_with_every_codec(settings, start_worker, col
     start_worker()
 
     expected = {f"{codec}-{n}" for codec in codecs for n in range(200)}
-    verdicts = await collector(VERDICTS, until=lambda seen: expected <= set(_ids(seen)))
+    verdicts = await read_until(settings, VERDICTS, until=lambda seen: expected <= set(_ids(seen)))
     for codec in codecs:
         got = {i for i in _ids(verdicts) if i.startswith(f"{codec}-")}
         assert len(got) == 200, f"{codec}: {len(got)} of 200 verdicts"
