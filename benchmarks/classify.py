@@ -48,7 +48,15 @@ def _messages(texts: list[str]) -> list[ChatMessage]:
 
 def _raw(messages: list[ChatMessage]) -> list[bytes]:
     return [
-        orjson.dumps({"message_id": m.message_id, "group_id": m.group_id, "sender_id": m.sender_id, "sent_at": m.sent_at_ms, "text": m.text})
+        orjson.dumps(
+            {
+                "message_id": m.message_id,
+                "group_id": m.group_id,
+                "sender_id": m.sender_id,
+                "sent_at": m.sent_at_ms,
+                "text": m.text,
+            }
+        )
         for m in messages
     ]
 
@@ -71,7 +79,9 @@ def _stage(classifier: Classifier, raw: list[bytes]) -> float:
     return len(raw) / (time.perf_counter() - start)
 
 
-def _stage_in_process(pack_dir: str, raw: list[bytes], barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue[float]) -> None:
+def _stage_in_process(
+    pack_dir: str, raw: list[bytes], barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue[float]
+) -> None:
     classifier = Classifier(load_pack(pack_dir))
     warm_up()
     barrier.wait()
@@ -86,7 +96,9 @@ def _stage_on_cores(pack_dir: Path, raw: list[bytes], cores: int) -> float:
     results: multiprocessing.Queue[float] = context.Queue()
     share = (len(raw) + cores - 1) // cores
     processes = [
-        context.Process(target=_stage_in_process, args=(str(pack_dir), raw[i * share : (i + 1) * share], barrier, results))
+        context.Process(
+            target=_stage_in_process, args=(str(pack_dir), raw[i * share : (i + 1) * share], barrier, results)
+        )
         for i in range(cores)
     ]
     for process in processes:
@@ -129,7 +141,9 @@ def main() -> None:
     print()
     print(f"classify stage, {len(texts):,} messages, 10,000 keywords, one core unless said")
     print(f"  plain pyahocorasick on str (baseline)   {base:>10,.0f} msgs/s   {base_hits:,} raw hits")
-    print(f"  classifier (batches of {BATCH})          {ours:>10,.0f} msgs/s   {ours / base:4.2f}x   {flagged:,} flagged")
+    print(
+        f"  classifier (batches of {BATCH})          {ours:>10,.0f} msgs/s   {ours / base:4.2f}x   {flagged:,} flagged"
+    )
     print(f"  stage: bytes in, verdict bytes out       {stage:>10,.0f} msgs/s   {stage / base:4.2f}x")
     print(f"  stage on {cores} cores ({cores} processes)         {parallel:>10,.0f} msgs/s   {parallel / base:4.2f}x")
     print("  targets: >= 250,000 msgs/s and >= 3.5x the baseline")

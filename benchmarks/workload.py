@@ -90,7 +90,8 @@ def make(messages: int = 200_000, seed: int = 2026) -> Workload:
         if rng.random() < 0.31:
             text += rng.choice(_EMOJI) * rng.randint(1, 3)
         if rng.random() < 0.04:
-            text += f" https://{han(0)}{rng.choice(('example.com', 'news.cn', 'shop.example.net'))}/p/{rng.randrange(10**6)}"
+            host = rng.choice(("example.com", "news.cn", "shop.example.net"))
+            text += f" https://{host}/p/{rng.randrange(10**6)}"
         if rng.random() < 0.02:
             with_keyword += 1
             term = rng.choice(chinese_list) if rng.random() < 0.75 else rng.choice(english_list)

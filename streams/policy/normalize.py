@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
 from functools import cache
@@ -84,7 +85,25 @@ def _strip_latin_accents(s: str) -> str:
     return "".join(out)
 
 
-def _fold_char(ch: str, t2s: dict[str, str]) -> tuple[str, Fold]:
+_Steps = tuple[tuple[Callable[[str], str], Fold], ...]
+
+
+def _per_char(table: dict[str, str]) -> Callable[[str], str]:
+    return lambda text: "".join(table.get(c, c) for c in text)
+
+
+def _steps(t2s: dict[str, str]) -> _Steps:
+    """What follows NFKC, in order; each step that changes a character adds its Fold."""
+    return (
+        (str.casefold, Fold.CASE),
+        (_strip_latin_accents, Fold.ACCENT),
+        (_per_char(_LOOKALIKES), Fold.LOOKALIKE),
+        (_per_char(t2s), Fold.TRADITIONAL),
+        (_per_char(_FINANCIAL_NUMERALS), Fold.DIGIT_FORM),
+    )
+
+
+def _fold_char(ch: str, steps: _Steps) -> tuple[str, Fold]:
     """The normal form of one character and what it took; the single source of truth for the table."""
     cp = ord(ch)
     category = unicodedata.category(ch)
@@ -104,26 +123,11 @@ def _fold_char(ch: str, t2s: dict[str, str]) -> tuple[str, Fold]:
         decorated = _DECORATED.match(s)
         if decorated and len(s) > 1:
             s = decorated.group(1) or decorated.group(2)
-    lowered = s.casefold()
-    if lowered != s:
-        folds |= Fold.CASE
-        s = lowered
-    plain = _strip_latin_accents(s)
-    if plain != s:
-        folds |= Fold.ACCENT
-        s = plain
-    looks = "".join(_LOOKALIKES.get(c, c) for c in s)
-    if looks != s:
-        folds |= Fold.LOOKALIKE
-        s = looks
-    simplified = "".join(t2s.get(c, c) for c in s)
-    if simplified != s:
-        folds |= Fold.TRADITIONAL
-        s = simplified
-    numerals = "".join(_FINANCIAL_NUMERALS.get(c, c) for c in s)
-    if numerals != s:
-        folds |= Fold.DIGIT_FORM
-        s = numerals
+    for step, fold in steps:
+        changed = step(s)
+        if changed != s:
+            folds |= fold
+            s = changed
     return s, folds
 
 
@@ -145,14 +149,14 @@ class _Tables:
 
 @cache
 def _tables() -> _Tables:
-    t2s = _traditional_to_simplified()
+    steps = _steps(_traditional_to_simplified())
     translate: list[str | int | None] = list(range(_TABLE_SIZE))
     folds = [0] * _TABLE_SIZE
     for cp in range(_TABLE_SIZE):
         ch = chr(cp)
         if 0xD800 <= cp <= 0xDFFF or (cp < 0x80 and not ch.isupper()):
             continue
-        out, fold = _fold_char(ch, t2s)
+        out, fold = _fold_char(ch, steps)
         if out != ch:
             translate[cp] = out or None
             folds[cp] = fold
