@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,21 +46,34 @@ class ChatMessage:
     client: str | None = None
 
 
+# RFC 3339 date-time, as the schema's pattern says: ISO 8601 allows much more (weeks, basic format, +0800).
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+
+
 def parse_sent_at(value: object) -> int:
     """Epoch milliseconds from an RFC 3339 string with an offset, or from epoch milliseconds."""
     if isinstance(value, int) and not isinstance(value, bool):
         if 0 <= value < 1 << 53:
             return value
         raise InvalidMessage(INVALID_FIELD, "sent_at: epoch milliseconds out of range")
-    if isinstance(value, str):
+    if not isinstance(value, str):
+        raise InvalidMessage(INVALID_FIELD, "sent_at: must be an RFC 3339 string or epoch milliseconds")
+    m = _RFC3339.fullmatch(value)
+    if m:
+        date, hour_minute, second, fraction, offset = m.groups()
+        second = min(second, "59")  # a leap second counts as the second before it
+        micros = (fraction or "").ljust(6, "0")[:6]
+        offset = "+00:00" if offset in ("Z", "z") else offset
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(f"{date}T{hour_minute}:{second}.{micros}{offset}")
         except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None and "T" in value.upper():
+            pass
+        else:
             return int(parsed.timestamp() * 1000)
-        raise InvalidMessage(INVALID_FIELD, "sent_at: not an RFC 3339 date-time with an offset")
-    raise InvalidMessage(INVALID_FIELD, "sent_at: must be an RFC 3339 string or epoch milliseconds")
+    raise InvalidMessage(INVALID_FIELD, "sent_at: not an RFC 3339 date-time with an offset")
 
 
 def _id(doc: dict[str, Any], name: str) -> str:

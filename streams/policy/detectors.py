@@ -14,12 +14,16 @@ _TLDS = (
     "com|net|org|cn|top|xyz|vip|cc|io|me|info|shop|club|app|link|site|online|live|bet|win|tk|ml|ga|cf|gq|ru|co|tv|"
     "hk|tw|biz|pro|fun|icu|cyou|asia|mobi|store|tech|work|life|one|ltd|loan|casino|games?"
 )
-_URL = re.compile(r"(?:https?://|www\.)[^\s\x00<>\"'，。！？、]+")
+# A URL runs on while its characters are ones a URL may hold (commas excepted: in chat they end the link).
+_URL = re.compile(r"(?:https?://|www\.)[a-z0-9\-._~:/?#@!$&*+;=%]+")
 # Bare domains are found by their top-level domain, also written with 点 or "dot" ("bet365点com"); the name
 # before it is then read backwards.
-_TLD_DOT = re.compile(rf"[.点]({_TLDS})(?![a-z0-9-])")
+_TLD_DOT = re.compile(rf"[.点。]({_TLDS})(?![a-z0-9-])")
 _TLD_WORD = re.compile(rf"dot ?({_TLDS})(?![a-z0-9-])")
-_NAME_BEFORE = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])? ?$")
+_NAME_BEFORE = re.compile(r"(?:https?://)?[a-z0-9](?:[a-z0-9.-]*[a-z0-9])? ?$")
+# "bet365 dot com" is an evasion, "the dot com bubble" is English: a spelled-out dot needs a name with a digit,
+# a hyphen or a dot.
+_NAME_NOT_A_WORD = re.compile(r"[0-9.-]")
 _HOST = re.compile(r"^(?:https?://)?([^/:?#\s]+)")
 
 # Mainland mobile numbers: 11 digits from 13x-19x, optionally +86, with spaces or dashes; also spelled out in
@@ -30,7 +34,7 @@ _NUMERALS = "0-9〇零一幺二两三四五六七八九"
 _PHONE_SPELLED = re.compile(rf"[1一幺](?<![{_NUMERALS}][1一幺])[3-9三四五六七八九][{_NUMERALS}]{{9}}(?![{_NUMERALS}])")
 
 _WECHAT = re.compile(
-    r"(?:微信|威信|薇信|徽信|v信|vx|wx|weixin|wechat|加v|加微|卫星|绿泡泡)(?:号|id)?\s*[:：]?\s*([a-z][a-z0-9_-]{5,19})(?![a-z0-9_-])",
+    r"(?:微信|威信|薇信|徽信|v信|vx|wx|weixin|wechat|加v|加微|卫星|绿泡泡)\s*(?:号|id)?\s*[:：]?\s*([a-z][a-z0-9_-]{5,19})(?![a-z0-9_-])",
 )
 _QQ = re.compile(r"(?:qq|扣扣|企鹅|q群|qq群)(?:号|群)?\s*[:：]?\s*([1-9][0-9]{4,11})(?![0-9])")
 _TELEGRAM = re.compile(r"(?:telegram|tg|飞机|纸飞机)(?:号)?\s*[:：]?\s*@?([a-z][a-z0-9_]{4,31})(?![a-z0-9_])")
@@ -63,9 +67,8 @@ def id_card_valid(number: str) -> bool:
 def domain_of(link: str) -> str | None:
     """The host of a URL or bare domain, lower-case, without ``www.``."""
     m = _HOST.match(link.strip().lower())
-    if not m or "." not in m.group(1):
-        return None
-    return m.group(1).rstrip(".").removeprefix("www.")
+    host = m.group(1).rstrip(".").removeprefix("www.") if m else ""
+    return host if "." in host else None
 
 
 def _outside(spans: list[tuple[int, int]], start: int) -> bool:
@@ -83,15 +86,15 @@ def detect(normal: str) -> list[Signal]:
     for pattern in (_TLD_DOT, _TLD_WORD):
         for m in pattern.finditer(normal):
             name = _NAME_BEFORE.search(normal, max(0, m.start() - 253), m.start())
-            if name and _outside(urls, name.start()):
-                signals.append(Signal("link", name.start(), m.end(), f"{name.group().strip('. ')}.{m.group(1)}"))
-    phones = [m.span() for m in _PHONE_86.finditer(normal)]
-    phones += [
-        m.span()
-        for pattern in (_PHONE, _PHONE_SPELLED)
-        for m in pattern.finditer(normal)
-        if _outside(phones, m.start())
-    ]
+            if not name or not _outside(urls, name.start()):
+                continue
+            if pattern is _TLD_WORD and not _NAME_NOT_A_WORD.search(name.group().strip()):
+                continue
+            if domain := domain_of(f"{name.group().strip()}.{m.group(1)}"):
+                signals.append(Signal("link", name.start(), m.end(), domain))
+    phones: list[tuple[int, int]] = []
+    for pattern in (_PHONE_86, _PHONE, _PHONE_SPELLED):
+        phones.extend(m.span() for m in pattern.finditer(normal) if _outside(phones, m.start()))
     signals.extend(Signal("phone", start, end) for start, end in phones)
     signals.extend(Signal("id_card", m.start(), m.end()) for m in _ID_CARD.finditer(normal) if id_card_valid(m.group()))
     for kind, pattern in (("wechat_id", _WECHAT), ("qq_id", _QQ), ("telegram_id", _TELEGRAM)):

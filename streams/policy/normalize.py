@@ -67,6 +67,8 @@ _LOOKALIKES = dict(
 
 _FINANCIAL_NUMERALS = dict(zip("壹贰叁肆伍陆柒捌玖拾佰仟", "一二三四五六七八九十百千", strict=True))
 
+# Negative circled and squared letters (🅒🅐🅢🅘🅝🅞), which have no compatibility decomposition in Unicode.
+_LETTER_LOOKALIKE_BLOCKS = ((0x1F150, 0x1F169), (0x1F170, 0x1F189))
 _HAN_NUMERALS = frozenset("〇一二三四五六七八九十")
 _WIDTH_BLOCK = (0xFF00, 0xFFEF)
 
@@ -113,6 +115,9 @@ def _fold_char(ch: str, steps: _Steps) -> tuple[str, Fold]:
         return "", Fold.ACCENT
     folds = Fold(0)
     s = unicodedata.normalize("NFKC", ch)
+    for first, last in _LETTER_LOOKALIKE_BLOCKS:
+        if first <= cp <= last:
+            s = chr(ord("a") + cp - first)
     if s != ch:
         if any(c.isdigit() or c in _HAN_NUMERALS for c in s):
             folds |= Fold.DIGIT_FORM
@@ -188,7 +193,7 @@ BOUNDARY = "\x00"
 # Chinese characters, and the run of non-word characters (spaces, punctuation, symbols, emoji) between two of them.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 # (Patterns start with a character class, not a lookbehind, so the regex engine can skip ahead quickly.)
-_HAN_GAP = re.compile(rf"[^\w\x00]+(?<=[{_HAN}][^\w\x00])(?=[{_HAN}])")
+_HAN_GAP = re.compile(rf"[^\w\x00](?<=[{_HAN}][^\w\x00])[^\w\x00]*(?=[{_HAN}])")
 # Three or more single Latin letters or digits, each set apart by one to three non-word characters: "v.i.a.g.r.a".
 _SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
 _SPELLED_GAP = re.compile(r"[^\w\x00]+")
@@ -196,20 +201,30 @@ _SPELLED_GAP = re.compile(r"[^\w\x00]+")
 _EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
 
 
-def _separator_spans(folded: str) -> list[tuple[int, int]]:
-    """Index ranges of ``folded`` that the join step removes, in order."""
-    spans = [m.span() for m in _HAN_GAP.finditer(folded)]
-    spans.extend(m.span() for m in _EXTRA_SPACE.finditer(folded))
-    for m in _SPELLED.finditer(folded):
-        spans.extend((m.start() + g.start(), m.start() + g.end()) for g in _SPELLED_GAP.finditer(m.group()))
-    spans.sort()
-    return spans
+def _extra_spaces(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _EXTRA_SPACE.finditer(text)]
+
+
+def _han_gaps(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _HAN_GAP.finditer(text)]
+
+
+def _spelled_gaps(text: str) -> list[tuple[int, int]]:
+    return [
+        (m.start() + g.start(), m.start() + g.end())
+        for m in _SPELLED.finditer(text)
+        for g in _SPELLED_GAP.finditer(m.group())
+    ]
+
+
+# The joins, in order: each removes spans of what the one before left. ``_join`` is the same, as fast substitutions.
+_JOINS = (_extra_spaces, _han_gaps, _spelled_gaps)
 
 
 def _join(folded: str) -> str:
+    folded = _EXTRA_SPACE.sub("", folded)
     folded = _HAN_GAP.sub("", folded)
-    folded = _SPELLED.sub(lambda m: _SPELLED_GAP.sub("", m.group()), folded)
-    return _EXTRA_SPACE.sub("", folded)
+    return _SPELLED.sub(lambda m: _SPELLED_GAP.sub("", m.group()), folded)
 
 
 def warm_up() -> None:
@@ -281,28 +296,31 @@ def normalize_mapped(text: str) -> Mapped:
     pieces.append(text[position:].translate(tables.translate))
     folded_origin.extend(range(position, len(text)))
     folded = "".join(pieces)
-    kept_text: list[str] = []
-    origin: list[int] = []
     joined: set[int] = set()
+    for spans_of in _JOINS:
+        if spans := spans_of(folded):
+            folded, folded_origin = _remove(folded, folded_origin, spans, joined)
+    return Mapped(folded, text, folded_origin, frozenset(joined))
+
+
+def _remove(
+    text: str,
+    origin: list[int],
+    spans: list[tuple[int, int]],
+    removed: set[int],
+) -> tuple[str, list[int]]:
+    """``text`` without the sorted, disjoint ``spans``; the original indices removed are added to ``removed``."""
+    kept_text: list[str] = []
+    kept_origin: list[int] = []
     position = 0
-    for start, end in _merged(_separator_spans(folded)):
-        kept_text.append(folded[position:start])
-        origin.extend(folded_origin[position:start])
-        joined.update(folded_origin[start:end])
-        position = end
-    kept_text.append(folded[position:])
-    origin.extend(folded_origin[position:])
-    return Mapped("".join(kept_text), text, origin, frozenset(joined))
-
-
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
     for start, end in spans:
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(end, out[-1][1]))
-        else:
-            out.append((start, end))
-    return out
+        kept_text.append(text[position:start])
+        kept_origin.extend(origin[position:start])
+        removed.update(origin[start:end])
+        position = end
+    kept_text.append(text[position:])
+    kept_origin.extend(origin[position:])
+    return "".join(kept_text), kept_origin
 
 
 def fold_names(folds: Fold) -> list[str]:

@@ -84,11 +84,10 @@ _HEADER_KEYS = ("category", "title", "severity", "decision")
 
 
 def _parse_enum(kind: type[Severity] | type[Decision], value: str, where: str) -> Severity | Decision:
-    try:
-        return kind[value.upper()]
-    except KeyError:
-        allowed = " | ".join(m.label for m in kind if m.value > 0)
-        raise RulePackError(f"{where}: {kind.__name__.lower()} '{value}' is not one of {allowed}") from None
+    choices = {m.label: m for m in kind if m.value > 0}  # none and allow are outcomes, not settings
+    if value not in choices:
+        raise RulePackError(f"{where}: {kind.__name__.lower()} '{value}' is not one of {' | '.join(choices)}")
+    return choices[value]
 
 
 def _strip_comment(line: str) -> str:
@@ -155,8 +154,8 @@ class _FileParser:
 
     def _start_rule(self, rest: str, where: str) -> None:
         category = self._finish_header(where)
-        slug, *options = rest.split()
-        if not slug or not _SLUG.match(slug):
+        slug, *options = rest.split() or [""]
+        if not _SLUG.match(slug):
             raise RulePackError(f"{where}: rule id '{slug}' must be lower-case letters, digits, '_' or '-'")
         rule_id = f"{category.id}.{slug}"
         if rule_id in self.rule_ids:
@@ -213,7 +212,8 @@ def load_pack(directory: Path | str) -> RulePack:
         try:
             text = raw.decode()
         except UnicodeDecodeError as exc:
-            raise RulePackError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            line = raw[: exc.start].count(b"\n") + 1
+            raise RulePackError(f"{path}:{line}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
         parser = _FileParser(path)
         parser.parse(text)
         assert parser.category is not None

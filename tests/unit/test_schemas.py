@@ -74,8 +74,16 @@ def test_both_accept_and_refuse_something():
 
 def test_verdicts_conform_to_the_verdict_schema():
     classifier = Classifier(load_pack(ROOT / "rules"))
-    texts = ["今晚一起吃饭吗", "刷*單*返*利 加V: abc12345 138-0013-8000", "身份证 11010519491231002X", "bet365点com 澳门赌场"]
-    messages = [parse_message(orjson.dumps(BASE | {"message_id": f"m{i}", "text": t, "links": ["https://a.example/x"]})) for i, t in enumerate(texts)]
+    texts = [
+        "今晚一起吃饭吗",
+        "刷*單*返*利 加V: abc12345 138-0013-8000",
+        "身份证 11010519491231002X",
+        "bet365点com 澳门赌场",
+    ]
+    messages = [
+        parse_message(orjson.dumps(BASE | {"message_id": f"m{i}", "text": t, "links": ["https://a.example/x"]}))
+        for i, t in enumerate(texts)
+    ]
     verdicts = classifier.classify_batch(messages, 1795300000123)
     validator = jsonschema.Draft202012Validator(VERDICT_SCHEMA)
     for verdict in verdicts:

@@ -1,0 +1,271 @@
+"""Detectors: links, phone numbers, IM ids and ID-card numbers, on normalised text."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.policy.detectors import Signal, detect, domain_of, id_card_valid
+from streams.policy.normalize import normalize
+
+# Computed here independently of the detector (GB 11643).
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+CHECK_CHARS = "10X98765432"
+
+
+def with_check_digit(first17: str) -> str:
+    """An ID-card number: 17 digits and their check character (upper-case X, as printed on cards)."""
+    assert len(first17) == 17
+    assert first17.isdigit()
+    return first17 + CHECK_CHARS[sum(int(d) * w for d, w in zip(first17, WEIGHTS, strict=True)) % 11]
+
+
+def wrong_check_digit(number: str) -> str:
+    """The same number with a check character that does not match."""
+    right = number[-1]
+    return number[:-1] + next(c for c in "0123456789" if c != right)
+
+
+def signals(text: str) -> list[tuple[str, str, str | None]]:
+    """(kind, matched normalised text, value) for every signal in the normal form of ``text``."""
+    normal = normalize(text)
+    return [(s.kind, normal[s.start : s.end], s.value) for s in detect(normal)]
+
+
+def of_kind(text: str, kind: str) -> list[tuple[str, str | None]]:
+    return [(matched, value) for k, matched, value in signals(text) if k == kind]
+
+
+# --- links ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "matched", "domain"),
+    [
+        pytest.param(
+            "看这里 https://Example.COM/path?x=1 快", "https://example.com/path?x=1", "example.com", id="https"
+        ),
+        pytest.param("http://www.bet365.com", "http://www.bet365.com", "bet365.com", id="http-www"),
+        pytest.param("https://www.bet365.com:8080/x", "https://www.bet365.com:8080/x", "bet365.com", id="port"),
+        pytest.param("www.Spam-Site.net/abc", "www.spam-site.net/abc", "spam-site.net", id="www"),
+        pytest.param("WWW.BET365.COM", "www.bet365.com", "bet365.com", id="www-upper-case"),
+        pytest.param("去 bet365.com 注册", "bet365.com", "bet365.com", id="bare-domain"),
+        pytest.param("shop.taobao.com点击", "shop.taobao.com", "shop.taobao.com", id="bare-subdomain"),
+        pytest.param("ＢＥＴ３６５．ＣＯＭ", "bet365.com", "bet365.com", id="full-width-domain"),
+        pytest.param("bet365点com", "bet365点com", "bet365.com", id="dian-com"),
+        pytest.param("bet365 dot com", "bet365 dot com", "bet365.com", id="space-dot-space-com"),
+        pytest.param("bet365dotcom", "bet365dotcom", "bet365.com", id="dotcom"),
+        pytest.param("Bet365 DOT Com", "bet365 dot com", "bet365.com", id="dot-com-upper-case"),
+        pytest.param("bet365。com", "bet365。com", "bet365.com", id="ideographic-full-stop"),
+    ],
+)
+def test_link_found_with_its_domain(text: str, matched: str, domain: str) -> None:
+    assert of_kind(text, "link") == [(matched, domain)]
+
+
+@pytest.mark.parametrize(
+    ("text", "domain"),
+    [
+        # A URL runs into the Chinese text that follows it: chat rarely puts a space there.
+        pytest.param("访问www.bet365.com注册", "bet365.com", id="www-then-han"),
+        pytest.param("打开https://bet365.com立即注册", "bet365.com", id="https-then-han"),
+        # Full-width punctuation after a URL is ASCII once normalised.
+        pytest.param("https://bet365.com，注册", "bet365.com", id="https-then-full-width-comma"),
+        # The 点 / dot evasions after www.
+        pytest.param("www.bet365点com", "bet365.com", id="www-dian-com"),
+        pytest.param("www.bet365 dot com", "bet365.com", id="www-dot-com"),
+    ],
+)
+def test_link_domain_is_the_host_only(text: str, domain: str) -> None:
+    assert [value for _, value in of_kind(text, "link")] == [domain]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "版本号 v1.2.3",
+        "file.txt",
+        "node.js",
+        "e.g. this",
+        "hello, world",
+        "https://a",
+        "see www.",
+        "a.b",
+        "the dot com bubble",
+    ],
+)
+def test_no_link(text: str) -> None:
+    assert of_kind(text, "link") == []
+
+
+@pytest.mark.parametrize(
+    ("link", "domain"),
+    [
+        ("https://WWW.Example.COM/path", "example.com"),
+        ("http://example.com:8080", "example.com"),
+        ("www.example.com.", "example.com"),
+        ("  sub.example.org?q=1  ", "sub.example.org"),
+        ("example", None),
+        ("https://localhost/x", None),
+        ("", None),
+    ],
+)
+def test_domain_of(link: str, domain: str | None) -> None:
+    assert domain_of(link) == domain
+
+
+# --- phone numbers ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "matched"),
+    [
+        pytest.param("13800138000", "13800138000", id="plain"),
+        pytest.param("电话13800138000。", "13800138000", id="between-han"),
+        pytest.param("138-0013-8000", "138-0013-8000", id="dashes"),
+        pytest.param("138 0013 8000", "138 0013 8000", id="spaces"),
+        pytest.param("+86 138 0013 8000", "86 138 0013 8000", id="plus-86-spaces"),
+        pytest.param("8613800138000", "8613800138000", id="86-prefix"),
+        pytest.param("１３８００１３８０００", "13800138000", id="full-width-digits"),
+        pytest.param("一三八零零一三八零零零", "一三八零零一三八零零零", id="chinese-numerals"),
+        pytest.param("幺三八零零幺三八零零零", "幺三八零零幺三八零零零", id="chinese-numerals-yao"),
+    ],
+)
+def test_phone_found_once(text: str, matched: str) -> None:
+    assert of_kind(text, "phone") == [(matched, None)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("1380013800", id="10-digits"),
+        pytest.param("138001380001", id="12-digits"),
+        pytest.param("23800138000", id="not-starting-with-1"),
+        pytest.param("12800138000", id="second-digit-2"),
+        pytest.param("一三八零零一三八零零", id="10-chinese-numerals"),
+        pytest.param("一三八零零一三八零零零零", id="12-chinese-numerals"),
+        pytest.param("订单号 913800138000", id="inside-a-longer-number"),
+    ],
+)
+def test_no_phone(text: str) -> None:
+    assert of_kind(text, "phone") == []
+
+
+def test_two_phones_in_one_text() -> None:
+    assert of_kind("13800138000 或 13912345678", "phone") == [("13800138000", None), ("13912345678", None)]
+
+
+# --- IM ids -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "matched"),
+    [
+        pytest.param("加V: abc12345", "wechat_id", "加v: abc12345", id="jia-v"),
+        pytest.param("微信：xyz_888a", "wechat_id", "微信:xyz_888a", id="weixin-full-width-colon"),
+        pytest.param("vx abc123456", "wechat_id", "vx abc123456", id="vx"),
+        pytest.param("WeChat: spam_seller", "wechat_id", "wechat: spam_seller", id="wechat"),
+        pytest.param("微信号 abc_12345", "wechat_id", "微信号 abc_12345", id="weixin-hao"),
+        pytest.param("WeChat ID: spam_seller", "wechat_id", "wechat id: spam_seller", id="wechat-space-id"),
+        pytest.param("QQ 12345678", "qq_id", "qq 12345678", id="qq"),
+        pytest.param("扣扣：1234567", "qq_id", "扣扣:1234567", id="koukou"),
+        pytest.param("tg @spam_bot1", "telegram_id", "tg @spam_bot1", id="tg"),
+        pytest.param("Telegram: @spam_bot1", "telegram_id", "telegram: @spam_bot1", id="telegram"),
+    ],
+)
+def test_im_id_found(text: str, kind: str, matched: str) -> None:
+    assert of_kind(text, kind) == [(matched, None)]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        pytest.param("wx: ab", "wechat_id", id="wechat-too-short"),
+        pytest.param("qq 1234", "qq_id", id="qq-too-short"),
+        pytest.param("qq 01234567", "qq_id", id="qq-leading-zero"),
+        pytest.param("telegram: @abcd", "telegram_id", id="telegram-too-short"),
+    ],
+)
+def test_no_im_id(text: str, kind: str) -> None:
+    assert of_kind(text, kind) == []
+
+
+# --- ID-card numbers --------------------------------------------------------------------------------------------
+
+VALID_ID = with_check_digit("44030419900101123")  # ...3
+VALID_ID_X = with_check_digit("11010519491231002")  # ...X
+
+
+def test_check_digit_helper_agrees_with_published_examples() -> None:
+    # The standard's own example number, and a made-up one ending in X.
+    assert with_check_digit("11010519491231002") == "11010519491231002X"
+    assert VALID_ID == "440304199001011233"
+
+
+@pytest.mark.parametrize("number", [VALID_ID, VALID_ID_X.lower()])
+def test_id_card_valid_accepts_valid_numbers(number: str) -> None:
+    assert id_card_valid(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        wrong_check_digit(VALID_ID),
+        VALID_ID_X,  # id_card_valid takes normalised text: 'x' lower-case
+        VALID_ID[:-1],
+        VALID_ID + "1",
+        "4403041990010112a3",
+        "",
+    ],
+)
+def test_id_card_valid_refuses_invalid_numbers(number: str) -> None:
+    assert not id_card_valid(number)
+
+
+@pytest.mark.parametrize(
+    ("text", "matched"),
+    [
+        pytest.param(f"我的身份证{VALID_ID}", VALID_ID, id="digit-check"),
+        pytest.param(f"身份证 {VALID_ID_X}", VALID_ID_X.lower(), id="upper-x"),
+        pytest.param(f"身份证 {VALID_ID_X.lower()}", VALID_ID_X.lower(), id="lower-x"),
+        pytest.param(
+            "ｉｄ " + VALID_ID_X.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")),
+            VALID_ID_X.lower(),
+            id="full-width",
+        ),
+    ],
+)
+def test_valid_id_card_found(text: str, matched: str) -> None:
+    assert of_kind(text, "id_card") == [(matched, None)]
+    assert of_kind(text, "phone") == []
+
+
+def test_id_card_with_wrong_check_digit_refused() -> None:
+    assert of_kind(f"身份证{wrong_check_digit(VALID_ID)}", "id_card") == []
+
+
+def test_id_card_with_impossible_month_refused() -> None:
+    impossible = with_check_digit("11010519491331002")  # month 13, check digit right
+    assert id_card_valid(impossible.lower())  # the checksum alone would pass...
+    assert of_kind(f"身份证{impossible}", "id_card") == []  # ...the date does not
+
+
+def test_id_card_inside_a_longer_number_refused() -> None:
+    assert of_kind(f"单号9{VALID_ID}", "id_card") == []
+    assert of_kind(f"单号{VALID_ID}5", "id_card") == []
+
+
+# --- all together -----------------------------------------------------------------------------------------------
+
+
+def test_signals_in_text_order_with_offsets() -> None:
+    normal = normalize("加V: abc12345 电话13800138000 网址 bet365点com")
+    assert normal == "加v: abc12345 电话13800138000 网址 bet365点com"
+    assert detect(normal) == [
+        Signal("wechat_id", 0, 12),
+        Signal("phone", 15, 26),
+        Signal("link", 30, 40, "bet365.com"),
+    ]
+
+
+def test_clean_text_has_no_signals() -> None:
+    assert detect(normalize("今天天气不错，一起吃饭吧 see you at 7")) == []

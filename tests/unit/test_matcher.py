@@ -1,0 +1,206 @@
+"""Matcher: keyword hits in normalised text, English word boundaries, allow phrases and batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import header, make_pack
+
+from streams.policy.matcher import Hit, Matcher
+from streams.policy.normalize import normalize, normalize_joined
+
+SCAM = (
+    header("scam")
+    + """
+rule task-rebate
+  刷单
+  刷单返利
+  shua单
+  scam
+  bet365
+  click farming job
+allow
+  警惕刷单
+  远离赌博
+"""
+)
+
+GAMBLING = (
+    header("gambling", severity="medium", decision="review")
+    + """
+rule casino
+  赌博
+  casino
+allow
+  拒绝刷单
+"""
+)
+
+
+@pytest.fixture
+def matcher(tmp_path: Path) -> Matcher:
+    return Matcher(make_pack(tmp_path, {"scam": SCAM, "gambling": GAMBLING}))
+
+
+def found(matcher: Matcher, text: str) -> list[tuple[str, int, int, str]]:
+    """(term, start, end, rule id) of every hit in the normal form of ``text``."""
+    return [(h.term.normal, h.start, h.end, h.term.rule.id) for h in matcher.find(normalize(text))]
+
+
+def test_matcher_counts_terms_and_allow_phrases(matcher: Matcher) -> None:
+    assert matcher.size == 11  # 8 terms and 3 allow phrases, all distinct
+
+
+def test_chinese_term_found(matcher: Matcher) -> None:
+    assert found(matcher, "招人刷单了") == [("刷单", 2, 4, "scam.task-rebate")]
+
+
+def test_chinese_term_found_after_normalisation(matcher: Matcher) -> None:
+    assert found(matcher, "这是賭*博网站") == [("赌博", 2, 4, "gambling.casino")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a scam!", [("scam", 2, 6, "scam.task-rebate")]),
+        ("SCAM", [("scam", 0, 4, "scam.task-rebate")]),
+        ("这是scam吗", [("scam", 2, 6, "scam.task-rebate")]),
+        ("scam,scam", [("scam", 0, 4, "scam.task-rebate"), ("scam", 5, 9, "scam.task-rebate")]),
+        ("scampi", []),
+        ("ascam", []),
+        ("scam1", []),
+        ("scam_", [("scam", 0, 4, "scam.task-rebate")]),  # '_' is not a letter or digit
+    ],
+)
+def test_english_term_matches_whole_words_only(matcher: Matcher, text: str, expected: list[object]) -> None:
+    assert found(matcher, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("bet365", [("bet365", 0, 6, "scam.task-rebate")]),
+        ("go bet365!", [("bet365", 3, 9, "scam.task-rebate")]),
+        ("去bet365注册", [("bet365", 1, 7, "scam.task-rebate")]),
+        ("bet3650", []),
+        ("1bet365", []),
+        ("abet365", []),
+    ],
+)
+def test_term_with_digits_matches_whole_words_only(matcher: Matcher, text: str, expected: list[object]) -> None:
+    assert found(matcher, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("shua单", [("shua单", 0, 5, "scam.task-rebate")]),
+        ("来shua单吧", [("shua单", 1, 6, "scam.task-rebate")]),
+        ("xshua单", []),  # the Latin side is checked for a word boundary
+    ],
+)
+def test_mixed_script_term_checks_the_latin_side(matcher: Matcher, text: str, expected: list[object]) -> None:
+    assert found(matcher, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Click  Farming Job now", [("click farming job", 0, 17, "scam.task-rebate")]),
+        ("a click farming job.", [("click farming job", 2, 19, "scam.task-rebate")]),
+        ("click farming jobs", []),
+        ("click farming", []),
+    ],
+)
+def test_multi_word_english_term(matcher: Matcher, text: str, expected: list[object]) -> None:
+    assert found(matcher, text) == expected
+
+
+def test_allow_phrase_cancels_hit_it_covers(matcher: Matcher) -> None:
+    assert found(matcher, "警惕刷单诈骗") == []
+    assert found(matcher, "刷单赚钱") == [("刷单", 0, 2, "scam.task-rebate")]
+
+
+def test_allow_phrase_does_not_cancel_hit_it_only_overlaps(matcher: Matcher) -> None:
+    # 警惕刷单 covers 刷单 at [2, 4) but only overlaps 刷单返利 at [2, 6).
+    assert found(matcher, "警惕刷单返利") == [("刷单返利", 2, 6, "scam.task-rebate")]
+
+
+def test_allow_phrase_only_cancels_hits_inside_itself(matcher: Matcher) -> None:
+    assert found(matcher, "警惕刷单，刷单赚钱") == [("刷单", 4, 6, "scam.task-rebate")]
+
+
+def test_allow_phrases_cancel_across_categories(matcher: Matcher) -> None:
+    assert found(matcher, "远离赌博") == []  # a scam.rules allow phrase, a gambling term
+    assert found(matcher, "拒绝刷单") == []  # a gambling.rules allow phrase, a scam term
+    assert found(matcher, "赌博") == [("赌博", 0, 2, "gambling.casino")]
+
+
+def test_overlapping_terms_are_all_reported_in_order(matcher: Matcher) -> None:
+    assert found(matcher, "刷单返利") == [
+        ("刷单", 0, 2, "scam.task-rebate"),
+        ("刷单返利", 0, 4, "scam.task-rebate"),
+    ]
+
+
+def test_hits_sorted_with_character_offsets_in_mixed_text(matcher: Matcher) -> None:
+    normal = normalize("Hi! 刷单 and SCAM, ｃａｓｉｎｏ賭博 bet365")
+    assert normal == "hi! 刷单 and scam, casino赌博 bet365"
+    hits = matcher.find(normal)
+    assert [(h.term.normal, h.start, h.end) for h in hits] == [
+        ("刷单", 4, 6),
+        ("scam", 11, 15),
+        ("casino", 17, 23),
+        ("赌博", 23, 25),
+        ("bet365", 26, 32),
+    ]
+    assert all(normal[h.start : h.end] == h.term.normal for h in hits)
+    assert [h.term.rule.category for h in hits] == ["scam", "scam", "gambling", "gambling", "scam"]
+
+
+def test_no_hits_in_clean_text(matcher: Matcher) -> None:
+    assert matcher.find(normalize("今天天气不错 let's have lunch")) == []
+    assert matcher.find("") == []
+
+
+def test_find_joined_splits_hits_per_text(matcher: Matcher) -> None:
+    texts = ["刷单", "nothing here", "a scam 赌博", "ＣＡＳＩＮＯ", "警惕刷单"]
+    joined = normalize_joined(texts)
+    hits = matcher.find_joined(joined)
+    assert sorted(hits) == [0, 2, 3]
+    as_tuples = {i: [(h.term.normal, h.start, h.end) for h in found_hits] for i, found_hits in hits.items()}
+    assert as_tuples == {
+        0: [("刷单", 0, 2)],
+        2: [("scam", 2, 6), ("赌博", 7, 9)],
+        3: [("casino", 0, 6)],
+    }
+    for index, found_hits in hits.items():
+        normal = normalize(texts[index])
+        assert all(normal[h.start : h.end] == h.term.normal for h in found_hits)
+
+
+def test_find_joined_treats_the_boundary_as_a_word_break(matcher: Matcher) -> None:
+    hits = matcher.find_joined(normalize_joined(["a scam", "scam b", "sc", "am"]))
+    assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
+        0: [("scam", 2, 6)],
+        1: [("scam", 0, 4)],
+    }
+
+
+def test_find_joined_offsets_count_characters_not_bytes(matcher: Matcher) -> None:
+    # Multi-byte characters before a hit, in the same text and in the texts before it.
+    hits = matcher.find_joined(normalize_joined(["赌博赌博", "你好你好 scam", "哈哈 bet365 ok 刷单"]))
+    assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
+        0: [("赌博", 0, 2), ("赌博", 2, 4)],
+        1: [("scam", 5, 9)],
+        2: [("bet365", 3, 9), ("刷单", 13, 15)],
+    }
+
+
+def test_hit_is_a_value_object(matcher: Matcher) -> None:
+    [hit] = matcher.find("刷单赚钱")
+    assert hit == Hit(hit.term, 0, 2)
+    assert hit.term.text == "刷单"
+    assert hit.term.rule.severity.label == "high"
+    assert hit.term.rule.decision.label == "block"

@@ -1,0 +1,219 @@
+"""normalize(): one case per evasion kind, the cases it must leave alone, and properties of the mapped form."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.policy.normalize import BOUNDARY, fold_names, normalize, normalize_joined, normalize_mapped
+
+# (original, exact normal form, fold names reported for the whole original text)
+EVASIONS = [
+    # full-width letters and upper case
+    pytest.param("ＶＩＰ", "vip", ["width", "case"], id="full-width"),
+    pytest.param("Ｔｅｓｔ", "test", ["width", "case"], id="full-width-mixed-case"),
+    pytest.param("VIP", "vip", ["case"], id="upper-case"),
+    # zero-width and format characters
+    pytest.param("刷\u200b单", "刷单", ["invisible"], id="zero-width-space"),
+    pytest.param("v\u200di\u200dp", "vip", ["invisible"], id="zero-width-joiner"),
+    pytest.param("\ufeffvip", "vip", ["invisible"], id="byte-order-mark"),
+    pytest.param("soft\u00adware", "software", ["invisible"], id="soft-hyphen"),
+    # traditional to simplified Chinese
+    pytest.param("賭博", "赌博", ["traditional"], id="traditional"),
+    pytest.param("賭\u200b博", "赌博", ["invisible", "traditional"], id="traditional-and-zero-width"),
+    # styled and enclosed letters
+    pytest.param("𝐜𝐚𝐬𝐢𝐧𝐨", "casino", ["styled"], id="math-bold"),
+    pytest.param("Ⓒⓐⓢⓘⓝⓞ", "casino", ["styled", "case"], id="circled-letters"),
+    pytest.param("🅒🅐🅢🅘🅝🅞", "casino", ["styled"], id="negative-circled-letters"),
+    pytest.param("🅱🅴🆃", "bet", ["styled"], id="negative-squared-letters"),
+    # Cyrillic and Greek look-alikes
+    pytest.param("саsino", "casino", ["lookalike"], id="cyrillic-lookalike"),
+    pytest.param("ВЕТ", "bet", ["case", "lookalike"], id="cyrillic-capital-lookalike"),
+    pytest.param("ΒΕΤ", "bet", ["case", "lookalike"], id="greek-capital-lookalike"),
+    # digit forms
+    pytest.param("①②③", "123", ["digit_form"], id="circled-digits"),
+    pytest.param("⁹", "9", ["digit_form"], id="superscript-digit"),
+    pytest.param("₈", "8", ["digit_form"], id="subscript-digit"),
+    pytest.param("㈤", "五", ["digit_form"], id="parenthesised-han-numeral"),
+    pytest.param("壹贰", "一二", ["digit_form"], id="financial-numerals"),
+    # accents and combining marks
+    pytest.param("c̶a̶s̶i̶n̶o̶", "casino", ["accent"], id="combining-strike-through"),
+    pytest.param("café", "cafe", ["accent"], id="accent"),
+    pytest.param("ｃａｆé", "cafe", ["width", "accent"], id="full-width-and-accent"),
+    # symbols, spaces and emoji inserted between Chinese characters
+    pytest.param("刷*单", "刷单", ["separator"], id="han-symbol"),
+    pytest.param("刷 单", "刷单", ["separator"], id="han-space"),
+    pytest.param("刷🔥单", "刷单", ["separator"], id="han-emoji"),
+    pytest.param("兼*职*刷*单", "兼职刷单", ["separator"], id="han-symbols-between-every-character"),
+    # ... also when the inserted run is longer than one character
+    pytest.param("刷**单", "刷单", ["separator"], id="han-two-symbols"),
+    pytest.param("刷  单", "刷单", ["separator"], id="han-two-spaces"),
+    pytest.param("刷 🔥 单", "刷单", ["separator"], id="han-space-emoji-space"),
+    pytest.param("刷🔥🔥单", "刷单", ["separator"], id="han-two-emoji"),
+    # single Latin letters spelled out with separators
+    pytest.param("v.i.a.g.r.a", "viagra", ["separator"], id="spelled-dots"),
+    pytest.param("v i a g r a", "viagra", ["separator"], id="spelled-spaces"),
+    pytest.param("V-I-A-G-R-A", "viagra", ["case", "separator"], id="spelled-hyphens-upper"),
+    # runs of white space
+    pytest.param("click   farming", "click farming", ["separator"], id="space-run"),
+    pytest.param("click \t\n farming", "click farming", ["separator"], id="mixed-white-space-run"),
+]
+
+# Text normalisation must leave alone: no fold reported, output identical to the input.
+UNCHANGED = [
+    pytest.param("哈哈哈", id="no-repeat-collapse-han"),
+    pytest.param("cool", id="no-repeat-collapse-latin"),
+    pytest.param("e.g. example.com", id="latin-separators-kept"),
+    pytest.param("hello, world", id="comma-between-words-kept"),
+    pytest.param("刷单 and 返利", id="latin-word-between-han-kept"),
+    pytest.param("bet365", id="latin-digits"),
+]
+
+# Chinese punctuation between Chinese words is removed like any other separator.
+CHINESE_PUNCTUATION = [
+    pytest.param("你好，世界", "你好世界", ["width", "separator"], id="full-width-comma"),
+    pytest.param("刷单。返利", "刷单返利", ["separator"], id="ideographic-full-stop"),
+    pytest.param("刷单、返利", "刷单返利", ["separator"], id="enumeration-comma"),
+]
+
+
+@pytest.mark.parametrize(("original", "expected", "folds"), EVASIONS)
+def test_evasion_is_undone(original: str, expected: str, folds: list[str]) -> None:
+    assert normalize(original) == expected
+    mapped = normalize_mapped(original)
+    assert mapped.text == expected
+    assert fold_names(mapped.folds_between(0, len(original))) == folds
+
+
+@pytest.mark.parametrize("original", UNCHANGED)
+def test_text_left_alone(original: str) -> None:
+    assert normalize(original) == original
+    mapped = normalize_mapped(original)
+    assert mapped.text == original
+    assert mapped.origin == list(range(len(original)))
+    assert fold_names(mapped.folds_between(0, len(original))) == []
+
+
+@pytest.mark.parametrize(("original", "expected", "folds"), CHINESE_PUNCTUATION)
+def test_chinese_punctuation_between_chinese_words_is_joined(original: str, expected: str, folds: list[str]) -> None:
+    assert normalize(original) == expected
+    mapped = normalize_mapped(original)
+    assert mapped.text == expected
+    assert fold_names(mapped.folds_between(0, len(original))) == folds
+
+
+@pytest.mark.parametrize(
+    ("original", "origin", "joined"),
+    [
+        ("刷*單", [0, 2], {1}),
+        ("v.i.a", [0, 2, 4], {1, 3}),
+        ("c̶a̶t̶", [0, 2, 4], set()),
+        ("Ⅻ", [0, 0, 0], set()),  # one original character folding to three
+        ("a  \t b", [0, 1, 5], {2, 3, 4}),
+    ],
+)
+def test_mapped_origin_points_at_original_characters(original: str, origin: list[int], joined: set[int]) -> None:
+    mapped = normalize_mapped(original)
+    assert mapped.origin == origin
+    assert mapped.joined == frozenset(joined)
+    assert mapped.original == original
+
+
+def test_span_maps_normalised_range_back_to_original() -> None:
+    original = "招聘：刷*單*返*利，日结"
+    mapped = normalize_mapped(original)
+    assert mapped.text == "招聘刷单返利日结"
+    start = mapped.text.index("刷单返利")
+    span = mapped.span(start, start + 4)
+    assert span == (3, 10)
+    assert original[span[0] : span[1]] == "刷*單*返*利"
+    assert fold_names(mapped.folds_between(*span)) == ["traditional", "separator"]
+
+
+def test_nul_is_removed_inside_a_text() -> None:
+    assert normalize("刷\x00单") == "刷单"
+    assert normalize_mapped("刷\x00单").text == "刷单"
+
+
+def test_normalize_joined_keeps_text_boundaries() -> None:
+    texts = ["刷 单", "ＶＩＰ", "", "v.i.a.g.r.a"]
+    assert normalize_joined(texts) == BOUNDARY.join(["刷单", "vip", "", "viagra"])
+
+
+def test_normalize_joined_does_not_join_across_texts() -> None:
+    # Han characters either side of the boundary, and spelled letters ending and starting two texts.
+    assert normalize_joined(["刷", "单"]) == "刷\x00单"
+    assert normalize_joined(["a b", "c d"]) == "a b\x00c d"
+    assert normalize_joined(["x  ", "  y"]) == "x \x00 y"
+
+
+def test_normalize_joined_removes_nul_inside_texts() -> None:
+    assert normalize_joined(["刷\x00单", "vip"]) == "刷单\x00vip"
+
+
+IDEMPOTENCE_EXAMPLES = [
+    *(p.values[0] for p in EVASIONS),
+    *(p.values[0] for p in UNCHANGED),
+    *(p.values[0] for p in CHINESE_PUNCTUATION),
+    "招聘：刷*單*返*利，日结",
+    "v    i    a    g    r    a",  # white space that collapses into a spelled-out word
+    "x ,  y ,  z",
+]
+
+
+@pytest.mark.parametrize("original", IDEMPOTENCE_EXAMPLES)
+def test_normalize_is_idempotent(original: str) -> None:
+    once = normalize(original)
+    assert normalize(once) == once
+
+
+# --- properties -------------------------------------------------------------------------------------------------
+
+_ALPHABET = [
+    *"abcxyzABCXYZ",
+    *"0189",
+    " ",
+    "\t",
+    "\n",
+    *".,-_!?*@#:/",
+    *"刷单赌博網站",
+    *"ＶＩＰａ１",
+    "\u200b",
+    "\u200d",
+    "\ufeff",
+    "\u00ad",
+    "🔥",
+    "😀",
+    "\u0336",  # combining long stroke overlay
+    "\u0301",  # combining acute accent
+    *"𝐜𝐚Ⓒⓐ①",
+    "，",
+    "。",
+    "\x00",
+]
+
+_texts = st.lists(st.sampled_from(_ALPHABET), max_size=40).map("".join)
+_texts_without_nul = st.lists(st.sampled_from([c for c in _ALPHABET if c != "\x00"]), max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_texts)
+def test_mapped_agrees_with_normalize(text: str) -> None:
+    mapped = normalize_mapped(text)
+    assert mapped.text == normalize(text)
+    assert len(mapped.origin) == len(mapped.text)
+    assert all(a <= b for a, b in zip(mapped.origin, mapped.origin[1:], strict=False))
+    assert all(0 <= i < len(text) for i in mapped.origin)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_texts_without_nul, _texts_without_nul, _texts_without_nul)
+def test_normalize_joined_equals_normalize_per_text(a: str, b: str, c: str) -> None:
+    assert normalize_joined([a, b, c]) == "\x00".join(normalize(x) for x in [a, b, c])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_texts, _texts)
+def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> None:
+    assert normalize_joined([a, b]) == "\x00".join(normalize(x) for x in [a, b])
