@@ -114,6 +114,7 @@ class ClassifyStage(mode.Service):
             auto_offset_reset="earliest",
             max_poll_records=self.settings.batch_size,
             max_partition_fetch_bytes=4 << 20,
+            fetch_max_wait_ms=20,  # an idle fetch waits this long: the embedded broker holds it for half of it
             fetch_max_bytes=16 << 20,
             session_timeout_ms=6000,  # the embedded broker holds a new group's first join for half of this
             heartbeat_interval_ms=2000,

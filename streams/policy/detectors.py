@@ -85,6 +85,8 @@ def detect(normal: str) -> list[Signal]:
             urls.append(m.span())
     for pattern in (_TLD_DOT, _TLD_WORD):
         for m in pattern.finditer(normal):
+            if not _outside(urls, m.start()):
+                continue  # part of a URL already found
             name = _NAME_BEFORE.search(normal, max(0, m.start() - 253), m.start())
             if not name or not _outside(urls, name.start()):
                 continue

@@ -8,7 +8,7 @@ byte offsets; they are turned into character offsets only for the few messages t
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import ahocorasick
@@ -60,6 +60,7 @@ class Matcher:
             automaton.add_word(key, tuple(found))
         automaton.make_automaton()
         self._automaton = automaton
+        self._longest_allow = max((len(_as_bytes(p.normal)) for p in pack.allow), default=0)
         self.size = len(entries)
 
     def find(self, normal: str) -> list[Hit]:
@@ -83,9 +84,10 @@ class Matcher:
         if not raw:
             return {}
         starts = text_starts(data)
+        allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
         hits: dict[int, list[Hit]] = {}
         for start, end, term in raw:
-            if any(a <= start and end <= b for a, b in allowed):
+            if _covered(allowed, allowed_ends, start, end, self._longest_allow):
                 continue
             index = bisect_right(starts, start) - 1
             char_start = len(data[starts[index] : start].encode("latin-1").decode())
@@ -93,6 +95,16 @@ class Matcher:
         for found_hits in hits.values():
             found_hits.sort(key=lambda h: (h.start, h.end))
         return hits
+
+
+def _covered(allowed: list[tuple[int, int]], ends: list[int], start: int, end: int, longest: int) -> bool:
+    """Whether an allow phrase spans [start, end): only those ending between end and start + longest can."""
+    index = bisect_left(ends, end)
+    while index < len(ends) and ends[index] <= start + longest:
+        if allowed[index][0] <= start:
+            return True
+        index += 1
+    return False
 
 
 def text_starts(joined: str) -> list[int]:

@@ -148,7 +148,7 @@ def _traditional_to_simplified() -> dict[str, str]:
 class _Tables:
     translate: list[str | int | None]  # for str.translate: None deletes, an int keeps the character
     batch_translate: list[str | int | None]  # the same, but keeps BOUNDARY
-    irregular: re.Pattern[str]  # characters that fold to none or to several, and tag characters
+    marks: list[str]  # "1" for characters that fold to none or to several, "0" for the others
     folds: list[int]  # Fold flags per code point, 0 for characters left alone
 
 
@@ -168,24 +168,12 @@ def _tables() -> _Tables:
     translate[0], folds[0] = None, Fold.INVISIBLE
     batch_translate = list(translate)
     batch_translate[0] = 0
-    irregular = [cp for cp, out in enumerate(translate) if out is None or (isinstance(out, str) and len(out) > 1)]
-    return _Tables(translate, batch_translate, re.compile(f"[{_char_class(irregular)}{_TAG_RANGE}]"), folds)
+    marks = ["1" if out is None or (isinstance(out, str) and len(out) > 1) else "0" for out in translate]
+    return _Tables(translate, batch_translate, marks, folds)
 
 
-def _char_class(code_points: list[int]) -> str:
-    """A regex character class body for sorted code points, as ranges."""
-    parts = []
-    start = previous = code_points[0]
-    for cp in [*code_points[1:], -1]:
-        if cp != previous + 1:
-            parts.append(re.escape(chr(start)) + ("-" + re.escape(chr(previous)) if previous > start else ""))
-            start = cp
-        previous = cp
-    return "".join(parts)
-
-
-_TAG_RANGE = "\U000e0000-\U000e007f"
-_TAGS = re.compile(f"[{_TAG_RANGE}]+")
+_TAGS = re.compile("[\U000e0000-\U000e007f]+")
+_NOT_ZERO = re.compile("[^0]")
 
 # NUL separates the messages of a batch: the table deletes it inside a text, and no join crosses it.
 BOUNDARY = "\x00"
@@ -279,16 +267,18 @@ class Mapped:
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text: slower, for the messages that matched."""
     tables = _tables()
-    # Between the rare characters that fold to none or several, the text folds one character for one.
+    # Between the rare characters that fold to none or several, the text folds one character for one. The marks
+    # string finds them: "1" where one is, "0" elsewhere, and characters past the table left as they are.
     pieces: list[str] = []
     folded_origin: list[int] = []
     position = 0
-    for m in tables.irregular.finditer(text):
+    for m in _NOT_ZERO.finditer(text.translate(tables.marks)):
         index = m.start()
+        if m.group() != "1" and not _TAGS.match(m.group()):
+            continue  # past the table and not a tag character: kept as it is
         pieces.append(text[position:index].translate(tables.translate))
         folded_origin.extend(range(position, index))
-        cp = ord(m.group())
-        out = tables.translate[cp] if cp < _TABLE_SIZE else None
+        out = tables.translate[ord(text[index])] if m.group() == "1" else None
         if isinstance(out, str):
             pieces.append(out)
             folded_origin.extend([index] * len(out))

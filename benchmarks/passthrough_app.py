@@ -1,0 +1,33 @@
+"""A per-event Faust passthrough agent: the baseline benchmarks/e2e.py compares the groupwarden worker against.
+
+    PASSTHROUGH_BOOTSTRAP=127.0.0.1:9092 PASSTHROUGH_APP_ID=pt PASSTHROUGH_SOURCE=in PASSTHROUGH_SINK=out \\
+        python -m faust -A benchmarks.passthrough_app worker --without-web -l warn
+
+Both topics must exist with 8 partitions: the embedded broker gives unknown topics 4.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import faust
+
+PARTITIONS = 8
+
+app = faust.App(
+    os.environ["PASSTHROUGH_APP_ID"],
+    broker=f"kafka://{os.environ['PASSTHROUGH_BOOTSTRAP']}",
+    broker_session_timeout=6,  # the embedded broker holds a new group's first join for half of this
+    web_enabled=False,
+    topic_partitions=PARTITIONS,
+    value_serializer="raw",
+)
+source = app.topic(os.environ["PASSTHROUGH_SOURCE"], partitions=PARTITIONS)
+sink = app.topic(os.environ["PASSTHROUGH_SINK"], partitions=PARTITIONS)
+
+
+@app.agent(source)
+async def passthrough(stream: Any) -> None:
+    async for key, value in stream.items():
+        await sink.send(key=key, value=value)
