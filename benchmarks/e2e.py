@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from streams import demo
+from streams import demo, process
 from streams.config import Settings
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.produce import OutRecord, send_batched
@@ -76,13 +75,7 @@ class Process:
             raise RuntimeError(f"{self.name} exited with code {self.process.returncode}; log: {self.log_path}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        process.stop(self.process)
 
 
 def groupwarden_worker(settings: Settings, log_path: Path) -> Process:

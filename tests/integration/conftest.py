@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from streams import process
 from streams.config import Settings
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.produce import OutRecord, send_batched
@@ -67,13 +68,7 @@ class Worker:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        process.stop(self.process)
 
 
 @pytest.fixture
