@@ -1,0 +1,178 @@
+"""A user's strikes, sanctions and credit: pure functions of the state, a violation, the policy and a clock.
+
+Every effect is keyed by the message id that caused it, so the same violation delivered twice, or a topic replayed,
+changes nothing; a pardon takes the strike out, gives its credit back and revokes the sanction it caused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from streams.policy.rules import Severity
+from streams.policy.sanctions import DAY_MS, CreditPolicy, SanctionPolicy, UserPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A blocked message, as the user and group tables see it."""
+
+    message_id: str
+    sender_id: str
+    group_id: str
+    at_ms: int  # when it was classified: sanctions start then, so a replay gives the same sanctions
+    severity: Severity
+    categories: tuple[str, ...]
+    rule_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Strike:
+    message_id: str
+    at_ms: int
+    rung: int  # index into the ladder
+    penalty: float  # credit taken, given back on a pardon
+    categories: tuple[str, ...]
+    rule_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sanction:
+    """One action on a user or a group, as published on moderation.sanctions.v1."""
+
+    subject: str  # "user:<id>" or "group:<id>"
+    kind: str  # warning | mute | ban | group_warning | group_suspension | group_shutdown | messages_held_for_review |
+    # group_creation_barred | management_suspended | management_revoked
+    reason: str
+    rule_ids: tuple[str, ...]
+    evidence: tuple[str, ...]  # message ids
+    start_ms: int
+    expires_ms: int | None  # None: until revoked
+    notice: str  # what the sanctioned user sees
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    credit: float  # as of credit_ms; it recovers with time
+    credit_ms: int = 0
+    strikes: tuple[Strike, ...] = ()
+    pardoned: frozenset[str] = frozenset()  # message ids that never count again
+
+
+def new_user(policy: SanctionPolicy) -> UserState:
+    return UserState(credit=policy.credit.start)
+
+
+def credit_at(state: UserState, policy: CreditPolicy, now_ms: int) -> float:
+    recovered = state.credit + max(0, now_ms - state.credit_ms) * policy.recovery_per_ms
+    return min(policy.start, recovered)
+
+
+def active_strikes(state: UserState, policy: UserPolicy, now_ms: int) -> tuple[Strike, ...]:
+    return tuple(s for s in state.strikes if s.at_ms > now_ms - policy.strike_window_ms)
+
+
+def _rung_for(previous: int | None, keys: tuple[str, ...], policy: UserPolicy) -> int:
+    """One rung above the last active strike's, or the severe floor of the categories and rules if that is higher."""
+    floor = max((policy.severe.get(key, 0) for key in keys), default=0)
+    return min(len(policy.ladder) - 1, max(floor, previous + 1 if previous is not None else 0))
+
+
+_KINDS = {"warn": "warning", "mute": "mute", "ban": "ban"}
+
+
+def _notice(template: str, categories: tuple[str, ...], days: float | None, count: int) -> str:
+    return template.format(categories=", ".join(categories), days=f"{days:g}" if days is not None else "", count=count)
+
+
+def _ladder_sanction(
+    user_id: str, strike: Strike, count: int, policy: SanctionPolicy, *, revoked: bool = False
+) -> Sanction:
+    """The sanction a strike's rung gives, starting when the strike was made."""
+    rung = policy.user.ladder[strike.rung]
+    days = rung.duration_ms / DAY_MS if rung.duration_ms is not None else None
+    return Sanction(
+        subject=f"user:{user_id}",
+        kind=_KINDS[rung.action],
+        reason=f"strike {count}: {', '.join(strike.categories)}",
+        rule_ids=strike.rule_ids,
+        evidence=(strike.message_id,),
+        start_ms=strike.at_ms,
+        expires_ms=strike.at_ms + rung.duration_ms if rung.duration_ms is not None else None,
+        notice=_notice(policy.notices[rung.action], strike.categories, days, count),
+        revoked=revoked,
+    )
+
+
+def _privileges(credit: float, policy: CreditPolicy) -> dict[str, float]:
+    """The privileges a credit takes away, each with the threshold credit must climb back to."""
+    thresholds = {
+        "messages_held_for_review": policy.review_messages_below,
+        "group_creation_barred": policy.create_groups_below,
+        "management_barred": policy.manage_groups_below,
+    }
+    return {kind: threshold for kind, threshold in thresholds.items() if credit < threshold}
+
+
+def record_violation(
+    state: UserState, violation: Violation, policy: SanctionPolicy
+) -> tuple[UserState, list[Sanction]]:
+    """Count a violation once: a strike, the sanction of its rung, credit lost and privileges that go with it."""
+    if violation.message_id in state.pardoned or any(s.message_id == violation.message_id for s in state.strikes):
+        return state, []
+    now = violation.at_ms
+    active = active_strikes(state, policy.user, now)
+    previous = active[-1].rung if active else None
+    rung = _rung_for(previous, (*violation.categories, *violation.rule_ids), policy.user)
+    credit_before = credit_at(state, policy.credit, now)
+    penalty = min(credit_before, policy.credit.penalty[violation.severity])
+    credit = credit_before - penalty
+    strike = Strike(violation.message_id, now, rung, penalty, violation.categories, violation.rule_ids)
+    sanctions = [_ladder_sanction(violation.sender_id, strike, len(active) + 1, policy)]
+    lost = _privileges(credit, policy.credit).items() - _privileges(credit_before, policy.credit).items()
+    for kind, threshold in sorted(lost):
+        recovery_ms = (threshold - credit) / policy.credit.recovery_per_ms if policy.credit.recovery_per_ms else None
+        sanctions.append(
+            Sanction(
+                subject=f"user:{violation.sender_id}",
+                kind=kind,
+                reason=f"credit {credit:g} is below {threshold:g}",
+                rule_ids=violation.rule_ids,
+                evidence=(violation.message_id,),
+                start_ms=now,
+                expires_ms=now + int(recovery_ms) + 1 if recovery_ms is not None else None,
+                notice=f"Your credit score is {credit:g}: {kind.replace('_', ' ')} until it recovers to {threshold:g}.",
+            ),
+        )
+    strikes = (*[s for s in state.strikes if s.at_ms > now - policy.user.strike_window_ms], strike)
+    return replace(state, credit=credit, credit_ms=now, strikes=strikes), sanctions
+
+
+def pardon(
+    state: UserState,
+    user_id: str,
+    message_id: str,
+    policy: SanctionPolicy,
+    now_ms: int,
+) -> tuple[UserState, list[Sanction]]:
+    """Take a message's strike out: its credit comes back, its sanction is revoked, and later strikes step down."""
+    if not any(s.message_id == message_id for s in state.strikes):
+        return replace(state, pardoned=state.pardoned | {message_id}), []
+    changes: list[Sanction] = []
+    kept: list[Strike] = []
+    credit = credit_at(state, policy.credit, now_ms)
+    for count, strike in enumerate(state.strikes, start=1):
+        if strike.message_id == message_id:
+            changes.append(_ladder_sanction(user_id, strike, count, policy, revoked=True))
+            credit = min(policy.credit.start, credit + strike.penalty)
+            continue
+        # Strikes within the window of their predecessor climb one rung above it, as when they were made.
+        previous = next((s.rung for s in reversed(kept) if s.at_ms > strike.at_ms - policy.user.strike_window_ms), None)
+        rung = _rung_for(previous, (*strike.categories, *strike.rule_ids), policy.user)
+        stepped = replace(strike, rung=rung)
+        if policy.user.ladder[rung] != policy.user.ladder[strike.rung]:  # only a different sanction is news
+            old = _ladder_sanction(user_id, strike, count, policy, revoked=True)
+            changes.extend([old, _ladder_sanction(user_id, stepped, len(kept) + 1, policy)])
+        kept.append(stepped)
+    pardoned = state.pardoned | {message_id}
+    return replace(state, credit=credit, credit_ms=now_ms, strikes=tuple(kept), pardoned=pardoned), changes
