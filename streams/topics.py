@@ -11,6 +11,7 @@ from streams.config import Settings
 MESSAGES = "chat.messages.v1"  # key: group_id
 VERDICTS = "moderation.verdicts.v1"  # key: group_id
 DEADLETTER = "moderation.deadletter.v1"  # key: the original key
+VIOLATIONS = "moderation.violations.v1"  # key: sender_id, so each user's strikes live on one partition
 
 _DAY_MS = 24 * 3600 * 1000
 _TOPIC_EXISTS = 36
@@ -27,6 +28,7 @@ TOPICS = (
     TopicSpec(MESSAGES, {"retention.ms": str(7 * _DAY_MS)}),
     TopicSpec(VERDICTS, {"retention.ms": str(30 * _DAY_MS)}),
     TopicSpec(DEADLETTER, {"retention.ms": str(30 * _DAY_MS)}),
+    TopicSpec(VIOLATIONS, {"retention.ms": str(30 * _DAY_MS)}),
 )
 
 

@@ -26,7 +26,7 @@ from streams.policy.classify import Classifier
 from streams.policy.normalize import warm_up
 from streams.policy.rules import load_pack
 from streams.records import ChatMessage, InvalidMessage, parse_message
-from streams.topics import DEADLETTER, MESSAGES, VERDICTS
+from streams.topics import DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,28 @@ def classify_records(
                 verdicts.append(classifier.classify(message, now_ms))
             except Exception as exc:  # noqa: BLE001 - reported in the dead letter
                 out.append(dead_letter(settings, record, CLASSIFY_ERROR, repr(exc)))
-    topic = settings.topic(VERDICTS)
-    out.extend(OutRecord(topic, v["group_id"].encode(), orjson.dumps(v)) for v in verdicts)
+    verdicts_topic, violations_topic = settings.topic(VERDICTS), settings.topic(VIOLATIONS)
+    for verdict in verdicts:
+        out.append(OutRecord(verdicts_topic, verdict["group_id"].encode(), orjson.dumps(verdict)))
+        if verdict["decision"] == "block":  # review waits for a person; only a block is a strike
+            out.append(OutRecord(violations_topic, verdict["sender_id"].encode(), orjson.dumps(violation_of(verdict))))
     return out
+
+
+def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
+    """What the user and group tables need of a blocked message (moderation.violations.v1)."""
+    return {
+        "schema": "moderation.violation.v1",
+        "message_id": verdict["message_id"],
+        "sender_id": verdict["sender_id"],
+        "group_id": verdict["group_id"],
+        "at_ms": verdict["classified_at_ms"],
+        "severity": verdict["severity"],
+        "categories": verdict["categories"],
+        "rule_ids": sorted({m["rule_id"] for m in verdict["matches"]}),
+        "domains": sorted({s["domain"] for s in verdict["signals"] if s["kind"] == "link"}),
+        "rules_version": verdict["rules_version"],
+    }
 
 
 class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -96,8 +115,6 @@ class ClassifyStage(mode.Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.classifier = classifier or Classifier(load_pack(settings.rules_dir))
-        self.consumed = 0
-        self.dead_letters = 0
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -158,5 +175,3 @@ class ClassifyStage(mode.Service):
             await self._consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "") for tp, rs in batches.items()})
         except CommitFailedError:
             log.warning("commit refused after a rebalance; the new owner reprocesses the batch (duplicates, no loss)")
-        self.consumed += len(records)
-        self.dead_letters += sum(1 for r in out if r.topic != self.settings.topic(VERDICTS))

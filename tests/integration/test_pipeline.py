@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from streams.kafka.produce import partition_for
-from streams.topics import DEADLETTER, MESSAGES, VERDICTS
+from streams.topics import DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
 from tests.integration.conftest import chat_message, produce, read_until
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,17 @@ async def test_every_message_gets_exactly_one_verdict(settings, start_worker):
     decisions = {orjson.loads(r.value)["message_id"]: orjson.loads(r.value)["decision"] for r in verdicts}
     assert decisions["m0"] == "allow"
     assert decisions["m1"] == "block"
+
+    # Every blocked message is also a violation, keyed by its sender so each user's strikes share a partition.
+    blocked = {message_id for message_id, decision in decisions.items() if decision == "block"}
+    violations = await read_until(settings, VIOLATIONS, until=lambda seen: len(seen) >= len(blocked))
+    assert sorted(_ids(violations)) == sorted(blocked)
+    for record in violations:
+        violation = orjson.loads(record.value)
+        assert record.key == violation["sender_id"].encode()
+        assert record.partition == partition_for(record.key, settings.partitions)
+        assert violation["rule_ids"]
+        assert violation["categories"]
 
 
 async def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(settings, start_worker):
