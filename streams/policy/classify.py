@@ -40,22 +40,7 @@ class Classifier:
             if found_hits or found_signals or message.links:
                 verdicts.append(self._explained(message, found_hits, found_signals, classified_at_ms))
             else:
-                verdicts.append(
-                    {
-                        "schema": VERDICT_SCHEMA,
-                        "message_id": message.message_id,
-                        "group_id": message.group_id,
-                        "sender_id": message.sender_id,
-                        "decision": "allow",
-                        "categories": [],
-                        "severity": "none",
-                        "matches": [],
-                        "signals": [],
-                        "rules_version": self.version,
-                        "sent_at_ms": message.sent_at_ms,
-                        "classified_at_ms": classified_at_ms,
-                    },
-                )
+                verdicts.append(self._verdict(message, Decision.ALLOW, Severity.NONE, [], [], classified_at_ms))
         return verdicts
 
     def _explained(
@@ -111,32 +96,25 @@ class Classifier:
             if domain and domain not in seen:
                 seen.add(domain)
                 found.append({"kind": "link", "span": None, "domain": domain})
-        return self._verdict(
-            message,
-            decision=decision,
-            severity=severity,
-            matches=matches,
-            signals=found,
-            classified_at_ms=classified_at_ms,
-        )
+        return self._verdict(message, decision, severity, matches, found, classified_at_ms)
 
-    def _verdict(
+    def _verdict(  # noqa: PLR0917 - positional: it runs for every clean message
         self,
         message: ChatMessage,
-        *,
         decision: Decision,
         severity: Severity,
         matches: list[dict[str, Any]],
         signals: list[dict[str, Any]],
         classified_at_ms: int,
     ) -> dict[str, Any]:
+        """The one shape of a verdict; a clean message has no matches, no signals, no categories."""
         return {
             "schema": VERDICT_SCHEMA,
             "message_id": message.message_id,
             "group_id": message.group_id,
             "sender_id": message.sender_id,
             "decision": decision.label,
-            "categories": sorted({m["category"] for m in matches}),
+            "categories": sorted({m["category"] for m in matches}) if matches else [],
             "severity": severity.label,
             "matches": matches,
             "signals": signals,
