@@ -22,9 +22,8 @@ class GroupState:
     owner: str | None = None
     managers: frozenset[str] = frozenset()
     members: frozenset[str] = frozenset()
-    violations: tuple[tuple[str, int], ...] = ()  # (message id, at ms) inside the window
+    violations: tuple[tuple[str, int, tuple[str, ...]], ...] = ()  # (message id, at ms, categories) in the window
     level: int = NONE
-    categories: tuple[str, ...] = ()  # of the violations that led to the current level
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +72,22 @@ def record_group_violation(
     policy: SanctionPolicy,
 ) -> tuple[GroupState, list[Sanction], list[Liability]]:
     """Count a violation against its group once; a new level sanctions the group and holds its leaders liable."""
-    if any(message_id == violation.message_id for message_id, _ in state.violations):
+    if any(message_id == violation.message_id for message_id, _, _ in state.violations):
         return state, [], []
     now, group = violation.at_ms, policy.group
-    window = (*(v for v in state.violations if v[1] > now - group.window_ms), (violation.message_id, now))
-    categories = tuple(sorted({*state.categories, *violation.categories}))
+    if state.violations and now <= max(at for _, at, _ in state.violations) - group.window_ms:
+        return state, [], []  # older than the window of what we have seen: a replay, or too late to count
+    window = (
+        *(v for v in state.violations if v[1] > now - group.window_ms),
+        (violation.message_id, now, violation.categories),
+    )
     level = max(state.level, _level_for(len(window), group))  # a group does not climb back down by waiting
-    new_state = replace(state, violations=window, level=level, categories=categories)
+    new_state = replace(state, violations=window, level=level)
     if level == state.level:
         return new_state, [], []
     step = _STEPS[level]
-    evidence = tuple(message_id for message_id, _ in window)
+    evidence = tuple(message_id for message_id, _, _ in window)
+    categories = tuple(sorted({category for _, _, found in window for category in found}))
     sanctions = [
         _group_sanction(
             violation.group_id,

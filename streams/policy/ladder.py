@@ -6,6 +6,7 @@ changes nothing; a pardon takes the strike out, gives its credit back and revoke
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from streams.policy.rules import Severity
@@ -121,11 +122,13 @@ def record_violation(
     if violation.message_id in state.pardoned or any(s.message_id == violation.message_id for s in state.strikes):
         return state, []
     now = violation.at_ms
+    if state.strikes and now <= max(s.at_ms for s in state.strikes) - policy.user.strike_window_ms:
+        return state, []  # older than the window of what we have seen: a replay, or too late to count
     active = active_strikes(state, policy.user, now)
     previous = active[-1].rung if active else None
     rung = _rung_for(previous, (*violation.categories, *violation.rule_ids), policy.user)
     credit_before = credit_at(state, policy.credit, now)
-    penalty = min(credit_before, policy.credit.penalty[violation.severity])
+    penalty = min(credit_before, policy.credit.penalty.get(violation.severity, 0.0))
     credit = credit_before - penalty
     strike = Strike(violation.message_id, now, rung, penalty, violation.categories, violation.rule_ids)
     sanctions = [_ladder_sanction(violation.sender_id, strike, len(active) + 1, policy)]
@@ -140,7 +143,7 @@ def record_violation(
                 rule_ids=violation.rule_ids,
                 evidence=(violation.message_id,),
                 start_ms=now,
-                expires_ms=now + int(recovery_ms) + 1 if recovery_ms is not None else None,
+                expires_ms=now + math.ceil(recovery_ms) if recovery_ms is not None else None,
                 notice=f"Your credit score is {credit:g}: {kind.replace('_', ' ')} until it recovers to {threshold:g}.",
             ),
         )
@@ -160,7 +163,7 @@ def pardon(
         return replace(state, pardoned=state.pardoned | {message_id}), []
     changes: list[Sanction] = []
     kept: list[Strike] = []
-    credit = credit_at(state, policy.credit, now_ms)
+    credit_before = credit = credit_at(state, policy.credit, now_ms)
     for count, strike in enumerate(state.strikes, start=1):
         if strike.message_id == message_id:
             changes.append(_ladder_sanction(user_id, strike, count, policy, revoked=True))
@@ -174,5 +177,20 @@ def pardon(
             old = _ladder_sanction(user_id, strike, count, policy, revoked=True)
             changes.extend([old, _ladder_sanction(user_id, stepped, len(kept) + 1, policy)])
         kept.append(stepped)
+    regained = _privileges(credit_before, policy.credit).keys() - _privileges(credit, policy.credit).keys()
+    changes.extend(
+        Sanction(
+            subject=f"user:{user_id}",
+            kind=kind,
+            reason=f"pardoned: {message_id}; credit {credit:g}",
+            rule_ids=(),
+            evidence=(message_id,),
+            start_ms=now_ms,
+            expires_ms=now_ms,
+            notice=f"Your credit score is {credit:g} again: {kind.replace('_', ' ')} is lifted.",
+            revoked=True,
+        )
+        for kind in sorted(regained)
+    )
     pardoned = state.pardoned | {message_id}
     return replace(state, credit=credit, credit_ms=now_ms, strikes=tuple(kept), pardoned=pardoned), changes

@@ -131,7 +131,10 @@ def load_sanctions(path: Path | str, known_ids: set[str] | None = None) -> Sanct
     reader = _Reader(path, doc)
     ladder = _ladder(reader)
     severe = {}
-    for target, rung in reader.get("user.severe").items():
+    severe_table = reader.get("user.severe")
+    if not isinstance(severe_table, dict):
+        raise reader.fail("user.severe", "must be a table of category or rule id = rung")
+    for target, rung in severe_table.items():
         key = f"user.severe.{target}"
         if known_ids is not None and target not in known_ids:
             raise reader.fail(key, "no such category or rule in the rule pack")
