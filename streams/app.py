@@ -10,7 +10,12 @@ from typing import Any
 import faust
 
 from streams.agents.classify import ClassifyStage
+from streams.agents.standing import Standing
 from streams.config import Settings
+from streams.policy.classify import Classifier
+from streams.policy.rules import load_pack
+from streams.policy.sanctions import load_sanctions
+from streams.state.recovery import exact_table_manager
 
 
 def _credentials(settings: Settings) -> Any:
@@ -28,20 +33,27 @@ def _credentials(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings) -> faust.App:
+    pack = load_pack(settings.rules_dir)
+    policy = load_sanctions(settings.rules_dir / "sanctions.toml", pack.ids())
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=_credentials(settings),
         broker_session_timeout=6,  # the embedded broker holds a new group's first join for half of this
         topic_partitions=settings.partitions,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        TableManager=exact_table_manager(settings.kafka_options()),
         web_enabled=False,
     )
+    classifier = Classifier(pack)
 
     @app.service
     class Classify(ClassifyStage):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(settings, **kwargs)
+            super().__init__(settings, classifier, **kwargs)
 
+    Standing(app, settings, policy, pack.version)
     return app
 
 

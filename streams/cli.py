@@ -129,10 +129,11 @@ def _classify(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from streams.policy.rules import RulePackError, load_pack
+    from streams.policy.sanctions import load_sanctions
 
     settings = _settings(args)  # refuse inconsistent settings and broken rule packs before Faust starts
     try:
-        load_pack(settings.rules_dir)
+        load_sanctions(settings.rules_dir / "sanctions.toml", load_pack(settings.rules_dir).ids())
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
@@ -199,6 +200,7 @@ def _up(args: argparse.Namespace) -> int:
         env = os.environ | {
             "GROUPWARDEN_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "GROUPWARDEN_RULES": str(settings.rules_dir),
+            "GROUPWARDEN_STORE": "memory://",  # the embedded broker keeps nothing on disk, nor do its tables
         }
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],

@@ -24,6 +24,8 @@ class Settings:
     group_id: str = "groupwarden"
     rules_dir: Path = DEFAULT_RULES
     batch_size: int = 2000
+    store: str = "rocksdb://"  # where tables live; "memory://" keeps them in RAM, rebuilt from changelogs on start
+    data_dir: Path = Path("groupwarden-data")  # the RocksDB files, one folder per worker
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str | None = None
@@ -45,6 +47,8 @@ class Settings:
             "group_id": get("GROUP_ID") or default.group_id,
             "rules_dir": Path(get("RULES") or DEFAULT_RULES),
             "batch_size": _int(get("BATCH_SIZE"), default.batch_size, "GROUPWARDEN_BATCH_SIZE"),
+            "store": get("STORE") or default.store,
+            "data_dir": Path(get("DATA_DIR") or default.data_dir),
             "security_protocol": (get("SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
             "sasl_mechanism": (get("SASL_MECHANISM") or "").upper() or None,
             "sasl_username": get("SASL_USERNAME"),
@@ -73,6 +77,8 @@ class Settings:
             raise ConfigError(f"SASL settings are given but GROUPWARDEN_SECURITY_PROTOCOL is {self.security_protocol}")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ConfigError("GROUPWARDEN_SSL_CERTFILE and GROUPWARDEN_SSL_KEYFILE go together")
+        if self.store not in ("rocksdb://", "memory://"):
+            raise ConfigError(f"GROUPWARDEN_STORE={self.store}: use rocksdb:// or memory://")
         if self.partitions < 1 or self.batch_size < 1:
             raise ConfigError("partitions and batch size must be at least 1")
 

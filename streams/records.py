@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -21,7 +21,26 @@ NOT_AN_OBJECT = "not_an_object"
 MISSING_FIELD = "missing_field"
 INVALID_FIELD = "invalid_field"
 TOO_LARGE = "too_large"
-DEAD_LETTER_REASONS = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, INVALID_FIELD, TOO_LARGE)
+INVALID_EVENT = "invalid_event"  # a group event, command or violation the standing tables cannot apply
+DEAD_LETTER_REASONS = (
+    INVALID_UTF8,
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    MISSING_FIELD,
+    INVALID_FIELD,
+    TOO_LARGE,
+    INVALID_EVENT,
+)
+
+
+class SourceRecord(Protocol):
+    """Where a consumed record came from: aiokafka's ConsumerRecord and Faust's Message both fit."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 class InvalidMessage(ValueError):

@@ -12,6 +12,14 @@ MESSAGES = "chat.messages.v1"  # key: group_id
 VERDICTS = "moderation.verdicts.v1"  # key: group_id
 DEADLETTER = "moderation.deadletter.v1"  # key: the original key
 VIOLATIONS = "moderation.violations.v1"  # key: sender_id, so each user's strikes live on one partition
+GROUP_EVENTS = "chat.group-events.v1"  # key: group_id; created, member joined/left, managers, ownership
+COMMANDS = "moderation.commands.v1"  # appeals and operator commands: pardon a message, unban, lift a suspension
+SANCTIONS = "moderation.sanctions.v1"  # key: subject ("user:<id>", "group:<id>"); every action, and revocations
+BLACKLIST = "moderation.blacklist.v1"  # compacted; key "user:<id>" | "group:<id>" | "link:<domain>"; tombstones
+AUDIT = "moderation.audit.v1"  # every decision with its evidence, kept for more than 180 days
+# Internal inboxes of the standing tables, keyed like the table they feed.
+USER_ACTIONS = "groupwarden.user-actions.v1"  # key: user id; leader liabilities, pardons, unbans, expiry ticks
+GROUP_ACTIONS = "groupwarden.group-actions.v1"  # key: group_id; violations by group, pardons, lifts, ticks
 
 _DAY_MS = 24 * 3600 * 1000
 _TOPIC_EXISTS = 36
@@ -29,6 +37,13 @@ TOPICS = (
     TopicSpec(VERDICTS, {"retention.ms": str(30 * _DAY_MS)}),
     TopicSpec(DEADLETTER, {"retention.ms": str(30 * _DAY_MS)}),
     TopicSpec(VIOLATIONS, {"retention.ms": str(30 * _DAY_MS)}),
+    TopicSpec(GROUP_EVENTS, {"retention.ms": "-1"}),  # membership is rebuilt from it: keep it all
+    TopicSpec(COMMANDS, {"retention.ms": str(365 * _DAY_MS)}),
+    TopicSpec(SANCTIONS, {"retention.ms": str(365 * _DAY_MS)}),
+    TopicSpec(BLACKLIST, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+    TopicSpec(AUDIT, {"retention.ms": str(400 * _DAY_MS)}),
+    TopicSpec(USER_ACTIONS, {"retention.ms": str(30 * _DAY_MS)}),
+    TopicSpec(GROUP_ACTIONS, {"retention.ms": str(30 * _DAY_MS)}),
 )
 
 

@@ -25,7 +25,7 @@ from streams.kafka.produce import OutRecord, send_batched
 from streams.policy.classify import Classifier
 from streams.policy.normalize import warm_up
 from streams.policy.rules import load_pack
-from streams.records import ChatMessage, InvalidMessage, parse_message
+from streams.records import ChatMessage, InvalidMessage, SourceRecord, parse_message
 from streams.topics import DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classi
 _RETRY_SECONDS = 1.0
 
 
-def dead_letter(settings: Settings, record: ConsumerRecord[bytes, bytes], reason: str, detail: str) -> OutRecord:
+def dead_letter(settings: Settings, record: SourceRecord, reason: str, detail: str) -> OutRecord:
     """The original bytes, where they came from, and why they were refused (in headers, as Kafka Connect does)."""
     headers = [
         ("groupwarden.error.reason", reason.encode()),

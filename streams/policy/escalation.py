@@ -14,7 +14,15 @@ from streams.policy.sanctions import DAY_MS, GroupPolicy, SanctionPolicy
 
 # Escalation levels, in order.
 NONE, WARNED, SUSPENDED, SHUT_DOWN = 0, 1, 2, 3
-_STEPS = {WARNED: "warn", SUSPENDED: "suspend", SHUT_DOWN: "shut_down"}
+GROUP_EVENT_KINDS = (
+    "created",
+    "member_joined",
+    "member_left",
+    "manager_added",
+    "manager_removed",
+    "ownership_transferred",
+)
+STEPS = {WARNED: "warn", SUSPENDED: "suspend", SHUT_DOWN: "shut_down"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,7 @@ def over_member_limit(state: GroupState, policy: GroupPolicy) -> bool:
     return len(state.members) > policy.member_limit
 
 
-def _level_for(count: int, policy: GroupPolicy) -> int:
+def level_for(count: int, policy: GroupPolicy) -> int:
     if count >= policy.shut_down_at:
         return SHUT_DOWN
     if count >= policy.suspend_at:
@@ -81,11 +89,11 @@ def record_group_violation(
         *(v for v in state.violations if v[1] > now - group.window_ms),
         (violation.message_id, now, violation.categories),
     )
-    level = max(state.level, _level_for(len(window), group))  # a group does not climb back down by waiting
+    level = max(state.level, level_for(len(window), group))  # a group does not climb back down by waiting
     new_state = replace(state, violations=window, level=level)
     if level == state.level:
         return new_state, [], []
-    step = _STEPS[level]
+    step = STEPS[level]
     evidence = tuple(message_id for message_id, _, _ in window)
     categories = tuple(sorted({category for _, _, found in window for category in found}))
     sanctions = [

@@ -105,7 +105,7 @@ def _ladder_sanction(
     )
 
 
-def _privileges(credit: float, policy: CreditPolicy) -> dict[str, float]:
+def privileges_below(credit: float, policy: CreditPolicy) -> dict[str, float]:
     """The privileges a credit takes away, each with the threshold credit must climb back to."""
     thresholds = {
         "messages_held_for_review": policy.review_messages_below,
@@ -113,6 +113,42 @@ def _privileges(credit: float, policy: CreditPolicy) -> dict[str, float]:
         "management_barred": policy.manage_groups_below,
     }
     return {kind: threshold for kind, threshold in thresholds.items() if credit < threshold}
+
+
+def privileges_lost(
+    user_id: str,
+    credit_before: float,
+    credit: float,
+    policy: CreditPolicy,
+    *,
+    now_ms: int,
+    rule_ids: tuple[str, ...],
+    evidence: str,
+) -> list[Sanction]:
+    """A sanction for each privilege a fall in credit takes away, until credit recovers past its threshold."""
+    sanctions = []
+    lost = privileges_below(credit, policy).items() - privileges_below(credit_before, policy).items()
+    for kind, threshold in sorted(lost):
+        sanctions.append(
+            Sanction(
+                subject=f"user:{user_id}",
+                kind=kind,
+                reason=f"credit {credit:g} is below {threshold:g}",
+                rule_ids=rule_ids,
+                evidence=(evidence,),
+                start_ms=now_ms,
+                expires_ms=privilege_returns_at(credit, now_ms, threshold, policy),
+                notice=f"Your credit score is {credit:g}: {kind.replace('_', ' ')} until it recovers to {threshold:g}.",
+            ),
+        )
+    return sanctions
+
+
+def privilege_returns_at(credit: float, credit_ms: int, threshold: float, policy: CreditPolicy) -> int | None:
+    """When credit recovering from ``credit`` at ``credit_ms`` climbs back to ``threshold``; None if it never does."""
+    if not policy.recovery_per_ms:
+        return None
+    return credit_ms + math.ceil((threshold - credit) / policy.recovery_per_ms)
 
 
 def record_violation(
@@ -132,21 +168,17 @@ def record_violation(
     credit = credit_before - penalty
     strike = Strike(violation.message_id, now, rung, penalty, violation.categories, violation.rule_ids)
     sanctions = [_ladder_sanction(violation.sender_id, strike, len(active) + 1, policy)]
-    lost = _privileges(credit, policy.credit).items() - _privileges(credit_before, policy.credit).items()
-    for kind, threshold in sorted(lost):
-        recovery_ms = (threshold - credit) / policy.credit.recovery_per_ms if policy.credit.recovery_per_ms else None
-        sanctions.append(
-            Sanction(
-                subject=f"user:{violation.sender_id}",
-                kind=kind,
-                reason=f"credit {credit:g} is below {threshold:g}",
-                rule_ids=violation.rule_ids,
-                evidence=(violation.message_id,),
-                start_ms=now,
-                expires_ms=now + math.ceil(recovery_ms) if recovery_ms is not None else None,
-                notice=f"Your credit score is {credit:g}: {kind.replace('_', ' ')} until it recovers to {threshold:g}.",
-            ),
+    sanctions.extend(
+        privileges_lost(
+            violation.sender_id,
+            credit_before,
+            credit,
+            policy.credit,
+            now_ms=now,
+            rule_ids=violation.rule_ids,
+            evidence=violation.message_id,
         )
+    )
     strikes = (*[s for s in state.strikes if s.at_ms > now - policy.user.strike_window_ms], strike)
     return replace(state, credit=credit, credit_ms=now, strikes=strikes), sanctions
 
@@ -177,7 +209,7 @@ def pardon(
             old = _ladder_sanction(user_id, strike, count, policy, revoked=True)
             changes.extend([old, _ladder_sanction(user_id, stepped, len(kept) + 1, policy)])
         kept.append(stepped)
-    regained = _privileges(credit_before, policy.credit).keys() - _privileges(credit, policy.credit).keys()
+    regained = privileges_below(credit_before, policy.credit).keys() - privileges_below(credit, policy.credit).keys()
     changes.extend(
         Sanction(
             subject=f"user:{user_id}",

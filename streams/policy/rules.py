@@ -73,6 +73,10 @@ class RulePack:
     terms: list[Term] = field(default_factory=list)
     allow: list[AllowPhrase] = field(default_factory=list)
 
+    def ids(self) -> set[str]:
+        """Every category and rule id: what a sanctions file may name."""
+        return {t.rule.id for t in self.terms} | set(self.categories)
+
 
 class RulePackError(ValueError):
     """A pack that cannot be loaded; the message names the file and line."""

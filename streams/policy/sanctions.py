@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class SanctionPolicy:
     credit: CreditPolicy
     group: GroupPolicy
     notices: Mapping[str, str]
+    version: str = ""  # a hash of the file: every decision names the policy it was made under
 
 
 class _Reader:
@@ -123,7 +125,8 @@ def load_sanctions(path: Path | str, known_ids: set[str] | None = None) -> Sanct
     """Load and validate a sanctions file; ``known_ids`` (categories and rule ids) checks the severe list."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        doc = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise RulePackError(f"{path}: missing") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -172,4 +175,5 @@ def load_sanctions(path: Path | str, known_ids: set[str] | None = None) -> Sanct
         credit=credit,
         group=group,
         notices={k: str(v) for k, v in notices.items()},
+        version=hashlib.sha256(raw).hexdigest()[:12],
     )

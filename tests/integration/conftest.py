@@ -44,12 +44,15 @@ async def settings(broker: EmbeddedBroker) -> Settings:
 class Worker:
     """A `groupwarden worker` process, as an operator would run it."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, data_dir: Path) -> None:
         env = os.environ | {
             "GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "GROUPWARDEN_TOPIC_PREFIX": settings.topic_prefix,
             "GROUPWARDEN_GROUP_ID": settings.group_id,
             "GROUPWARDEN_PARTITIONS": str(settings.partitions),
+            "GROUPWARDEN_RULES": str(settings.rules_dir),
+            "GROUPWARDEN_STORE": settings.store,
+            "GROUPWARDEN_DATA_DIR": str(data_dir),
         }
         self.log_path = log_path
         with log_path.open("ab") as log:
@@ -72,11 +75,12 @@ class Worker:
 
 
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], Worker]]:
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
-    def start() -> Worker:
-        worker = Worker(settings, tmp_path / f"worker-{len(workers)}.log")
+    def start(custom: Settings | None = None) -> Worker:
+        n = len(workers)  # each worker its own RocksDB folder, as on separate machines
+        worker = Worker(custom or settings, tmp_path / f"worker-{n}.log", tmp_path / f"data-{n}")
         workers.append(worker)
         return worker
 

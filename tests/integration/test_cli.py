@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from streams.config import Settings
-from streams.topics import VERDICTS
+from streams.topics import TOPICS, VERDICTS
 from tests.integration.conftest import chat_message, read_until
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ async def test_topics_create_produce_and_worker_commands(broker, tmp_path):
     def run(*args: str) -> str:
         return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, check=True).stdout
 
-    assert "created 4 topics" in run("topics", "create", "--partitions", "4")
+    assert f"created {len(TOPICS)} topics" in run("topics", "create", "--partitions", "4")
     assert "(all existed)" in run("topics", "create", "--partitions", "4")
     source = tmp_path / "messages.jsonl"
     source.write_bytes(b"\n".join(value for _, value in (chat_message(n) for n in range(50))) + b"\n")

@@ -1,0 +1,300 @@
+"""The standing agents: strike tables per user and per group, sanctions, the blacklist and the audit trail.
+
+    moderation.violations.v1 (key sender) --+--> user-standing  [Table users, key sender_id] --> sanctions, blacklist,
+    groupwarden.user-actions.v1 (key user) -+        | violations forwarded by group_id           audit
+                                                      v
+    chat.group-events.v1 (key group) -------+--> group-standing [Table groups, key group_id] --> sanctions, blacklist,
+    groupwarden.group-actions.v1 (key group)+        | leaders' liabilities forwarded by user id   audit
+    moderation.commands.v1 --> commands: pardons, unbans and lifts forwarded to both inboxes
+
+Every decision is a pure function of streams/policy/standing.py. Effects are published, and acknowledged, before the
+table is written: a crash in between replays the event, which then changes nothing but may repeat the same outputs
+(with the same sanction ids). Violations only reach these agents (a few % of traffic), so Faust's per-event cost
+is affordable here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT, StreamT, TopicT
+
+from streams.agents.classify import dead_letter
+from streams.config import Settings
+from streams.policy import standing
+from streams.policy.escalation import GROUP_EVENT_KINDS
+from streams.policy.sanctions import SanctionPolicy
+from streams.policy.standing import GroupRecord, Outcome
+from streams.records import INVALID_EVENT
+from streams.state import codec
+from streams.state.expiries import Expiries
+from streams.topics import (
+    AUDIT,
+    BLACKLIST,
+    COMMANDS,
+    DEADLETTER,
+    GROUP_ACTIONS,
+    GROUP_EVENTS,
+    SANCTIONS,
+    USER_ACTIONS,
+    VIOLATIONS,
+)
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+COMMAND_KINDS = ("pardon_message", "unban_user", "lift_suspension")
+_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class InvalidEvent(ValueError):
+    """An input the standing tables cannot apply; it goes to the dead-letter topic with this message."""
+
+
+def _text(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"'{name}' must be a non-empty string")
+    return value
+
+
+def _bytes(raw: Any) -> bytes:
+    return raw if isinstance(raw, bytes) else b"" if raw is None else str(raw).encode()
+
+
+def _object(raw: Any) -> dict[str, Any]:
+    doc = orjson.loads(_bytes(raw))
+    if not isinstance(doc, dict):
+        raise InvalidEvent("not a JSON object")
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One event's outcome, ready to publish."""
+
+    subject: str  # "user:<id>" or "group:<id>"
+    outcome: Outcome
+    extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()  # (inbox, key, action) beyond the outcome's forwards
+
+
+class Standing:
+    """The topics, tables and schedule of the standing agents of one worker."""
+
+    def __init__(self, app: faust.App, settings: Settings, policy: SanctionPolicy, rules_version: str) -> None:
+        self.settings, self.policy, self.rules_version = settings, policy, rules_version
+        self.expiries = Expiries()
+
+        def topic(*names: str) -> TopicT:
+            return app.topic(*(settings.topic(n) for n in names), partitions=settings.partitions, **_RAW)
+
+        self.sanctions, self.blacklist, self.audit = topic(SANCTIONS), topic(BLACKLIST), topic(AUDIT)
+        self.deadletter = topic(DEADLETTER)
+        self.inboxes = {USER_ACTIONS: topic(USER_ACTIONS), GROUP_ACTIONS: topic(GROUP_ACTIONS)}
+        table: dict[str, Any] = {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes}
+        table["schema"] = faust.Schema(**_RAW)  # the changelog's serializers; the types give the store's
+        self.users = app.Table("users", **table)
+        self.groups = app.Table("groups", **table)
+
+        self.users.on_recover(self._reschedule_users)
+        self.groups.on_recover(self._reschedule_groups)
+        app.agent(topic(VIOLATIONS, USER_ACTIONS), name="user-standing")(self._user_agent)
+        app.agent(topic(GROUP_EVENTS, GROUP_ACTIONS), name="group-standing")(self._group_agent)
+        app.agent(topic(COMMANDS), name="commands")(self._command_agent)
+        app.timer(TICK_SECONDS)(self._tick)
+
+    # -- agents ------------------------------------------------------------------------------------------------------
+
+    async def _user_agent(self, stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self._handle(event, self._decide_user)
+
+    async def _group_agent(self, stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self._handle(event, self._decide_group)
+
+    async def _command_agent(self, stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self._handle(event, self._decide_command)
+
+    async def _handle(self, event: EventT[bytes], decide: Callable[[bytes, dict[str, Any]], Awaitable[None]]) -> None:
+        message = event.message
+        try:
+            await decide(_bytes(event.key), _object(event.value))
+        except (orjson.JSONDecodeError, InvalidEvent, KeyError, ValueError, TypeError) as exc:
+            detail = (
+                str(exc) if isinstance(exc, InvalidEvent | orjson.JSONDecodeError) else f"{type(exc).__name__}: {exc}"
+            )
+            log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, detail)
+            out = dead_letter(self.settings, message, INVALID_EVENT, detail)
+            await (await self.deadletter.send(key=out.key, value=out.value, headers=list(out.headers)))
+
+    async def _decide_user(self, key: bytes, doc: dict[str, Any]) -> None:
+        user_id = key.decode()
+        raw = self.users.get(key)
+        record = codec.load_user(raw) if raw is not None else standing.new_user_record(self.policy)
+        action = doc.get("action", "violation")
+        extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()
+        if action == "violation":
+            violation = codec.violation_from_dict(doc)
+            if violation.sender_id != user_id:
+                raise InvalidEvent(f"violation of {violation.sender_id} keyed by {user_id}")
+            record, outcome = standing.user_violation(record, violation, self.policy)
+            # Repartition: the group table counts it too, on the partition of its group.
+            forward = codec.violation_to_dict(violation) | {
+                "action": "violation",
+                "rules_version": doc.get("rules_version"),
+            }
+            extra = ((GROUP_ACTIONS, violation.group_id.encode(), forward),)
+        elif action in ("liability", "lift_liability"):
+            forwarded = codec.forward_from_dict(doc)
+            if isinstance(forwarded, standing.LeaderLiability):
+                record, outcome = standing.user_liability(record, forwarded, self.policy)
+            else:
+                record, outcome = standing.user_lift_liability(record, forwarded, self.policy)
+        elif action == "pardon":
+            record, outcome = standing.user_pardon(record, user_id, _text(doc, "message_id"), self.policy, doc["at_ms"])
+        elif action == "unban":
+            record, outcome = standing.user_unban(record, doc.get("reason", ""), self.policy, doc["at_ms"])
+        elif action == "tick":
+            record, outcome = standing.user_tick(record, self.policy, doc["at_ms"])
+        else:
+            raise InvalidEvent(f"unknown user action {action!r}")
+        await self._publish(Decided(f"user:{user_id}", outcome, extra), doc)
+        self.users[key] = codec.dump_user(record)
+        self.expiries.schedule(USER_ACTIONS, key, outcome.due_ms)
+
+    async def _decide_group(self, key: bytes, doc: dict[str, Any]) -> None:
+        group_id = key.decode()
+        raw = self.groups.get(key)
+        record = codec.load_group(raw) if raw is not None else GroupRecord()
+        action = doc.get("action", "event")
+        if action == "event":  # chat.group-events.v1
+            kind = _text(doc, "kind")
+            if kind not in GROUP_EVENT_KINDS:
+                raise InvalidEvent(f"'kind' must be one of {', '.join(GROUP_EVENT_KINDS)}")
+            if _text(doc, "group_id") != group_id:
+                raise InvalidEvent(f"event of group {doc['group_id']} keyed by {group_id}")
+            at_ms = doc.get("at_ms", _now_ms())
+            if isinstance(at_ms, bool) or not isinstance(at_ms, int):
+                raise InvalidEvent("'at_ms' must be epoch milliseconds")
+            user = _text(doc, "user_id")
+            record, outcome = standing.group_event(
+                record, group_id, kind=kind, user_id=user, policy=self.policy, now_ms=at_ms
+            )
+        elif action == "violation":
+            record, outcome = standing.group_violation(record, codec.violation_from_dict(doc), self.policy)
+        elif action == "pardon":
+            record, outcome = standing.group_pardon(
+                record, group_id, _text(doc, "message_id"), self.policy, doc["at_ms"]
+            )
+        elif action == "lift_suspension":
+            record, outcome = standing.group_lift_suspension(record, doc.get("reason", ""), doc["at_ms"])
+        elif action == "tick":
+            record, outcome = standing.group_tick(record, doc["at_ms"])
+        else:
+            raise InvalidEvent(f"unknown group action {action!r}")
+        await self._publish(Decided(f"group:{group_id}", outcome), doc)
+        self.groups[key] = codec.dump_group(record)
+        self.expiries.schedule(GROUP_ACTIONS, key, outcome.due_ms)
+
+    async def _decide_command(self, key: bytes, doc: dict[str, Any]) -> None:  # noqa: ARG002 - any key will do
+        """Check an operator command and forward it to the tables it concerns."""
+        kind = _text(doc, "kind")
+        command: dict[str, Any] = {"command_id": _text(doc, "command_id"), "operator": _text(doc, "operator")}
+        command |= {"reason": str(doc.get("reason", "")), "at_ms": _now_ms()}
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        if kind == "pardon_message":
+            message_id = _text(doc, "message_id")
+            out.append((USER_ACTIONS, _text(doc, "user_id"), {"action": "pardon", "message_id": message_id}))
+            out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "pardon", "message_id": message_id}))
+        elif kind == "unban_user":
+            out.append((USER_ACTIONS, _text(doc, "user_id"), {"action": "unban"}))
+        elif kind == "lift_suspension":
+            out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "lift_suspension"}))
+        else:
+            raise InvalidEvent(f"'kind' must be one of {', '.join(COMMAND_KINDS)}")
+        sent = [await self.inboxes[inbox].send(key=k.encode(), value=orjson.dumps(a | command)) for inbox, k, a in out]
+        await asyncio.gather(*sent)
+
+    # -- outputs -----------------------------------------------------------------------------------------------------
+
+    async def _publish(self, decided: Decided, doc: dict[str, Any]) -> None:
+        """Sanctions, the blacklist entry if it changed, forwards and the audit record; wait for every ack."""
+        outcome, subject = decided.outcome, decided.subject
+        stamp = {
+            "rules_version": doc.get("rules_version") or self.rules_version,
+            "policy_version": self.policy.version,
+        }
+        sent = []
+        for s in outcome.sanctions:
+            value = {"schema": "moderation.sanction.v1", "sanction_id": codec.sanction_id(s)}
+            value |= codec.sanction_to_dict(s) | stamp
+            sent.append(await self.sanctions.send(key=s.subject.encode(), value=orjson.dumps(value)))
+        if outcome.listing is not None:
+            sent.append(await self.blacklist.send(key=subject.encode(), value=self._listing(subject, outcome, stamp)))
+        forwards = [
+            (USER_ACTIONS, f.user_id.encode(), codec.forward_to_dict(f) | stamp) for f in outcome.forwards
+        ] + list(decided.extra)
+        for inbox, key, action in forwards:
+            sent.append(await self.inboxes[inbox].send(key=key, value=orjson.dumps(action)))
+        if doc.get("action") != "tick" or outcome.sanctions or outcome.listing is not None:
+            audit = {
+                "schema": "moderation.audit.v1",
+                "subject": subject,
+                "decided_at_ms": _now_ms(),
+                "input": doc,
+                "sanctions": [codec.sanction_id(s) for s in outcome.sanctions],
+                "blacklist": None if outcome.listing is None else codec.restrictions_to_list(outcome.listing),
+                "forwarded": [{"to": inbox, "key": key.decode(), "action": a["action"]} for inbox, key, a in forwards],
+            } | stamp
+            sent.append(await self.audit.send(key=subject.encode(), value=orjson.dumps(audit)))
+        await asyncio.gather(*sent)
+
+    @staticmethod
+    def _listing(subject: str, outcome: Outcome, stamp: dict[str, Any]) -> bytes | None:
+        """A blacklist entry, or None (a tombstone) when nothing restricts the subject any more."""
+        if not outcome.listing:
+            return None
+        untils = [r.until_ms for r in outcome.listing]
+        kind, _, subject_id = subject.partition(":")
+        entry = {
+            "schema": "moderation.blacklist.v1",
+            "key": subject,
+            "type": kind,
+            "id": subject_id,
+            "restrictions": codec.restrictions_to_list(outcome.listing),
+            "until_ms": None if None in untils else max(u for u in untils if u is not None),
+        } | stamp
+        return orjson.dumps(entry)
+
+    # -- expiry ------------------------------------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        now = _now_ms()
+        tick = orjson.dumps({"action": "tick", "at_ms": now})
+        sent = [await self.inboxes[inbox].send(key=key, value=tick) for inbox, key in self.expiries.pop_due(now)]
+        await asyncio.gather(*sent)
+
+    async def _reschedule_users(self) -> None:
+        for key, raw in list(self.users.items()):
+            self.expiries.schedule(USER_ACTIONS, key, _next_change(codec.load_user(raw).listed))
+
+    async def _reschedule_groups(self) -> None:
+        for key, raw in list(self.groups.items()):
+            self.expiries.schedule(GROUP_ACTIONS, key, _next_change(codec.load_group(raw).listed))
+
+
+def _next_change(listed: tuple[standing.Restriction, ...]) -> int | None:
+    return min((r.until_ms for r in listed if r.until_ms is not None), default=None)

@@ -1,0 +1,334 @@
+"""What each user and group is under: the sanctions in force, the blacklist entry they make, and when it changes.
+
+The user and group tables hold one record each. Every function here takes a record, one event, the policy and the
+event's time, and returns the new record with its outcome: the sanctions to publish, the blacklist entry if it
+changed, the actions to forward to the other table (a group's leaders answer in the user table) and when the record
+next needs a look (an expiry). Pure and idempotent; streams/agents/standing.py wires them to topics and tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from streams.policy.escalation import (
+    STEPS,
+    GroupState,
+    Liability,
+    apply_group_event,
+    level_for,
+    over_member_limit,
+    record_group_violation,
+)
+from streams.policy.ladder import (
+    Sanction,
+    UserState,
+    Violation,
+    credit_at,
+    pardon,
+    privilege_returns_at,
+    privileges_below,
+    privileges_lost,
+    record_violation,
+)
+from streams.policy.sanctions import SanctionPolicy
+
+# Sanctions that restrict a subject while they last and so put it on the blacklist. Warnings only inform.
+HELD_KINDS = frozenset(
+    {"mute", "ban", "management_suspended", "management_revoked", "group_creation_barred"}
+    | {"group_suspension", "group_shutdown"}
+)
+_STEP_KINDS = {"warn": "group_warning", "suspend": "group_suspension", "shut_down": "group_shutdown"}
+_LEADER_KINDS = {
+    "warn": set(),
+    "suspend": {"management_suspended"},
+    "shut_down": {"management_revoked", "group_creation_barred"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """One line of a blacklist entry."""
+
+    kind: str
+    until_ms: int | None  # None: until revoked
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderLiability:
+    """To the user table: a group leader's credit falls and the leader sanctions take effect, once per key."""
+
+    user_id: str
+    key: str  # "<group id>/<step>/<message id that crossed the threshold>"
+    liability: Liability
+    sanctions: tuple[Sanction, ...]
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiftLiability:
+    """To the user table: a leader sanction is revoked; on a pardon the credit it took comes back too."""
+
+    user_id: str
+    key: str
+    restore_credit: bool
+    at_ms: int
+
+
+Forward = LeaderLiability | LiftLiability
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    sanctions: list[Sanction] = field(default_factory=list)
+    listing: tuple[Restriction, ...] | None = None  # the new blacklist entry if it changed; () is a tombstone
+    forwards: list[Forward] = field(default_factory=list)
+    due_ms: int | None = None  # the next time a restriction ends
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    state: UserState
+    held: tuple[Sanction, ...] = ()  # restricting sanctions in force (ladder and leader ones)
+    liabilities: tuple[tuple[str, float], ...] = ()  # (key, credit taken) of each leader liability applied
+    lifted: frozenset[str] = frozenset()  # liability keys lifted: a late redelivery does not apply them again
+    listed: tuple[Restriction, ...] = ()  # what the blacklist says now
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    state: GroupState = field(default_factory=GroupState)
+    held: tuple[Sanction, ...] = ()
+    liable: tuple[tuple[str, str, str], ...] = ()  # (user id, step, liability key) of each leader held liable
+    pardoned: frozenset[str] = frozenset()
+    flagged: bool = False  # over the member limit, and reported
+    listed: tuple[Restriction, ...] = ()
+
+
+def _same(a: Sanction, b: Sanction) -> bool:
+    return (a.subject, a.kind, a.evidence, a.start_ms) == (b.subject, b.kind, b.evidence, b.start_ms)
+
+
+def _hold(held: tuple[Sanction, ...], changes: list[Sanction]) -> tuple[Sanction, ...]:
+    """Held sanctions after some were issued and some revoked."""
+    kept = [h for h in held if not any(c.revoked and _same(c, h) for c in changes)]
+    kept += [c for c in changes if not c.revoked and c.kind in HELD_KINDS and not any(_same(c, h) for h in kept)]
+    return tuple(kept)
+
+
+def _in_force(held: tuple[Sanction, ...], now_ms: int) -> tuple[Sanction, ...]:
+    return tuple(s for s in held if s.expires_ms is None or s.expires_ms > now_ms)
+
+
+def _restrictions(held: tuple[Sanction, ...]) -> list[Restriction]:
+    return [Restriction(s.kind, s.expires_ms, s.reason) for s in held]
+
+
+def _settle(
+    held: tuple[Sanction, ...], listed: tuple[Restriction, ...], extra: list[Restriction], now_ms: int
+) -> tuple[tuple[Sanction, ...], tuple[Restriction, ...], tuple[Restriction, ...] | None, int | None]:
+    """Drop what has expired; return held, the entry now, the entry if it changed, and when it next changes."""
+    held = _in_force(held, now_ms)
+    entry = tuple(sorted({*_restrictions(held), *extra}, key=lambda r: (r.kind, r.until_ms or 0, r.reason)))
+    due = min((r.until_ms for r in entry if r.until_ms is not None), default=None)
+    return held, entry, (entry if entry != listed else None), due
+
+
+# -- users ---------------------------------------------------------------------------------------------------------
+
+
+def _credit_restrictions(state: UserState, policy: SanctionPolicy, now_ms: int) -> list[Restriction]:
+    """Privileges a low credit takes away, each until credit has recovered past its threshold."""
+    credit = credit_at(state, policy.credit, now_ms)
+    return [
+        Restriction(kind, privilege_returns_at(state.credit, state.credit_ms, threshold, policy.credit), "low credit")
+        for kind, threshold in privileges_below(credit, policy.credit).items()
+    ]
+
+
+def _settle_user(
+    record: UserRecord, sanctions: list[Sanction], policy: SanctionPolicy, now_ms: int, forwards: list[Forward] | None
+) -> tuple[UserRecord, Outcome]:
+    held = _hold(record.held, sanctions)
+    credit = _credit_restrictions(record.state, policy, now_ms)
+    held, entry, changed, due = _settle(held, record.listed, credit, now_ms)
+    outcome = Outcome(sanctions, changed, forwards or [], due)
+    return replace(record, held=held, listed=entry), outcome
+
+
+def new_user_record(policy: SanctionPolicy) -> UserRecord:
+    return UserRecord(UserState(credit=policy.credit.start))
+
+
+def user_violation(record: UserRecord, violation: Violation, policy: SanctionPolicy) -> tuple[UserRecord, Outcome]:
+    state, sanctions = record_violation(record.state, violation, policy)
+    return _settle_user(replace(record, state=state), sanctions, policy, violation.at_ms, None)
+
+
+def user_liability(record: UserRecord, action: LeaderLiability, policy: SanctionPolicy) -> tuple[UserRecord, Outcome]:
+    """A leader answers for a group: credit lost and leader sanctions, once per liability key."""
+    if action.key in record.lifted or any(key == action.key for key, _ in record.liabilities):
+        return _settle_user(record, [], policy, action.at_ms, None)
+    now = action.at_ms
+    before = credit_at(record.state, policy.credit, now)
+    points = min(before, action.liability.points)
+    state = replace(record.state, credit=before - points, credit_ms=now)
+    evidence = action.liability.evidence[-1] if action.liability.evidence else action.key
+    sanctions = [
+        *action.sanctions,
+        *privileges_lost(
+            action.user_id, before, before - points, policy.credit, now_ms=now, rule_ids=(), evidence=evidence
+        ),
+    ]
+    record = replace(record, state=state, liabilities=(*record.liabilities, (action.key, points)))
+    return _settle_user(record, sanctions, policy, now, None)
+
+
+def user_lift_liability(
+    record: UserRecord, action: LiftLiability, policy: SanctionPolicy
+) -> tuple[UserRecord, Outcome]:
+    """Revoke the leader sanctions a liability brought; on a pardon its credit comes back as well."""
+    now = action.at_ms
+    if action.key in record.lifted:
+        return _settle_user(record, [], policy, now, None)
+    group_id, step, _ = action.key.split("/", 2)
+    revoked = [
+        replace(s, revoked=True)
+        for s in record.held
+        if s.kind in _LEADER_KINDS.get(step, set()) and s.reason.startswith(f"group {group_id} ")
+    ]
+    state = record.state
+    points = sum(p for key, p in record.liabilities if key == action.key)
+    if action.restore_credit and points:
+        state = replace(
+            state, credit=min(policy.credit.start, credit_at(state, policy.credit, now) + points), credit_ms=now
+        )
+    liabilities = (
+        record.liabilities
+        if not action.restore_credit
+        else tuple(entry for entry in record.liabilities if entry[0] != action.key)
+    )
+    record = replace(record, state=state, liabilities=liabilities, lifted=record.lifted | {action.key})
+    return _settle_user(record, revoked, policy, now, None)
+
+
+def user_pardon(
+    record: UserRecord, user_id: str, message_id: str, policy: SanctionPolicy, now_ms: int
+) -> tuple[UserRecord, Outcome]:
+    state, changes = pardon(record.state, user_id, message_id, policy, now_ms)
+    return _settle_user(replace(record, state=state), changes, policy, now_ms, None)
+
+
+def user_unban(record: UserRecord, reason: str, policy: SanctionPolicy, now_ms: int) -> tuple[UserRecord, Outcome]:
+    """An operator lets a user post again: bans and mutes in force are revoked (strikes stay on the record)."""
+    revoked = [
+        replace(s, revoked=True, reason=f"{s.reason}; lifted: {reason}")
+        for s in _in_force(record.held, now_ms)
+        if s.kind in {"ban", "mute"}
+    ]
+    return _settle_user(record, revoked, policy, now_ms, None)
+
+
+def user_tick(record: UserRecord, policy: SanctionPolicy, now_ms: int) -> tuple[UserRecord, Outcome]:
+    """Time passed: what has expired leaves the blacklist entry."""
+    return _settle_user(record, [], policy, now_ms, None)
+
+
+# -- groups --------------------------------------------------------------------------------------------------------
+
+
+def _settle_group(
+    record: GroupRecord, sanctions: list[Sanction], now_ms: int, forwards: list[Forward] | None = None
+) -> tuple[GroupRecord, Outcome]:
+    held, entry, changed, due = _settle(_hold(record.held, sanctions), record.listed, [], now_ms)
+    return replace(record, held=held, listed=entry), Outcome(sanctions, changed, forwards or [], due)
+
+
+def group_event(
+    record: GroupRecord, group_id: str, *, kind: str, user_id: str, policy: SanctionPolicy, now_ms: int
+) -> tuple[GroupRecord, Outcome]:
+    """Membership and leadership change; crossing the member limit is reported once each way."""
+    state = apply_group_event(record.state, kind, user_id)
+    over = over_member_limit(state, policy.group)
+    sanctions = []
+    if over != record.flagged:
+        count, limit = len(state.members), policy.group.member_limit
+        sanctions.append(
+            Sanction(
+                subject=f"group:{group_id}",
+                kind="member_limit_exceeded",
+                reason=f"{count} members, over the limit of {limit}",
+                rule_ids=(),
+                evidence=(),
+                start_ms=now_ms,
+                expires_ms=None,
+                notice=f"Your group has {count} members; the limit is {limit}. Remove members to continue.",
+                revoked=not over,
+            ),
+        )
+    return _settle_group(replace(record, state=state, flagged=over), sanctions, now_ms)
+
+
+def group_violation(record: GroupRecord, violation: Violation, policy: SanctionPolicy) -> tuple[GroupRecord, Outcome]:
+    if violation.message_id in record.pardoned:
+        return _settle_group(record, [], violation.at_ms)
+    state, sanctions, liabilities = record_group_violation(record.state, violation, policy)
+    group_sanctions = [s for s in sanctions if s.subject.startswith("group:")]
+    forwards: list[Forward] = []
+    liable = list(record.liable)
+    for liability in liabilities:
+        key = f"{liability.group_id}/{liability.step}/{violation.message_id}"
+        own = tuple(s for s in sanctions if s.subject == f"user:{liability.user_id}")
+        forwards.append(LeaderLiability(liability.user_id, key, liability, own, violation.at_ms))
+        liable.append((liability.user_id, liability.step, key))
+    return _settle_group(replace(record, state=state, liable=tuple(liable)), group_sanctions, violation.at_ms, forwards)
+
+
+def group_pardon(
+    record: GroupRecord, group_id: str, message_id: str, policy: SanctionPolicy, now_ms: int
+) -> tuple[GroupRecord, Outcome]:
+    """A pardoned message leaves the window; if the count falls below a level, that level's sanctions go too."""
+    state = record.state
+    window = tuple(v for v in state.violations if v[0] != message_id)
+    level = min(state.level, level_for(len(window), policy.group))
+    undone = {STEPS[n] for n in STEPS if level < n <= state.level}
+    revoked = [replace(s, revoked=True) for s in record.held if s.kind in {_STEP_KINDS[step] for step in undone}]
+    if "warn" in undone:  # a warning is not held; say it no longer stands
+        revoked.append(
+            Sanction(
+                f"group:{group_id}", "group_warning", "pardoned", (), (message_id,), now_ms, now_ms, "", revoked=True
+            )
+        )
+    forwards: list[Forward] = [
+        LiftLiability(user_id, key, restore_credit=True, at_ms=now_ms)
+        for user_id, step, key in record.liable
+        if step in undone
+    ]
+    record = replace(
+        record,
+        state=replace(state, violations=window, level=level),
+        liable=tuple(entry for entry in record.liable if entry[1] not in undone),
+        pardoned=record.pardoned | {message_id},
+    )
+    return _settle_group(record, revoked, now_ms, forwards)
+
+
+def group_lift_suspension(record: GroupRecord, reason: str, now_ms: int) -> tuple[GroupRecord, Outcome]:
+    """An operator lifts a suspension: the group and its leaders' management rights are restored."""
+    revoked = [
+        replace(s, revoked=True, reason=f"{s.reason}; lifted: {reason}")
+        for s in _in_force(record.held, now_ms)
+        if s.kind == "group_suspension"
+    ]
+    forwards: list[Forward] = []
+    if revoked:
+        forwards = [
+            LiftLiability(user_id, key, restore_credit=False, at_ms=now_ms)
+            for user_id, step, key in record.liable
+            if step == "suspend"
+        ]
+    return _settle_group(record, revoked, now_ms, forwards)
+
+
+def group_tick(record: GroupRecord, now_ms: int) -> tuple[GroupRecord, Outcome]:
+    return _settle_group(record, [], now_ms)

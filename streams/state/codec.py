@@ -1,0 +1,185 @@
+"""Table records and topic payloads as JSON: what the standing agents store and send, and read back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.policy.escalation import GroupState, Liability
+from streams.policy.ladder import Sanction, Strike, UserState, Violation
+from streams.policy.rules import Severity
+from streams.policy.standing import Forward, GroupRecord, LeaderLiability, LiftLiability, Restriction, UserRecord
+
+
+def sanction_to_dict(s: Sanction) -> dict[str, Any]:
+    return {
+        "subject": s.subject,
+        "kind": s.kind,
+        "reason": s.reason,
+        "rule_ids": list(s.rule_ids),
+        "evidence": list(s.evidence),
+        "start_ms": s.start_ms,
+        "expires_ms": s.expires_ms,
+        "notice": s.notice,
+        "revoked": s.revoked,
+    }
+
+
+def sanction_from_dict(d: dict[str, Any]) -> Sanction:
+    return Sanction(
+        subject=d["subject"],
+        kind=d["kind"],
+        reason=d["reason"],
+        rule_ids=tuple(d["rule_ids"]),
+        evidence=tuple(d["evidence"]),
+        start_ms=d["start_ms"],
+        expires_ms=d["expires_ms"],
+        notice=d["notice"],
+        revoked=d["revoked"],
+    )
+
+
+def sanction_id(s: Sanction) -> str:
+    """The same action always has the same id, so a consumer can drop a redelivered one."""
+    state = "revoked" if s.revoked else "issued"
+    return f"{s.subject}/{s.kind}/{s.start_ms}/{','.join(s.evidence)}/{state}"
+
+
+def violation_from_dict(d: dict[str, Any]) -> Violation:
+    """A moderation.violations.v1 record; KeyError or ValueError when it is not one."""
+    return Violation(
+        message_id=str(d["message_id"]),
+        sender_id=str(d["sender_id"]),
+        group_id=str(d["group_id"]),
+        at_ms=int(d["at_ms"]),
+        severity=Severity[str(d["severity"]).upper()],
+        categories=tuple(d["categories"]),
+        rule_ids=tuple(d["rule_ids"]),
+    )
+
+
+def violation_to_dict(v: Violation) -> dict[str, Any]:
+    return {
+        "message_id": v.message_id,
+        "sender_id": v.sender_id,
+        "group_id": v.group_id,
+        "at_ms": v.at_ms,
+        "severity": v.severity.label,
+        "categories": list(v.categories),
+        "rule_ids": list(v.rule_ids),
+    }
+
+
+def restrictions_to_list(entry: tuple[Restriction, ...]) -> list[dict[str, Any]]:
+    return [{"kind": r.kind, "until_ms": r.until_ms, "reason": r.reason} for r in entry]
+
+
+def _restrictions(items: list[dict[str, Any]]) -> tuple[Restriction, ...]:
+    return tuple(Restriction(r["kind"], r["until_ms"], r["reason"]) for r in items)
+
+
+# -- forwarded actions (to the internal user and group action topics) ------------------------------------------------
+
+
+def forward_to_dict(f: Forward) -> dict[str, Any]:
+    if isinstance(f, LeaderLiability):
+        liability = f.liability
+        return {
+            "action": "liability",
+            "user_id": f.user_id,
+            "key": f.key,
+            "group_id": liability.group_id,
+            "step": liability.step,
+            "points": liability.points,
+            "evidence": list(liability.evidence),
+            "sanctions": [sanction_to_dict(s) for s in f.sanctions],
+            "at_ms": f.at_ms,
+        }
+    return {
+        "action": "lift_liability",
+        "user_id": f.user_id,
+        "key": f.key,
+        "restore_credit": f.restore_credit,
+        "at_ms": f.at_ms,
+    }
+
+
+def forward_from_dict(d: dict[str, Any]) -> Forward:
+    if d["action"] == "liability":
+        liability = Liability(d["user_id"], float(d["points"]), d["group_id"], d["step"], tuple(d["evidence"]))
+        sanctions = tuple(sanction_from_dict(s) for s in d["sanctions"])
+        return LeaderLiability(d["user_id"], d["key"], liability, sanctions, int(d["at_ms"]))
+    return LiftLiability(d["user_id"], d["key"], restore_credit=bool(d["restore_credit"]), at_ms=int(d["at_ms"]))
+
+
+# -- table records ---------------------------------------------------------------------------------------------------
+
+
+def dump_user(r: UserRecord) -> bytes:
+    s = r.state
+    return orjson.dumps(
+        {
+            "credit": s.credit,
+            "credit_ms": s.credit_ms,
+            "strikes": [
+                [k.message_id, k.at_ms, k.rung, k.penalty, list(k.categories), list(k.rule_ids)] for k in s.strikes
+            ],
+            "pardoned": sorted(s.pardoned),
+            "held": [sanction_to_dict(h) for h in r.held],
+            "liabilities": [list(entry) for entry in r.liabilities],
+            "lifted": sorted(r.lifted),
+            "listed": restrictions_to_list(r.listed),
+        }
+    )
+
+
+def load_user(raw: bytes) -> UserRecord:
+    d = orjson.loads(raw)
+    strikes = tuple(
+        Strike(m, at, rung, pen, tuple(cats), tuple(rules)) for m, at, rung, pen, cats, rules in d["strikes"]
+    )
+    return UserRecord(
+        state=UserState(d["credit"], d["credit_ms"], strikes, frozenset(d["pardoned"])),
+        held=tuple(sanction_from_dict(h) for h in d["held"]),
+        liabilities=tuple((key, float(points)) for key, points in d["liabilities"]),
+        lifted=frozenset(d["lifted"]),
+        listed=_restrictions(d["listed"]),
+    )
+
+
+def dump_group(r: GroupRecord) -> bytes:
+    s = r.state
+    return orjson.dumps(
+        {
+            "owner": s.owner,
+            "managers": sorted(s.managers),
+            "members": sorted(s.members),
+            "violations": [[m, at, list(cats)] for m, at, cats in s.violations],
+            "level": s.level,
+            "held": [sanction_to_dict(h) for h in r.held],
+            "liable": [list(entry) for entry in r.liable],
+            "pardoned": sorted(r.pardoned),
+            "flagged": r.flagged,
+            "listed": restrictions_to_list(r.listed),
+        }
+    )
+
+
+def load_group(raw: bytes) -> GroupRecord:
+    d = orjson.loads(raw)
+    state = GroupState(
+        owner=d["owner"],
+        managers=frozenset(d["managers"]),
+        members=frozenset(d["members"]),
+        violations=tuple((m, at, tuple(cats)) for m, at, cats in d["violations"]),
+        level=d["level"],
+    )
+    return GroupRecord(
+        state=state,
+        held=tuple(sanction_from_dict(h) for h in d["held"]),
+        liable=tuple((u, step, key) for u, step, key in d["liable"]),
+        pardoned=frozenset(d["pardoned"]),
+        flagged=d["flagged"],
+        listed=_restrictions(d["listed"]),
+    )

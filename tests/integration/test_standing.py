@@ -1,0 +1,208 @@
+"""Strikes, group escalation, the blacklist and appeals on a real broker, with the production (RocksDB) store."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import ConsumerRecord
+
+from streams.config import DEFAULT_RULES, Settings
+from streams.topics import AUDIT, BLACKLIST, COMMANDS, DEADLETTER, GROUP_EVENTS, SANCTIONS, VIOLATIONS
+from tests.integration.conftest import produce, read_until
+
+pytestmark = pytest.mark.integration
+
+SCAM = "刷*單*返*利，日赚五百"  # blocked by the shipped pack (scam.task-scam)
+OWNER, MANAGER = "owner-1", "manager-1"
+
+
+def message(message_id: str, sender: str, group: str, text: str = SCAM) -> tuple[bytes, bytes]:
+    value = {
+        "message_id": message_id,
+        "group_id": group,
+        "sender_id": sender,
+        "sent_at": int(time.time() * 1000),
+        "text": text,
+    }
+    return group.encode(), orjson.dumps(value)
+
+
+def group_events(group: str) -> list[tuple[bytes, bytes]]:
+    steps = [("created", OWNER), ("member_joined", MANAGER), ("manager_added", MANAGER)]
+    return [
+        (group.encode(), orjson.dumps({"event_id": f"{group}-{n}", "group_id": group, "kind": kind, "user_id": user}))
+        for n, (kind, user) in enumerate(steps)
+    ]
+
+
+def command(command_id: str, kind: str, **fields: str) -> tuple[bytes | None, bytes]:
+    value = {"command_id": command_id, "kind": kind, "operator": "analyst-7", "reason": "appeal upheld"} | fields
+    return None, orjson.dumps(value)
+
+
+def values(records: list[ConsumerRecord[bytes, bytes]]) -> list[dict]:
+    return [orjson.loads(r.value) for r in records if r.value is not None]
+
+
+def sanctions_of(records: list[ConsumerRecord[bytes, bytes]], subject: str) -> list[tuple[str, bool]]:
+    return [(s["kind"], s["revoked"]) for s in values(records) if s["subject"] == subject]
+
+
+def latest(records: list[ConsumerRecord[bytes, bytes]], key: str) -> dict | str | None:
+    """The blacklist's last word on a key: its entry, None for a tombstone, "absent" if never written."""
+    found: dict | str | None = "absent"
+    for r in records:
+        if r.key == key.encode():
+            found = orjson.loads(r.value) if r.value is not None else None
+    return found
+
+
+async def settle(settings: Settings, topic: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read a topic until ``count`` records, then a little longer: anything extra would show up now."""
+    await read_until(settings, topic, until=lambda seen: len(seen) >= count)
+    await asyncio.sleep(3)
+    return await read_until(settings, topic, until=lambda seen: len(seen) >= count, wait_seconds=10)
+
+
+async def test_a_sender_reaching_four_violations_is_banned_exactly_once(settings, start_worker):
+    await produce(settings, group_events("g1"), GROUP_EVENTS)
+    await produce(settings, [message(f"m{n}", "spammer", "g1") for n in range(4)])
+    start_worker()
+
+    records = await read_until(
+        settings, SANCTIONS, until=lambda seen: ("ban", False) in sanctions_of(seen, "user:spammer")
+    )
+    await asyncio.sleep(3)
+    records = await read_until(settings, SANCTIONS, until=lambda seen: len(seen) >= len(records), wait_seconds=10)
+    ladder = [k for k in sanctions_of(records, "user:spammer") if k[0] in ("warning", "mute", "ban")]
+    assert ladder == [("warning", False), ("mute", False), ("mute", False), ("ban", False)]
+    ban = next(s for s in values(records) if s["subject"] == "user:spammer" and s["kind"] == "ban")
+    assert ban["expires_ms"] is None
+    assert ban["notice"]  # the sanctioned user is told why
+    assert ban["rule_ids"]
+    assert ban["rules_version"]
+
+    listing = latest(await read_until(settings, BLACKLIST, until=bool), "user:spammer")
+    assert isinstance(listing, dict)
+    assert "ban" in [r["kind"] for r in listing["restrictions"]]
+    assert listing["until_ms"] is None
+
+    audit = values(await read_until(settings, AUDIT, until=lambda seen: len(seen) >= 4))
+    assert {a["input"]["message_id"] for a in audit if a["subject"] == "user:spammer"} >= {f"m{n}" for n in range(4)}
+
+
+async def test_the_same_violations_delivered_twice_change_nothing(settings, start_worker):
+    await produce(settings, [message(f"m{n}", f"u{n % 3}", "g2") for n in range(6)])
+    start_worker()
+    violations = await read_until(settings, VIOLATIONS, until=lambda seen: len(seen) >= 6)
+    first = await settle(settings, SANCTIONS, 1)
+    await produce(settings, [(r.key, r.value) for r in violations], VIOLATIONS)  # every violation again
+    await produce(settings, [message(f"m{n}", f"u{n % 3}", "g2") for n in range(6)])  # and every message
+    await asyncio.sleep(8)
+    again = await read_until(settings, SANCTIONS, until=lambda seen: len(seen) >= len(first), wait_seconds=10)
+    assert len(again) == len(first)
+    assert Counter(s["kind"] for s in values(again) if s["subject"].startswith("user:")) == {"warning": 3, "mute": 3}
+
+
+async def test_a_group_crossing_the_threshold_is_suspended_and_its_leaders_penalised(settings, start_worker):
+    await produce(settings, group_events("g3"), GROUP_EVENTS)
+    await produce(settings, [message(f"m{n}", f"member-{n}", "g3") for n in range(6)])  # six senders, one group
+    start_worker()
+
+    records = await read_until(
+        settings, SANCTIONS, until=lambda seen: ("group_suspension", False) in sanctions_of(seen, "group:g3")
+    )
+    assert sanctions_of(records, "group:g3") == [("group_warning", False), ("group_suspension", False)]
+    suspension = next(s for s in values(records) if s["kind"] == "group_suspension")
+    assert len(suspension["evidence"]) == 6
+    assert suspension["expires_ms"] - suspension["start_ms"] == 7 * 24 * 3600 * 1000
+    records = await read_until(settings, SANCTIONS, until=lambda seen: len(sanctions_of(seen, f"user:{MANAGER}")) >= 1)
+    assert ("management_suspended", False) in sanctions_of(records, f"user:{OWNER}")
+    assert ("management_suspended", False) in sanctions_of(records, f"user:{MANAGER}")
+
+    blacklist = await read_until(
+        settings, BLACKLIST, until=lambda seen: isinstance(latest(seen, f"user:{OWNER}"), dict)
+    )
+    group_entry = latest(blacklist, "group:g3")
+    assert isinstance(group_entry, dict)
+    assert [r["kind"] for r in group_entry["restrictions"]] == ["group_suspension"]
+    # The owner's credit fell at the warning and again at the suspension (rules/sanctions.toml: 5, then 15).
+    audit = await read_until(settings, AUDIT, until=lambda seen: len(liabilities(seen, OWNER)) >= 2)
+    assert [a["input"]["points"] for a in liabilities(audit, OWNER)] == [5, 15]
+
+
+def liabilities(records: list[ConsumerRecord[bytes, bytes]], user: str) -> list[dict]:
+    return [a for a in values(records) if a["subject"] == f"user:{user}" and a["input"].get("action") == "liability"]
+
+
+@pytest.fixture
+def quick_rules(tmp_path: Path) -> Path:
+    """The shipped pack with mutes of under ten seconds, so an expiry can be watched."""
+    rules = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES, rules)
+    sanctions = rules / "sanctions.toml"
+    sanctions.write_text(sanctions.read_text().replace("days = 7 }", "days = 0.0001 }"))  # 8.64 s
+    return rules
+
+
+async def test_an_expiry_emits_its_tombstone_on_time(settings, start_worker, quick_rules):
+    settings = replace(settings, rules_dir=quick_rules)
+    await produce(settings, [message(f"m{n}", "talker", "g4") for n in range(2)])  # a warning, then a mute
+    start_worker(settings)
+
+    blacklist = await read_until(settings, BLACKLIST, until=lambda seen: isinstance(latest(seen, "user:talker"), dict))
+    entry = latest(blacklist, "user:talker")
+    assert isinstance(entry, dict)
+    until = entry["until_ms"]
+    blacklist = await read_until(settings, BLACKLIST, until=lambda seen: latest(seen, "user:talker") is None)
+    tombstone = next(r for r in blacklist if r.key == b"user:talker" and r.value is None)
+    assert until <= tombstone.timestamp < until + 5000  # on time: the tick runs every second
+
+
+async def test_an_appeal_reverses_everything(settings, start_worker):
+    await produce(settings, group_events("g5"), GROUP_EVENTS)
+    await produce(settings, [message(f"m{n}", "appellant", "g5") for n in range(4)])
+    start_worker()
+    await read_until(settings, SANCTIONS, until=lambda seen: ("ban", False) in sanctions_of(seen, "user:appellant"))
+    await read_until(settings, SANCTIONS, until=lambda seen: ("group_warning", False) in sanctions_of(seen, "group:g5"))
+
+    await produce(
+        settings,
+        [command(f"c{n}", "pardon_message", message_id=f"m{n}", user_id="appellant", group_id="g5") for n in range(4)],
+        COMMANDS,
+    )
+    records = await read_until(
+        settings, SANCTIONS, until=lambda seen: ("ban", True) in sanctions_of(seen, "user:appellant")
+    )
+    blacklist = await read_until(settings, BLACKLIST, until=lambda seen: latest(seen, "user:appellant") is None)
+    assert latest(blacklist, "user:appellant") is None  # the ban's entry is tombstoned
+    records = await read_until(
+        settings, SANCTIONS, until=lambda seen: ("group_warning", True) in sanctions_of(seen, "group:g5")
+    )
+    user = sanctions_of(records, "user:appellant")
+    for kind in ("warning", "mute", "ban"):
+        assert (kind, True) in user  # every rung revoked
+    audit = values(await read_until(settings, AUDIT, until=lambda seen: len(seen) >= 8))
+    assert any(a["input"].get("command_id") == "c3" for a in audit)
+
+
+async def test_a_malformed_group_event_or_command_goes_to_dead_letters(settings, start_worker):
+    await produce(
+        settings, [(b"g6", b"{oops"), (b"g6", orjson.dumps({"group_id": "g6", "kind": "exploded"}))], GROUP_EVENTS
+    )
+    await produce(settings, [command("c1", "smite", user_id="u1")], COMMANDS)
+    await produce(settings, group_events("g6"), GROUP_EVENTS)
+    start_worker()
+
+    dead = await read_until(settings, DEADLETTER, until=lambda seen: len(seen) >= 3)
+    reasons = {dict(r.headers)["groupwarden.error.reason"] for r in dead}
+    assert reasons == {b"invalid_event"}
+    details = sorted(dict(r.headers)["groupwarden.error.detail"].decode() for r in dead)
+    assert any("kind" in d for d in details)
