@@ -145,6 +145,7 @@ def test_reasons_are_a_closed_set() -> None:
         "missing_field",
         "invalid_field",
         "too_large",
+        "invalid_event",
     )
 
 
