@@ -17,9 +17,11 @@ COMMANDS = "moderation.commands.v1"  # appeals and operator commands: pardon a m
 SANCTIONS = "moderation.sanctions.v1"  # key: subject ("user:<id>", "group:<id>"); every action, and revocations
 BLACKLIST = "moderation.blacklist.v1"  # compacted; key "user:<id>" | "group:<id>" | "link:<domain>"; tombstones
 AUDIT = "moderation.audit.v1"  # every decision with its evidence, kept for more than 180 days
+NOTICES = "moderation.notices.v1"  # public announcements: a link campaign's domain is blacklisted
 # Internal inboxes of the standing tables, keyed like the table they feed.
 USER_ACTIONS = "groupwarden.user-actions.v1"  # key: user id; leader liabilities, pardons, unbans, expiry ticks
 GROUP_ACTIONS = "groupwarden.group-actions.v1"  # key: group_id; violations by group, pardons, lifts, ticks
+LINK_ACTIONS = "groupwarden.link-actions.v1"  # key: domain; violations by the domains they link to, ticks
 
 _DAY_MS = 24 * 3600 * 1000
 _TOPIC_EXISTS = 36
@@ -42,8 +44,10 @@ TOPICS = (
     TopicSpec(SANCTIONS, {"retention.ms": str(365 * _DAY_MS)}),
     TopicSpec(BLACKLIST, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
     TopicSpec(AUDIT, {"retention.ms": str(400 * _DAY_MS)}),
+    TopicSpec(NOTICES, {"retention.ms": str(365 * _DAY_MS)}),
     TopicSpec(USER_ACTIONS, {"retention.ms": str(30 * _DAY_MS)}),
     TopicSpec(GROUP_ACTIONS, {"retention.ms": str(30 * _DAY_MS)}),
+    TopicSpec(LINK_ACTIONS, {"retention.ms": str(30 * _DAY_MS)}),
 )
 
 

@@ -6,6 +6,8 @@
     chat.group-events.v1 (key group) -------+--> group-standing [Table groups, key group_id] --> sanctions, blacklist,
     groupwarden.group-actions.v1 (key group)+        | leaders' liabilities forwarded by user id   audit
     moderation.commands.v1 --> commands: pardons, unbans and lifts forwarded to both inboxes
+    groupwarden.link-actions.v1 (key domain) --> link-standing [Table links, key domain] --> a domain in violations
+        of many groups is a campaign: blacklisted, and announced on moderation.notices.v1
 
 Every decision is a pure function of streams/policy/standing.py. Effects are published, and acknowledged, before the
 table is written: a crash in between replays the event, which then changes nothing but may repeat the same outputs
@@ -42,6 +44,8 @@ from streams.topics import (
     DEADLETTER,
     GROUP_ACTIONS,
     GROUP_EVENTS,
+    LINK_ACTIONS,
+    NOTICES,
     SANCTIONS,
     USER_ACTIONS,
     VIOLATIONS,
@@ -100,17 +104,20 @@ class Standing:
             return app.topic(*(settings.topic(n) for n in names), partitions=settings.partitions, **_RAW)
 
         self.sanctions, self.blacklist, self.audit = topic(SANCTIONS), topic(BLACKLIST), topic(AUDIT)
-        self.deadletter = topic(DEADLETTER)
-        self.inboxes = {USER_ACTIONS: topic(USER_ACTIONS), GROUP_ACTIONS: topic(GROUP_ACTIONS)}
+        self.deadletter, self.notices = topic(DEADLETTER), topic(NOTICES)
+        self.inboxes = {inbox: topic(inbox) for inbox in (USER_ACTIONS, GROUP_ACTIONS, LINK_ACTIONS)}
         table: dict[str, Any] = {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes}
         table["schema"] = faust.Schema(**_RAW)  # the changelog's serializers; the types give the store's
         self.users = app.Table("users", **table)
         self.groups = app.Table("groups", **table)
+        self.links = app.Table("links", **table)
 
         self.users.on_recover(self._reschedule_users)
         self.groups.on_recover(self._reschedule_groups)
+        self.links.on_recover(self._reschedule_links)
         app.agent(topic(VIOLATIONS, USER_ACTIONS), name="user-standing")(self._user_agent)
         app.agent(topic(GROUP_EVENTS, GROUP_ACTIONS), name="group-standing")(self._group_agent)
+        app.agent(topic(LINK_ACTIONS), name="link-standing")(self._link_agent)
         app.agent(topic(COMMANDS), name="commands")(self._command_agent)
         app.timer(TICK_SECONDS)(self._tick)
 
@@ -123,6 +130,10 @@ class Standing:
     async def _group_agent(self, stream: StreamT[bytes]) -> None:
         async for event in stream.events():
             await self._handle(event, self._decide_group)
+
+    async def _link_agent(self, stream: StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self._handle(event, self._decide_link)
 
     async def _command_agent(self, stream: StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -157,6 +168,10 @@ class Standing:
                 "rules_version": doc.get("rules_version"),
             }
             extra = ((GROUP_ACTIONS, violation.group_id.encode(), forward),)
+            domains = doc.get("domains") or []
+            if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+                raise InvalidEvent("'domains' must be a list of domains")
+            extra += tuple((LINK_ACTIONS, d.encode(), forward) for d in domains)  # each linked domain counts it
         elif action in ("liability", "lift_liability"):
             forwarded = codec.forward_from_dict(doc)
             if isinstance(forwarded, standing.LeaderLiability):
@@ -209,6 +224,21 @@ class Standing:
         self.groups[key] = codec.dump_group(record)
         self.expiries.schedule(GROUP_ACTIONS, key, outcome.due_ms)
 
+    async def _decide_link(self, key: bytes, doc: dict[str, Any]) -> None:
+        domain = key.decode()
+        raw = self.links.get(key)
+        record = codec.load_link(raw) if raw is not None else standing.LinkRecord()
+        action = doc.get("action")
+        if action == "violation":
+            record, outcome = standing.link_violation(record, domain, codec.violation_from_dict(doc), self.policy)
+        elif action == "tick":
+            record, outcome = standing.link_tick(record, doc["at_ms"])
+        else:
+            raise InvalidEvent(f"unknown link action {action!r}")
+        await self._publish(Decided(f"link:{domain}", outcome), doc)
+        self.links[key] = codec.dump_link(record)
+        self.expiries.schedule(LINK_ACTIONS, key, outcome.due_ms)
+
     async def _decide_command(self, key: bytes, doc: dict[str, Any]) -> None:  # noqa: ARG002 - any key will do
         """Check an operator command and forward it to the tables it concerns."""
         kind = _text(doc, "kind")
@@ -242,6 +272,8 @@ class Standing:
             value = {"schema": "moderation.sanction.v1", "sanction_id": codec.sanction_id(s)}
             value |= codec.sanction_to_dict(s) | stamp
             sent.append(await self.sanctions.send(key=s.subject.encode(), value=orjson.dumps(value)))
+            if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
+                sent.append(await self.notices.send(key=s.subject.encode(), value=orjson.dumps(value)))
         if outcome.listing is not None:
             sent.append(await self.blacklist.send(key=subject.encode(), value=self._listing(subject, outcome, stamp)))
         forwards = [
@@ -294,6 +326,10 @@ class Standing:
     async def _reschedule_groups(self) -> None:
         for key, raw in list(self.groups.items()):
             self.expiries.schedule(GROUP_ACTIONS, key, _next_change(codec.load_group(raw).listed))
+
+    async def _reschedule_links(self) -> None:
+        for key, raw in list(self.links.items()):
+            self.expiries.schedule(LINK_ACTIONS, key, _next_change(codec.load_link(raw).listed))
 
 
 def _next_change(listed: tuple[standing.Restriction, ...]) -> int | None:

@@ -96,6 +96,24 @@ class Classifier:
             if domain and domain not in seen:
                 seen.add(domain)
                 found.append({"kind": "link", "span": None, "domain": domain})
+        for signal_found in found:  # links to blocklisted domains (rules/pack.toml [[blocklist]])
+            domain = signal_found.get("domain")
+            if domain and (blocked := self.pack.blocked(domain)) is not None:
+                listed, rule = blocked
+                where = signal_found["span"]
+                span = (where[0], where[1]) if where else None
+                matches.append(
+                    _match(
+                        rule.id,
+                        rule.category,
+                        listed,
+                        span=span,
+                        folds=mapped.folds_between(*span) if span else Fold(0),
+                        severity=rule.severity,
+                        decision=rule.decision,
+                    )
+                )
+                decision, severity = max(decision, rule.decision), max(severity, rule.severity)
         return self._verdict(message, decision, severity, matches, found, classified_at_ms)
 
     def _verdict(  # noqa: PLR0917 - positional: it runs for every clean message
@@ -129,7 +147,7 @@ def _match(
     category: str,
     term: str,
     *,
-    span: tuple[int, int],
+    span: tuple[int, int] | None,
     folds: Fold,
     severity: Severity,
     decision: Decision,
@@ -138,7 +156,7 @@ def _match(
         "rule_id": rule_id,
         "category": category,
         "term": term,
-        "span": list(span),
+        "span": list(span) if span is not None else None,  # None: a link attached to the message
         "normalisations": fold_names(folds),
         "severity": severity.label,
         "decision": decision.label,

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 from streams.policy.normalize import normalize
 
@@ -72,10 +73,19 @@ class RulePack:
     categories: dict[str, Category]
     terms: list[Term] = field(default_factory=list)
     allow: list[AllowPhrase] = field(default_factory=list)
+    domains: dict[str, Rule] = field(default_factory=dict)  # blocked domain -> the blocklist's rule
 
     def ids(self) -> set[str]:
         """Every category and rule id: what a sanctions file may name."""
-        return {t.rule.id for t in self.terms} | set(self.categories)
+        return {t.rule.id for t in self.terms} | {r.id for r in self.domains.values()} | set(self.categories)
+
+    def blocked(self, domain: str) -> tuple[str, Rule] | None:
+        """The blocklisted domain that covers ``domain`` (itself or a parent), and its rule."""
+        labels = _ascii(domain).split(".")
+        for i in range(len(labels) - 1):
+            if (rule := self.domains.get(parent := ".".join(labels[i:]))) is not None:
+                return parent, rule
+        return None
 
 
 class RulePackError(ValueError):
@@ -225,10 +235,98 @@ def load_pack(directory: Path | str) -> RulePack:
         terms.extend(parser.terms)
         allow.extend(parser.allow)
 
+    domains = _blocklists(root, meta, categories, digest)
     seen: dict[str, Term] = {}
     for term in terms:
         if (first := seen.setdefault(term.normal, term)) is not term:
             raise RulePackError(
                 f"{term.where}: term '{term.text}' is the same as '{first.text}' at {first.where} after normalisation",
             )
-    return RulePack(meta["name"], f"{meta['version']}+{digest.hexdigest()[:12]}", categories, terms, allow)
+    version = f"{meta['version']}+{digest.hexdigest()[:12]}"
+    return RulePack(meta["name"], version, categories, terms, allow, domains)
+
+
+# -- domain blocklists -------------------------------------------------------------------------------------------
+
+_DOMAIN = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+_LOCAL_NAMES = frozenset(  # hosts files list these for the machine itself
+    {"localhost", "localhost.localdomain", "local", "broadcasthost", "0.0.0.0", "ip6-localhost"}  # noqa: S104
+)
+
+
+def _ascii(domain: str) -> str:
+    """Internationalised domains compare in their ASCII (punycode) form; an invalid one is left as it is."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def parse_domain_line(line: str) -> str | None:
+    """The domain of one blocklist line, in any of the common formats; None for a line that blocks nothing.
+
+    Plain (``evil.example``, ``*.evil.example``, a URL), hosts file (``0.0.0.0 evil.example``) and Adblock-style
+    domain rules (``||evil.example^``). Raises ValueError for anything else, so a list is never half understood.
+    """
+    text = line.split("#", 1)[0].strip().lower()
+    if not text or text.startswith(("!", "[")):  # blank, a comment, or an Adblock header
+        return None
+    fields = text.split()
+    if len(fields) == 2 and fields[0] in ("0.0.0.0", "127.0.0.1", "::", "::1"):  # noqa: S104 - a hosts file entry
+        text = fields[1]
+        if text in _LOCAL_NAMES:
+            return None
+    elif len(fields) != 1:
+        raise ValueError(f"not a domain, hosts entry or ||domain^ rule: {line.strip()!r}")
+    if text.startswith("||"):
+        text = text[2:].split("$", 1)[0].removesuffix("^")
+    elif "://" in text:
+        text = text.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    domain = text.removeprefix("*.").removeprefix("www.").rstrip(".")
+    domain = _ascii(domain)
+    if not _DOMAIN.match(domain):
+        raise ValueError(f"not a valid domain: {line.strip()!r}")
+    return domain
+
+
+def _blocklists(root: Path, meta: dict[str, object], categories: dict[str, Category], digest: Any) -> dict[str, Rule]:
+    """Domains from the files pack.toml lists under [[blocklist]], each with the rule a hit on it counts as."""
+    entries = meta.get("blocklist", [])
+    manifest = root / "pack.toml"
+    if not isinstance(entries, list):
+        raise RulePackError(f"{manifest}: 'blocklist' must be a list of tables ([[blocklist]])")
+    domains: dict[str, Rule] = {}
+    for number, entry in enumerate(entries, start=1):
+        where = f"{manifest}: blocklist {number}"
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("file"), str)
+            or not isinstance(entry.get("rule"), str)
+        ):
+            raise RulePackError(f'{where}: needs file = "<path>" and rule = "<category>.<name>"')
+        category_id, _, name = entry["rule"].partition(".")
+        if category_id not in categories or not _SLUG.match(name):
+            raise RulePackError(f"{where}: rule {entry['rule']!r} must be <category>.<name> of a category in the pack")
+        category = categories[category_id]
+        try:
+            severity = Severity[str(entry.get("severity", category.severity.label)).upper()]
+            decision = Decision[str(entry.get("decision", category.decision.label)).upper()]
+        except KeyError:
+            raise RulePackError(f"{where}: severity is low..critical and decision review or block") from None
+        rule = Rule(entry["rule"], category_id, severity, decision)
+        path = root / entry["file"]
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise RulePackError(f"{where}: {path} is missing") from None
+        digest.update(entry["file"].encode() + b"\0" + raw)
+        for line_number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+            try:
+                domain = parse_domain_line(line)
+            except ValueError as exc:
+                raise RulePackError(f"{path}:{line_number}: {exc}") from None
+            if domain is not None:
+                domains.setdefault(domain, rule)
+    return domains

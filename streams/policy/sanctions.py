@@ -55,11 +55,20 @@ class GroupPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkPolicy:
+    campaign_groups: int
+    window_ms: int
+    blacklist_ms: int
+    notice: str  # {domain}, {count} and {categories} are filled in
+
+
+@dataclass(frozen=True, slots=True)
 class SanctionPolicy:
     user: UserPolicy
     credit: CreditPolicy
     group: GroupPolicy
     notices: Mapping[str, str]
+    links: LinkPolicy
     version: str = ""  # a hash of the file: every decision names the policy it was made under
 
 
@@ -175,5 +184,11 @@ def load_sanctions(path: Path | str, known_ids: set[str] | None = None) -> Sanct
         credit=credit,
         group=group,
         notices={k: str(v) for k, v in notices.items()},
+        links=LinkPolicy(
+            campaign_groups=reader.whole("links.campaign_groups", minimum=2),
+            window_ms=int(reader.number("links.campaign_window_hours") * 3600 * 1000),
+            blacklist_ms=reader.days_ms("links.blacklist_days"),
+            notice=str(reader.get("links.notice")),
+        ),
         version=hashlib.sha256(raw).hexdigest()[:12],
     )

@@ -35,7 +35,7 @@ from streams.policy.sanctions import SanctionPolicy
 # Sanctions that restrict a subject while they last and so put it on the blacklist. Warnings only inform.
 HELD_KINDS = frozenset(
     {"mute", "ban", "management_suspended", "management_revoked", "group_creation_barred"}
-    | {"group_suspension", "group_shutdown"}
+    | {"group_suspension", "group_shutdown", "link_blacklisted"}
 )
 _STEP_KINDS = {"warn": "group_warning", "suspend": "group_suspension", "shut_down": "group_shutdown"}
 _LEADER_KINDS = {
@@ -332,3 +332,52 @@ def group_lift_suspension(record: GroupRecord, reason: str, now_ms: int) -> tupl
 
 def group_tick(record: GroupRecord, now_ms: int) -> tuple[GroupRecord, Outcome]:
     return _settle_group(record, [], now_ms)
+
+
+# -- links ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    sightings: tuple[tuple[str, int, str, tuple[str, ...]], ...] = ()  # (group, at ms, message id, categories)
+    held: tuple[Sanction, ...] = ()
+    listed: tuple[Restriction, ...] = ()
+
+
+def link_violation(
+    record: LinkRecord, domain: str, violation: Violation, policy: SanctionPolicy
+) -> tuple[LinkRecord, Outcome]:
+    """A blocked message linked to ``domain``: spread over enough groups in the window, the domain is a campaign."""
+    now, links = violation.at_ms, policy.links
+    if any(message_id == violation.message_id for _, _, message_id, _ in record.sightings):
+        return _settle_link(record, [], now)
+    sightings = (
+        *(s for s in record.sightings if s[1] > now - links.window_ms and s[0] != violation.group_id),
+        (violation.group_id, now, violation.message_id, violation.categories),
+    )
+    record = replace(record, sightings=sightings)
+    groups = {group for group, _, _, _ in sightings}
+    if len(groups) < links.campaign_groups or any(s.kind == "link_blacklisted" for s in _in_force(record.held, now)):
+        return _settle_link(record, [], now)
+    categories = tuple(sorted({c for _, _, _, found in sightings for c in found}))
+    notice = links.notice.format(domain=domain, count=len(groups), categories=", ".join(categories))
+    sanction = Sanction(
+        subject=f"link:{domain}",
+        kind="link_blacklisted",
+        reason=f"a campaign: in violations in {len(groups)} groups within {links.window_ms // 3_600_000} hours",
+        rule_ids=violation.rule_ids,
+        evidence=tuple(message_id for _, _, message_id, _ in sightings),
+        start_ms=now,
+        expires_ms=now + links.blacklist_ms,
+        notice=notice,
+    )
+    return _settle_link(record, [sanction], now)
+
+
+def link_tick(record: LinkRecord, now_ms: int) -> tuple[LinkRecord, Outcome]:
+    return _settle_link(record, [], now_ms)
+
+
+def _settle_link(record: LinkRecord, sanctions: list[Sanction], now_ms: int) -> tuple[LinkRecord, Outcome]:
+    held, entry, changed, due = _settle(_hold(record.held, sanctions), record.listed, [], now_ms)
+    return replace(record, held=held, listed=entry), Outcome(sanctions, changed, [], due)

@@ -9,7 +9,15 @@ import orjson
 from streams.policy.escalation import GroupState, Liability
 from streams.policy.ladder import Sanction, Strike, UserState, Violation
 from streams.policy.rules import Severity
-from streams.policy.standing import Forward, GroupRecord, LeaderLiability, LiftLiability, Restriction, UserRecord
+from streams.policy.standing import (
+    Forward,
+    GroupRecord,
+    LeaderLiability,
+    LiftLiability,
+    LinkRecord,
+    Restriction,
+    UserRecord,
+)
 
 
 def sanction_to_dict(s: Sanction) -> dict[str, Any]:
@@ -181,5 +189,24 @@ def load_group(raw: bytes) -> GroupRecord:
         liable=tuple((u, step, key) for u, step, key in d["liable"]),
         pardoned=frozenset(d["pardoned"]),
         flagged=d["flagged"],
+        listed=_restrictions(d["listed"]),
+    )
+
+
+def dump_link(r: LinkRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "sightings": [[g, at, m, list(cats)] for g, at, m, cats in r.sightings],
+            "held": [sanction_to_dict(h) for h in r.held],
+            "listed": restrictions_to_list(r.listed),
+        }
+    )
+
+
+def load_link(raw: bytes) -> LinkRecord:
+    d = orjson.loads(raw)
+    return LinkRecord(
+        sightings=tuple((g, at, m, tuple(cats)) for g, at, m, cats in d["sightings"]),
+        held=tuple(sanction_from_dict(h) for h in d["held"]),
         listed=_restrictions(d["listed"]),
     )

@@ -78,9 +78,11 @@ class Worker:
 def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
-    def start(custom: Settings | None = None) -> Worker:
-        n = len(workers)  # each worker its own RocksDB folder, as on separate machines
-        worker = Worker(custom or settings, tmp_path / f"worker-{n}.log", tmp_path / f"data-{n}")
+    def start(custom: Settings | None = None, machine: str | None = None) -> Worker:
+        """A worker on a machine of its own (its RocksDB folder); the same ``machine`` again is a restart there."""
+        n = len(workers)
+        data_dir = tmp_path / f"data-{machine or n}"
+        worker = Worker(custom or settings, tmp_path / f"worker-{n}.log", data_dir)
         workers.append(worker)
         return worker
 
@@ -117,10 +119,15 @@ async def read_until(
     topic: str,
     until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
     wait_seconds: float = 90.0,
+    *,
+    prefixed: bool = True,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of an output topic from the beginning, read until ``until(records)`` holds."""
+    """Every record of a topic from the beginning, read until ``until(records)`` holds (Faust's own are unprefixed)."""
     consumer = AIOKafkaConsumer(
-        settings.topic(topic), auto_offset_reset="earliest", enable_auto_commit=False, **settings.kafka_options()
+        settings.topic(topic) if prefixed else topic,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **settings.kafka_options(),
     )
     await consumer.start()
     seen: list[ConsumerRecord[bytes, bytes]] = []

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from streams.config import DEFAULT_RULES, Settings
-from streams.topics import AUDIT, BLACKLIST, COMMANDS, DEADLETTER, GROUP_EVENTS, SANCTIONS, VIOLATIONS
+from streams.topics import AUDIT, BLACKLIST, COMMANDS, DEADLETTER, GROUP_EVENTS, NOTICES, SANCTIONS, VIOLATIONS
 from tests.integration.conftest import produce, read_until
 
 pytestmark = pytest.mark.integration
@@ -206,3 +206,24 @@ async def test_a_malformed_group_event_or_command_goes_to_dead_letters(settings,
     assert reasons == {b"invalid_event"}
     details = sorted(dict(r.headers)["groupwarden.error.detail"].decode() for r in dead)
     assert any("kind" in d for d in details)
+
+
+async def test_a_domain_spread_in_violations_across_groups_is_blacklisted_and_announced(settings, start_worker):
+    link = "http://promo.campaign-x.example/join"  # on no blocklist: only its spread gives it away
+    await produce(settings, [message(f"m{n}", f"s{n}", f"cg{n}", f"{SCAM} {link}") for n in range(5)])
+    await produce(settings, [message("m-more", "s0", "cg0", f"{SCAM} {link}")])  # a sixth: one campaign, one entry
+    start_worker()
+
+    notices = values(await read_until(settings, NOTICES, until=bool))
+    assert [(n["subject"], n["kind"]) for n in notices] == [("link:promo.campaign-x.example", "link_blacklisted")]
+    assert "promo.campaign-x.example" in notices[0]["notice"]
+    assert len(notices[0]["evidence"]) == 5
+    blacklist = await read_until(
+        settings, BLACKLIST, until=lambda seen: isinstance(latest(seen, "link:promo.campaign-x.example"), dict)
+    )
+    entry = latest(blacklist, "link:promo.campaign-x.example")
+    assert isinstance(entry, dict)
+    assert entry["type"] == "link"
+    assert entry["until_ms"] - notices[0]["start_ms"] == 30 * 24 * 3600 * 1000  # rules/sanctions.toml blacklist_days
+    await asyncio.sleep(3)
+    assert len(values(await read_until(settings, NOTICES, until=bool))) == 1
