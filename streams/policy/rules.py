@@ -270,7 +270,7 @@ def parse_domain_line(line: str) -> str | None:
     Plain (``evil.example``, ``*.evil.example``, a URL), hosts file (``0.0.0.0 evil.example``) and Adblock-style
     domain rules (``||evil.example^``). Raises ValueError for anything else, so a list is never half understood.
     """
-    text = line.split("#", 1)[0].strip().lower()
+    text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip().lower()  # '#' opens a comment after a space
     if not text or text.startswith(("!", "[")):  # blank, a comment, or an Adblock header
         return None
     fields = text.split()

@@ -79,9 +79,11 @@ def test_verdicts_conform_to_the_verdict_schema():
         "刷*單*返*利 加V: abc12345 138-0013-8000",
         "身份证 11010519491231002X",
         "bet365点com 澳门赌场",
+        "领取红包 http://hongbao.example/",  # a blocklisted link in the text, and one attached (no span)
     ]
+    links = ["https://a.example/x", "https://spin-win.example/"]
     messages = [
-        parse_message(orjson.dumps(BASE | {"message_id": f"m{i}", "text": t, "links": ["https://a.example/x"]}))
+        parse_message(orjson.dumps(BASE | {"message_id": f"m{i}", "text": t, "links": links[: 1 + (i == 4)]}))
         for i, t in enumerate(texts)
     ]
     verdicts = classifier.classify_batch(messages, 1795300000123)
@@ -89,3 +91,4 @@ def test_verdicts_conform_to_the_verdict_schema():
     for verdict in verdicts:
         validator.validate(orjson.loads(orjson.dumps(verdict)))
     assert {v["decision"] for v in verdicts} == {"allow", "block"}
+    assert [m["span"] is None for m in verdicts[4]["matches"]] == [False, True]
