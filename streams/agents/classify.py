@@ -26,7 +26,7 @@ from streams.policy.classify import Classifier
 from streams.policy.normalize import warm_up
 from streams.policy.rules import load_pack
 from streams.records import ChatMessage, InvalidMessage, SourceRecord, parse_message
-from streams.topics import DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
+from streams.topics import BLACKLIST, DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,41 @@ class ClassifyStage(mode.Service):
                 await self._consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
+
+    @mode.Service.task
+    async def _follow_campaigns(self) -> None:
+        """Every worker reads the whole blacklist: a link campaign's domain blocks until its entry is tombstoned."""
+        consumer = AIOKafkaConsumer(
+            self.settings.topic(BLACKLIST),
+            group_id=None,  # no group: every partition, on every worker
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.settings.kafka_options(),
+        )
+        await consumer.start()
+        try:
+            while not self.should_stop:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in records:
+                        self._follow(record)
+        finally:
+            await consumer.stop()
+
+    def _follow(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if not record.key or not record.key.startswith(b"link:"):
+            return
+        domain = record.key[len(b"link:") :].decode()
+        if record.value is None:
+            self.classifier.lift_campaign(domain)
+            log.info("campaign domain %s no longer blocked", domain)
+            return
+        try:
+            categories = orjson.loads(record.value).get("categories", [])
+        except orjson.JSONDecodeError:
+            log.warning("blacklist entry for %s is not JSON; ignored", domain)
+            return
+        if self.classifier.block_campaign(domain, categories):
+            log.info("campaign domain %s blocked", domain)
 
     @mode.Service.task
     async def _consume(self) -> None:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -91,6 +91,7 @@ class Decided:
     subject: str  # "user:<id>" or "group:<id>"
     outcome: Outcome
     extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()  # (inbox, key, action) beyond the outcome's forwards
+    entry: dict[str, Any] = field(default_factory=dict)  # more for the blacklist entry, if it changed
 
 
 class Standing:
@@ -235,7 +236,8 @@ class Standing:
             record, outcome = standing.link_tick(record, doc["at_ms"])
         else:
             raise InvalidEvent(f"unknown link action {action!r}")
-        await self._publish(Decided(f"link:{domain}", outcome), doc)
+        categories = sorted({c for _, _, _, found in record.sightings for c in found})
+        await self._publish(Decided(f"link:{domain}", outcome, entry={"categories": categories}), doc)
         self.links[key] = codec.dump_link(record)
         self.expiries.schedule(LINK_ACTIONS, key, outcome.due_ms)
 
@@ -275,7 +277,7 @@ class Standing:
             if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
                 sent.append(await self.notices.send(key=s.subject.encode(), value=orjson.dumps(value)))
         if outcome.listing is not None:
-            sent.append(await self.blacklist.send(key=subject.encode(), value=self._listing(subject, outcome, stamp)))
+            sent.append(await self.blacklist.send(key=subject.encode(), value=self._listing(decided, stamp)))
         forwards = [
             (USER_ACTIONS, f.user_id.encode(), codec.forward_to_dict(f) | stamp) for f in outcome.forwards
         ] + list(decided.extra)
@@ -295,8 +297,9 @@ class Standing:
         await asyncio.gather(*sent)
 
     @staticmethod
-    def _listing(subject: str, outcome: Outcome, stamp: dict[str, Any]) -> bytes | None:
+    def _listing(decided: Decided, stamp: dict[str, Any]) -> bytes | None:
         """A blacklist entry, or None (a tombstone) when nothing restricts the subject any more."""
+        outcome, subject = decided.outcome, decided.subject
         if not outcome.listing:
             return None
         untils = [r.until_ms for r in outcome.listing]
@@ -308,8 +311,8 @@ class Standing:
             "id": subject_id,
             "restrictions": codec.restrictions_to_list(outcome.listing),
             "until_ms": None if None in untils else max(u for u in untils if u is not None),
-        } | stamp
-        return orjson.dumps(entry)
+        }
+        return orjson.dumps(entry | decided.entry | stamp)
 
     # -- expiry ------------------------------------------------------------------------------------------------------
 

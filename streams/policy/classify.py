@@ -9,7 +9,7 @@ from typing import Any
 from streams.policy.detectors import Signal, detect, domain_of
 from streams.policy.matcher import Hit, Matcher, text_starts
 from streams.policy.normalize import Fold, fold_names, normalize_joined, normalize_mapped
-from streams.policy.rules import Decision, RulePack, Severity
+from streams.policy.rules import Decision, Rule, RulePack, Severity, covering
 from streams.records import ChatMessage
 
 VERDICT_SCHEMA = "moderation.verdict.v1"
@@ -25,6 +25,21 @@ class Classifier:
         self.pack = pack
         self.version = pack.version
         self._matcher = Matcher(pack)
+        self._campaigns: dict[str, Rule] = {}  # domains blacklisted as spam campaigns (moderation.blacklist.v1)
+
+    def block_campaign(self, domain: str, categories: Sequence[str]) -> bool:
+        """Links to ``domain`` now block, as its campaign's first category of this pack; False if none is known."""
+        category = next((self.pack.categories[c] for c in categories if c in self.pack.categories), None)
+        if category is None:
+            return False
+        self._campaigns[domain] = Rule(f"{category.id}.campaign-domain", category.id, category.severity, Decision.BLOCK)
+        return True
+
+    def lift_campaign(self, domain: str) -> None:
+        self._campaigns.pop(domain, None)
+
+    def _blocked(self, domain: str) -> tuple[str, Rule] | None:
+        return self.pack.blocked(domain) or (covering(self._campaigns, domain) if self._campaigns else None)
 
     def classify(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
         return self.classify_batch([message], classified_at_ms)[0]
@@ -96,9 +111,9 @@ class Classifier:
             if domain and domain not in seen:
                 seen.add(domain)
                 found.append({"kind": "link", "span": None, "domain": domain})
-        for signal_found in found:  # links to blocklisted domains (rules/pack.toml [[blocklist]])
+        for signal_found in found:  # links to blocklisted domains: rules/pack.toml [[blocklist]], and campaigns
             domain = signal_found.get("domain")
-            if domain and (blocked := self.pack.blocked(domain)) is not None:
+            if domain and (blocked := self._blocked(domain)) is not None:
                 listed, rule = blocked
                 where = signal_found["span"]
                 span = (where[0], where[1]) if where else None

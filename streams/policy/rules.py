@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -81,11 +82,16 @@ class RulePack:
 
     def blocked(self, domain: str) -> tuple[str, Rule] | None:
         """The blocklisted domain that covers ``domain`` (itself or a parent), and its rule."""
-        labels = _ascii(domain).split(".")
-        for i in range(len(labels) - 1):
-            if (rule := self.domains.get(parent := ".".join(labels[i:]))) is not None:
-                return parent, rule
-        return None
+        return covering(self.domains, domain)
+
+
+def covering(domains: Mapping[str, Rule], domain: str) -> tuple[str, Rule] | None:
+    """The entry of ``domains`` that covers ``domain``: the domain itself or its nearest listed parent."""
+    labels = _ascii(domain).split(".")
+    for i in range(len(labels) - 1):
+        if (rule := domains.get(parent := ".".join(labels[i:]))) is not None:
+            return parent, rule
+    return None
 
 
 class RulePackError(ValueError):

@@ -37,6 +37,7 @@ HELD_KINDS = frozenset(
     {"mute", "ban", "management_suspended", "management_revoked", "group_creation_barred"}
     | {"group_suspension", "group_shutdown", "link_blacklisted"}
 )
+_LADDER_KINDS = frozenset({"warning", "mute", "ban"})
 _STEP_KINDS = {"warn": "group_warning", "suspend": "group_suspension", "shut_down": "group_shutdown"}
 _LEADER_KINDS = {
     "warn": set(),
@@ -138,22 +139,37 @@ def _settle(
 
 
 def _credit_restrictions(state: UserState, policy: SanctionPolicy, now_ms: int) -> list[Restriction]:
-    """Privileges a low credit takes away, each until credit has recovered past its threshold."""
-    credit = credit_at(state, policy.credit, now_ms)
-    return [
-        Restriction(kind, privilege_returns_at(state.credit, state.credit_ms, threshold, policy.credit), "low credit")
-        for kind, threshold in privileges_below(credit, policy.credit).items()
-    ]
+    """Privileges a low credit takes away, each until credit has recovered past its threshold. Decided by that time,
+    not by the credit recomputed now: rounding could keep a line past its own until_ms."""
+    restrictions = []
+    for kind, threshold in privileges_below(state.credit, policy.credit).items():
+        until = privilege_returns_at(state.credit, state.credit_ms, threshold, policy.credit)
+        if until is None or until > now_ms:
+            restrictions.append(Restriction(kind, until, "low credit"))
+    return restrictions
 
 
 def _settle_user(
-    record: UserRecord, sanctions: list[Sanction], policy: SanctionPolicy, now_ms: int, forwards: list[Forward] | None
+    record: UserRecord,
+    sanctions: list[Sanction],
+    policy: SanctionPolicy,
+    now_ms: int,
+    forwards: list[Forward] | None,
+    *,
+    hold: list[Sanction] | None = None,
 ) -> tuple[UserRecord, Outcome]:
-    held = _hold(record.held, sanctions)
+    """``hold``: the sanctions to hold, if not all: a lost privilege is listed from the credit, which can recover
+    sooner (a pardon), so the sanction announcing it is not held (group_creation_barred is also a leader kind)."""
+    held = _hold(record.held, sanctions if hold is None else hold)
     credit = _credit_restrictions(record.state, policy, now_ms)
     held, entry, changed, due = _settle(held, record.listed, credit, now_ms)
     outcome = Outcome(sanctions, changed, forwards or [], due)
     return replace(record, held=held, listed=entry), outcome
+
+
+def _unchanged(record: UserRecord) -> tuple[UserRecord, Outcome]:
+    """A redelivery: nothing changes. Settling at its own, older time could list again what a later tick removed."""
+    return record, Outcome(due_ms=min((r.until_ms for r in record.listed if r.until_ms is not None), default=None))
 
 
 def new_user_record(policy: SanctionPolicy) -> UserRecord:
@@ -162,13 +178,16 @@ def new_user_record(policy: SanctionPolicy) -> UserRecord:
 
 def user_violation(record: UserRecord, violation: Violation, policy: SanctionPolicy) -> tuple[UserRecord, Outcome]:
     state, sanctions = record_violation(record.state, violation, policy)
-    return _settle_user(replace(record, state=state), sanctions, policy, violation.at_ms, None)
+    if not sanctions and state == record.state:
+        return _unchanged(record)
+    ladder = [s for s in sanctions if s.kind in _LADDER_KINDS]
+    return _settle_user(replace(record, state=state), sanctions, policy, violation.at_ms, None, hold=ladder)
 
 
 def user_liability(record: UserRecord, action: LeaderLiability, policy: SanctionPolicy) -> tuple[UserRecord, Outcome]:
     """A leader answers for a group: credit lost and leader sanctions, once per liability key."""
     if action.key in record.lifted or any(key == action.key for key, _ in record.liabilities):
-        return _settle_user(record, [], policy, action.at_ms, None)
+        return _unchanged(record)
     now = action.at_ms
     before = credit_at(record.state, policy.credit, now)
     points = min(before, action.liability.points)
@@ -181,7 +200,7 @@ def user_liability(record: UserRecord, action: LeaderLiability, policy: Sanction
         ),
     ]
     record = replace(record, state=state, liabilities=(*record.liabilities, (action.key, points)))
-    return _settle_user(record, sanctions, policy, now, None)
+    return _settle_user(record, sanctions, policy, now, None, hold=list(action.sanctions))
 
 
 def user_lift_liability(
@@ -189,8 +208,9 @@ def user_lift_liability(
 ) -> tuple[UserRecord, Outcome]:
     """Revoke the leader sanctions a liability brought; on a pardon its credit comes back as well."""
     now = action.at_ms
-    if action.key in record.lifted:
-        return _settle_user(record, [], policy, now, None)
+    points = sum(p for key, p in record.liabilities if key == action.key)
+    if action.key in record.lifted and not (action.restore_credit and points):
+        return _unchanged(record)  # lifted already; only the credit of a lift that kept it may still come back
     group_id, step, _ = action.key.split("/", 2)
     revoked = [
         replace(s, revoked=True)
@@ -198,7 +218,6 @@ def user_lift_liability(
         if s.kind in _LEADER_KINDS.get(step, set()) and s.reason.startswith(f"group {group_id} ")
     ]
     state = record.state
-    points = sum(p for key, p in record.liabilities if key == action.key)
     if action.restore_credit and points:
         state = replace(
             state, credit=min(policy.credit.start, credit_at(state, policy.credit, now) + points), credit_ms=now
@@ -216,6 +235,8 @@ def user_pardon(
     record: UserRecord, user_id: str, message_id: str, policy: SanctionPolicy, now_ms: int
 ) -> tuple[UserRecord, Outcome]:
     state, changes = pardon(record.state, user_id, message_id, policy, now_ms)
+    if not changes and state == record.state:
+        return _unchanged(record)
     return _settle_user(replace(record, state=state), changes, policy, now_ms, None)
 
 
@@ -289,6 +310,8 @@ def group_pardon(
 ) -> tuple[GroupRecord, Outcome]:
     """A pardoned message leaves the window; if the count falls below a level, that level's sanctions go too."""
     state = record.state
+    if all(v[0] != message_id for v in state.violations):  # not counted: no count falls, so no level goes
+        return _settle_group(replace(record, pardoned=record.pardoned | {message_id}), [], now_ms)
     window = tuple(v for v in state.violations if v[0] != message_id)
     level = min(state.level, level_for(len(window), policy.group))
     undone = {STEPS[n] for n in STEPS if level < n <= state.level}

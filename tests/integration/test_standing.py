@@ -14,7 +14,17 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from streams.config import DEFAULT_RULES, Settings
-from streams.topics import AUDIT, BLACKLIST, COMMANDS, DEADLETTER, GROUP_EVENTS, NOTICES, SANCTIONS, VIOLATIONS
+from streams.topics import (
+    AUDIT,
+    BLACKLIST,
+    COMMANDS,
+    DEADLETTER,
+    GROUP_EVENTS,
+    NOTICES,
+    SANCTIONS,
+    VERDICTS,
+    VIOLATIONS,
+)
 from tests.integration.conftest import produce, read_until
 
 pytestmark = pytest.mark.integration
@@ -227,3 +237,16 @@ async def test_a_domain_spread_in_violations_across_groups_is_blacklisted_and_an
     assert entry["until_ms"] - notices[0]["start_ms"] == 30 * 24 * 3600 * 1000  # rules/sanctions.toml blacklist_days
     await asyncio.sleep(3)
     assert len(values(await read_until(settings, NOTICES, until=bool))) == 1
+
+    # From now on the domain itself blocks, even in a message that breaks no other rule.
+    await produce(
+        settings, [message("m-later", "bystander", "cg9", "周末聚会的照片在这 http://promo.campaign-x.example/p")]
+    )
+    verdicts = await read_until(
+        settings, VERDICTS, until=lambda seen: any(orjson.loads(r.value)["message_id"] == "m-later" for r in seen)
+    )
+    later = next(v for v in values(verdicts) if v["message_id"] == "m-later")
+    assert later["decision"] == "block"
+    assert [(m["rule_id"], m["term"]) for m in later["matches"]] == [
+        ("scam.campaign-domain", "promo.campaign-x.example")
+    ]

@@ -150,3 +150,21 @@ def test_the_shipped_pack_blocks_the_demo_domains() -> None:
     pack = load_pack(Path(__file__).resolve().parents[2] / "rules")
     assert pack.blocked("hongbao.example") is not None
     assert verdict(pack, "领取 http://hongbao.example/")["decision"] == "block"
+
+
+def test_a_campaign_domain_blocks_until_lifted(tmp_path: Path) -> None:
+    pack = load_pack(pack_with(tmp_path, {}, ""))
+    classifier = Classifier(pack)
+    doc = {"message_id": "m1", "group_id": "g", "sender_id": "u", "sent_at": 1, "text": "看 http://x.spread.example/"}
+    message = parse_message(orjson.dumps(doc))
+    assert classifier.classify(message, 0)["decision"] == "allow"
+
+    assert not classifier.block_campaign("spread.example", ["unknown-category"])  # not in this pack: nothing to cite
+    assert classifier.block_campaign("spread.example", ["unknown-category", "gambling"])
+    found = classifier.classify(message, 0)
+    assert found["decision"] == "block"  # a campaign blocks, whatever the category's own decision (review here)
+    assert [(m["rule_id"], m["term"], m["severity"]) for m in found["matches"]] == [
+        ("gambling.campaign-domain", "spread.example", "medium")
+    ]
+    classifier.lift_campaign("spread.example")
+    assert classifier.classify(message, 0)["decision"] == "allow"
