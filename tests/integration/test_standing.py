@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
@@ -31,6 +33,17 @@ pytestmark = pytest.mark.integration
 
 SCAM = "刷*單*返*利，日赚五百"  # blocked by the shipped pack (scam.task-scam)
 OWNER, MANAGER = "owner-1", "manager-1"
+
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def conform(schema: str, docs: list[dict]) -> None:
+    """Every document follows the schema published for its topic."""
+    validator = jsonschema.Draft202012Validator(json.loads((SCHEMAS / schema).read_text()))
+    assert docs
+    for doc in docs:
+        validator.validate(doc)
 
 
 def message(message_id: str, sender: str, group: str, text: str = SCAM) -> tuple[bytes, bytes]:
@@ -106,6 +119,9 @@ async def test_a_sender_reaching_four_violations_is_banned_exactly_once(settings
 
     audit = values(await read_until(settings, AUDIT, until=lambda seen: len(seen) >= 4))
     assert {a["input"]["message_id"] for a in audit if a["subject"] == "user:spammer"} >= {f"m{n}" for n in range(4)}
+    conform("sanction.v1.json", values(records))
+    conform("blacklist.v1.json", values(await read_until(settings, BLACKLIST, until=bool)))
+    conform("group-event.v1.json", [orjson.loads(v) for _, v in group_events("g1")])
 
 
 async def test_the_same_violations_delivered_twice_change_nothing(settings, start_worker):
@@ -146,6 +162,8 @@ async def test_a_group_crossing_the_threshold_is_suspended_and_its_leaders_penal
     # The owner's credit fell at the warning and again at the suspension (rules/sanctions.toml: 5, then 15).
     audit = await read_until(settings, AUDIT, until=lambda seen: len(liabilities(seen, OWNER)) >= 2)
     assert [a["input"]["points"] for a in liabilities(audit, OWNER)] == [5, 15]
+    conform("sanction.v1.json", values(records))
+    conform("blacklist.v1.json", values(blacklist))
 
 
 def liabilities(records: list[ConsumerRecord[bytes, bytes]], user: str) -> list[dict]:
@@ -201,6 +219,10 @@ async def test_an_appeal_reverses_everything(settings, start_worker):
         assert (kind, True) in user  # every rung revoked
     audit = values(await read_until(settings, AUDIT, until=lambda seen: len(seen) >= 8))
     assert any(a["input"].get("command_id") == "c3" for a in audit)
+    conform("sanction.v1.json", values(records))
+    conform(
+        "command.v1.json", [orjson.loads(command("c", "pardon_message", message_id="m", user_id="u", group_id="g")[1])]
+    )
 
 
 async def test_a_malformed_group_event_or_command_goes_to_dead_letters(settings, start_worker):
@@ -234,6 +256,9 @@ async def test_a_domain_spread_in_violations_across_groups_is_blacklisted_and_an
     entry = latest(blacklist, "link:promo.campaign-x.example")
     assert isinstance(entry, dict)
     assert entry["type"] == "link"
+    assert entry["categories"] == ["scam"]
+    conform("sanction.v1.json", notices)
+    conform("blacklist.v1.json", [entry])
     assert entry["until_ms"] - notices[0]["start_ms"] == 30 * 24 * 3600 * 1000  # rules/sanctions.toml blacklist_days
     await asyncio.sleep(3)
     assert len(values(await read_until(settings, NOTICES, until=bool))) == 1
