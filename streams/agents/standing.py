@@ -18,14 +18,16 @@ is affordable here.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from faust.types import EventT, StreamT, TopicT
 
 from streams.agents.classify import dead_letter
@@ -52,8 +54,11 @@ from streams.topics import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TICK_SECONDS = 1.0
+_MAX_RETRY_SECONDS = 30.0
+STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
 COMMAND_KINDS = ("pardon_message", "unban_user", "lift_suspension")
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -64,6 +69,21 @@ def _now_ms() -> int:
 
 class InvalidEvent(ValueError):
     """An input the standing tables cannot apply; it goes to the dead-letter topic with this message."""
+
+
+def _ms(doc: dict[str, Any], name: str) -> int:
+    value = doc.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent(f"'{name}' must be epoch milliseconds")
+    return value
+
+
+def _parsed(parse: Callable[[dict[str, Any]], T], doc: dict[str, Any]) -> T:
+    """A record built by the codec, or InvalidEvent naming what is missing or wrong."""
+    try:
+        return parse(doc)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidEvent(f"not a valid record: {type(exc).__name__}: {exc}") from None
 
 
 def _text(doc: dict[str, Any], name: str) -> str:
@@ -141,16 +161,20 @@ class Standing:
             await self._handle(event, self._decide_command)
 
     async def _handle(self, event: EventT[bytes], decide: Callable[[bytes, dict[str, Any]], Awaitable[None]]) -> None:
+        """Apply one event; one that cannot be applied goes to the dead-letter topic, and the stream goes on."""
         message = event.message
         try:
             await decide(_bytes(event.key), _object(event.value))
-        except (orjson.JSONDecodeError, InvalidEvent, KeyError, ValueError, TypeError) as exc:
-            detail = (
-                str(exc) if isinstance(exc, InvalidEvent | orjson.JSONDecodeError) else f"{type(exc).__name__}: {exc}"
-            )
-            log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, detail)
-            out = dead_letter(self.settings, message, INVALID_EVENT, detail)
-            await (await self.deadletter.send(key=out.key, value=out.value, headers=list(out.headers)))
+        except (orjson.JSONDecodeError, InvalidEvent) as exc:
+            log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
+            await self._dead_letter(message, INVALID_EVENT, str(exc))
+        except Exception as exc:  # a bug must not stop the stream, nor lose the event: it is kept with the error
+            log.exception("applying %s[%d]@%d failed", message.topic, message.partition, message.offset)
+            await self._dead_letter(message, STANDING_ERROR, repr(exc))
+
+    async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        out = dead_letter(self.settings, message, reason, detail)
+        await self._send([(self.deadletter, out.key, out.value)], headers=list(out.headers))
 
     async def _decide_user(self, key: bytes, doc: dict[str, Any]) -> None:
         user_id = key.decode()
@@ -159,7 +183,7 @@ class Standing:
         action = doc.get("action", "violation")
         extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()
         if action == "violation":
-            violation = codec.violation_from_dict(doc)
+            violation = _parsed(codec.violation_from_dict, doc)
             if violation.sender_id != user_id:
                 raise InvalidEvent(f"violation of {violation.sender_id} keyed by {user_id}")
             record, outcome = standing.user_violation(record, violation, self.policy)
@@ -174,17 +198,19 @@ class Standing:
                 raise InvalidEvent("'domains' must be a list of domains")
             extra += tuple((LINK_ACTIONS, d.encode(), forward) for d in domains)  # each linked domain counts it
         elif action in ("liability", "lift_liability"):
-            forwarded = codec.forward_from_dict(doc)
+            forwarded = _parsed(codec.forward_from_dict, doc)
             if isinstance(forwarded, standing.LeaderLiability):
                 record, outcome = standing.user_liability(record, forwarded, self.policy)
             else:
                 record, outcome = standing.user_lift_liability(record, forwarded, self.policy)
         elif action == "pardon":
-            record, outcome = standing.user_pardon(record, user_id, _text(doc, "message_id"), self.policy, doc["at_ms"])
+            record, outcome = standing.user_pardon(
+                record, user_id, _text(doc, "message_id"), self.policy, _ms(doc, "at_ms")
+            )
         elif action == "unban":
-            record, outcome = standing.user_unban(record, doc.get("reason", ""), self.policy, doc["at_ms"])
+            record, outcome = standing.user_unban(record, doc.get("reason", ""), self.policy, _ms(doc, "at_ms"))
         elif action == "tick":
-            record, outcome = standing.user_tick(record, self.policy, doc["at_ms"])
+            record, outcome = standing.user_tick(record, self.policy, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown user action {action!r}")
         await self._publish(Decided(f"user:{user_id}", outcome, extra), doc)
@@ -210,15 +236,15 @@ class Standing:
                 record, group_id, kind=kind, user_id=user, policy=self.policy, now_ms=at_ms
             )
         elif action == "violation":
-            record, outcome = standing.group_violation(record, codec.violation_from_dict(doc), self.policy)
+            record, outcome = standing.group_violation(record, _parsed(codec.violation_from_dict, doc), self.policy)
         elif action == "pardon":
             record, outcome = standing.group_pardon(
-                record, group_id, _text(doc, "message_id"), self.policy, doc["at_ms"]
+                record, group_id, _text(doc, "message_id"), self.policy, _ms(doc, "at_ms")
             )
         elif action == "lift_suspension":
-            record, outcome = standing.group_lift_suspension(record, doc.get("reason", ""), doc["at_ms"])
+            record, outcome = standing.group_lift_suspension(record, doc.get("reason", ""), _ms(doc, "at_ms"))
         elif action == "tick":
-            record, outcome = standing.group_tick(record, doc["at_ms"])
+            record, outcome = standing.group_tick(record, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown group action {action!r}")
         await self._publish(Decided(f"group:{group_id}", outcome), doc)
@@ -231,9 +257,10 @@ class Standing:
         record = codec.load_link(raw) if raw is not None else standing.LinkRecord()
         action = doc.get("action")
         if action == "violation":
-            record, outcome = standing.link_violation(record, domain, codec.violation_from_dict(doc), self.policy)
+            violation = _parsed(codec.violation_from_dict, doc)
+            record, outcome = standing.link_violation(record, domain, violation, self.policy)
         elif action == "tick":
-            record, outcome = standing.link_tick(record, doc["at_ms"])
+            record, outcome = standing.link_tick(record, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown link action {action!r}")
         categories = sorted({c for _, _, _, found in record.sightings for c in found})
@@ -257,8 +284,7 @@ class Standing:
             out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "lift_suspension"}))
         else:
             raise InvalidEvent(f"'kind' must be one of {', '.join(COMMAND_KINDS)}")
-        sent = [await self.inboxes[inbox].send(key=k.encode(), value=orjson.dumps(a | command)) for inbox, k, a in out]
-        await asyncio.gather(*sent)
+        await self._send([(self.inboxes[inbox], k.encode(), orjson.dumps(a | command)) for inbox, k, a in out])
 
     # -- outputs -----------------------------------------------------------------------------------------------------
 
@@ -269,20 +295,19 @@ class Standing:
             "rules_version": doc.get("rules_version") or self.rules_version,
             "policy_version": self.policy.version,
         }
-        sent = []
+        out: list[tuple[TopicT, bytes | None, bytes | None]] = []
         for s in outcome.sanctions:
             value = {"schema": "moderation.sanction.v1", "sanction_id": codec.sanction_id(s)}
             value |= codec.sanction_to_dict(s) | stamp
-            sent.append(await self.sanctions.send(key=s.subject.encode(), value=orjson.dumps(value)))
+            out.append((self.sanctions, s.subject.encode(), orjson.dumps(value)))
             if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
-                sent.append(await self.notices.send(key=s.subject.encode(), value=orjson.dumps(value)))
+                out.append((self.notices, s.subject.encode(), orjson.dumps(value)))
         if outcome.listing is not None:
-            sent.append(await self.blacklist.send(key=subject.encode(), value=self._listing(decided, stamp)))
+            out.append((self.blacklist, subject.encode(), self._listing(decided, stamp)))
         forwards = [
             (USER_ACTIONS, f.user_id.encode(), codec.forward_to_dict(f) | stamp) for f in outcome.forwards
         ] + list(decided.extra)
-        for inbox, key, action in forwards:
-            sent.append(await self.inboxes[inbox].send(key=key, value=orjson.dumps(action)))
+        out += [(self.inboxes[inbox], key, orjson.dumps(action)) for inbox, key, action in forwards]
         if doc.get("action") != "tick" or outcome.sanctions or outcome.listing is not None:
             audit = {
                 "schema": "moderation.audit.v1",
@@ -293,8 +318,24 @@ class Standing:
                 "blacklist": None if outcome.listing is None else codec.restrictions_to_list(outcome.listing),
                 "forwarded": [{"to": inbox, "key": key.decode(), "action": a["action"]} for inbox, key, a in forwards],
             } | stamp
-            sent.append(await self.audit.send(key=subject.encode(), value=orjson.dumps(audit)))
-        await asyncio.gather(*sent)
+            out.append((self.audit, subject.encode(), orjson.dumps(audit)))
+        await self._send(out)
+
+    async def _send(self, records: list[tuple[TopicT, bytes | None, bytes | None]], headers: Any = None) -> None:
+        """Send and wait until the broker has every record; while it fails, try again (records repeat, none lost)."""
+        for attempt in itertools.count():
+            try:
+                await self._sent([await t.send(key=key, value=value, headers=headers) for t, key, value in records])
+            except KafkaError:
+                delay = min(_MAX_RETRY_SECONDS, 0.5 * 2**attempt)
+                log.warning("sending %d records failed; again in %.1f s", len(records), delay, exc_info=True)
+                await asyncio.sleep(delay)
+            else:
+                return
+
+    @staticmethod
+    async def _sent(futures: list[Awaitable[Any]]) -> None:
+        await asyncio.gather(*futures)
 
     @staticmethod
     def _listing(decided: Decided, stamp: dict[str, Any]) -> bytes | None:
@@ -319,8 +360,7 @@ class Standing:
     async def _tick(self) -> None:
         now = _now_ms()
         tick = orjson.dumps({"action": "tick", "at_ms": now})
-        sent = [await self.inboxes[inbox].send(key=key, value=tick) for inbox, key in self.expiries.pop_due(now)]
-        await asyncio.gather(*sent)
+        await self._send([(self.inboxes[inbox], key, tick) for inbox, key in self.expiries.pop_due(now)])
 
     async def _reschedule_users(self) -> None:
         for key, raw in list(self.users.items()):
