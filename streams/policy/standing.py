@@ -8,6 +8,7 @@ next needs a look (an expiry). Pure and idempotent; streams/agents/standing.py w
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from streams.policy.escalation import (
@@ -55,12 +56,22 @@ class Restriction:
     reason: str
 
 
+def liability_key(group_id: str, step: str, message_id: str) -> str:
+    """Names one liability: a group's step, reached by one message. JSON, so any id may hold any character."""
+    return json.dumps([group_id, step, message_id], ensure_ascii=False, separators=(",", ":"))
+
+
+def liability_parts(key: str) -> tuple[str, str, str]:
+    group_id, step, message_id = json.loads(key)
+    return str(group_id), str(step), str(message_id)
+
+
 @dataclass(frozen=True, slots=True)
 class LeaderLiability:
     """To the user table: a group leader's credit falls and the leader sanctions take effect, once per key."""
 
     user_id: str
-    key: str  # "<group id>/<step>/<message id that crossed the threshold>"
+    key: str  # liability_key(group id, step, the message that crossed the threshold)
     liability: Liability
     sanctions: tuple[Sanction, ...]
     at_ms: int
@@ -211,7 +222,7 @@ def user_lift_liability(
     points = sum(p for key, p in record.liabilities if key == action.key)
     if action.key in record.lifted and not (action.restore_credit and points):
         return _unchanged(record)  # lifted already; only the credit of a lift that kept it may still come back
-    group_id, step, _ = action.key.split("/", 2)
+    group_id, step, _ = liability_parts(action.key)
     revoked = [
         replace(s, revoked=True)
         for s in record.held
@@ -298,7 +309,7 @@ def group_violation(record: GroupRecord, violation: Violation, policy: SanctionP
     forwards: list[Forward] = []
     liable = list(record.liable)
     for liability in liabilities:
-        key = f"{liability.group_id}/{liability.step}/{violation.message_id}"
+        key = liability_key(liability.group_id, liability.step, violation.message_id)
         own = tuple(s for s in sanctions if s.subject == f"user:{liability.user_id}")
         forwards.append(LeaderLiability(liability.user_id, key, liability, own, violation.at_ms))
         liable.append((liability.user_id, liability.step, key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -50,8 +51,9 @@ def sanction_from_dict(d: dict[str, Any]) -> Sanction:
 
 def sanction_id(s: Sanction) -> str:
     """The same action always has the same id, so a consumer can drop a redelivered one."""
-    state = "revoked" if s.revoked else "issued"
-    return f"{s.subject}/{s.kind}/{s.start_ms}/{','.join(s.evidence)}/{state}"
+    what = orjson.dumps([s.subject, s.kind, s.start_ms, list(s.evidence)])  # unambiguous, whatever the ids hold
+    issued = f"{s.subject}/{s.kind}/{hashlib.sha256(what).hexdigest()[:16]}"
+    return f"{issued}/revoked" if s.revoked else issued
 
 
 def violation_from_dict(d: dict[str, Any]) -> Violation:

@@ -489,3 +489,9 @@ def test_random_group_histories_round_trip(ops: list[tuple[Any, ...]]) -> None:
         raw = dump_group(record)
         assert load_group(raw) == record
         assert dump_group(load_group(raw)) == raw
+
+
+def test_ids_holding_separators_do_not_collide() -> None:
+    """Message ids are any strings: evidence ("a,b") and ("a", "b") are different sanctions."""
+    assert sanction_id(replace(MUTE, evidence=("a,b",))) != sanction_id(replace(MUTE, evidence=("a", "b")))
+    assert sanction_id(replace(MUTE, subject="user:a/b", kind="mute")) != sanction_id(replace(MUTE, subject="user:a"))

@@ -32,6 +32,8 @@ from streams.policy.standing import (
     group_pardon,
     group_tick,
     group_violation,
+    liability_key,
+    liability_parts,
     new_user_record,
     user_liability,
     user_lift_liability,
@@ -841,7 +843,7 @@ def test_each_leader_answers_with_its_own_sanctions(
     assert {u: f.liability.points for u, f in by_user.items()} == points
     assert {u: [(s.kind, s.expires_ms) for s in f.sanctions] for u, f in by_user.items()} == sanctions
     assert all(s.subject == f"user:{u}" for u, f in by_user.items() for s in f.sanctions)
-    assert {f.key for f in by_user.values()} == {f"{GROUP}/{step}/m{n}"}
+    assert {f.key for f in by_user.values()} == {liability_key(GROUP, step, f"m{n}")}
     assert {(f.liability.step, f.liability.evidence, f.at_ms) for f in by_user.values()} == {
         (step, tuple(f"m{k}" for k in range(1, n + 1)), at(n))
     }
@@ -872,7 +874,7 @@ GP = at(6) + HOUR_MS  # pardons come an hour after the suspension
 
 
 def lifts(step: str, n: int, *, restore_credit: bool, now_ms: int) -> list[Forward]:
-    key = f"{GROUP}/{step}/m{n}"
+    key = liability_key(GROUP, step, f"m{n}")
     return [LiftLiability(u, key, restore_credit=restore_credit, at_ms=now_ms) for u in (OWNER, MGR_A, MGR_B)]
 
 
@@ -956,7 +958,7 @@ def test_a_pardoned_message_arriving_later_is_not_counted() -> None:
     assert (ignored.sanctions, ignored.listing, ignored.forwards) == ([], None, [])
     after, outcome = counted(7)(after)
     assert issued(outcome.sanctions) == [("group_suspension", False)]
-    assert {f.key for f in outcome.forwards} == {f"{GROUP}/suspend/m7"}
+    assert {f.key for f in outcome.forwards} == {liability_key(GROUP, "suspend", "m7")}
 
 
 def test_a_pardon_of_an_aged_out_window_keeps_the_level() -> None:
@@ -1060,4 +1062,11 @@ def test_an_operator_lift_then_a_pardon_restores_the_credit() -> None:
     assert credit_at(owner.state, POLICY.credit, LIFT + HOUR_MS) == pytest.approx(
         min(100, 100 - 5 + (LIFT + HOUR_MS - at(3)) * RATE)
     )
-    assert owner.liabilities == ((f"{GROUP}/warn/m3", 5),)
+    assert owner.liabilities == ((liability_key(GROUP, "warn", "m3"), 5),)
+
+
+@pytest.mark.parametrize(
+    "ids", [("g1", "warn", "m1"), ("group/with/slashes", "suspend", 'm,"7"/x'), ("群", "shut_down", "")]
+)
+def test_a_liability_key_names_its_parts_whatever_they_hold(ids: tuple[str, str, str]) -> None:
+    assert liability_parts(liability_key(*ids)) == ids
