@@ -5,6 +5,7 @@ Run it with ``groupwarden worker`` (or ``faust -A streams.app worker --without-w
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -12,10 +13,13 @@ import faust
 from streams.agents.classify import ClassifyStage
 from streams.agents.standing import Standing
 from streams.config import Settings
+from streams.metrics import Metrics, serve
 from streams.policy.classify import Classifier
 from streams.policy.rules import load_pack
 from streams.policy.sanctions import load_sanctions
 from streams.state.recovery import exact_table_manager
+
+log = logging.getLogger(__name__)
 
 
 def _credentials(settings: Settings) -> Any:
@@ -47,13 +51,22 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
     )
     classifier = Classifier(pack)
+    metrics = Metrics()
+    metrics.describe_rules(pack.version, policy.version, pack.categories)
 
     @app.service
     class Classify(ClassifyStage):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(settings, classifier, **kwargs)
+            super().__init__(settings, classifier, metrics, **kwargs)
 
-    Standing(app, settings, policy, pack.version)
+    Standing(app, settings, policy, pack.version, metrics)
+
+    async def serve_metrics() -> None:
+        if serve(settings.metrics_port, metrics):
+            log.info("metrics on http://localhost:%d/metrics", settings.metrics_port)
+
+    app.task(serve_metrics)
+
     return app
 
 

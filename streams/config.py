@@ -26,6 +26,7 @@ class Settings:
     batch_size: int = 2000
     store: str = "rocksdb://"  # where tables live; "memory://" keeps them in RAM, rebuilt from changelogs on start
     data_dir: Path = Path("groupwarden-data")  # the RocksDB files, one folder per worker
+    metrics_port: int = 9464  # Prometheus scrapes http://<worker>:<port>/metrics; 0 serves none
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str | None = None
@@ -49,6 +50,7 @@ class Settings:
             "batch_size": _int(get("BATCH_SIZE"), default.batch_size, "GROUPWARDEN_BATCH_SIZE"),
             "store": get("STORE") or default.store,
             "data_dir": Path(get("DATA_DIR") or default.data_dir),
+            "metrics_port": _int(get("METRICS_PORT"), default.metrics_port, "GROUPWARDEN_METRICS_PORT"),
             "security_protocol": (get("SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
             "sasl_mechanism": (get("SASL_MECHANISM") or "").upper() or None,
             "sasl_username": get("SASL_USERNAME"),

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as CounterOf
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import mode
@@ -19,9 +21,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
 
 from streams.config import Settings
 from streams.kafka.produce import OutRecord, send_batched
+from streams.metrics import SUBJECT_TYPES, Metrics
 from streams.policy.classify import Classifier
 from streams.policy.normalize import warm_up
 from streams.policy.rules import load_pack
@@ -46,13 +50,24 @@ def dead_letter(settings: Settings, record: SourceRecord, reason: str, detail: s
     return OutRecord(settings.topic(DEADLETTER), record.key, record.value or b"", headers)
 
 
+@dataclass
+class Tally:
+    """What one batch produced, for the metrics."""
+
+    decisions: CounterOf[str] = field(default_factory=CounterOf)
+    categories: CounterOf[str] = field(default_factory=CounterOf)
+    dead_letters: CounterOf[str] = field(default_factory=CounterOf)
+
+
 def classify_records(
     records: Sequence[ConsumerRecord[bytes, bytes]],
     classifier: Classifier,
     settings: Settings,
     now_ms: int,
+    tally: Tally | None = None,
 ) -> list[OutRecord]:
     """Every output of one input batch: a verdict per valid message, a dead letter per invalid one."""
+    tally = tally if tally is not None else Tally()
     out: list[OutRecord] = []
     valid: list[tuple[ConsumerRecord[bytes, bytes], ChatMessage]] = []
     for record in records:
@@ -60,6 +75,7 @@ def classify_records(
             valid.append((record, parse_message(record.value)))
         except InvalidMessage as exc:
             out.append(dead_letter(settings, record, exc.reason, exc.detail))
+            tally.dead_letters[exc.reason] += 1
     try:
         verdicts = classifier.classify_batch([message for _, message in valid], now_ms)
     except Exception:  # a classifier bug must not stop the stream: find the culprits one by one
@@ -70,9 +86,12 @@ def classify_records(
                 verdicts.append(classifier.classify(message, now_ms))
             except Exception as exc:  # noqa: BLE001 - reported in the dead letter
                 out.append(dead_letter(settings, record, CLASSIFY_ERROR, repr(exc)))
+                tally.dead_letters[CLASSIFY_ERROR] += 1
     verdicts_topic, violations_topic = settings.topic(VERDICTS), settings.topic(VIOLATIONS)
     for verdict in verdicts:
         out.append(OutRecord(verdicts_topic, verdict["group_id"].encode(), orjson.dumps(verdict)))
+        tally.decisions[verdict["decision"]] += 1
+        tally.categories.update(verdict["categories"])
         if verdict["decision"] == "block":  # review waits for a person; only a block is a strike
             out.append(OutRecord(violations_topic, verdict["sender_id"].encode(), orjson.dumps(violation_of(verdict))))
     return out
@@ -97,8 +116,8 @@ def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
 class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets the batch in flight finish and commit before its partitions move to another worker."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self._lock = lock
+    def __init__(self, lock: asyncio.Lock, metrics: Metrics) -> None:
+        self._lock, self._metrics = lock, metrics
 
     async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002 - the interface
         async with self._lock:
@@ -106,15 +125,21 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("classify stage owns %d partitions", len(assigned))
+        self._metrics.rebalances.labels("classify").inc()
+        self._metrics.lag.clear()  # partitions now elsewhere must not report a frozen lag
 
 
 class ClassifyStage(mode.Service):
     """Consumes chat.messages.v1 in batches, classifies, produces verdicts and dead letters, then commits."""
 
-    def __init__(self, settings: Settings, classifier: Classifier | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, settings: Settings, classifier: Classifier | None = None, metrics: Metrics | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.classifier = classifier or Classifier(load_pack(settings.rules_dir))
+        self.metrics = metrics or Metrics(CollectorRegistry())
+        self._listed: dict[bytes, str] = {}  # blacklist key -> subject type, to count entries
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -137,7 +162,8 @@ class ClassifyStage(mode.Service):
             heartbeat_interval_ms=2000,
             **options,
         )
-        self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=_CommitBeforeRevoke(self._lock))
+        listener = _CommitBeforeRevoke(self._lock, self.metrics)
+        self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=listener)
         await self._producer.start()
         await self._consumer.start()
         log.info("classify stage started with rule pack %s", self.classifier.version)
@@ -169,7 +195,10 @@ class ClassifyStage(mode.Service):
             await consumer.stop()
 
     def _follow(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        if not record.key or not record.key.startswith(b"link:"):
+        if not record.key:
+            return
+        self._count_entry(record.key, present=record.value is not None)
+        if not record.key.startswith(b"link:"):
             return
         domain = record.key[len(b"link:") :].decode()
         if record.value is None:
@@ -184,6 +213,16 @@ class ClassifyStage(mode.Service):
         if self.classifier.block_campaign(domain, categories):
             log.info("campaign domain %s blocked", domain)
 
+    def _count_entry(self, key: bytes, *, present: bool) -> None:
+        subject_type = key.split(b":", 1)[0].decode(errors="replace")
+        if subject_type not in SUBJECT_TYPES:
+            return
+        if present and key not in self._listed:
+            self._listed[key] = subject_type
+            self.metrics.blacklist_entries.labels(subject_type).inc()
+        elif not present and self._listed.pop(key, None) is not None:
+            self.metrics.blacklist_entries.labels(subject_type).dec()
+
     @mode.Service.task
     async def _consume(self) -> None:
         assert self._consumer is not None
@@ -197,7 +236,9 @@ class ClassifyStage(mode.Service):
         assert self._consumer is not None
         assert self._producer is not None
         records = [record for partition_records in batches.values() for record in partition_records]
-        out = classify_records(records, self.classifier, self.settings, int(time.time() * 1000))
+        started = time.monotonic()
+        tally = Tally()
+        out = classify_records(records, self.classifier, self.settings, int(time.time() * 1000), tally)
         try:
             await send_batched(self._producer, out)
         except KafkaError:
@@ -206,7 +247,37 @@ class ClassifyStage(mode.Service):
                 self._consumer.seek(tp, partition_records[0].offset)
             await asyncio.sleep(_RETRY_SECONDS)
             return
+        self._measure(batches, records, tally, started)
         try:
             await self._consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "") for tp, rs in batches.items()})
         except CommitFailedError:
             log.warning("commit refused after a rebalance; the new owner reprocesses the batch (duplicates, no loss)")
+
+    def _measure(
+        self,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        records: list[ConsumerRecord[bytes, bytes]],
+        tally: Tally,
+        started: float,
+    ) -> None:
+        """Metrics of a batch whose outputs the broker has acknowledged."""
+        assert self._consumer is not None
+        m, now = self.metrics, time.time()
+        m.messages_consumed.inc(len(records))
+        m.batch_duration.observe(time.monotonic() - started)
+        m.batch_size.observe(len(records))
+        m.last_processed.set(now)
+        for decision, count in tally.decisions.items():
+            m.verdicts.labels(decision).inc(count)
+        for category, count in tally.categories.items():
+            m.category_hits.labels(category).inc(count)
+        for reason, count in tally.dead_letters.items():
+            m.dead_letters.labels(reason).inc(count)
+        for record in records:
+            if record.timestamp > 0:
+                m.latency.observe(max(0.0, now - record.timestamp / 1000))
+        for tp, partition_records in batches.items():
+            highwater = self._consumer.highwater(tp)  # from the fetch response: right even where ListOffsets is not
+            if highwater is not None:
+                lag = max(0, highwater - partition_records[-1].offset - 1)
+                m.lag.labels("classify", tp.topic, str(tp.partition)).set(lag)

@@ -32,6 +32,8 @@ from faust.types import EventT, StreamT, TopicT
 
 from streams.agents.classify import dead_letter
 from streams.config import Settings
+from streams.kafka.produce import partition_for
+from streams.metrics import Metrics
 from streams.policy import standing
 from streams.policy.escalation import GROUP_EVENT_KINDS
 from streams.policy.sanctions import SanctionPolicy
@@ -117,8 +119,11 @@ class Decided:
 class Standing:
     """The topics, tables and schedule of the standing agents of one worker."""
 
-    def __init__(self, app: faust.App, settings: Settings, policy: SanctionPolicy, rules_version: str) -> None:
-        self.settings, self.policy, self.rules_version = settings, policy, rules_version
+    def __init__(
+        self, app: faust.App, settings: Settings, policy: SanctionPolicy, rules_version: str, metrics: Metrics
+    ) -> None:
+        self.app, self.settings, self.policy, self.rules_version = app, settings, policy, rules_version
+        self.metrics = metrics
         self.expiries = Expiries()
 
         def topic(*names: str) -> TopicT:
@@ -168,9 +173,11 @@ class Standing:
         except (orjson.JSONDecodeError, InvalidEvent) as exc:
             log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
             await self._dead_letter(message, INVALID_EVENT, str(exc))
+            self.metrics.dead_letters.labels(INVALID_EVENT).inc()
         except Exception as exc:  # a bug must not stop the stream, nor lose the event: it is kept with the error
             log.exception("applying %s[%d]@%d failed", message.topic, message.partition, message.offset)
             await self._dead_letter(message, STANDING_ERROR, repr(exc))
+            self.metrics.dead_letters.labels(STANDING_ERROR).inc()
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         out = dead_letter(self.settings, message, reason, detail)
@@ -214,7 +221,7 @@ class Standing:
         else:
             raise InvalidEvent(f"unknown user action {action!r}")
         await self._publish(Decided(f"user:{user_id}", outcome, extra), doc)
-        self.users[key] = codec.dump_user(record)
+        self._write(self.users, key, codec.dump_user(record), new=raw is None)
         self.expiries.schedule(USER_ACTIONS, key, outcome.due_ms)
 
     async def _decide_group(self, key: bytes, doc: dict[str, Any]) -> None:
@@ -248,7 +255,7 @@ class Standing:
         else:
             raise InvalidEvent(f"unknown group action {action!r}")
         await self._publish(Decided(f"group:{group_id}", outcome), doc)
-        self.groups[key] = codec.dump_group(record)
+        self._write(self.groups, key, codec.dump_group(record), new=raw is None)
         self.expiries.schedule(GROUP_ACTIONS, key, outcome.due_ms)
 
     async def _decide_link(self, key: bytes, doc: dict[str, Any]) -> None:
@@ -265,7 +272,7 @@ class Standing:
             raise InvalidEvent(f"unknown link action {action!r}")
         categories = sorted({c for _, _, _, found in record.sightings for c in found})
         await self._publish(Decided(f"link:{domain}", outcome, entry={"categories": categories}), doc)
-        self.links[key] = codec.dump_link(record)
+        self._write(self.links, key, codec.dump_link(record), new=raw is None)
         self.expiries.schedule(LINK_ACTIONS, key, outcome.due_ms)
 
     async def _decide_command(self, key: bytes, doc: dict[str, Any]) -> None:  # noqa: ARG002 - any key will do
@@ -285,6 +292,11 @@ class Standing:
         else:
             raise InvalidEvent(f"'kind' must be one of {', '.join(COMMAND_KINDS)}")
         await self._send([(self.inboxes[inbox], k.encode(), orjson.dumps(a | command)) for inbox, k, a in out])
+
+    def _write(self, table: Any, key: bytes, value: bytes, *, new: bool) -> None:
+        table[key] = value
+        if new:
+            self.metrics.table_keys.labels(table.name).inc()
 
     # -- outputs -----------------------------------------------------------------------------------------------------
 
@@ -320,6 +332,9 @@ class Standing:
             } | stamp
             out.append((self.audit, subject.encode(), orjson.dumps(audit)))
         await self._send(out)
+        for s in outcome.sanctions:
+            self.metrics.sanctions.labels(s.kind, "revoked" if s.revoked else "issued").inc()
+        self.metrics.table_events.labels(f"{subject.split(':', 1)[0]}s").inc()
 
     async def _send(self, records: list[tuple[TopicT, bytes | None, bytes | None]], headers: Any = None) -> None:
         """Send and wait until the broker has every record; while it fails, try again (records repeat, none lost)."""
@@ -363,16 +378,27 @@ class Standing:
         await self._send([(self.inboxes[inbox], key, tick) for inbox, key in self.expiries.pop_due(now)])
 
     async def _reschedule_users(self) -> None:
-        for key, raw in list(self.users.items()):
+        for key, raw in self._owned(self.users):
             self.expiries.schedule(USER_ACTIONS, key, _next_change(codec.load_user(raw).listed))
 
     async def _reschedule_groups(self) -> None:
-        for key, raw in list(self.groups.items()):
+        for key, raw in self._owned(self.groups):
             self.expiries.schedule(GROUP_ACTIONS, key, _next_change(codec.load_group(raw).listed))
 
     async def _reschedule_links(self) -> None:
-        for key, raw in list(self.links.items()):
+        for key, raw in self._owned(self.links):
             self.expiries.schedule(LINK_ACTIONS, key, _next_change(codec.load_link(raw).listed))
+
+    def _owned(self, table: Any) -> list[tuple[bytes, bytes]]:
+        """The records of the partitions this worker owns (its store also holds standby copies of others)."""
+        owned = {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == table.changelog_topic.get_topic_name()
+        }
+        items = [(k, v) for k, v in table.items() if partition_for(k, self.settings.partitions) in owned]
+        self.metrics.table_keys.labels(table.name).set(len(items))
+        return items
 
 
 def _next_change(listed: tuple[standing.Restriction, ...]) -> int | None:

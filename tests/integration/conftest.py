@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from streams import process
 from streams.config import Settings
-from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.produce import OutRecord, send_batched
 from streams.topics import MESSAGES, create_topics
 
@@ -45,6 +45,7 @@ class Worker:
     """A `groupwarden worker` process, as an operator would run it."""
 
     def __init__(self, settings: Settings, log_path: Path, data_dir: Path) -> None:
+        self.metrics_port = free_port()
         env = os.environ | {
             "GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "GROUPWARDEN_TOPIC_PREFIX": settings.topic_prefix,
@@ -53,6 +54,7 @@ class Worker:
             "GROUPWARDEN_RULES": str(settings.rules_dir),
             "GROUPWARDEN_STORE": settings.store,
             "GROUPWARDEN_DATA_DIR": str(data_dir),
+            "GROUPWARDEN_METRICS_PORT": str(self.metrics_port),
         }
         self.log_path = log_path
         with log_path.open("ab") as log:

@@ -1,0 +1,152 @@
+"""Prometheus metrics of one worker, served over HTTP (GROUPWARDEN_METRICS_PORT).
+
+Names follow Prometheus conventions: one prefix, base units, ``_total`` counters, label values from small closed
+sets exported at 0 from the start. No user, group or message id and no text ever becomes a label.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from streams.records import DEAD_LETTER_REASONS
+
+log = logging.getLogger(__name__)
+
+DECISIONS = ("allow", "review", "block")
+SANCTION_KINDS = (
+    "warning",
+    "mute",
+    "ban",
+    "messages_held_for_review",
+    "group_creation_barred",
+    "management_barred",
+    "management_suspended",
+    "management_revoked",
+    "group_warning",
+    "group_suspension",
+    "group_shutdown",
+    "member_limit_exceeded",
+    "link_blacklisted",
+)
+SUBJECT_TYPES = ("user", "group", "link")
+TABLES = ("users", "groups", "links")
+STAGE_ERRORS = ("classify_error", "standing_error")  # dead letters the stage caused, not the input
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """Every metric groupwarden exports; one instance per worker process (tests make their own registry)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        r = registry
+        self.registry = registry
+        self.build = Info("groupwarden_build", "The running groupwarden.", registry=r)
+        self.rules = Info("groupwarden_rules", "The rule pack and sanction policy in force.", registry=r)
+        self.messages_consumed = Counter(
+            "groupwarden_messages_consumed_total", "Chat messages read by the classify stage.", registry=r
+        )
+        self.verdicts = Counter("groupwarden_verdicts_total", "Verdicts published.", ["decision"], registry=r)
+        self.category_hits = Counter(
+            "groupwarden_verdict_categories_total",
+            "Verdicts that name a category (a verdict may name several).",
+            ["category"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "groupwarden_dead_letters_total", "Records sent to the dead-letter topic.", ["reason"], registry=r
+        )
+        self.batch_duration = Histogram(
+            "groupwarden_classify_batch_duration_seconds",
+            "Time to classify one batch and have every output acknowledged.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "groupwarden_classify_batch_messages",
+            "Messages per classify batch.",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "groupwarden_verdict_latency_seconds",
+            "From a message's Kafka timestamp to its verdict being acknowledged.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.last_processed = Gauge(
+            "groupwarden_last_processed_timestamp_seconds",
+            "When the classify stage last had a batch acknowledged (Unix time).",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "groupwarden_consumer_lag_messages",
+            "Records not yet processed, from the fetch high watermark (ListOffsets can under-report).",
+            ["stage", "topic", "partition"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "groupwarden_rebalances_total", "Partition assignments received, by stage.", ["stage"], registry=r
+        )
+        self.sanctions = Counter(
+            "groupwarden_sanctions_total",
+            "Sanctions published, by kind; revoked ones too.",
+            ["kind", "action"],
+            registry=r,
+        )
+        self.blacklist_entries = Gauge(
+            "groupwarden_blacklist_entries",
+            "Entries on the compacted blacklist topic, as this worker reads it (every worker reads all of it).",
+            ["type"],
+            registry=r,
+        )
+        self.table_keys = Gauge(
+            "groupwarden_table_keys", "Keys in the partitions of a table this worker owns.", ["table"], registry=r
+        )
+        self.table_events = Counter(
+            "groupwarden_table_events_total", "Events applied to the standing tables.", ["table"], registry=r
+        )
+        for decision in DECISIONS:
+            self.verdicts.labels(decision)
+        for reason in (*DEAD_LETTER_REASONS, *STAGE_ERRORS):
+            self.dead_letters.labels(reason)
+        for kind in SANCTION_KINDS:
+            for action in ("issued", "revoked"):
+                self.sanctions.labels(kind, action)
+        for subject_type in SUBJECT_TYPES:
+            self.blacklist_entries.labels(subject_type)
+        for table in TABLES:
+            self.table_keys.labels(table)
+            self.table_events.labels(table)
+        self.rebalances.labels("classify")
+        self.rebalances.labels("standing")
+        self.build.info({"version": _version(), "python": platform.python_version()})
+
+    def describe_rules(self, pack_version: str, policy_version: str, categories: Iterable[str]) -> None:
+        self.rules.info({"rules_version": pack_version, "policy_version": policy_version})
+        for category in categories:
+            self.category_hits.labels(category)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("groupwarden")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def serve(port: int, metrics: Metrics) -> bool:
+    """Serve /metrics on ``port`` (0: not at all) from a background thread; False if the port is taken."""
+    if not port:
+        return False
+    try:
+        start_http_server(port, registry=metrics.registry)
+    except OSError:  # moderation goes on without metrics rather than not at all
+        log.exception("cannot serve metrics on port %d", port)
+        return False
+    return True
