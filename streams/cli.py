@@ -201,6 +201,7 @@ def _up(args: argparse.Namespace) -> int:
             "GROUPWARDEN_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "GROUPWARDEN_RULES": str(settings.rules_dir),
             "GROUPWARDEN_STORE": "memory://",  # the embedded broker keeps nothing on disk, nor do its tables
+            "GROUPWARDEN_METRICS_PORT": str(settings.metrics_port),
         }
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
@@ -208,7 +209,8 @@ def _up(args: argparse.Namespace) -> int:
             stdout=subprocess.DEVNULL,  # its warnings and errors still reach stderr
             start_new_session=True,
         )
-        print(f"worker started (pid {worker.pid}); Ctrl-C stops everything")
+        print(f"worker started (pid {worker.pid}); metrics on http://localhost:{settings.metrics_port}/metrics")
+        print("Ctrl-C stops everything")
         try:
             asyncio.run(_live(settings, args, worker))
         except KeyboardInterrupt:

@@ -10,7 +10,7 @@ import pytest
 
 from streams.kafka.produce import partition_for
 from streams.topics import DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
-from tests.integration.conftest import chat_message, produce, read_until
+from tests.integration.conftest import chat_message, produce, read_until, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ async def test_every_message_gets_exactly_one_verdict(settings, start_worker):
     texts = ["今晚一起吃饭吗", "刷*單*返*利，日赚五百", "see you at the airsoft club", "澳门在线赌场 bet365点com"]
     messages = [chat_message(n, texts[n % len(texts)]) for n in range(3000)]
     await produce(settings, messages)
-    start_worker()
+    worker = start_worker()
 
     verdicts = await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= 3000)
     await asyncio.sleep(2)  # anything extra (a duplicate) would arrive now
@@ -49,6 +49,17 @@ async def test_every_message_gets_exactly_one_verdict(settings, start_worker):
         assert record.partition == partition_for(record.key, settings.partitions)
         assert violation["rule_ids"]
         assert violation["categories"]
+
+    # The worker's metrics count the same, by decision, with no id in any label.
+    metrics = scrape(worker.metrics_port)
+    assert metrics["groupwarden_messages_consumed_total"] == 3000
+    for decision in ("allow", "review", "block"):
+        expected = sum(1 for d in decisions.values() if d == decision)
+        assert metrics[f'groupwarden_verdicts_total{{decision="{decision}"}}'] == expected
+    assert metrics["groupwarden_verdict_latency_seconds_count"] == 3000
+    assert metrics['groupwarden_verdict_categories_total{category="scam"}'] > 0
+    assert metrics["groupwarden_last_processed_timestamp_seconds"] > 0
+    assert not any(f'"m{n}"' in name or '"u1"' in name for name in metrics for n in (0, 1))
 
 
 async def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(settings, start_worker):
@@ -88,6 +99,10 @@ async def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(s
     verdicts = await read_until(settings, VERDICTS, until=lambda seen: {"m1", "m2"} <= set(_ids(seen)))
     assert sorted(_ids(verdicts)) == ["m1", "m2"]
     assert worker.alive()
+    metrics = scrape(worker.metrics_port)
+    for reason in expected_reasons:
+        assert metrics[f'groupwarden_dead_letters_total{{reason="{reason}"}}'] == 1
+    assert metrics['groupwarden_dead_letters_total{reason="classify_error"}'] == 0
 
 
 async def test_librdkafka_producers_with_every_codec(settings, start_worker):
