@@ -21,7 +21,7 @@ from streams import process
 from streams.config import ConfigError, Settings
 from streams.kafka.produce import OutRecord, send_batched
 from streams.records import InvalidMessage, parse_message
-from streams.topics import DEADLETTER, MESSAGES, VERDICTS, TopicError, create_topics
+from streams.topics import DEADLETTER, MESSAGES, VERDICTS, TopicError, check_partitions, create_topics
 
 _CHUNK = 2000
 
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("worker", help="run a worker against any Kafka cluster (settings from the environment)")
     kafka_options(p)
     p.add_argument("--rules", type=Path)
+    p.add_argument("--partitions", type=int, help="of every keyed topic (default: $GROUPWARDEN_PARTITIONS or 8)")
     p.add_argument("--loglevel", default="info")
     p.set_defaults(run=_worker)
 
@@ -140,6 +141,12 @@ def _worker(args: argparse.Namespace) -> int:
     os.environ["GROUPWARDEN_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     os.environ["GROUPWARDEN_TOPIC_PREFIX"] = settings.topic_prefix
     os.environ["GROUPWARDEN_RULES"] = str(settings.rules_dir)
+    os.environ["GROUPWARDEN_PARTITIONS"] = str(settings.partitions)
+    try:
+        asyncio.run(check_partitions(settings))
+    except TopicError as exc:
+        print(f"groupwarden: {exc}", file=sys.stderr)
+        return 2
     import faust
 
     from streams.app import app
@@ -200,6 +207,7 @@ def _up(args: argparse.Namespace) -> int:
         env = os.environ | {
             "GROUPWARDEN_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "GROUPWARDEN_RULES": str(settings.rules_dir),
+            "GROUPWARDEN_PARTITIONS": str(settings.partitions),
             "GROUPWARDEN_STORE": "memory://",  # the embedded broker keeps nothing on disk, nor do its tables
             "GROUPWARDEN_METRICS_PORT": str(settings.metrics_port),
         }

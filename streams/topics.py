@@ -74,3 +74,22 @@ async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
         return created
     finally:
         await admin.close()
+
+
+async def check_partitions(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> None:
+    """Refuse to start on topics whose partition counts differ from the settings: tables need them equal."""
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())  # describing a missing topic may create it
+        names = [settings.topic(s.name) for s in specs if s.partitions is None and settings.topic(s.name) in existing]
+        found = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    for topic in found:
+        count = len(topic.get("partitions", []))
+        if topic.get("error_code", 0) == 0 and count and count != settings.partitions:
+            raise TopicError(
+                f"topic {topic['topic']} has {count} partitions but GROUPWARDEN_PARTITIONS is {settings.partitions}:"
+                " set it to the topics' count (keyed topics and tables must agree)"
+            )

@@ -70,7 +70,16 @@ async def test_topics_create_produce_and_worker_commands(broker, tmp_path):
     source.write_bytes(b"\n".join(value for _, value in (chat_message(n) for n in range(50))) + b"\n")
     assert "published 50 messages" in run("produce", str(source))
 
-    worker = subprocess.Popen([*cli, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Partitions that differ from the topics' would split tables from their inputs: refused before anything starts.
+    refused = subprocess.run(
+        [*cli, "worker", "--partitions", "8"], env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert "has 4 partitions but GROUPWARDEN_PARTITIONS is 8" in refused.stderr
+
+    worker = subprocess.Popen(
+        [*cli, "worker", "--partitions", "4"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         records = await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= 50)
     finally:
