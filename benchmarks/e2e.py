@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from streams import demo, process
 from streams.config import Settings
-from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.produce import OutRecord, send_batched
 from streams.records import InvalidMessage, parse_message
 from streams.topics import DEADLETTER, MESSAGES, VERDICTS, TopicSpec, create_topics
@@ -84,6 +84,8 @@ def groupwarden_worker(settings: Settings, log_path: Path) -> Process:
         "GROUPWARDEN_TOPIC_PREFIX": settings.topic_prefix,
         "GROUPWARDEN_GROUP_ID": settings.group_id,
         "GROUPWARDEN_PARTITIONS": str(settings.partitions),
+        "GROUPWARDEN_DATA_DIR": str(log_path.parent / f"{settings.group_id}-data"),  # RocksDB, as in production
+        "GROUPWARDEN_METRICS_PORT": str(free_port()),
     }
     args = [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"]
     return Process("groupwarden worker", args, env, log_path)
