@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK_SECONDS = 1.0
+LAG_SECONDS = 5.0
 _MAX_RETRY_SECONDS = 30.0
 STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
 COMMAND_KINDS = ("pardon_message", "unban_user", "lift_suspension")
@@ -146,6 +147,9 @@ class Standing:
         app.agent(topic(LINK_ACTIONS), name="link-standing")(self._link_agent)
         app.agent(topic(COMMANDS), name="commands")(self._command_agent)
         app.timer(TICK_SECONDS)(self._tick)
+        app.timer(LAG_SECONDS)(self._measure_lag)
+        self._lagging: set[tuple[str, str]] = set()
+        app.on_rebalance_complete.connect(self._rebalanced)
 
     # -- agents ------------------------------------------------------------------------------------------------------
 
@@ -369,6 +373,28 @@ class Standing:
             "until_ms": None if None in untils else max(u for u in untils if u is not None),
         }
         return orjson.dumps(entry | decided.entry | stamp)
+
+    def _rebalanced(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # noqa: ARG002
+        self.metrics.rebalances.labels("standing").inc()
+
+    async def _measure_lag(self) -> None:
+        """Records not yet handed to the agents, per input partition, from the fetch high watermark."""
+        consumer = self.app.consumer
+        changelogs = {t.changelog_topic.get_topic_name() for t in (self.users, self.groups, self.links)}
+        # Faust keeps the last offset it handed to a stream, and the committed one, only in private mappings.
+        read, committed = getattr(consumer, "_read_offset", {}), getattr(consumer, "_committed_offset", {})
+        now: set[tuple[str, str]] = set()
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp) if tp.topic not in changelogs else None
+            last = read.get(tp)
+            done = last + 1 if last is not None else committed.get(tp)
+            if highwater is None or done is None:
+                continue
+            now.add((tp.topic, str(tp.partition)))
+            self.metrics.lag.labels("standing", tp.topic, str(tp.partition)).set(max(0, highwater - done))
+        for topic, partition in self._lagging - now:  # moved to another worker
+            self.metrics.lag.remove("standing", topic, partition)
+        self._lagging = now
 
     # -- expiry ------------------------------------------------------------------------------------------------------
 

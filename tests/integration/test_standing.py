@@ -27,7 +27,7 @@ from streams.topics import (
     VERDICTS,
     VIOLATIONS,
 )
-from tests.integration.conftest import produce, read_until
+from tests.integration.conftest import produce, read_until, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ async def settle(settings: Settings, topic: str, count: int) -> list[ConsumerRec
 async def test_a_sender_reaching_four_violations_is_banned_exactly_once(settings, start_worker):
     await produce(settings, group_events("g1"), GROUP_EVENTS)
     await produce(settings, [message(f"m{n}", "spammer", "g1") for n in range(4)])
-    start_worker()
+    worker = start_worker()
 
     records = await read_until(
         settings, SANCTIONS, until=lambda seen: ("ban", False) in sanctions_of(seen, "user:spammer")
@@ -121,6 +121,18 @@ async def test_a_sender_reaching_four_violations_is_banned_exactly_once(settings
     assert {a["input"]["message_id"] for a in audit if a["subject"] == "user:spammer"} >= {f"m{n}" for n in range(4)}
     conform("sanction.v1.json", values(records))
     conform("blacklist.v1.json", values(await read_until(settings, BLACKLIST, until=bool)))
+
+    await asyncio.sleep(6)  # a lag measurement and a blacklist read later
+    metrics = scrape(worker.metrics_port)
+    for kind in ("warning", "ban"):
+        assert metrics[f'groupwarden_sanctions_total{{action="issued",kind="{kind}"}}'] == 1
+    assert metrics['groupwarden_sanctions_total{action="issued",kind="mute"}'] == 2
+    assert metrics['groupwarden_blacklist_entries{type="user"}'] == 1
+    assert metrics['groupwarden_table_keys{table="users"}'] == 3  # the spammer, and g1's owner and manager (liable)
+    assert metrics['groupwarden_rebalances_total{stage="standing"}'] >= 1
+    lags = {k: v for k, v in metrics.items() if k.startswith("groupwarden_consumer_lag_messages") and "standing" in k}
+    assert lags
+    assert set(lags.values()) == {0}
     conform("group-event.v1.json", [orjson.loads(v) for _, v in group_events("g1")])
 
 
