@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from streams.config import Settings
+from streams.kafka.broker import free_port
 from streams.topics import TOPICS, VERDICTS
 from tests.integration.conftest import chat_message, read_until
 
@@ -58,6 +59,8 @@ async def test_topics_create_produce_and_worker_commands(broker, tmp_path):
         "GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "GROUPWARDEN_TOPIC_PREFIX": settings.topic_prefix,
         "GROUPWARDEN_GROUP_ID": settings.group_id,
+        "GROUPWARDEN_DATA_DIR": str(tmp_path / "data"),
+        "GROUPWARDEN_METRICS_PORT": str(free_port()),
     }
     cli = [sys.executable, "-m", "streams"]
 
