@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -198,7 +199,7 @@ def _now_ms() -> int:
 def _up(args: argparse.Namespace) -> int:
     from streams.kafka.broker import EmbeddedBroker
 
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="groupwarden-") as data_dir:
         settings = Settings.from_env(
             bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions, rules_dir=args.rules
         )
@@ -209,6 +210,7 @@ def _up(args: argparse.Namespace) -> int:
             "GROUPWARDEN_RULES": str(settings.rules_dir),
             "GROUPWARDEN_PARTITIONS": str(settings.partitions),
             "GROUPWARDEN_STORE": "memory://",  # the embedded broker keeps nothing on disk, nor do its tables
+            "GROUPWARDEN_DATA_DIR": data_dir,  # Faust still keeps a little there
             "GROUPWARDEN_METRICS_PORT": str(settings.metrics_port),
         }
         worker = subprocess.Popen(
