@@ -16,6 +16,7 @@ from conftest import DEFAULT_PACK_DIR
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.metrics import SANCTION_KINDS
 from streams.policy.ladder import Sanction, Violation
 from streams.policy.rules import Severity
 from streams.policy.sanctions import DAY_MS, load_sanctions
@@ -287,6 +288,7 @@ def test_the_flows_publish_every_kind_of_sanction() -> None:
     }
     assert {s.revoked for s in SANCTIONS} == {True, False}
     assert {s.expires_ms is None for s in SANCTIONS} == {True, False}
+    assert kinds <= set(SANCTION_KINDS)  # the metrics export every kind at 0 from the start
 
 
 @pytest.mark.parametrize("sanction", SANCTIONS)
