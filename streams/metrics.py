@@ -11,7 +11,16 @@ import platform
 from collections.abc import Iterable
 from importlib import metadata
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from streams.records import DEAD_LETTER_REASONS
 
@@ -144,6 +153,7 @@ def serve(port: int, metrics: Metrics) -> bool:
     """Serve /metrics on ``port`` (0: not at all) from a background thread; False if the port is taken."""
     if not port:
         return False
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add noise
     try:
         start_http_server(port, registry=metrics.registry)
     except OSError:  # moderation goes on without metrics rather than not at all

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter as CounterOf
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classifier itself failed on
 _RETRY_SECONDS = 1.0
+LAG_SECONDS = 5.0
 
 
 def dead_letter(settings: Settings, record: SourceRecord, reason: str, detail: str) -> OutRecord:
@@ -57,6 +58,7 @@ class Tally:
     decisions: CounterOf[str] = field(default_factory=CounterOf)
     categories: CounterOf[str] = field(default_factory=CounterOf)
     dead_letters: CounterOf[str] = field(default_factory=CounterOf)
+    verdict_timestamps: list[int] = field(default_factory=list)  # Kafka timestamps (ms) of the messages judged
 
 
 def classify_records(
@@ -78,12 +80,14 @@ def classify_records(
             tally.dead_letters[exc.reason] += 1
     try:
         verdicts = classifier.classify_batch([message for _, message in valid], now_ms)
+        tally.verdict_timestamps.extend(record.timestamp for record, _ in valid)
     except Exception:  # a classifier bug must not stop the stream: find the culprits one by one
         log.exception("classifying a batch failed; retrying message by message")
         verdicts = []
         for record, message in valid:
             try:
                 verdicts.append(classifier.classify(message, now_ms))
+                tally.verdict_timestamps.append(record.timestamp)
             except Exception as exc:  # noqa: BLE001 - reported in the dead letter
                 out.append(dead_letter(settings, record, CLASSIFY_ERROR, repr(exc)))
                 tally.dead_letters[CLASSIFY_ERROR] += 1
@@ -116,8 +120,8 @@ def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
 class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets the batch in flight finish and commit before its partitions move to another worker."""
 
-    def __init__(self, lock: asyncio.Lock, metrics: Metrics) -> None:
-        self._lock, self._metrics = lock, metrics
+    def __init__(self, lock: asyncio.Lock, metrics: Metrics, assigned: Callable[[set[TopicPartition]], None]) -> None:
+        self._lock, self._metrics, self._assigned = lock, metrics, assigned
 
     async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002 - the interface
         async with self._lock:
@@ -126,7 +130,7 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("classify stage owns %d partitions", len(assigned))
         self._metrics.rebalances.labels("classify").inc()
-        self._metrics.lag.clear()  # partitions now elsewhere must not report a frozen lag
+        self._assigned(set(assigned))
 
 
 class ClassifyStage(mode.Service):
@@ -140,6 +144,7 @@ class ClassifyStage(mode.Service):
         self.classifier = classifier or Classifier(load_pack(settings.rules_dir))
         self.metrics = metrics or Metrics(CollectorRegistry())
         self._listed: dict[bytes, str] = {}  # blacklist key -> subject type, to count entries
+        self._done: dict[TopicPartition, int] = {}  # the next offset to process, per partition owned
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -162,7 +167,7 @@ class ClassifyStage(mode.Service):
             heartbeat_interval_ms=2000,
             **options,
         )
-        listener = _CommitBeforeRevoke(self._lock, self.metrics)
+        listener = _CommitBeforeRevoke(self._lock, self.metrics, self._assigned)
         self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=listener)
         await self._producer.start()
         await self._consumer.start()
@@ -273,11 +278,34 @@ class ClassifyStage(mode.Service):
             m.category_hits.labels(category).inc(count)
         for reason, count in tally.dead_letters.items():
             m.dead_letters.labels(reason).inc(count)
-        for record in records:
-            if record.timestamp > 0:
-                m.latency.observe(max(0.0, now - record.timestamp / 1000))
+        for timestamp in tally.verdict_timestamps:
+            if timestamp > 0:
+                m.latency.observe(max(0.0, now - timestamp / 1000))
         for tp, partition_records in batches.items():
+            self._done[tp] = partition_records[-1].offset + 1
+        self._report_lag()
+
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance: partitions now elsewhere stop reporting lag."""
+        for tp in set(self._done) - assigned:
+            del self._done[tp]
+            self.metrics.lag.remove("classify", tp.topic, str(tp.partition))
+
+    @mode.Service.timer(LAG_SECONDS)
+    async def _measure_lag(self) -> None:
+        """Also between batches: a stalled stage must show its lag growing, not the last value it had."""
+        if self._consumer is None:
+            return
+        for tp in self._consumer.assignment() - set(self._done):  # owned, nothing processed here yet
+            committed = await self._consumer.committed(tp)
+            if committed is not None:
+                self._done.setdefault(tp, committed)
+        self._report_lag()
+
+    def _report_lag(self) -> None:
+        if self._consumer is None:
+            return
+        for tp, done in self._done.items():
             highwater = self._consumer.highwater(tp)  # from the fetch response: right even where ListOffsets is not
             if highwater is not None:
-                lag = max(0, highwater - partition_records[-1].offset - 1)
-                m.lag.labels("classify", tp.topic, str(tp.partition)).set(lag)
+                self.metrics.lag.labels("classify", tp.topic, str(tp.partition)).set(max(0, highwater - done))
