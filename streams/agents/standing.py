@@ -175,7 +175,10 @@ class Standing:
         try:
             await decide(_bytes(event.key), _object(event.value))
         except (orjson.JSONDecodeError, InvalidEvent) as exc:
-            log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
+            # The detail names ids: it goes in the dead letter's headers, never in a log line.
+            log.warning(
+                "dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, INVALID_EVENT
+            )
             await self._dead_letter(message, INVALID_EVENT, str(exc))
             self.metrics.dead_letters.labels(INVALID_EVENT).inc()
         except Exception as exc:  # a bug must not stop the stream, nor lose the event: it is kept with the error
