@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="-", help="JSONL messages, or - for standard input")
     p.set_defaults(run=_classify)
 
+    p = commands.add_parser("validate", help="check JSONL messages against the input contract before publishing")
+    p.add_argument("file", nargs="?", default="-", help="JSONL messages, or - for standard input")
+    p.set_defaults(run=_validate)
+
     p = commands.add_parser("up", help="embedded broker + topics + worker, and a live summary; Ctrl-C stops")
     p.add_argument("--demo", action="store_true", help="also publish bounded synthetic group-chat traffic")
     p.add_argument("--rate", type=int, default=2000, help="demo messages per second (default 2000)")
@@ -127,6 +131,28 @@ def _classify(args: argparse.Namespace) -> int:
         out.writelines(orjson.dumps(v) + b"\n" for v in classifier.classify_batch(chunk, _now_ms()))
     out.flush()
     return 1 if invalid else 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Every problem of every line, with its number; exit 1 if any. What the worker would dead-letter, said first."""
+    problems, count = 0, 0
+    seen: dict[str, int] = {}
+    with _open(args.file) as source:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            count += 1
+            try:
+                message = parse_message(line.rstrip(b"\r\n"))
+            except InvalidMessage as exc:
+                problems += 1
+                print(f"{args.file}:{number}: {exc.reason}: {exc.detail}")
+                continue
+            if (first := seen.setdefault(message.message_id, number)) != number:
+                problems += 1
+                print(f"{args.file}:{number}: duplicate_message_id: {message.message_id!r} is also on line {first}")
+    print(f"{count} messages, {problems} problems", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _worker(args: argparse.Namespace) -> int:
