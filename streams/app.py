@@ -22,27 +22,13 @@ from streams.state.recovery import exact_table_manager
 log = logging.getLogger(__name__)
 
 
-def _credentials(settings: Settings) -> Any:
-    options = settings.kafka_options()
-    if settings.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password,
-            mechanism=settings.sasl_mechanism,
-            ssl_context=options.get("ssl_context"),
-        )
-    if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(options["ssl_context"])
-    return None
-
-
 def create_app(settings: Settings) -> faust.App:
     pack = load_pack(settings.rules_dir)
     policy = load_sanctions(settings.rules_dir / "sanctions.toml", pack.ids())
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
-        broker_credentials=_credentials(settings),
+        broker_credentials=settings.faust_credentials(),
         broker_session_timeout=6,  # the embedded broker holds a new group's first join for half of this
         topic_partitions=settings.partitions,
         store=settings.store,

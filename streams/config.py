@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import faust
+
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules"
 
 
@@ -105,6 +107,20 @@ class Settings:
                 "sasl_plain_password": self.sasl_password,
             }
         return options
+
+    def faust_credentials(self) -> Any:
+        """The same security settings, as Faust's own consumer and producer take them."""
+        options = self.kafka_options()
+        if self.security_protocol.startswith("SASL"):
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password,
+                mechanism=self.sasl_mechanism,
+                ssl_context=options.get("ssl_context"),
+            )
+        if self.security_protocol == "SSL":
+            return faust.SSLCredentials(options["ssl_context"])
+        return None
 
 
 def _int(value: str | None, default: int, name: str) -> int:
