@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import confluent_kafka
 import orjson
@@ -146,3 +149,36 @@ def test_partitioning_matches_java_clients(settings):
     assert producer.flush(30) == 0
     assert landed == {key: partition_for(key, settings.partitions) for key in keys}
     assert len(set(landed.values())) == settings.partitions
+
+
+@pytest.mark.parametrize("example", ["produce_aiokafka.py", "produce_confluent.py"])
+async def test_the_example_producers_messages_get_verdicts(settings, start_worker, example):
+    script = Path(__file__).resolve().parents[2] / "examples" / example
+    topic = settings.topic(MESSAGES)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--bootstrap-servers",
+            settings.bootstrap_servers,
+            "--topic",
+            topic,
+            "--count",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 6  # a line per acknowledged message
+    start_worker()
+    verdicts = await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= 6)
+    decisions = [orjson.loads(r.value)["decision"] for r in verdicts]
+    assert len(decisions) == 6
+    assert decisions.count("block") == 3  # every other example message is spam
+    inputs = await read_until(settings, MESSAGES, until=lambda seen: len(seen) >= 6)
+    for record in inputs:  # keyed by group, where every client's default partitioner puts that key
+        assert record.key == orjson.loads(record.value)["group_id"].encode()
+        assert record.partition == partition_for(record.key, settings.partitions)
