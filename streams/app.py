@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=settings.faust_credentials(),
         broker_session_timeout=6,  # the embedded broker holds a new group's first join for half of this
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,  # the changelogs Faust creates
         store=settings.store,
         datadir=str(settings.data_dir),
         TableManager=exact_table_manager(settings.kafka_options()),

@@ -28,6 +28,7 @@ class Settings:
     batch_size: int = 2000
     store: str = "rocksdb://"  # where tables live; "memory://" keeps them in RAM, rebuilt from changelogs on start
     data_dir: Path = Path("groupwarden-data")  # the RocksDB files, one folder per worker
+    replication_factor: int = 1  # of every topic groupwarden creates, changelogs included; 3 on a real cluster
     metrics_port: int = 9464  # Prometheus scrapes http://<worker>:<port>/metrics; 0 serves none
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
@@ -53,6 +54,9 @@ class Settings:
             "store": get("STORE") or default.store,
             "data_dir": Path(get("DATA_DIR") or default.data_dir),
             "metrics_port": _int(get("METRICS_PORT"), default.metrics_port, "GROUPWARDEN_METRICS_PORT"),
+            "replication_factor": _int(
+                get("REPLICATION_FACTOR"), default.replication_factor, "GROUPWARDEN_REPLICATION_FACTOR"
+            ),
             "security_protocol": (get("SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
             "sasl_mechanism": (get("SASL_MECHANISM") or "").upper() or None,
             "sasl_username": get("SASL_USERNAME"),
@@ -83,8 +87,8 @@ class Settings:
             raise ConfigError("GROUPWARDEN_SSL_CERTFILE and GROUPWARDEN_SSL_KEYFILE go together")
         if self.store not in ("rocksdb://", "memory://"):
             raise ConfigError(f"GROUPWARDEN_STORE={self.store}: use rocksdb:// or memory://")
-        if self.partitions < 1 or self.batch_size < 1:
-            raise ConfigError("partitions and batch size must be at least 1")
+        if self.partitions < 1 or self.batch_size < 1 or self.replication_factor < 1:
+            raise ConfigError("partitions, batch size and replication factor must be at least 1")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -61,7 +61,12 @@ async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
     await admin.start()
     try:
         wanted = [
-            NewTopic(settings.topic(s.name), s.partitions or settings.partitions, 1, topic_configs=dict(s.config))
+            NewTopic(
+                settings.topic(s.name),
+                s.partitions or settings.partitions,
+                settings.replication_factor,
+                topic_configs=dict(s.config),
+            )
             for s in specs
         ]
         response = await admin.create_topics(wanted)

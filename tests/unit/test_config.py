@@ -60,6 +60,7 @@ def test_every_setting_is_read() -> None:
         "GROUPWARDEN_STORE": "memory://",
         "GROUPWARDEN_DATA_DIR": "/var/lib/groupwarden",
         "GROUPWARDEN_METRICS_PORT": "0",
+        "GROUPWARDEN_REPLICATION_FACTOR": "3",
     }
     s = Settings.from_env(env)
     assert (s.bootstrap_servers, s.topic(MESSAGES), s.partitions, s.group_id) == (
@@ -68,12 +69,13 @@ def test_every_setting_is_read() -> None:
         32,
         "gw-prod",
     )
-    assert (str(s.rules_dir), s.batch_size, s.store, str(s.data_dir), s.metrics_port) == (
+    assert (str(s.rules_dir), s.batch_size, s.store, str(s.data_dir), s.metrics_port, s.replication_factor) == (
         "/etc/groupwarden/rules",
         500,
         "memory://",
         "/var/lib/groupwarden",
         0,
+        3,
     )
 
 
@@ -139,6 +141,7 @@ def test_the_password_is_never_in_the_settings_repr() -> None:
         ),
         pytest.param({"GROUPWARDEN_PARTITIONS": "eight"}, "GROUPWARDEN_PARTITIONS='eight'", id="not-a-number"),
         pytest.param({"GROUPWARDEN_PARTITIONS": "0"}, "at least 1", id="zero-partitions"),
+        pytest.param({"GROUPWARDEN_REPLICATION_FACTOR": "0"}, "at least 1", id="zero-replicas"),
         pytest.param({"GROUPWARDEN_STORE": "redis://"}, "use rocksdb:// or memory://", id="store"),
     ],
 )
