@@ -9,10 +9,10 @@
     groupwarden.link-actions.v1 (key domain) --> link-standing [Table links, key domain] --> a domain in violations
         of many groups is a campaign: blacklisted, and announced on moderation.notices.v1
 
-Every decision is a pure function of streams/policy/standing.py. Effects are published, and acknowledged, before the
-table is written: a crash in between replays the event, which then changes nothing but may repeat the same outputs
-(with the same sanction ids). Violations only reach these agents (a few % of traffic), so Faust's per-event cost
-is affordable here.
+Every decision is a pure function of streams/state/tables.py, which replays run too. Effects are published, and
+acknowledged, before the table is written: a crash in between replays the event, which then changes nothing but may
+repeat the same outputs (with the same sanction ids). Violations only reach these agents (a few % of traffic), so
+Faust's per-event cost is affordable here.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 import orjson
@@ -34,13 +33,11 @@ from streams.agents.classify import dead_letter
 from streams.config import Settings
 from streams.kafka.produce import partition_for
 from streams.metrics import Metrics
-from streams.policy import standing
-from streams.policy.escalation import GROUP_EVENT_KINDS
 from streams.policy.sanctions import SanctionPolicy
-from streams.policy.standing import GroupRecord, Outcome
 from streams.records import INVALID_EVENT
 from streams.state import codec
 from streams.state.expiries import Expiries
+from streams.state.tables import INBOXES, Applied, InvalidEvent, Tables, next_change, parse
 from streams.topics import (
     AUDIT,
     BLACKLIST,
@@ -56,13 +53,11 @@ from streams.topics import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 TICK_SECONDS = 1.0
 LAG_SECONDS = 5.0
 _MAX_RETRY_SECONDS = 30.0
 STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
-COMMAND_KINDS = ("pardon_message", "unban_user", "lift_suspension")
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -70,51 +65,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class InvalidEvent(ValueError):
-    """An input the standing tables cannot apply; it goes to the dead-letter topic with this message."""
-
-
-def _ms(doc: dict[str, Any], name: str) -> int:
-    value = doc.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent(f"'{name}' must be epoch milliseconds")
-    return value
-
-
-def _parsed(parse: Callable[[dict[str, Any]], T], doc: dict[str, Any]) -> T:
-    """A record built by the codec, or InvalidEvent naming what is missing or wrong."""
-    try:
-        return parse(doc)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InvalidEvent(f"not a valid record: {type(exc).__name__}: {exc}") from None
-
-
-def _text(doc: dict[str, Any], name: str) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent(f"'{name}' must be a non-empty string")
-    return value
-
-
 def _bytes(raw: Any) -> bytes:
     return raw if isinstance(raw, bytes) else b"" if raw is None else str(raw).encode()
-
-
-def _object(raw: Any) -> dict[str, Any]:
-    doc = orjson.loads(_bytes(raw))
-    if not isinstance(doc, dict):
-        raise InvalidEvent("not a JSON object")
-    return doc
-
-
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """One event's outcome, ready to publish."""
-
-    subject: str  # "user:<id>" or "group:<id>"
-    outcome: Outcome
-    extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()  # (inbox, key, action) beyond the outcome's forwards
-    entry: dict[str, Any] = field(default_factory=dict)  # more for the blacklist entry, if it changed
 
 
 class Standing:
@@ -123,16 +75,14 @@ class Standing:
     def __init__(
         self, app: faust.App, settings: Settings, policy: SanctionPolicy, rules_version: str, metrics: Metrics
     ) -> None:
-        self.app, self.settings, self.policy, self.rules_version = app, settings, policy, rules_version
-        self.metrics = metrics
+        self.app, self.settings, self.metrics = app, settings, metrics
+        self.tables = Tables(policy, rules_version)
         self.expiries = Expiries()
 
         def topic(*names: str) -> TopicT:
             return app.topic(*(settings.topic(n) for n in names), partitions=settings.partitions, **_RAW)
 
-        self.sanctions, self.blacklist, self.audit = topic(SANCTIONS), topic(BLACKLIST), topic(AUDIT)
-        self.deadletter, self.notices = topic(DEADLETTER), topic(NOTICES)
-        self.inboxes = {inbox: topic(inbox) for inbox in (USER_ACTIONS, GROUP_ACTIONS, LINK_ACTIONS)}
+        self.outputs = {name: topic(name) for name in (SANCTIONS, BLACKLIST, AUDIT, NOTICES, DEADLETTER, *INBOXES)}
         table: dict[str, Any] = {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes}
         table["schema"] = faust.Schema(**_RAW)  # the changelog's serializers; the types give the store's
         self.users = app.Table("users", **table)
@@ -151,30 +101,52 @@ class Standing:
         self._lagging: set[tuple[str, str]] = set()
         app.on_rebalance_complete.connect(self._rebalanced)
 
+    def use(self, policy: SanctionPolicy, rules_version: str) -> None:
+        """Decide later events under a new sanction policy and rule-pack version."""
+        self.tables = Tables(policy, rules_version)
+
     # -- agents ------------------------------------------------------------------------------------------------------
 
     async def _user_agent(self, stream: StreamT[bytes]) -> None:
         async for event in stream.events():
-            await self._handle(event, self._decide_user)
+            await self._handle(event, self.users, USER_ACTIONS, lambda r, k, d: self.tables.user(r, k, d, _now_ms()))
 
     async def _group_agent(self, stream: StreamT[bytes]) -> None:
         async for event in stream.events():
-            await self._handle(event, self._decide_group)
+            await self._handle(event, self.groups, GROUP_ACTIONS, lambda r, k, d: self.tables.group(r, k, d, _now_ms()))
 
     async def _link_agent(self, stream: StreamT[bytes]) -> None:
         async for event in stream.events():
-            await self._handle(event, self._decide_link)
+            await self._handle(event, self.links, LINK_ACTIONS, lambda r, k, d: self.tables.link(r, k, d, _now_ms()))
 
     async def _command_agent(self, stream: StreamT[bytes]) -> None:
         async for event in stream.events():
-            await self._handle(event, self._decide_command)
+            await self._handle(event, None, None, lambda _r, _k, d: Tables.command(d, _now_ms()))
 
-    async def _handle(self, event: EventT[bytes], decide: Callable[[bytes, dict[str, Any]], Awaitable[None]]) -> None:
-        """Apply one event; one that cannot be applied goes to the dead-letter topic, and the stream goes on."""
+    async def _handle(
+        self,
+        event: EventT[bytes],
+        table: Any,
+        inbox: str | None,
+        decide: Callable[[bytes | None, bytes, dict[str, Any]], Applied],
+    ) -> None:
+        """Apply one event: publish its outputs, wait for every ack, then write the table. One that cannot be
+        applied goes to the dead-letter topic, and the stream goes on."""
         message = event.message
+        key = _bytes(event.key)
         try:
-            await decide(_bytes(event.key), _object(event.value))
-        except (orjson.JSONDecodeError, InvalidEvent) as exc:
+            raw = table.get(key) if table is not None else None
+            applied = decide(raw, key, parse(_bytes(event.value)))
+            await self._send([(self.outputs[o.topic], o.key, o.value) for o in applied.outputs])
+            for s in applied.sanctions:
+                self.metrics.sanctions.labels(s.kind, "revoked" if s.revoked else "issued").inc()
+            if table is not None and inbox is not None and applied.record is not None:
+                table[key] = applied.record
+                self.metrics.table_events.labels(table.name).inc()
+                if raw is None:
+                    self.metrics.table_keys.labels(table.name).inc()
+                self.expiries.schedule(inbox, key, applied.due_ms)
+        except InvalidEvent as exc:
             # The detail names ids: it goes in the dead letter's headers, never in a log line.
             log.warning(
                 "dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, INVALID_EVENT
@@ -188,160 +160,9 @@ class Standing:
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         out = dead_letter(self.settings, message, reason, detail)
-        await self._send([(self.deadletter, out.key, out.value)], headers=list(out.headers))
-
-    async def _decide_user(self, key: bytes, doc: dict[str, Any]) -> None:
-        user_id = key.decode()
-        raw = self.users.get(key)
-        record = codec.load_user(raw) if raw is not None else standing.new_user_record(self.policy)
-        action = doc.get("action", "violation")
-        extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()
-        if action == "violation":
-            violation = _parsed(codec.violation_from_dict, doc)
-            if violation.sender_id != user_id:
-                raise InvalidEvent(f"violation of {violation.sender_id} keyed by {user_id}")
-            record, outcome = standing.user_violation(record, violation, self.policy)
-            # Repartition: the group table counts it too, on the partition of its group.
-            forward = codec.violation_to_dict(violation) | {
-                "action": "violation",
-                "rules_version": doc.get("rules_version"),
-            }
-            extra = ((GROUP_ACTIONS, violation.group_id.encode(), forward),)
-            domains = doc.get("domains") or []
-            if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
-                raise InvalidEvent("'domains' must be a list of domains")
-            extra += tuple((LINK_ACTIONS, d.encode(), forward) for d in domains)  # each linked domain counts it
-        elif action in ("liability", "lift_liability"):
-            forwarded = _parsed(codec.forward_from_dict, doc)
-            if isinstance(forwarded, standing.LeaderLiability):
-                record, outcome = standing.user_liability(record, forwarded, self.policy)
-            else:
-                record, outcome = standing.user_lift_liability(record, forwarded, self.policy)
-        elif action == "pardon":
-            record, outcome = standing.user_pardon(
-                record, user_id, _text(doc, "message_id"), self.policy, _ms(doc, "at_ms")
-            )
-        elif action == "unban":
-            record, outcome = standing.user_unban(record, doc.get("reason", ""), self.policy, _ms(doc, "at_ms"))
-        elif action == "tick":
-            record, outcome = standing.user_tick(record, self.policy, _ms(doc, "at_ms"))
-        else:
-            raise InvalidEvent(f"unknown user action {action!r}")
-        await self._publish(Decided(f"user:{user_id}", outcome, extra), doc)
-        self._write(self.users, key, codec.dump_user(record), new=raw is None)
-        self.expiries.schedule(USER_ACTIONS, key, outcome.due_ms)
-
-    async def _decide_group(self, key: bytes, doc: dict[str, Any]) -> None:
-        group_id = key.decode()
-        raw = self.groups.get(key)
-        record = codec.load_group(raw) if raw is not None else GroupRecord()
-        action = doc.get("action", "event")
-        if action == "event":  # chat.group-events.v1
-            kind = _text(doc, "kind")
-            if kind not in GROUP_EVENT_KINDS:
-                raise InvalidEvent(f"'kind' must be one of {', '.join(GROUP_EVENT_KINDS)}")
-            if _text(doc, "group_id") != group_id:
-                raise InvalidEvent(f"event of group {doc['group_id']} keyed by {group_id}")
-            at_ms = doc.get("at_ms", _now_ms())
-            if isinstance(at_ms, bool) or not isinstance(at_ms, int):
-                raise InvalidEvent("'at_ms' must be epoch milliseconds")
-            user = _text(doc, "user_id")
-            record, outcome = standing.group_event(
-                record, group_id, kind=kind, user_id=user, policy=self.policy, now_ms=at_ms
-            )
-        elif action == "violation":
-            record, outcome = standing.group_violation(record, _parsed(codec.violation_from_dict, doc), self.policy)
-        elif action == "pardon":
-            record, outcome = standing.group_pardon(
-                record, group_id, _text(doc, "message_id"), self.policy, _ms(doc, "at_ms")
-            )
-        elif action == "lift_suspension":
-            record, outcome = standing.group_lift_suspension(record, doc.get("reason", ""), _ms(doc, "at_ms"))
-        elif action == "tick":
-            record, outcome = standing.group_tick(record, _ms(doc, "at_ms"))
-        else:
-            raise InvalidEvent(f"unknown group action {action!r}")
-        await self._publish(Decided(f"group:{group_id}", outcome), doc)
-        self._write(self.groups, key, codec.dump_group(record), new=raw is None)
-        self.expiries.schedule(GROUP_ACTIONS, key, outcome.due_ms)
-
-    async def _decide_link(self, key: bytes, doc: dict[str, Any]) -> None:
-        domain = key.decode()
-        raw = self.links.get(key)
-        record = codec.load_link(raw) if raw is not None else standing.LinkRecord()
-        action = doc.get("action")
-        if action == "violation":
-            violation = _parsed(codec.violation_from_dict, doc)
-            record, outcome = standing.link_violation(record, domain, violation, self.policy)
-        elif action == "tick":
-            record, outcome = standing.link_tick(record, _ms(doc, "at_ms"))
-        else:
-            raise InvalidEvent(f"unknown link action {action!r}")
-        categories = sorted({c for _, _, _, found in record.sightings for c in found})
-        await self._publish(Decided(f"link:{domain}", outcome, entry={"categories": categories}), doc)
-        self._write(self.links, key, codec.dump_link(record), new=raw is None)
-        self.expiries.schedule(LINK_ACTIONS, key, outcome.due_ms)
-
-    async def _decide_command(self, key: bytes, doc: dict[str, Any]) -> None:  # noqa: ARG002 - any key will do
-        """Check an operator command and forward it to the tables it concerns."""
-        kind = _text(doc, "kind")
-        command: dict[str, Any] = {"command_id": _text(doc, "command_id"), "operator": _text(doc, "operator")}
-        command |= {"reason": str(doc.get("reason", "")), "at_ms": _now_ms()}
-        out: list[tuple[str, str, dict[str, Any]]] = []
-        if kind == "pardon_message":
-            message_id = _text(doc, "message_id")
-            out.append((USER_ACTIONS, _text(doc, "user_id"), {"action": "pardon", "message_id": message_id}))
-            out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "pardon", "message_id": message_id}))
-        elif kind == "unban_user":
-            out.append((USER_ACTIONS, _text(doc, "user_id"), {"action": "unban"}))
-        elif kind == "lift_suspension":
-            out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "lift_suspension"}))
-        else:
-            raise InvalidEvent(f"'kind' must be one of {', '.join(COMMAND_KINDS)}")
-        await self._send([(self.inboxes[inbox], k.encode(), orjson.dumps(a | command)) for inbox, k, a in out])
-
-    def _write(self, table: Any, key: bytes, value: bytes, *, new: bool) -> None:
-        table[key] = value
-        if new:
-            self.metrics.table_keys.labels(table.name).inc()
+        await self._send([(self.outputs[DEADLETTER], out.key, out.value)], headers=list(out.headers))
 
     # -- outputs -----------------------------------------------------------------------------------------------------
-
-    async def _publish(self, decided: Decided, doc: dict[str, Any]) -> None:
-        """Sanctions, the blacklist entry if it changed, forwards and the audit record; wait for every ack."""
-        outcome, subject = decided.outcome, decided.subject
-        stamp = {
-            "rules_version": doc.get("rules_version") or self.rules_version,
-            "policy_version": self.policy.version,
-        }
-        out: list[tuple[TopicT, bytes | None, bytes | None]] = []
-        for s in outcome.sanctions:
-            value = {"schema": "moderation.sanction.v1", "sanction_id": codec.sanction_id(s)}
-            value |= codec.sanction_to_dict(s) | stamp
-            out.append((self.sanctions, s.subject.encode(), orjson.dumps(value)))
-            if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
-                out.append((self.notices, s.subject.encode(), orjson.dumps(value)))
-        if outcome.listing is not None:
-            out.append((self.blacklist, subject.encode(), self._listing(decided, stamp)))
-        forwards = [
-            (USER_ACTIONS, f.user_id.encode(), codec.forward_to_dict(f) | stamp) for f in outcome.forwards
-        ] + list(decided.extra)
-        out += [(self.inboxes[inbox], key, orjson.dumps(action)) for inbox, key, action in forwards]
-        if doc.get("action") != "tick" or outcome.sanctions or outcome.listing is not None:
-            audit = {
-                "schema": "moderation.audit.v1",
-                "subject": subject,
-                "decided_at_ms": _now_ms(),
-                "input": doc,
-                "sanctions": [codec.sanction_id(s) for s in outcome.sanctions],
-                "blacklist": None if outcome.listing is None else codec.restrictions_to_list(outcome.listing),
-                "forwarded": [{"to": inbox, "key": key.decode(), "action": a["action"]} for inbox, key, a in forwards],
-            } | stamp
-            out.append((self.audit, subject.encode(), orjson.dumps(audit)))
-        await self._send(out)
-        for s in outcome.sanctions:
-            self.metrics.sanctions.labels(s.kind, "revoked" if s.revoked else "issued").inc()
-        self.metrics.table_events.labels(f"{subject.split(':', 1)[0]}s").inc()
 
     async def _send(self, records: list[tuple[TopicT, bytes | None, bytes | None]], headers: Any = None) -> None:
         """Send and wait until the broker has every record; while it fails, try again (records repeat, none lost)."""
@@ -358,24 +179,6 @@ class Standing:
     @staticmethod
     async def _sent(futures: list[Awaitable[Any]]) -> None:
         await asyncio.gather(*futures)
-
-    @staticmethod
-    def _listing(decided: Decided, stamp: dict[str, Any]) -> bytes | None:
-        """A blacklist entry, or None (a tombstone) when nothing restricts the subject any more."""
-        outcome, subject = decided.outcome, decided.subject
-        if not outcome.listing:
-            return None
-        untils = [r.until_ms for r in outcome.listing]
-        kind, _, subject_id = subject.partition(":")
-        entry = {
-            "schema": "moderation.blacklist.v1",
-            "key": subject,
-            "type": kind,
-            "id": subject_id,
-            "restrictions": codec.restrictions_to_list(outcome.listing),
-            "until_ms": None if None in untils else max(u for u in untils if u is not None),
-        }
-        return orjson.dumps(entry | decided.entry | stamp)
 
     def _rebalanced(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # noqa: ARG002
         self.metrics.rebalances.labels("standing").inc()
@@ -404,19 +207,19 @@ class Standing:
     async def _tick(self) -> None:
         now = _now_ms()
         tick = orjson.dumps({"action": "tick", "at_ms": now})
-        await self._send([(self.inboxes[inbox], key, tick) for inbox, key in self.expiries.pop_due(now)])
+        await self._send([(self.outputs[inbox], key, tick) for inbox, key in self.expiries.pop_due(now)])
 
     async def _reschedule_users(self) -> None:
         for key, raw in self._owned(self.users):
-            self.expiries.schedule(USER_ACTIONS, key, _next_change(codec.load_user(raw).listed))
+            self.expiries.schedule(USER_ACTIONS, key, next_change(codec.load_user(raw).listed))
 
     async def _reschedule_groups(self) -> None:
         for key, raw in self._owned(self.groups):
-            self.expiries.schedule(GROUP_ACTIONS, key, _next_change(codec.load_group(raw).listed))
+            self.expiries.schedule(GROUP_ACTIONS, key, next_change(codec.load_group(raw).listed))
 
     async def _reschedule_links(self) -> None:
         for key, raw in self._owned(self.links):
-            self.expiries.schedule(LINK_ACTIONS, key, _next_change(codec.load_link(raw).listed))
+            self.expiries.schedule(LINK_ACTIONS, key, next_change(codec.load_link(raw).listed))
 
     def _owned(self, table: Any) -> list[tuple[bytes, bytes]]:
         """The records of the partitions this worker owns (its store also holds standby copies of others)."""
@@ -428,7 +231,3 @@ class Standing:
         items = [(k, v) for k, v in table.items() if partition_for(k, self.settings.partitions) in owned]
         self.metrics.table_keys.labels(table.name).set(len(items))
         return items
-
-
-def _next_change(listed: tuple[standing.Restriction, ...]) -> int | None:
-    return min((r.until_ms for r in listed if r.until_ms is not None), default=None)

@@ -1,0 +1,254 @@
+"""What each standing table does with one input: its stored record and the event in, its new record and outputs out.
+
+Pure: no Faust, no broker, the clock passed in. The standing agents (streams/agents/standing.py) run these on the
+partitions a worker owns; a replay (streams/replay.py) runs the same functions in one process, in event order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from streams.policy import standing
+from streams.policy.escalation import GROUP_EVENT_KINDS
+from streams.policy.ladder import Sanction
+from streams.policy.sanctions import SanctionPolicy
+from streams.policy.standing import GroupRecord, Outcome
+from streams.state import codec
+from streams.topics import AUDIT, BLACKLIST, GROUP_ACTIONS, LINK_ACTIONS, NOTICES, SANCTIONS, USER_ACTIONS
+
+T = TypeVar("T")
+COMMAND_KINDS = ("pardon_message", "unban_user", "lift_suspension")
+INBOXES = (USER_ACTIONS, GROUP_ACTIONS, LINK_ACTIONS)  # the internal topics that feed the tables
+
+
+class InvalidEvent(ValueError):
+    """An input the standing tables cannot apply; it goes to the dead-letter topic with this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str  # the topic's name without the deployment's prefix
+    key: bytes
+    value: bytes | None  # None: a tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One event applied to one table."""
+
+    record: bytes | None  # the table's new value for the key; None for commands, which keep no state
+    outputs: list[Output] = field(default_factory=list)
+    sanctions: list[Sanction] = field(default_factory=list)
+    due_ms: int | None = None  # when the record next changes by itself (a tick is due)
+
+
+def parse(raw: bytes | None) -> dict[str, Any]:
+    """An event's JSON object, or InvalidEvent."""
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("not a JSON object")
+    return doc
+
+
+def _ms(doc: dict[str, Any], name: str) -> int:
+    value = doc.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent(f"'{name}' must be epoch milliseconds")
+    return value
+
+
+def _parsed(parse_record: Callable[[dict[str, Any]], T], doc: dict[str, Any]) -> T:
+    """A record built by the codec, or InvalidEvent naming what is missing or wrong."""
+    try:
+        return parse_record(doc)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidEvent(f"not a valid record: {type(exc).__name__}: {exc}") from None
+
+
+def _text(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"'{name}' must be a non-empty string")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    subject: str  # "user:<id>", "group:<id>" or "link:<domain>"
+    outcome: Outcome
+    extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()  # (inbox, key, action) beyond the outcome's forwards
+    entry: dict[str, Any] = field(default_factory=dict)  # more for the blacklist entry, if it changed
+
+
+class Tables:
+    """The standing tables' decisions under one sanction policy; every verdict-less event is stamped with
+    ``rules_version``."""
+
+    def __init__(self, policy: SanctionPolicy, rules_version: str) -> None:
+        self.policy, self.rules_version = policy, rules_version
+
+    def user(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
+        user_id = key.decode()
+        record = codec.load_user(raw) if raw is not None else standing.new_user_record(self.policy)
+        action = doc.get("action", "violation")
+        extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()
+        if action == "violation":
+            violation = _parsed(codec.violation_from_dict, doc)
+            if violation.sender_id != user_id:
+                raise InvalidEvent(f"violation of {violation.sender_id} keyed by {user_id}")
+            record, outcome = standing.user_violation(record, violation, self.policy)
+            # Repartition: the group table counts it too, on the partition of its group.
+            forward = codec.violation_to_dict(violation) | {
+                "action": "violation",
+                "rules_version": doc.get("rules_version"),
+            }
+            extra = ((GROUP_ACTIONS, violation.group_id.encode(), forward),)
+            domains = doc.get("domains") or []
+            if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+                raise InvalidEvent("'domains' must be a list of domains")
+            extra += tuple((LINK_ACTIONS, d.encode(), forward) for d in domains)  # each linked domain counts it
+        elif action in ("liability", "lift_liability"):
+            forwarded = _parsed(codec.forward_from_dict, doc)
+            if isinstance(forwarded, standing.LeaderLiability):
+                record, outcome = standing.user_liability(record, forwarded, self.policy)
+            else:
+                record, outcome = standing.user_lift_liability(record, forwarded, self.policy)
+        elif action == "pardon":
+            record, outcome = standing.user_pardon(
+                record, user_id, _text(doc, "message_id"), self.policy, _ms(doc, "at_ms")
+            )
+        elif action == "unban":
+            record, outcome = standing.user_unban(record, doc.get("reason", ""), self.policy, _ms(doc, "at_ms"))
+        elif action == "tick":
+            record, outcome = standing.user_tick(record, self.policy, _ms(doc, "at_ms"))
+        else:
+            raise InvalidEvent(f"unknown user action {action!r}")
+        return self._applied(codec.dump_user(record), _Decided(f"user:{user_id}", outcome, extra), doc, now_ms)
+
+    def group(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
+        group_id = key.decode()
+        record = codec.load_group(raw) if raw is not None else GroupRecord()
+        action = doc.get("action", "event")
+        if action == "event":  # chat.group-events.v1
+            kind = _text(doc, "kind")
+            if kind not in GROUP_EVENT_KINDS:
+                raise InvalidEvent(f"'kind' must be one of {', '.join(GROUP_EVENT_KINDS)}")
+            if _text(doc, "group_id") != group_id:
+                raise InvalidEvent(f"event of group {doc['group_id']} keyed by {group_id}")
+            at_ms = doc.get("at_ms", now_ms)
+            if isinstance(at_ms, bool) or not isinstance(at_ms, int):
+                raise InvalidEvent("'at_ms' must be epoch milliseconds")
+            user = _text(doc, "user_id")
+            record, outcome = standing.group_event(
+                record, group_id, kind=kind, user_id=user, policy=self.policy, now_ms=at_ms
+            )
+        elif action == "violation":
+            record, outcome = standing.group_violation(record, _parsed(codec.violation_from_dict, doc), self.policy)
+        elif action == "pardon":
+            record, outcome = standing.group_pardon(
+                record, group_id, _text(doc, "message_id"), self.policy, _ms(doc, "at_ms")
+            )
+        elif action == "lift_suspension":
+            record, outcome = standing.group_lift_suspension(record, doc.get("reason", ""), _ms(doc, "at_ms"))
+        elif action == "tick":
+            record, outcome = standing.group_tick(record, _ms(doc, "at_ms"))
+        else:
+            raise InvalidEvent(f"unknown group action {action!r}")
+        return self._applied(codec.dump_group(record), _Decided(f"group:{group_id}", outcome), doc, now_ms)
+
+    def link(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
+        domain = key.decode()
+        record = codec.load_link(raw) if raw is not None else standing.LinkRecord()
+        action = doc.get("action")
+        if action == "violation":
+            violation = _parsed(codec.violation_from_dict, doc)
+            record, outcome = standing.link_violation(record, domain, violation, self.policy)
+        elif action == "tick":
+            record, outcome = standing.link_tick(record, _ms(doc, "at_ms"))
+        else:
+            raise InvalidEvent(f"unknown link action {action!r}")
+        categories = sorted({c for _, _, _, found in record.sightings for c in found})
+        decided = _Decided(f"link:{domain}", outcome, entry={"categories": categories})
+        return self._applied(codec.dump_link(record), decided, doc, now_ms)
+
+    @staticmethod
+    def command(doc: dict[str, Any], now_ms: int) -> Applied:
+        """Check an operator command (moderation.commands.v1) and forward it to the tables it concerns."""
+        kind = _text(doc, "kind")
+        command: dict[str, Any] = {"command_id": _text(doc, "command_id"), "operator": _text(doc, "operator")}
+        command |= {"reason": str(doc.get("reason", "")), "at_ms": now_ms}
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        if kind == "pardon_message":
+            message_id = _text(doc, "message_id")
+            out.append((USER_ACTIONS, _text(doc, "user_id"), {"action": "pardon", "message_id": message_id}))
+            out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "pardon", "message_id": message_id}))
+        elif kind == "unban_user":
+            out.append((USER_ACTIONS, _text(doc, "user_id"), {"action": "unban"}))
+        elif kind == "lift_suspension":
+            out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "lift_suspension"}))
+        else:
+            raise InvalidEvent(f"'kind' must be one of {', '.join(COMMAND_KINDS)}")
+        return Applied(None, [Output(inbox, k.encode(), orjson.dumps(a | command)) for inbox, k, a in out])
+
+    def _applied(self, record: bytes, decided: _Decided, doc: dict[str, Any], now_ms: int) -> Applied:
+        """Sanctions, the blacklist entry if it changed, forwards and the audit record, in the order they are sent."""
+        outcome, subject = decided.outcome, decided.subject
+        stamp = {
+            "rules_version": doc.get("rules_version") or self.rules_version,
+            "policy_version": self.policy.version,
+        }
+        out: list[Output] = []
+        for s in outcome.sanctions:
+            value = {"schema": "moderation.sanction.v1", "sanction_id": codec.sanction_id(s)}
+            value |= codec.sanction_to_dict(s) | stamp
+            out.append(Output(SANCTIONS, s.subject.encode(), orjson.dumps(value)))
+            if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
+                out.append(Output(NOTICES, s.subject.encode(), orjson.dumps(value)))
+        if outcome.listing is not None:
+            out.append(Output(BLACKLIST, subject.encode(), _listing(decided, stamp)))
+        forwards = [
+            (USER_ACTIONS, f.user_id.encode(), codec.forward_to_dict(f) | stamp) for f in outcome.forwards
+        ] + list(decided.extra)
+        out += [Output(inbox, key, orjson.dumps(action)) for inbox, key, action in forwards]
+        if doc.get("action") != "tick" or outcome.sanctions or outcome.listing is not None:
+            audit = {
+                "schema": "moderation.audit.v1",
+                "subject": subject,
+                "decided_at_ms": now_ms,
+                "input": doc,
+                "sanctions": [codec.sanction_id(s) for s in outcome.sanctions],
+                "blacklist": None if outcome.listing is None else codec.restrictions_to_list(outcome.listing),
+                "forwarded": [{"to": inbox, "key": key.decode(), "action": a["action"]} for inbox, key, a in forwards],
+            } | stamp
+            out.append(Output(AUDIT, subject.encode(), orjson.dumps(audit)))
+        return Applied(record, out, list(outcome.sanctions), outcome.due_ms)
+
+
+def _listing(decided: _Decided, stamp: dict[str, Any]) -> bytes | None:
+    """A blacklist entry, or None (a tombstone) when nothing restricts the subject any more."""
+    outcome, subject = decided.outcome, decided.subject
+    if not outcome.listing:
+        return None
+    untils = [r.until_ms for r in outcome.listing]
+    kind, _, subject_id = subject.partition(":")
+    entry = {
+        "schema": "moderation.blacklist.v1",
+        "key": subject,
+        "type": kind,
+        "id": subject_id,
+        "restrictions": codec.restrictions_to_list(outcome.listing),
+        "until_ms": None if None in untils else max(u for u in untils if u is not None),
+    }
+    return orjson.dumps(entry | decided.entry | stamp)
+
+
+def next_change(listed: tuple[standing.Restriction, ...]) -> int | None:
+    """When a stored record's blacklist entry next changes by itself: its earliest ending restriction."""
+    return min((r.until_ms for r in listed if r.until_ms is not None), default=None)
