@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,15 +17,31 @@ from pathlib import Path
 from typing import IO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from streams import process
+from streams import process, replay
 from streams.config import ConfigError, Settings
 from streams.kafka.produce import OutRecord, send_batched
 from streams.records import InvalidMessage, parse_message
-from streams.topics import DEADLETTER, MESSAGES, VERDICTS, TopicError, check_partitions, create_topics
+from streams.state.recovery import true_end_offsets
+from streams.topics import (
+    AUDIT,
+    BLACKLIST,
+    DEADLETTER,
+    MESSAGES,
+    NOTICES,
+    SANCTIONS,
+    TOPICS,
+    VERDICTS,
+    VIOLATIONS,
+    TopicError,
+    check_partitions,
+    create_topics,
+)
 
 _CHUNK = 2000
+REPLAY_OUTPUTS = (VERDICTS, VIOLATIONS, SANCTIONS, BLACKLIST, AUDIT, NOTICES, DEADLETTER)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +87,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, help="of every keyed topic (default: $GROUPWARDEN_PARTITIONS or 8)")
     p.add_argument("--loglevel", default="info")
     p.set_defaults(run=_worker)
+
+    def replay_source(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file", nargs="?", help="JSONL messages, or - for standard input (or give --topic)")
+        p.add_argument("--topic", help="replay this topic instead, e.g. chat.messages.v1")
+        p.add_argument("--from-offset", type=int, help="first offset of every partition (default: earliest)")
+        p.add_argument("--to-offset", type=int, help="stop before this offset (default: the end at start)")
+        p.add_argument("--since", help="records at or after this time (RFC 3339 or epoch ms)")
+        p.add_argument("--until", help="records before this time")
+        p.add_argument("--bootstrap-servers", help="host:port[,host:port] (default: $GROUPWARDEN_BOOTSTRAP_SERVERS)")
+
+    p = commands.add_parser(
+        "replay", help="replay a topic or a JSONL file through the pipeline into prefixed topics, deterministically"
+    )
+    replay_source(p)
+    p.add_argument("--rules", type=Path, help="rule pack folder (default: rules/)")
+    p.add_argument("--output-prefix", help="prefix of the output topics (default: replay-<UTC time>.)")
+    p.add_argument("--partitions", type=int, help="of the output topics (default: $GROUPWARDEN_PARTITIONS or 8)")
+    p.set_defaults(run=_replay)
+
+    p = commands.add_parser("diff", help="what a candidate rule pack changes on the same input: tables or JSON")
+    replay_source(p)
+    p.add_argument("--rules", type=Path, help="the pack in force (default: rules/)")
+    p.add_argument("--candidate", type=Path, required=True, help="the rule pack folder to compare with it")
+    p.add_argument("--json", type=Path, help="also write the full report as JSON to this file (- for stdout only)")
+    p.add_argument("--examples", type=int, default=5, help="example message ids per row (default 5)")
+    p.set_defaults(run=_diff)
 
     p = commands.add_parser("topics", help="manage topics")
     topic_commands = p.add_subparsers(required=True, metavar="ACTION")
@@ -179,6 +222,144 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.app import app
 
     faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    return 0
+
+
+def _replay_input(args: argparse.Namespace, settings: Settings) -> list[replay.InputRecord]:
+    if (args.file is None) == (args.topic is None):
+        raise ConfigError("give a JSONL file or --topic, not both")
+    source = None
+    if args.topic is not None:
+        try:
+            since = replay.parse_time(args.since) if args.since else None
+            until = replay.parse_time(args.until) if args.until else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        source = replay.TopicRange(args.topic, args.from_offset, args.to_offset, since, until)
+    elif args.from_offset is not None or args.to_offset is not None or args.since or args.until:
+        raise ConfigError("offsets and times select records of a topic: use them with --topic")
+    try:
+        return replay.read_source(settings, args.file, source)
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _pipeline(rules_dir: Path) -> replay.Pipeline:
+    from streams.policy.classify import Classifier
+    from streams.policy.rules import load_pack
+    from streams.policy.sanctions import load_sanctions
+
+    pack = load_pack(rules_dir)
+    return replay.Pipeline(Classifier(pack), load_sanctions(rules_dir / "sanctions.toml", pack.ids()))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from streams.policy.rules import RulePackError
+
+    live = _settings(args)
+    prefix = args.output_prefix
+    if prefix is None:
+        prefix = time.strftime("replay-%Y%m%dT%H%M%SZ.", time.gmtime())
+    if not prefix or prefix == live.topic_prefix:
+        raise ConfigError("a replay writes to topics of its own: give an --output-prefix the live topics do not use")
+    out = dataclasses.replace(live, topic_prefix=prefix)
+    try:
+        pipeline = _pipeline(live.rules_dir)
+    except RulePackError as exc:
+        print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    records = _replay_input(args, live)
+    asyncio.run(_prepare_outputs(out))
+    bar = replay.Progress("replay")
+    sent = asyncio.run(_publish_replay(out, pipeline.run(records), len(records), bar))
+    bar.done()
+    print(_replay_summary(out, sent, len(records), pipeline, time.monotonic() - started))
+    return 0
+
+
+async def _prepare_outputs(settings: Settings) -> None:
+    """Create the output topics; refuse ones that already hold records, so a replay's topics hold that replay only."""
+    specs = tuple(spec for spec in TOPICS if spec.name in REPLAY_OUTPUTS)
+    await create_topics(settings, specs)
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        described = await admin.describe_topics([settings.topic(name) for name in REPLAY_OUTPUTS])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t.get("partitions", [])]
+    ends = await true_end_offsets(settings.kafka_options(), tps)
+    used = sorted({tp.topic for tp, end in ends.items() if end > 0})
+    if used:
+        raise ConfigError(f"{', '.join(used)} already hold records: give the replay a new --output-prefix")
+
+
+async def _publish_replay(
+    settings: Settings, outputs: Iterator[replay.Emitted], total: int, progress: replay.Progress
+) -> Counter[str]:
+    """Publish outputs in chunks, each acknowledged before the next; count them by topic."""
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20, **settings.kafka_options())
+    await producer.start()
+    sent: Counter[str] = Counter()
+    try:
+        chunk: list[OutRecord] = []
+        for output in outputs:
+            chunk.append(OutRecord(settings.topic(output.topic), output.key, output.value or b"", output.headers))
+            sent[output.topic] += 1
+            if len(chunk) >= 10 * _CHUNK:
+                await send_batched(producer, chunk)
+                chunk = []
+                progress(sent[VERDICTS] + sent[DEADLETTER], total)
+        await send_batched(producer, chunk)
+        progress(total, total)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def _replay_summary(
+    settings: Settings, sent: Counter[str], total: int, pipeline: replay.Pipeline, seconds: float
+) -> str:
+    rows = [
+        f"replayed {total} records in {seconds:.1f} s with rules {pipeline.classifier.version}"
+        f" and sanctions {pipeline.tables.policy.version}",
+        f"  verdicts      {sent[VERDICTS]}",
+        f"  dead letters  {sent[DEADLETTER]}",
+        f"  violations    {sent[VIOLATIONS]}",
+        f"  sanctions     {sent[SANCTIONS]}",
+        f"  blacklist     {sent[BLACKLIST]} records",
+        f"  audit         {sent[AUDIT]} records",
+        "outputs: " + ", ".join(settings.topic(name) for name in REPLAY_OUTPUTS),
+    ]
+    return "\n".join(rows)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from streams import diff
+    from streams.policy.rules import RulePackError
+
+    settings = _settings(args)
+    try:
+        base, candidate = _pipeline(settings.rules_dir), _pipeline(args.candidate)
+    except RulePackError as exc:
+        print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
+        return 2
+    records = _replay_input(args, settings)
+    report = diff.compare(
+        list(base.run(records)),
+        list(candidate.run(records)),
+        base_version=base.classifier.version,
+        candidate_version=candidate.classifier.version,
+        examples=args.examples,
+    )
+    if args.json is None:
+        sys.stdout.write(diff.render(report))
+    elif str(args.json) == "-":
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.write(diff.render(report))
     return 0
 
 

@@ -6,6 +6,8 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from streams.policy.detectors import Signal, detect, domain_of
 from streams.policy.matcher import Hit, Matcher, text_starts
 from streams.policy.normalize import Fold, fold_names, normalize_joined, normalize_mapped
@@ -26,9 +28,11 @@ class Classifier:
         self.version = pack.version
         self._matcher = Matcher(pack)
         self._campaigns: dict[str, Rule] = {}  # domains blacklisted as spam campaigns (moderation.blacklist.v1)
+        self._listed: dict[str, tuple[str, ...]] = {}  # every campaign domain learned, with its categories
 
     def block_campaign(self, domain: str, categories: Sequence[str]) -> bool:
         """Links to ``domain`` now block, as its campaign's first category of this pack; False if none is known."""
+        self._listed[domain] = tuple(categories)  # kept even if unknown here: a later pack may know the category
         category = next((self.pack.categories[c] for c in categories if c in self.pack.categories), None)
         if category is None:
             return False
@@ -37,6 +41,34 @@ class Classifier:
 
     def lift_campaign(self, domain: str) -> None:
         self._campaigns.pop(domain, None)
+        self._listed.pop(domain, None)
+
+    def carry_campaigns(self, previous: Classifier) -> None:
+        """Block the campaign domains ``previous`` learned from the blacklist, as this pack's categories rate them."""
+        for domain, categories in previous._listed.items():
+            self.block_campaign(domain, categories)
+
+    def campaigns(self) -> frozenset[str]:
+        """The campaign domains blocked now."""
+        return frozenset(self._campaigns)
+
+    def follow_blacklist(self, key: bytes, value: bytes | None) -> str | None:
+        """Apply one moderation.blacklist.v1 record: a link entry blocks its domain, its tombstone lifts it.
+        Returns what changed, for the log, or None."""
+        if not key.startswith(b"link:"):
+            return None
+        domain = key[len(b"link:") :].decode()
+        if value is None:
+            self.lift_campaign(domain)
+            return f"campaign domain {domain} no longer blocked"
+        try:
+            entry = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return f"blacklist entry for {domain} is not JSON; ignored"
+        categories = entry.get("categories", []) if isinstance(entry, dict) else []
+        if self.block_campaign(domain, categories):
+            return f"campaign domain {domain} blocked"
+        return None
 
     def _blocked(self, domain: str) -> tuple[str, Rule] | None:
         return self.pack.blocked(domain) or (covering(self._campaigns, domain) if self._campaigns else None)

@@ -25,6 +25,12 @@ class Expiries:
             self._due[inbox, key] = due_ms
             heapq.heappush(self._heap, (due_ms, inbox, key))
 
+    def next_due(self) -> int | None:
+        """The earliest time a key is due, if any."""
+        while self._heap and self._due.get((self._heap[0][1], self._heap[0][2])) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # rescheduled or cancelled since
+        return self._heap[0][0] if self._heap else None
+
     def pop_due(self, now_ms: int) -> list[tuple[str, bytes]]:
         """The keys due at ``now_ms``, each once, removed from the schedule."""
         due = []

@@ -1,0 +1,281 @@
+"""Replays: the whole pipeline in one process and in event order, so the same input and rule pack give the same
+verdicts and sanctions every time.
+
+The live pipeline spreads a user's messages over many partitions and workers; the order in which its agents see them
+depends on timing. A replay removes the timing: it takes messages in the order they were sent (``sent_at``, then
+their place in the source), runs on their clock (each is classified at its ``sent_at``; a mute that ends before the
+next message is lifted before it) and passes every event between the tables first in, first out. The decisions are
+the live ones: the same Classifier and the same table functions (streams/state/tables.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.agents.classify import CLASSIFY_ERROR, dead_letter, violation_of
+from streams.config import Settings
+from streams.policy.classify import Classifier
+from streams.policy.sanctions import SanctionPolicy
+from streams.records import INVALID_EVENT, ChatMessage, InvalidMessage, parse_message
+from streams.state.expiries import Expiries
+from streams.state.recovery import true_end_offsets
+from streams.state.tables import INBOXES, Applied, InvalidEvent, Output, Tables
+from streams.topics import BLACKLIST, GROUP_ACTIONS, LINK_ACTIONS, USER_ACTIONS, VERDICTS, VIOLATIONS
+
+_CHUNK = 2000  # messages classified together
+
+
+@dataclass(slots=True)  # not frozen: it fits streams.records.SourceRecord, which dead letters take
+class InputRecord:
+    """One input record and where it came from: a topic's partition and offset, or a file (``file:<path>``) and line."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """One output record, by the topic's name without prefix."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Pipeline:
+    """Classifier and standing tables with their state in memory, fed one message at a time in event order."""
+
+    def __init__(self, classifier: Classifier, policy: SanctionPolicy) -> None:
+        self.classifier = classifier
+        self.tables = Tables(policy, classifier.version)
+        self.state: dict[str, dict[bytes, bytes]] = {inbox: {} for inbox in INBOXES}
+        self.expiries = Expiries()
+        self._apply: dict[str, Callable[[bytes | None, bytes, dict[str, Any], int], Applied]] = {
+            USER_ACTIONS: self.tables.user,
+            GROUP_ACTIONS: self.tables.group,
+            LINK_ACTIONS: self.tables.link,
+        }
+
+    def run(self, records: Iterable[InputRecord]) -> Iterator[Emitted]:
+        """Every output of the records: dead letters of invalid ones first, then each valid message's in time order."""
+        messages: list[tuple[InputRecord, ChatMessage]] = []
+        for record in records:
+            try:
+                messages.append((record, parse_message(record.value)))
+            except InvalidMessage as exc:
+                yield _dead_letter(record, exc.reason, exc.detail)
+        messages.sort(key=lambda pair: pair[1].sent_at_ms)  # stable: ties keep the source's order
+        start = 0
+        while start < len(messages):
+            chunk = messages[start : start + _CHUNK]
+            verdicts = self._classify(chunk)
+            for index, ((record, message), verdict) in enumerate(zip(chunk, verdicts, strict=True)):
+                if verdict is None:
+                    yield _dead_letter(record, CLASSIFY_ERROR, "the classifier failed on this message")
+                    continue
+                campaigns = self.classifier.campaigns()
+                yield from self._message(message, verdict)
+                if self.classifier.campaigns() != campaigns:  # later messages must see the new blacklist
+                    start += index + 1
+                    break
+            else:
+                start += len(chunk)
+
+    def _classify(self, chunk: Sequence[tuple[InputRecord, ChatMessage]]) -> list[dict[str, Any] | None]:
+        """Each message classified at its own sent_at: batched by equal times, one by one if the batch fails."""
+        verdicts: list[dict[str, Any] | None] = []
+        for at_ms, group in _runs(chunk):
+            try:
+                verdicts.extend(self.classifier.classify_batch([m for _, m in group], at_ms))
+            except Exception:  # noqa: BLE001 - as the live stage: find the culprits, keep the rest
+                for _, message in group:
+                    try:
+                        verdicts.append(self.classifier.classify(message, at_ms))
+                    except Exception:  # noqa: BLE001 - reported as a dead letter
+                        verdicts.append(None)
+        return verdicts
+
+    def _message(self, message: ChatMessage, verdict: dict[str, Any]) -> Iterator[Emitted]:
+        now = message.sent_at_ms
+        yield from self._expire(now)
+        yield Emitted(VERDICTS, message.group_id.encode(), orjson.dumps(verdict))
+        if verdict["decision"] == "block":
+            violation = orjson.dumps(violation_of(verdict))
+            yield Emitted(VIOLATIONS, message.sender_id.encode(), violation)
+            yield from self._deliver(deque([Output(USER_ACTIONS, message.sender_id.encode(), violation)]), now)
+
+    def _expire(self, now_ms: int) -> Iterator[Emitted]:
+        """The ticks due by ``now_ms``, each at its own time, as the live timer would have sent them."""
+        while (due := self.expiries.next_due()) is not None and due <= now_ms:
+            tick = orjson.dumps({"action": "tick", "at_ms": due})
+            queue = deque(Output(inbox, key, tick) for inbox, key in self.expiries.pop_due(due))
+            yield from self._deliver(queue, due)
+
+    def _deliver(self, queue: deque[Output], now_ms: int) -> Iterator[Emitted]:
+        """Apply inbox events first in, first out, until none is left; yield what the tables publish."""
+        while queue:
+            event = queue.popleft()
+            table = self.state[event.topic]
+            raw = table.get(event.key)
+            try:
+                applied = self._apply[event.topic](raw, event.key, orjson.loads(event.value or b"{}"), now_ms)
+            except InvalidEvent as exc:
+                yield _dead_letter(InputRecord(event.topic, 0, 0, event.key, event.value), INVALID_EVENT, str(exc))
+                continue
+            for out in applied.outputs:
+                if out.topic in INBOXES:
+                    queue.append(out)
+                else:
+                    yield Emitted(out.topic, out.key, out.value)
+                    if out.topic == BLACKLIST:
+                        self.classifier.follow_blacklist(out.key, out.value)
+            if applied.record is not None:
+                table[event.key] = applied.record
+                self.expiries.schedule(event.topic, event.key, applied.due_ms)
+
+
+def _runs(chunk: Sequence[tuple[InputRecord, ChatMessage]]) -> Iterator[tuple[int, list[tuple[Any, ChatMessage]]]]:
+    """Consecutive messages sent at the same millisecond, with that time."""
+    group: list[tuple[Any, ChatMessage]] = []
+    for pair in chunk:
+        if group and pair[1].sent_at_ms != group[0][1].sent_at_ms:
+            yield group[0][1].sent_at_ms, group
+            group = []
+        group.append(pair)
+    if group:
+        yield group[0][1].sent_at_ms, group
+
+
+def _dead_letter(record: InputRecord, reason: str, detail: str) -> Emitted:
+    out = dead_letter(Settings(), record, reason, detail)  # default settings: the topic's name without prefix
+    return Emitted(out.topic, out.key, out.value, tuple(out.headers))
+
+
+# --- sources ----------------------------------------------------------------------------------------------------
+
+
+def file_records(path: str, lines: Iterable[bytes]) -> Iterator[InputRecord]:
+    """A JSONL file's lines; a dead letter of one names the file and the line."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield InputRecord(f"file:{path}", 0, number, None, line.rstrip(b"\r\n"))
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRange:
+    topic: str
+    from_offset: int | None = None  # per partition; None: the earliest kept
+    to_offset: int | None = None  # per partition, exclusive; None: the end when the replay starts
+    since_ms: int | None = None  # record timestamps, inclusive
+    until_ms: int | None = None  # exclusive
+
+
+async def topic_records(
+    settings: Settings, source: TopicRange, progress: Callable[[int, int], None] | None = None
+) -> list[InputRecord]:
+    """The records of a topic range, read with no consumer group: nothing of the live pipeline's is touched."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **settings.kafka_options())
+    await consumer.start()
+    try:
+        found = consumer.partitions_for_topic(source.topic) or await _partitions(consumer, source.topic)
+        tps = [TopicPartition(source.topic, p) for p in sorted(found)]
+        firsts = await consumer.beginning_offsets(tps)
+        ends = await true_end_offsets(settings.kafka_options(), tps)
+        start = {tp: max(firsts[tp], source.from_offset or 0) for tp in tps}
+        stop = {tp: ends[tp] if source.to_offset is None else min(ends[tp], source.to_offset) for tp in tps}
+        total = sum(max(0, stop[tp] - start[tp]) for tp in tps)
+        pending = [tp for tp in tps if start[tp] < stop[tp]]
+        consumer.assign(pending)
+        for tp in pending:
+            consumer.seek(tp, start[tp])
+        records: list[InputRecord] = []
+        read = 0
+        while pending:
+            for tp, batch in (await consumer.getmany(*pending, timeout_ms=500)).items():
+                for r in batch:
+                    if r.offset >= stop[tp]:
+                        break
+                    read += 1
+                    if (source.since_ms is None or r.timestamp >= source.since_ms) and (
+                        source.until_ms is None or r.timestamp < source.until_ms
+                    ):
+                        records.append(InputRecord(r.topic, r.partition, r.offset, r.key, r.value))
+                if await consumer.position(tp) >= stop[tp]:  # offsets may skip (compaction, markers)
+                    pending.remove(tp)
+                    consumer.pause(tp)
+            if progress is not None:
+                progress(read, total)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    topics = await consumer.topics()
+    if topic not in topics:
+        raise LookupError(f"topic {topic} does not exist")
+    return consumer.partitions_for_topic(topic) or set()
+
+
+def parse_time(value: str) -> int:
+    """Epoch milliseconds, or an RFC 3339 time with its offset (``2026-11-30T08:00:00Z``)."""
+    if value.isdigit():
+        return int(value)
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is neither epoch milliseconds nor an RFC 3339 time") from None
+    if at.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset: add Z or +08:00")
+    return int(at.timestamp() * 1000)
+
+
+class Progress:
+    """A one-line progress bar on standard error; a line every ten seconds when it is not a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self._tty, self._last = label, sys.stderr.isatty(), 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.2 if self._tty else 10.0) and done < total:
+            return
+        self._last = now
+        share = done / total if total else 1.0
+        bar = "#" * int(share * 30)
+        line = f"{self.label} [{bar:<30}] {done:,}/{total:,} ({share:.0%})"
+        sys.stderr.write(f"\r{line}\x1b[K" if self._tty else f"{line}\n")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self._tty:
+            sys.stderr.write("\n")
+
+
+def read_source(settings: Settings, file: str | None, source: TopicRange | None) -> list[InputRecord]:
+    """A replay's input, from a JSONL file (``-``: standard input) or a topic range."""
+    if source is not None:
+        bar = Progress("read")
+        records = asyncio.run(topic_records(settings, source, bar))
+        bar.done()
+        return records
+    assert file is not None
+    if file == "-":
+        return list(file_records("-", sys.stdin.buffer))
+    with Path(file).open("rb") as f:
+        return list(file_records(file, f))

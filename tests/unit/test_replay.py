@@ -1,0 +1,139 @@
+"""Replays in one process: deterministic, in event order, with the live decisions (streams/replay.py)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import DEFAULT_PACK_DIR
+
+from streams.policy.classify import Classifier
+from streams.policy.rules import RulePack
+from streams.policy.sanctions import load_sanctions
+from streams.replay import Emitted, InputRecord, Pipeline, file_records, parse_time
+from streams.topics import BLACKLIST, DEADLETTER, SANCTIONS, VERDICTS, VIOLATIONS
+
+DAY_MS = 24 * 3600 * 1000
+T0 = 1_790_000_000_000
+SCAM = "兼职刷单，日赚三百，佣金日结"
+CLEAN = "周末一起去爬山吗"
+
+
+def message(n: int, sender: str, group: str, text: str, at_ms: int, links: list[str] | None = None) -> bytes:
+    doc = {"message_id": f"m{n}", "group_id": group, "sender_id": sender, "sent_at": at_ms, "text": text}
+    return orjson.dumps(doc | ({"links": links} if links else {}))
+
+
+def pipeline(pack: RulePack) -> Pipeline:
+    return Pipeline(Classifier(pack), load_sanctions(DEFAULT_PACK_DIR / "sanctions.toml", pack.ids()))
+
+
+def records(lines: list[bytes]) -> list[InputRecord]:
+    return list(file_records("recorded.jsonl", lines))
+
+
+def of(outputs: list[Emitted], topic: str) -> list[dict[str, object]]:
+    return [orjson.loads(o.value) for o in outputs if o.topic == topic and o.value is not None]
+
+
+def traffic() -> list[bytes]:
+    """Two weeks of a few groups: repeat offenders, a link campaign across groups, clean chat, one broken line."""
+    lines, n = [], 0
+    for day in range(14):
+        for hour in range(0, 24, 3):
+            at = T0 + day * DAY_MS + hour * 3600 * 1000
+            n += 1
+            lines.append(message(n, f"u{n % 7}", f"g{n % 5}", CLEAN, at))
+            if hour % 6 == 0:
+                n += 1
+                lines.append(message(n, f"spammer{day % 3}", f"g{n % 9}", SCAM, at + 1))
+            if day == 3:
+                n += 1
+                lines.append(message(n, f"u{n % 7}", f"g{hour}", "看看 http://promo.example-spam.cn/x", at + 2))
+    lines.insert(10, b'{"message_id": "broken"')
+    return lines
+
+
+def test_the_same_input_gives_the_same_outputs_every_time(default_pack: RulePack) -> None:
+    first = list(pipeline(default_pack).run(records(traffic())))
+    second = list(pipeline(default_pack).run(records(traffic())))
+    assert first == second
+    assert of(first, SANCTIONS), "the traffic is meant to cause sanctions"
+
+
+def test_messages_are_taken_in_the_order_they_were_sent(default_pack: RulePack) -> None:
+    lines = traffic()
+    shuffled = lines[:]
+    random.Random(3).shuffle(shuffled)
+    ordered = [o for o in pipeline(default_pack).run(records(lines)) if o.topic != DEADLETTER]
+    mixed = [o for o in pipeline(default_pack).run(records(shuffled)) if o.topic != DEADLETTER]
+    assert ordered == mixed
+
+
+def test_every_message_has_one_verdict_classified_at_its_sent_at(default_pack: RulePack) -> None:
+    lines = traffic()
+    outputs = list(pipeline(default_pack).run(records(lines)))
+    verdicts = of(outputs, VERDICTS)
+    assert len(verdicts) == len(lines) - 1
+    assert len({v["message_id"] for v in verdicts}) == len(verdicts)
+    sent = {d["message_id"]: d["sent_at"] for d in (orjson.loads(x) for x in lines if x.endswith(b"}"))}
+    assert all(v["classified_at_ms"] == sent[v["message_id"]] for v in verdicts)
+    assert [v["message_id"] for v in of(outputs, VIOLATIONS)] == [
+        v["message_id"] for v in verdicts if v["decision"] == "block"
+    ]
+
+
+def test_a_broken_line_is_a_dead_letter_naming_the_file_and_line(default_pack: RulePack) -> None:
+    outputs = list(pipeline(default_pack).run(records(traffic())))
+    dead = [o for o in outputs if o.topic == DEADLETTER]
+    assert len(dead) == 1
+    headers = dict(dead[0].headers)
+    assert headers["groupwarden.error.reason"] == b"invalid_json"
+    assert headers["groupwarden.source.topic"] == b"file:recorded.jsonl"
+    assert headers["groupwarden.source.offset"] == b"11"
+    assert dead[0].value == b'{"message_id": "broken"'
+
+
+def test_the_ladder_climbs_and_a_mute_ends_on_the_replay_clock(default_pack: RulePack) -> None:
+    lines = [message(i, "spammer", f"g{i}", SCAM, T0 + i * 8 * DAY_MS) for i in range(5)]
+    outputs = list(pipeline(default_pack).run(records(lines)))
+    kinds = [(s["kind"], s["revoked"]) for s in of(outputs, SANCTIONS) if s["subject"] == "user:spammer"]
+    ladder = [k for k, revoked in kinds if k in ("warning", "mute", "ban") and not revoked]
+    assert ladder == ["warning", "mute", "mute", "ban", "ban"]
+    entries = [o for o in outputs if o.topic == BLACKLIST and o.key == b"user:spammer"]
+    # Each week's mute is listed, then tombstoned a day before the next message, at the time it ended.
+    assert [o.value is None for o in entries[:4]] == [False, True, False, True]
+    muted = orjson.loads(entries[0].value or b"")
+    assert muted["until_ms"] == T0 + 8 * DAY_MS + 7 * DAY_MS
+
+
+def test_a_link_campaign_blocks_the_domain_for_later_messages(default_pack: RulePack) -> None:
+    link = "http://promo.example-spam.cn/x"
+    lines = [message(i, f"s{i}", f"g{i}", f"{SCAM} {link}", T0 + i * 60_000) for i in range(5)]
+    lines.append(message(99, "innocent", "g99", "看这个", T0 + 3600_000, links=[link]))
+    outputs = list(pipeline(default_pack).run(records(lines)))
+    listed = [o for o in outputs if o.topic == BLACKLIST and o.key == b"link:promo.example-spam.cn"]
+    assert listed, "five groups in a day make a campaign"
+    last = of(outputs, VERDICTS)[-1]
+    assert last["message_id"] == "m99"
+    assert last["decision"] == "block"
+    assert {m["rule_id"] for m in last["matches"]} == {"scam.campaign-domain"}
+
+
+def test_times_are_epoch_milliseconds_or_rfc3339_with_an_offset() -> None:
+    assert parse_time("1790000000000") == 1_790_000_000_000
+    assert parse_time("2026-11-30T08:00:00Z") == parse_time("2026-11-30T16:00:00+08:00")
+    with pytest.raises(ValueError, match="no UTC offset"):
+        parse_time("2026-11-30T08:00:00")
+    with pytest.raises(ValueError, match="neither"):
+        parse_time("yesterday")
+
+
+def test_a_replay_of_a_file_reads_only_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"a": 1}\r\n\n  \n{"b": 2}\n')
+    with path.open("rb") as f:
+        got = list(file_records(str(path), f))
+    assert [(r.offset, r.value) for r in got] == [(1, b'{"a": 1}'), (4, b'{"b": 2}')]
