@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--to-offset", type=int, help="stop before this offset (default: the end at start)")
         p.add_argument("--since", help="records at or after this time (RFC 3339 or epoch ms)")
         p.add_argument("--until", help="records before this time")
+        p.add_argument("--group-events", metavar="FILE", help="JSONL group events (owners, managers) to replay too")
+        p.add_argument("--group-events-topic", metavar="TOPIC", help="or all of this topic, e.g. chat.group-events.v1")
         p.add_argument("--bootstrap-servers", help="host:port[,host:port] (default: $GROUPWARDEN_BOOTSTRAP_SERVERS)")
 
     p = commands.add_parser(
@@ -225,9 +227,14 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay_input(args: argparse.Namespace, settings: Settings) -> list[replay.InputRecord]:
+def _replay_input(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[list[replay.InputRecord], list[replay.InputRecord]]:
+    """The messages and the group events a replay or a diff runs over."""
     if (args.file is None) == (args.topic is None):
         raise ConfigError("give a JSONL file or --topic, not both")
+    if args.group_events is not None and args.group_events_topic is not None:
+        raise ConfigError("give --group-events or --group-events-topic, not both")
     source = None
     if args.topic is not None:
         try:
@@ -238,8 +245,12 @@ def _replay_input(args: argparse.Namespace, settings: Settings) -> list[replay.I
         source = replay.TopicRange(args.topic, args.from_offset, args.to_offset, since, until)
     elif args.from_offset is not None or args.to_offset is not None or args.since or args.until:
         raise ConfigError("offsets and times select records of a topic: use them with --topic")
+    events_source = None if args.group_events_topic is None else replay.TopicRange(args.group_events_topic)
     try:
-        return replay.read_source(settings, args.file, source)
+        messages = replay.read_source(settings, args.file, source)
+        if args.group_events is None and events_source is None:
+            return messages, []
+        return messages, replay.read_source(settings, args.group_events, events_source)
     except LookupError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -269,12 +280,12 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    records = _replay_input(args, live)
+    records, events = _replay_input(args, live)
     asyncio.run(_prepare_outputs(out))
     bar = replay.Progress("replay")
-    sent = asyncio.run(_publish_replay(out, pipeline.run(records), len(records), bar))
+    sent = asyncio.run(_publish_replay(out, pipeline.run(records, events), len(records) + len(events), bar))
     bar.done()
-    print(_replay_summary(out, sent, len(records), pipeline, time.monotonic() - started))
+    print(_replay_summary(out, sent, (len(records), len(events)), pipeline, time.monotonic() - started))
     return 0
 
 
@@ -319,10 +330,11 @@ async def _publish_replay(
 
 
 def _replay_summary(
-    settings: Settings, sent: Counter[str], total: int, pipeline: replay.Pipeline, seconds: float
+    settings: Settings, sent: Counter[str], inputs: tuple[int, int], pipeline: replay.Pipeline, seconds: float
 ) -> str:
     rows = [
-        f"replayed {total} records in {seconds:.1f} s with rules {pipeline.classifier.version}"
+        f"replayed {inputs[0]} messages and {inputs[1]} group events in {seconds:.1f} s"
+        f" with rules {pipeline.classifier.version}"
         f" and sanctions {pipeline.tables.policy.version}",
         f"  verdicts      {sent[VERDICTS]}",
         f"  dead letters  {sent[DEADLETTER]}",
@@ -345,10 +357,10 @@ def _diff(args: argparse.Namespace) -> int:
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
-    records = _replay_input(args, settings)
+    records, events = _replay_input(args, settings)
     report = diff.compare(
-        list(base.run(records)),
-        list(candidate.run(records)),
+        list(base.run(records, events)),
+        list(candidate.run(records, events)),
         base_version=base.classifier.version,
         candidate_version=candidate.classifier.version,
         examples=args.examples,

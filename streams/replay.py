@@ -30,7 +30,7 @@ from streams.policy.sanctions import SanctionPolicy
 from streams.records import INVALID_EVENT, ChatMessage, InvalidMessage, parse_message
 from streams.state.expiries import Expiries
 from streams.state.recovery import true_end_offsets
-from streams.state.tables import INBOXES, Applied, InvalidEvent, Output, Tables
+from streams.state.tables import INBOXES, Applied, InvalidEvent, Output, Tables, parse
 from streams.topics import BLACKLIST, GROUP_ACTIONS, LINK_ACTIONS, USER_ACTIONS, VERDICTS, VIOLATIONS
 
 _CHUNK = 2000  # messages classified together
@@ -71,8 +71,9 @@ class Pipeline:
             LINK_ACTIONS: self.tables.link,
         }
 
-    def run(self, records: Iterable[InputRecord]) -> Iterator[Emitted]:
-        """Every output of the records: dead letters of invalid ones first, then each valid message's in time order."""
+    def run(self, records: Iterable[InputRecord], group_events: Iterable[InputRecord] = ()) -> Iterator[Emitted]:
+        """Every output of the records: dead letters of invalid ones first, then each message's and each group
+        event's in time order (a group event first when they tie)."""
         messages: list[tuple[InputRecord, ChatMessage]] = []
         for record in records:
             try:
@@ -80,11 +81,16 @@ class Pipeline:
             except InvalidMessage as exc:
                 yield _dead_letter(record, exc.reason, exc.detail)
         messages.sort(key=lambda pair: pair[1].sent_at_ms)  # stable: ties keep the source's order
+        events = sorted(((_event_time(e), e) for e in group_events), key=lambda pair: pair[0])
+        next_event = 0
         start = 0
         while start < len(messages):
             chunk = messages[start : start + _CHUNK]
             verdicts = self._classify(chunk)
             for index, ((record, message), verdict) in enumerate(zip(chunk, verdicts, strict=True)):
+                while next_event < len(events) and events[next_event][0] <= message.sent_at_ms:
+                    yield from self._group_event(*events[next_event])
+                    next_event += 1
                 if verdict is None:
                     yield _dead_letter(record, CLASSIFY_ERROR, "the classifier failed on this message")
                     continue
@@ -95,20 +101,36 @@ class Pipeline:
                     break
             else:
                 start += len(chunk)
+        for at_ms, event in events[next_event:]:
+            yield from self._group_event(at_ms, event)
 
     def _classify(self, chunk: Sequence[tuple[InputRecord, ChatMessage]]) -> list[dict[str, Any] | None]:
-        """Each message classified at its own sent_at: batched by equal times, one by one if the batch fails."""
-        verdicts: list[dict[str, Any] | None] = []
-        for at_ms, group in _runs(chunk):
-            try:
-                verdicts.extend(self.classifier.classify_batch([m for _, m in group], at_ms))
-            except Exception:  # noqa: BLE001 - as the live stage: find the culprits, keep the rest
-                for _, message in group:
-                    try:
-                        verdicts.append(self.classifier.classify(message, at_ms))
-                    except Exception:  # noqa: BLE001 - reported as a dead letter
-                        verdicts.append(None)
+        """Verdicts of the chunk, each stamped with its message's sent_at, the replay's clock; one by one if the
+        batch fails."""
+        try:
+            verdicts: list[dict[str, Any] | None] = list(self.classifier.classify_batch([m for _, m in chunk], 0))
+        except Exception:  # noqa: BLE001 - as the live stage: find the culprits, keep the rest
+            verdicts = []
+            for _, message in chunk:
+                try:
+                    verdicts.append(self.classifier.classify(message, 0))
+                except Exception:  # noqa: BLE001 - reported as a dead letter
+                    verdicts.append(None)
+        for verdict, (_, message) in zip(verdicts, chunk, strict=True):
+            if verdict is not None:
+                verdict["classified_at_ms"] = message.sent_at_ms  # the only field the time of classifying sets
         return verdicts
+
+    def _group_event(self, at_ms: int, record: InputRecord) -> Iterator[Emitted]:
+        """A chat.group-events.v1 record, applied to the group table as the live group agent does."""
+        try:
+            group_id = str(parse(record.value)["group_id"])
+        except (InvalidEvent, KeyError) as exc:
+            yield _dead_letter(record, INVALID_EVENT, f"not a group event: {exc}")
+            return
+        yield from self._expire(at_ms)
+        event = Output(GROUP_ACTIONS, record.key or group_id.encode(), record.value)
+        yield from self._deliver(deque([event]), at_ms, origin=record)
 
     def _message(self, message: ChatMessage, verdict: dict[str, Any]) -> Iterator[Emitted]:
         now = message.sent_at_ms
@@ -126,8 +148,9 @@ class Pipeline:
             queue = deque(Output(inbox, key, tick) for inbox, key in self.expiries.pop_due(due))
             yield from self._deliver(queue, due)
 
-    def _deliver(self, queue: deque[Output], now_ms: int) -> Iterator[Emitted]:
-        """Apply inbox events first in, first out, until none is left; yield what the tables publish."""
+    def _deliver(self, queue: deque[Output], now_ms: int, origin: InputRecord | None = None) -> Iterator[Emitted]:
+        """Apply inbox events first in, first out, until none is left; yield what the tables publish. An event the
+        tables refuse is a dead letter, named by ``origin`` if it came from the input."""
         while queue:
             event = queue.popleft()
             table = self.state[event.topic]
@@ -135,7 +158,8 @@ class Pipeline:
             try:
                 applied = self._apply[event.topic](raw, event.key, orjson.loads(event.value or b"{}"), now_ms)
             except InvalidEvent as exc:
-                yield _dead_letter(InputRecord(event.topic, 0, 0, event.key, event.value), INVALID_EVENT, str(exc))
+                where = origin or InputRecord(event.topic, 0, 0, event.key, event.value)
+                yield _dead_letter(where, INVALID_EVENT, str(exc))
                 continue
             for out in applied.outputs:
                 if out.topic in INBOXES:
@@ -149,16 +173,13 @@ class Pipeline:
                 self.expiries.schedule(event.topic, event.key, applied.due_ms)
 
 
-def _runs(chunk: Sequence[tuple[InputRecord, ChatMessage]]) -> Iterator[tuple[int, list[tuple[Any, ChatMessage]]]]:
-    """Consecutive messages sent at the same millisecond, with that time."""
-    group: list[tuple[Any, ChatMessage]] = []
-    for pair in chunk:
-        if group and pair[1].sent_at_ms != group[0][1].sent_at_ms:
-            yield group[0][1].sent_at_ms, group
-            group = []
-        group.append(pair)
-    if group:
-        yield group[0][1].sent_at_ms, group
+def _event_time(record: InputRecord) -> int:
+    """When a group event happened; one without a valid ``at_ms`` counts from the start of the replay."""
+    try:
+        at_ms = orjson.loads(record.value or b"").get("at_ms", 0)
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0
+    return at_ms if isinstance(at_ms, int) and not isinstance(at_ms, bool) else 0
 
 
 def _dead_letter(record: InputRecord, reason: str, detail: str) -> Emitted:

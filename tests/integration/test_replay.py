@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord
 
 from streams.config import Settings
 from streams.replay import InputRecord, TopicRange, topic_records
-from streams.topics import DEADLETTER, MESSAGES, SANCTIONS, VERDICTS
+from streams.topics import DEADLETTER, GROUP_EVENTS, MESSAGES, SANCTIONS, VERDICTS
 
 from .conftest import produce, read_until
 
@@ -121,3 +121,28 @@ async def test_a_replay_takes_an_offset_or_a_time_range(settings: Settings) -> N
     assert ids(await topic_records(settings, TopicRange(topic, from_offset=5, to_offset=8))) == ["e5", "e6", "e7"]
     assert ids(await topic_records(settings, TopicRange(topic, since_ms=middle))) == [f"l{n}" for n in range(20)]
     assert ids(await topic_records(settings, TopicRange(topic, until_ms=middle))) == [f"e{n}" for n in range(20)]
+
+
+async def test_a_replay_with_the_group_events_topic_holds_owners_to_account(settings: Settings) -> None:
+    lines = [
+        orjson.dumps({"message_id": f"m{n}", "group_id": "g1", "sender_id": f"s{n}", "sent_at": T0 + n, "text": SCAM})
+        for n in range(6)
+    ]
+    await produce(settings, [(b"g1", line) for line in lines])
+    created = orjson.dumps({"group_id": "g1", "kind": "created", "user_id": "boss", "at_ms": T0 - 1})
+    await produce(settings, [(b"g1", created)], topic=GROUP_EVENTS)
+    prefix = f"{settings.topic_prefix}owners."
+    done = replay(
+        settings,
+        "--topic",
+        settings.topic(MESSAGES),
+        "--group-events-topic",
+        settings.topic(GROUP_EVENTS),
+        "--output-prefix",
+        prefix,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "6 messages and 1 group events" in done.stdout
+    sanctions = await outputs(settings, prefix, SANCTIONS, count_of(done.stdout, "sanctions"))
+    subjects = {(s["subject"], s["kind"]) for v in sanctions.values() for s in map(orjson.loads, v)}
+    assert ("user:boss", "management_suspended") in subjects

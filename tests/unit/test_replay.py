@@ -137,3 +137,20 @@ def test_a_replay_of_a_file_reads_only_its_lines(tmp_path: Path) -> None:
     with path.open("rb") as f:
         got = list(file_records(str(path), f))
     assert [(r.offset, r.value) for r in got] == [(1, b'{"a": 1}'), (4, b'{"b": 2}')]
+
+
+def test_group_events_make_the_owner_answer_for_the_group(default_pack: RulePack) -> None:
+    lines = [message(i, f"s{i}", "g1", SCAM, T0 + i * 60_000) for i in range(6)]
+    created = orjson.dumps({"group_id": "g1", "kind": "created", "user_id": "boss", "at_ms": T0 - 1})
+    broken = b'{"kind": "created"}'
+    with_events = list(pipeline(default_pack).run(records(lines), records([created, broken])))
+    without = list(pipeline(default_pack).run(records(lines)))
+
+    def owner_sanctions(outputs: list[Emitted]) -> list[object]:
+        return [s["kind"] for s in of(outputs, SANCTIONS) if s["subject"] == "user:boss"]
+
+    assert "management_suspended" in owner_sanctions(with_events)
+    assert "group_suspension" in [s["kind"] for s in of(with_events, SANCTIONS) if s["subject"] == "group:g1"]
+    assert owner_sanctions(without) == []
+    [dead] = [o for o in with_events if o.topic == DEADLETTER]
+    assert dict(dead.headers)["groupwarden.error.reason"] == b"invalid_event"
