@@ -151,10 +151,14 @@ def _open(name: str) -> Iterator[IO[bytes]]:
 def _classify(args: argparse.Namespace) -> int:
     from streams.policy.classify import Classifier
     from streams.policy.rules import RulePackError, load_pack
+    from streams.policy.sanctions import load_sanctions
 
     settings = _settings(args)
     try:
-        classifier = Classifier(load_pack(settings.rules_dir))
+        pack = load_pack(settings.rules_dir)
+        if (sanctions := settings.rules_dir / "sanctions.toml").exists():  # the worker would refuse it: say so now
+            load_sanctions(sanctions, pack.ids())
+        classifier = Classifier(pack)
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
