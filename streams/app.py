@@ -14,17 +14,27 @@ from streams.agents.classify import ClassifyStage
 from streams.agents.standing import Standing
 from streams.config import Settings
 from streams.metrics import Metrics, serve
-from streams.policy.classify import Classifier
-from streams.policy.rules import load_pack
-from streams.policy.sanctions import load_sanctions
+from streams.policy.reload import Followed, Rules
 from streams.state.recovery import exact_table_manager
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> faust.App:
-    pack = load_pack(settings.rules_dir)
-    policy = load_sanctions(settings.rules_dir / "sanctions.toml", pack.ids())
+    active = Followed("active", settings.rules_dir, with_policy=True)
+    rules = active.rules = active.load()  # refused before this point by `groupwarden worker` if broken
+    assert rules.policy is not None
+    metrics = Metrics()
+    metrics.describe_rules(rules.version, rules.policy.version, rules.pack.categories)
+    follow = [active]
+    if settings.shadow_rules_dir is not None:
+        follow.append(shadow := Followed("shadow", settings.shadow_rules_dir, with_policy=False))
+        try:
+            shadow.rules = shadow.load()
+            metrics.describe_shadow(shadow.rules.version)
+        except Exception as exc:  # noqa: BLE001 - a broken candidate never stops the worker; it is followed still
+            log.error("shadow rule pack in %s refused: %s", shadow.directory, exc)  # noqa: TRY400 - file, line, reason
+            metrics.rules_refused.labels("shadow").set(1)
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -37,16 +47,25 @@ def create_app(settings: Settings) -> faust.App:
         TableManager=exact_table_manager(settings.kafka_options()),
         web_enabled=False,
     )
-    classifier = Classifier(pack)
-    metrics = Metrics()
-    metrics.describe_rules(pack.version, policy.version, pack.categories)
+    standing = Standing(app, settings, rules.policy, rules.version, metrics)
+
+    def use(new: Rules) -> None:
+        assert new.policy is not None
+        standing.use(new.policy, new.version)
 
     @app.service
     class Classify(ClassifyStage):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(settings, classifier, metrics, **kwargs)
-
-    Standing(app, settings, policy, pack.version, metrics)
+            shadow = follow[1].rules if len(follow) > 1 else None
+            super().__init__(
+                settings,
+                rules.classifier,
+                metrics,
+                shadow=shadow.classifier if shadow is not None else None,
+                follow=follow,
+                on_rules=use,
+                **kwargs,
+            )
 
     async def serve_metrics() -> None:
         if serve(settings.metrics_port, metrics):

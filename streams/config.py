@@ -25,6 +25,8 @@ class Settings:
     partitions: int = 8
     group_id: str = "groupwarden"
     rules_dir: Path = DEFAULT_RULES
+    shadow_rules_dir: Path | None = None  # a candidate pack judged beside the active one, with no effect
+    rules_poll_seconds: float = 1.0  # how often the pack folders are checked for changes; 0: read once, at start
     batch_size: int = 2000
     store: str = "rocksdb://"  # where tables live; "memory://" keeps them in RAM, rebuilt from changelogs on start
     data_dir: Path = Path("groupwarden-data")  # the RocksDB files, one folder per worker
@@ -50,6 +52,10 @@ class Settings:
             "partitions": _int(get("PARTITIONS"), default.partitions, "GROUPWARDEN_PARTITIONS"),
             "group_id": get("GROUP_ID") or default.group_id,
             "rules_dir": Path(get("RULES") or DEFAULT_RULES),
+            "shadow_rules_dir": Path(shadow) if (shadow := get("SHADOW_RULES")) else None,
+            "rules_poll_seconds": _float(
+                get("RULES_POLL_SECONDS"), default.rules_poll_seconds, "GROUPWARDEN_RULES_POLL_SECONDS"
+            ),
             "batch_size": _int(get("BATCH_SIZE"), default.batch_size, "GROUPWARDEN_BATCH_SIZE"),
             "store": get("STORE") or default.store,
             "data_dir": Path(get("DATA_DIR") or default.data_dir),
@@ -89,6 +95,8 @@ class Settings:
             raise ConfigError(f"GROUPWARDEN_STORE={self.store}: use rocksdb:// or memory://")
         if self.partitions < 1 or self.batch_size < 1 or self.replication_factor < 1:
             raise ConfigError("partitions, batch size and replication factor must be at least 1")
+        if not 0 <= self.rules_poll_seconds <= 3600:
+            raise ConfigError("GROUPWARDEN_RULES_POLL_SECONDS must be from 0 to 3600; 0 turns reloading off")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -134,3 +142,12 @@ def _int(value: str | None, default: int, name: str) -> int:
         return int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
+
+
+def _float(value: str | None, default: float, name: str) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None

@@ -45,6 +45,9 @@ SANCTION_KINDS = (
 SUBJECT_TYPES = ("user", "group", "link")
 TABLES = ("users", "groups", "links")
 STAGE_ERRORS = ("classify_error", "standing_error")  # dead letters the stage caused, not the input
+PACKS = ("active", "shadow")  # the rule pack in force, and a candidate judged beside it (GROUPWARDEN_SHADOW_RULES)
+RELOAD_RESULTS = ("applied", "refused")
+SHADOW_SKIPS = ("classify_error", "send_error", "paused")  # why a message got no shadow verdict
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -120,6 +123,33 @@ class Metrics:
         self.table_events = Counter(
             "groupwarden_table_events_total", "Events applied to the standing tables.", ["table"], registry=r
         )
+        self.rules_reloads = Counter(
+            "groupwarden_rules_reload_total",
+            "Changed rule-pack folders loaded while running, by pack and whether the new pack was applied.",
+            ["pack", "result"],
+            registry=r,
+        )
+        self.rules_refused = Gauge(
+            "groupwarden_rules_refused",
+            "1 while the pack folder holds a pack this worker refused; it keeps the last good one (a shadow: none).",
+            ["pack"],
+            registry=r,
+        )
+        self.shadow_verdicts = Counter(
+            "groupwarden_shadow_verdicts_total", "Verdicts of the shadow pack published.", ["decision"], registry=r
+        )
+        self.shadow_disagreements = Counter(
+            "groupwarden_shadow_disagreements_total",
+            "Messages the shadow pack decided otherwise than the active one, by the two decisions.",
+            ["active", "shadow"],
+            registry=r,
+        )
+        self.shadow_skipped = Counter(
+            "groupwarden_shadow_skipped_messages_total",
+            "Messages left without a shadow verdict (the active pipeline went on), by why.",
+            ["reason"],
+            registry=r,
+        )
         for decision in DECISIONS:
             self.verdicts.labels(decision)
         for reason in (*DEAD_LETTER_REASONS, *STAGE_ERRORS):
@@ -132,14 +162,35 @@ class Metrics:
         for table in TABLES:
             self.table_keys.labels(table)
             self.table_events.labels(table)
+        for pack in PACKS:
+            self.rules_refused.labels(pack)
+            for result in RELOAD_RESULTS:
+                self.rules_reloads.labels(pack, result)
+        for decision in DECISIONS:
+            self.shadow_verdicts.labels(decision)
+            for other in DECISIONS:
+                if other != decision:
+                    self.shadow_disagreements.labels(decision, other)
+        for reason in SHADOW_SKIPS:
+            self.shadow_skipped.labels(reason)
         self.rebalances.labels("classify")
         self.rebalances.labels("standing")
         self.build.info({"version": _version(), "python": platform.python_version()})
+        self._rules_info = {"rules_version": "", "policy_version": "", "shadow_rules_version": ""}
 
     def describe_rules(self, pack_version: str, policy_version: str, categories: Iterable[str]) -> None:
-        self.rules.info({"rules_version": pack_version, "policy_version": policy_version})
+        """The pack and policy in force (again after a reload)."""
+        self._describe(rules_version=pack_version, policy_version=policy_version)
         for category in categories:
             self.category_hits.labels(category)
+
+    def describe_shadow(self, pack_version: str) -> None:
+        """The shadow pack judging beside the active one; "" for none."""
+        self._describe(shadow_rules_version=pack_version)
+
+    def _describe(self, **versions: str) -> None:
+        self._rules_info |= versions
+        self.rules.info(self._rules_info)
 
 
 def _version() -> str:

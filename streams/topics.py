@@ -10,6 +10,7 @@ from streams.config import Settings
 
 MESSAGES = "chat.messages.v1"  # key: group_id
 VERDICTS = "moderation.verdicts.v1"  # key: group_id
+SHADOW_VERDICTS = "moderation.shadow-verdicts.v1"  # key: group_id; a candidate pack's verdicts, which change nothing
 DEADLETTER = "moderation.deadletter.v1"  # key: the original key
 VIOLATIONS = "moderation.violations.v1"  # key: sender_id, so each user's strikes live on one partition
 GROUP_EVENTS = "chat.group-events.v1"  # key: group_id; created, member joined/left, managers, ownership
@@ -37,6 +38,7 @@ class TopicSpec:
 TOPICS = (
     TopicSpec(MESSAGES, {"retention.ms": str(7 * _DAY_MS)}),
     TopicSpec(VERDICTS, {"retention.ms": str(30 * _DAY_MS)}),
+    TopicSpec(SHADOW_VERDICTS, {"retention.ms": str(30 * _DAY_MS)}),
     TopicSpec(DEADLETTER, {"retention.ms": str(30 * _DAY_MS)}),
     TopicSpec(VIOLATIONS, {"retention.ms": str(30 * _DAY_MS)}),
     TopicSpec(GROUP_EVENTS, {"retention.ms": "-1"}),  # membership is rebuilt from it: keep it all

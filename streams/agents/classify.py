@@ -4,6 +4,10 @@ Classifying is stateless and sees every message, so it runs as a batched consume
 worker rather than as a per-event Faust agent: Faust's per-event machinery costs ~90 us a message, the whole
 classify step a few. Offsets are committed only after every record of the batch has been acknowledged by the
 broker, so a crash replays the batch (at-least-once: a verdict may repeat, with the same message id; none is lost).
+
+A shadow pack (GROUPWARDEN_SHADOW_RULES) judges the same batches beside the active one; its verdicts go to their
+own topic only. Both pack folders are checked for changes every GROUPWARDEN_RULES_POLL_SECONDS and a changed pack is
+swapped in between two batches, so each batch is judged wholly by one version.
 """
 
 from __future__ import annotations
@@ -28,15 +32,18 @@ from streams.kafka.produce import OutRecord, send_batched
 from streams.metrics import SUBJECT_TYPES, Metrics
 from streams.policy.classify import Classifier
 from streams.policy.normalize import warm_up
-from streams.policy.rules import load_pack
+from streams.policy.reload import Followed, Rules
+from streams.policy.rules import RulePackError, load_pack
 from streams.records import ChatMessage, InvalidMessage, SourceRecord, parse_message
-from streams.topics import BLACKLIST, DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
+from streams.topics import BLACKLIST, DEADLETTER, MESSAGES, SHADOW_VERDICTS, VERDICTS, VIOLATIONS
 
 log = logging.getLogger(__name__)
 
 CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classifier itself failed on
 _RETRY_SECONDS = 1.0
 LAG_SECONDS = 5.0
+SHADOW_SEND_SECONDS = 5.0  # how long shadow verdicts may hold a batch's commit once its own outputs are acknowledged
+SHADOW_PAUSE_SECONDS = 30.0  # the shadow rests after a failed send, so a broken shadow topic slows nothing down
 
 
 def dead_letter(settings: Settings, record: SourceRecord, reason: str, detail: str) -> OutRecord:
@@ -59,6 +66,18 @@ class Tally:
     categories: CounterOf[str] = field(default_factory=CounterOf)
     dead_letters: CounterOf[str] = field(default_factory=CounterOf)
     verdict_timestamps: list[int] = field(default_factory=list)  # Kafka timestamps (ms) of the messages judged
+    shadow_decisions: CounterOf[str] = field(default_factory=CounterOf)
+    disagreements: CounterOf[tuple[str, str]] = field(default_factory=CounterOf)  # (active, shadow) decisions
+    shadow_skipped: CounterOf[str] = field(default_factory=CounterOf)
+
+
+@dataclass
+class Judged:
+    """One batch judged: its outputs, and each valid message with its decision (None: the classifier failed)."""
+
+    out: list[OutRecord]
+    messages: list[ChatMessage]
+    decisions: list[str | None]
 
 
 def classify_records(
@@ -69,7 +88,17 @@ def classify_records(
     tally: Tally | None = None,
 ) -> list[OutRecord]:
     """Every output of one input batch: a verdict per valid message, a dead letter per invalid one."""
-    tally = tally if tally is not None else Tally()
+    return judge_records(records, classifier, settings, now_ms, tally if tally is not None else Tally()).out
+
+
+def judge_records(
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+    classifier: Classifier,
+    settings: Settings,
+    now_ms: int,
+    tally: Tally,
+) -> Judged:
+    """What ``classify_records`` does, keeping the messages and decisions for a shadow pack to compare with."""
     out: list[OutRecord] = []
     valid: list[tuple[ConsumerRecord[bytes, bytes], ChatMessage]] = []
     for record in records:
@@ -78,8 +107,10 @@ def classify_records(
         except InvalidMessage as exc:
             out.append(dead_letter(settings, record, exc.reason, exc.detail))
             tally.dead_letters[exc.reason] += 1
+    messages = [message for _, message in valid]
+    verdicts: list[dict[str, Any] | None]
     try:
-        verdicts = classifier.classify_batch([message for _, message in valid], now_ms)
+        verdicts = list(classifier.classify_batch(messages, now_ms))
         tally.verdict_timestamps.extend(record.timestamp for record, _ in valid)
     except Exception:  # a classifier bug must not stop the stream: find the culprits one by one
         log.exception("classifying a batch failed; retrying message by message")
@@ -89,15 +120,48 @@ def classify_records(
                 verdicts.append(classifier.classify(message, now_ms))
                 tally.verdict_timestamps.append(record.timestamp)
             except Exception as exc:  # noqa: BLE001 - reported in the dead letter
+                verdicts.append(None)
                 out.append(dead_letter(settings, record, CLASSIFY_ERROR, repr(exc)))
                 tally.dead_letters[CLASSIFY_ERROR] += 1
     verdicts_topic, violations_topic = settings.topic(VERDICTS), settings.topic(VIOLATIONS)
     for verdict in verdicts:
+        if verdict is None:
+            continue
         out.append(OutRecord(verdicts_topic, verdict["group_id"].encode(), orjson.dumps(verdict)))
         tally.decisions[verdict["decision"]] += 1
         tally.categories.update(verdict["categories"])
         if verdict["decision"] == "block":  # review waits for a person; only a block is a strike
             out.append(OutRecord(violations_topic, verdict["sender_id"].encode(), orjson.dumps(violation_of(verdict))))
+    return Judged(out, messages, [v["decision"] if v is not None else None for v in verdicts])
+
+
+def shadow_records(
+    judged: Judged, shadow: Classifier, settings: Settings, now_ms: int, tally: Tally
+) -> list[OutRecord]:
+    """The shadow pack's verdict on each message of a judged batch, for its own topic: no violation, no effect."""
+    if not judged.messages:
+        return []
+    verdicts: list[dict[str, Any] | None]
+    try:
+        verdicts = list(shadow.classify_batch(judged.messages, now_ms))
+    except Exception:  # the candidate pack is on trial: its failures cost the active pipeline nothing
+        log.exception("the shadow pack failed on a batch; retrying message by message")
+        verdicts = []
+        for message in judged.messages:
+            try:
+                verdicts.append(shadow.classify(message, now_ms))
+            except Exception:  # noqa: BLE001 - counted; the traceback of the batch is logged above
+                verdicts.append(None)
+                tally.shadow_skipped[CLASSIFY_ERROR] += 1
+    topic = settings.topic(SHADOW_VERDICTS)
+    out = []
+    for verdict, active in zip(verdicts, judged.decisions, strict=True):
+        if verdict is None:
+            continue
+        out.append(OutRecord(topic, verdict["group_id"].encode(), orjson.dumps(verdict)))
+        tally.shadow_decisions[verdict["decision"]] += 1
+        if active is not None and active != verdict["decision"]:
+            tally.disagreements[active, verdict["decision"]] += 1
     return out
 
 
@@ -137,12 +201,24 @@ class ClassifyStage(mode.Service):
     """Consumes chat.messages.v1 in batches, classifies, produces verdicts and dead letters, then commits."""
 
     def __init__(
-        self, settings: Settings, classifier: Classifier | None = None, metrics: Metrics | None = None, **kwargs: Any
+        self,
+        settings: Settings,
+        classifier: Classifier | None = None,
+        metrics: Metrics | None = None,
+        *,
+        shadow: Classifier | None = None,
+        follow: Sequence[Followed] = (),
+        on_rules: Callable[[Rules], None] | None = None,
+        **kwargs: Any,
     ) -> None:
+        """``follow``: the pack folders to reload when they change; ``on_rules``: told of each new active pack."""
         super().__init__(**kwargs)
         self.settings = settings
         self.classifier = classifier or Classifier(load_pack(settings.rules_dir))
+        self.shadow = shadow
         self.metrics = metrics or Metrics(CollectorRegistry())
+        self._folders, self._on_rules = list(follow), on_rules
+        self._shadow_paused_until = 0.0
         self._listed: dict[bytes, str] = {}  # blacklist key -> subject type, to count entries
         self._done: dict[TopicPartition, int] = {}  # the next offset to process, per partition owned
         self._lock = asyncio.Lock()
@@ -172,6 +248,8 @@ class ClassifyStage(mode.Service):
         await self._producer.start()
         await self._consumer.start()
         log.info("classify stage started with rule pack %s", self.classifier.version)
+        if self.shadow is not None:
+            log.info("shadow rule pack %s judges beside it", self.shadow.version)
 
     async def on_stop(self) -> None:
         async with self._lock:  # the batch in flight finishes and commits first
@@ -208,6 +286,8 @@ class ClassifyStage(mode.Service):
         domain = record.key[len(b"link:") :].decode()
         if record.value is None:
             self.classifier.lift_campaign(domain)
+            if self.shadow is not None:
+                self.shadow.lift_campaign(domain)
             log.info("campaign domain %s no longer blocked", domain)
             return
         try:
@@ -215,6 +295,8 @@ class ClassifyStage(mode.Service):
         except orjson.JSONDecodeError:
             log.warning("blacklist entry for %s is not JSON; ignored", domain)
             return
+        if self.shadow is not None:  # the candidate learns campaigns too, or it would disagree on every one
+            self.shadow.block_campaign(domain, categories)
         if self.classifier.block_campaign(domain, categories):
             log.info("campaign domain %s blocked", domain)
 
@@ -227,6 +309,56 @@ class ClassifyStage(mode.Service):
             self.metrics.blacklist_entries.labels(subject_type).inc()
         elif not present and self._listed.pop(key, None) is not None:
             self.metrics.blacklist_entries.labels(subject_type).dec()
+
+    @mode.Service.task
+    async def _follow_rules(self) -> None:
+        """Every few seconds, apply a pack folder that changed; refuse a broken pack and keep the one running."""
+        if not self._folders or not self.settings.rules_poll_seconds:
+            return
+        while not self.should_stop:
+            await self.sleep(self.settings.rules_poll_seconds)
+            for followed in self._folders:
+                try:
+                    if await asyncio.to_thread(followed.watch.changed):
+                        await self._reload(followed)
+                except Exception:  # following the folder is a convenience: never let it take the worker down
+                    log.exception("checking the %s rule pack in %s failed", followed.pack, followed.directory)
+
+    async def _reload(self, followed: Followed) -> None:
+        running = followed.rules.version if followed.rules is not None else "none"
+        try:
+            rules = await asyncio.to_thread(followed.load)  # ~0.3 s for the shipped pack: not on the event loop
+        except Exception as exc:  # whatever is wrong with the new pack, the running one stays
+            log.error(  # noqa: TRY400 - a RulePackError's message is the whole story: file, line and reason
+                "%s rule pack in %s refused, keeping %s: %s",
+                followed.pack,
+                followed.directory,
+                running,
+                exc,
+                exc_info=not isinstance(exc, RulePackError | OSError),
+            )
+            self.metrics.rules_reloads.labels(followed.pack, "refused").inc()
+            self.metrics.rules_refused.labels(followed.pack).set(1)
+            return
+        self.metrics.rules_refused.labels(followed.pack).set(0)
+        if rules.same_as(followed.rules):
+            log.info("%s rule pack in %s changed on disk but is still %s", followed.pack, followed.directory, running)
+            return
+        async with self._lock:  # between two batches: each batch is judged wholly by one version
+            if followed.pack == "shadow":
+                rules.classifier.carry_campaigns(self.shadow or self.classifier)
+                self.shadow = rules.classifier
+                self.metrics.describe_shadow(rules.version)
+            else:
+                rules.classifier.carry_campaigns(self.classifier)
+                self.classifier = rules.classifier
+                policy_version = rules.policy.version if rules.policy is not None else ""
+                self.metrics.describe_rules(rules.version, policy_version, rules.pack.categories)
+                if self._on_rules is not None:
+                    self._on_rules(rules)
+            followed.rules = rules
+        self.metrics.rules_reloads.labels(followed.pack, "applied").inc()
+        log.info("%s rule pack %s applied, replacing %s", followed.pack, rules.version, running)
 
     @mode.Service.task
     async def _consume(self) -> None:
@@ -242,21 +374,60 @@ class ClassifyStage(mode.Service):
         assert self._producer is not None
         records = [record for partition_records in batches.values() for record in partition_records]
         started = time.monotonic()
+        now_ms = int(time.time() * 1000)
         tally = Tally()
-        out = classify_records(records, self.classifier, self.settings, int(time.time() * 1000), tally)
+        judged = judge_records(records, self.classifier, self.settings, now_ms, tally)
+        shadow_out = self._shadow_records(judged, now_ms, tally)
+        shadow_sent = asyncio.ensure_future(send_batched(self._producer, shadow_out)) if shadow_out else None
         try:
-            await send_batched(self._producer, out)
+            await send_batched(self._producer, judged.out)
         except KafkaError:
             log.exception("sending a batch failed; it will be read and sent again")
+            if shadow_sent is not None:  # judged again by both packs when it is read again
+                shadow_sent.cancel()
+                await asyncio.gather(shadow_sent, return_exceptions=True)
             for tp, partition_records in batches.items():
                 self._consumer.seek(tp, partition_records[0].offset)
             await asyncio.sleep(_RETRY_SECONDS)
             return
+        if shadow_sent is not None:  # acknowledged before the commit, like the batch's own outputs
+            await self._shadow_acknowledged(shadow_sent, len(shadow_out), tally)
         self._measure(batches, records, tally, started)
         try:
             await self._consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "") for tp, rs in batches.items()})
         except CommitFailedError:
             log.warning("commit refused after a rebalance; the new owner reprocesses the batch (duplicates, no loss)")
+
+    def _shadow_records(self, judged: Judged, now_ms: int, tally: Tally) -> list[OutRecord]:
+        if self.shadow is None:
+            return []
+        if time.monotonic() < self._shadow_paused_until:
+            tally.shadow_skipped["paused"] += len(judged.messages)
+            return []
+        try:
+            return shadow_records(judged, self.shadow, self.settings, now_ms, tally)
+        except Exception:  # whatever fails on the shadow side, the batch goes on without its shadow verdicts
+            log.exception("shadow verdicts of a batch could not be made; the batch goes on without them")
+            tally.shadow_decisions.clear()
+            tally.disagreements.clear()
+            tally.shadow_skipped[CLASSIFY_ERROR] = len(judged.messages)
+            return []
+
+    async def _shadow_acknowledged(self, sending: asyncio.Future[int], count: int, tally: Tally) -> None:
+        """Wait a little for the shadow verdicts; if they fail, count them and rest the shadow, not the batch."""
+        try:
+            await asyncio.wait_for(sending, SHADOW_SEND_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - a shadow failure is logged and counted, and the batch commits
+            log.warning(
+                "%d shadow verdicts not acknowledged (%r); shadow verdicts pause for %.0f s",
+                count,
+                exc,
+                SHADOW_PAUSE_SECONDS,
+            )
+            tally.shadow_decisions.clear()
+            tally.disagreements.clear()
+            tally.shadow_skipped["send_error"] += count
+            self._shadow_paused_until = time.monotonic() + SHADOW_PAUSE_SECONDS
 
     def _measure(
         self,
@@ -278,6 +449,12 @@ class ClassifyStage(mode.Service):
             m.category_hits.labels(category).inc(count)
         for reason, count in tally.dead_letters.items():
             m.dead_letters.labels(reason).inc(count)
+        for decision, count in tally.shadow_decisions.items():
+            m.shadow_verdicts.labels(decision).inc(count)
+        for (active, shadow), count in tally.disagreements.items():
+            m.shadow_disagreements.labels(active, shadow).inc(count)
+        for reason, count in tally.shadow_skipped.items():
+            m.shadow_skipped.labels(reason).inc(count)
         for timestamp in tally.verdict_timestamps:
             if timestamp > 0:
                 m.latency.observe(max(0.0, now - timestamp / 1000))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,10 @@ from streams.kafka.produce import OutRecord, send_batched
 from streams.topics import MESSAGES, create_topics
 
 pytestmark = pytest.mark.integration
+
+RULES = Path(__file__).resolve().parents[2] / "rules"
+CANARY = "join the quokka rebate club today"  # allowed by the shipped pack, blocked by one with NEW_RULE
+NEW_RULE = "\nrule reload-canary\n  quokka rebate club\n"
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +63,8 @@ class Worker:
             "GROUPWARDEN_STORE": settings.store,
             "GROUPWARDEN_DATA_DIR": str(data_dir),
             "GROUPWARDEN_METRICS_PORT": str(self.metrics_port),
+            "GROUPWARDEN_SHADOW_RULES": str(settings.shadow_rules_dir or ""),
+            "GROUPWARDEN_RULES_POLL_SECONDS": str(settings.rules_poll_seconds),
         }
         self.log_path = log_path
         with log_path.open("ab") as log:
@@ -93,6 +101,14 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
     yield start
     for worker in workers:
         worker.stop()
+
+
+def copy_rules(folder: Path, scam_extra: str = "") -> Path:
+    """A copy of the shipped rule pack in ``folder``, with ``scam_extra`` added to its scam.rules."""
+    shutil.copytree(RULES, folder)
+    scam = folder / "scam.rules"
+    scam.write_text(scam.read_text(encoding="utf-8") + scam_extra, encoding="utf-8")
+    return folder
 
 
 def chat_message(
@@ -157,3 +173,18 @@ def scrape(port: int) -> dict[str, float]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
+
+
+def reloads(port: int, result: str, pack: str = "active") -> float:
+    """How many changed rule packs a worker has applied or refused."""
+    return scrape(port)[f'groupwarden_rules_reload_total{{pack="{pack}",result="{result}"}}']
+
+
+async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until ``check()`` holds."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"after {timeout} s: {what}")
+        await asyncio.sleep(0.2)
+    return time.monotonic() - started

@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from streams import process
 from streams.kafka.broker import free_port
 from streams.topics import GROUP_EVENTS
-from tests.integration.conftest import chat_message, produce
+from tests.integration.conftest import CANARY, NEW_RULE, chat_message, copy_rules, produce
 
 pytestmark = pytest.mark.integration
 
@@ -158,8 +159,9 @@ def has_data(result: list[dict[str, Any]]) -> bool:
     return any(not math.isnan(float(series["value"][1])) for series in result)
 
 
-async def test_every_panel_query_returns_data_and_the_alert_rules_load(settings, start_worker, prometheus):
-    worker = start_worker()
+async def test_every_panel_query_returns_data_and_the_alert_rules_load(settings, start_worker, prometheus, tmp_path):
+    candidate = copy_rules(tmp_path / "candidate", NEW_RULE)  # a shadow pack, for the shadow panels
+    worker = start_worker(replace(settings, shadow_rules_dir=candidate))
     server = prometheus(worker.metrics_port)
     # Counters must be scraped at zero before traffic, or a rate over the run would see no increase.
     await wait_for(server, ['up{job="groupwarden"} == 1', "groupwarden_rules_info"])
@@ -170,6 +172,7 @@ async def test_every_panel_query_returns_data_and_the_alert_rules_load(settings,
     blocked += [message(f"b{n}", f"bystander-{n}", "g-esc") for n in range(2)]  # 6 in the group: suspended
     blocked += [message(f"c{n}", f"linker-{n}", f"cg{n}", f"{SCAM} {LINK}") for n in range(5)]  # a campaign
     clean = [chat_message(n) for n in range(300)]
+    clean += [chat_message(n, CANARY, prefix="q") for n in range(5)]  # blocked by the shadow pack alone
     malformed = [(b"g1", b"{not json"), (b"g1", b"\xff\xfe"), (b"g1", orjson.dumps({"message_id": "x"}))]
     await produce(settings, blocked + clean + malformed)
 
@@ -181,6 +184,7 @@ async def test_every_panel_query_returns_data_and_the_alert_rules_load(settings,
             'groupwarden_dead_letters_total{reason="invalid_json"} > 0',
             'groupwarden_dead_letters_total{reason="invalid_event"} > 0',
             'groupwarden_verdicts_total{decision="block"} >= 11',
+            'groupwarden_shadow_disagreements_total{active="allow", shadow="block"} >= 5',
             *[
                 f'groupwarden_sanctions_total{{kind="{kind}", action="issued"}} > 0'
                 for kind in ("warning", "mute", "ban", "group_warning", "group_suspension", "link_blacklisted")

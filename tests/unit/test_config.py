@@ -79,6 +79,14 @@ def test_every_setting_is_read() -> None:
     )
 
 
+def test_the_shadow_pack_and_the_rules_poll_come_from_the_environment() -> None:
+    assert (Settings.from_env({}).shadow_rules_dir, Settings.from_env({}).rules_poll_seconds) == (None, 1.0)
+    assert Settings.from_env({"GROUPWARDEN_SHADOW_RULES": ""}).shadow_rules_dir is None
+    settings = Settings.from_env({"GROUPWARDEN_SHADOW_RULES": "candidate/", "GROUPWARDEN_RULES_POLL_SECONDS": "0.5"})
+    assert (settings.shadow_rules_dir, settings.rules_poll_seconds) == (Path("candidate"), 0.5)
+    assert Settings.from_env({"GROUPWARDEN_RULES_POLL_SECONDS": "0"}).rules_poll_seconds == 0  # no reloading
+
+
 def test_sasl_over_tls_reaches_aiokafka_and_faust(certificate: tuple[Path, Path]) -> None:
     cert, _ = certificate
     env = SASL | {"GROUPWARDEN_SSL_CAFILE": str(cert)}
@@ -143,6 +151,8 @@ def test_the_password_is_never_in_the_settings_repr() -> None:
         pytest.param({"GROUPWARDEN_PARTITIONS": "0"}, "at least 1", id="zero-partitions"),
         pytest.param({"GROUPWARDEN_REPLICATION_FACTOR": "0"}, "at least 1", id="zero-replicas"),
         pytest.param({"GROUPWARDEN_STORE": "redis://"}, "use rocksdb:// or memory://", id="store"),
+        pytest.param({"GROUPWARDEN_RULES_POLL_SECONDS": "often"}, "'often' is not a number", id="poll-word"),
+        pytest.param({"GROUPWARDEN_RULES_POLL_SECONDS": "-1"}, "must be from 0 to 3600; 0 turns", id="poll-negative"),
     ],
 )
 def test_inconsistent_settings_are_refused_with_the_reason(env: dict[str, str], message: str) -> None:

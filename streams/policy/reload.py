@@ -1,0 +1,117 @@
+"""Rule packs that change while the worker runs: noticing a changed folder cheaply, and loading what it now holds.
+
+A folder is checked by the size, modification time and inode of each file under it (a few stat calls); only when
+those change, and then stay still for one more check (a copy or an editor's save in progress is not loaded half
+done), are the contents hashed. Loading is left to the caller, off the event loop: it takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.policy.classify import Classifier
+from streams.policy.rules import RulePack, load_pack
+from streams.policy.sanctions import SanctionPolicy, load_sanctions
+
+Stats = tuple[tuple[str, int, int, int], ...]
+
+
+def stats(directory: Path) -> Stats:
+    """(relative path, size, mtime in ns, inode) of every file under ``directory``, sorted; empty if it is missing."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        # Hidden names are editors' swap files and Kubernetes' ..data links, which the visible files point through.
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)  # follows links: a pack swapped by re-pointing a symlink is seen
+            except OSError:  # removed while we walked: the next check sees the folder as it is then
+                continue
+            found.append((os.path.relpath(path, directory), st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(sorted(found))
+
+
+def digest(directory: Path, files: Stats) -> str:
+    """A hash of the names and contents of ``files``."""
+    sha = hashlib.sha256()
+    for name, *_ in files:
+        sha.update(name.encode() + b"\0")
+        try:
+            sha.update((directory / name).read_bytes())
+        except OSError:
+            sha.update(b"\0unreadable")
+        sha.update(b"\0")
+    return sha.hexdigest()
+
+
+class FolderWatch:
+    """Says when the files of a folder have changed since the last time it said so."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._stats = stats(directory)
+        self._digest = digest(directory, self._stats)
+        self._moving: Stats | None = None  # stats seen changed once, waiting to be seen again unchanged
+
+    def changed(self) -> bool:
+        """True once per change of content, when the folder has stayed still for one check."""
+        now = stats(self.directory)
+        if now == self._stats:
+            self._moving = None
+            return False
+        if now != self._moving:  # still being written, or first seen changed: wait for the next check
+            self._moving = now
+            return False
+        self._stats, self._moving = now, None
+        content = digest(self.directory, now)
+        if content == self._digest:  # touched, or rewritten as it was
+            return False
+        self._digest = content
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A rule pack ready to classify with, and the sanction policy that goes with it (none for a shadow pack)."""
+
+    pack: RulePack
+    classifier: Classifier
+    policy: SanctionPolicy | None
+
+    @property
+    def version(self) -> str:
+        return self.pack.version
+
+    def same_as(self, other: Rules | None) -> bool:
+        """Whether ``other`` decides exactly as these rules do (same pack and policy contents)."""
+        return (
+            other is not None
+            and other.version == self.version
+            and (other.policy.version if other.policy else None) == (self.policy.version if self.policy else None)
+        )
+
+
+def load_rules(directory: Path, *, with_policy: bool) -> Rules:
+    """Load and check a pack folder (and its sanctions.toml against the pack's ids), or raise RulePackError."""
+    pack = load_pack(directory)
+    policy = load_sanctions(directory / "sanctions.toml", pack.ids()) if with_policy else None
+    return Rules(pack, Classifier(pack), policy)
+
+
+class Followed:
+    """A rule-pack folder the worker follows while it runs, and the rules it last applied from it (None: none yet)."""
+
+    def __init__(self, pack: str, directory: Path, *, with_policy: bool) -> None:
+        self.pack = pack  # "active" or "shadow", as the metrics label it
+        self.directory, self.with_policy = directory, with_policy
+        self.watch = FolderWatch(directory)  # before the first load: a change made during it is seen at the next check
+        self.rules: Rules | None = None
+
+    def load(self) -> Rules:
+        return load_rules(self.directory, with_policy=self.with_policy)
