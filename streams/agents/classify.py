@@ -281,24 +281,10 @@ class ClassifyStage(mode.Service):
         if not record.key:
             return
         self._count_entry(record.key, present=record.value is not None)
-        if not record.key.startswith(b"link:"):
-            return
-        domain = record.key[len(b"link:") :].decode()
-        if record.value is None:
-            self.classifier.lift_campaign(domain)
-            if self.shadow is not None:
-                self.shadow.lift_campaign(domain)
-            log.info("campaign domain %s no longer blocked", domain)
-            return
-        try:
-            categories = orjson.loads(record.value).get("categories", [])
-        except orjson.JSONDecodeError:
-            log.warning("blacklist entry for %s is not JSON; ignored", domain)
-            return
         if self.shadow is not None:  # the candidate learns campaigns too, or it would disagree on every one
-            self.shadow.block_campaign(domain, categories)
-        if self.classifier.block_campaign(domain, categories):
-            log.info("campaign domain %s blocked", domain)
+            self.shadow.follow_blacklist(record.key, record.value)
+        if (change := self.classifier.follow_blacklist(record.key, record.value)) is not None:
+            log.info("%s", change)
 
     def _count_entry(self, key: bytes, *, present: bool) -> None:
         subject_type = key.split(b":", 1)[0].decode(errors="replace")

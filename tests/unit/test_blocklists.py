@@ -168,3 +168,18 @@ def test_a_campaign_domain_blocks_until_lifted(tmp_path: Path) -> None:
     ]
     classifier.lift_campaign("spread.example")
     assert classifier.classify(message, 0)["decision"] == "allow"
+
+
+def test_blacklist_records_block_and_lift_campaign_domains(tmp_path: Path) -> None:
+    classifier = Classifier(load_pack(pack_with(tmp_path, {}, "")))
+    entry = orjson.dumps({"key": "link:spread.example", "categories": ["gambling"]})
+    assert classifier.follow_blacklist(b"user:u1", entry) is None  # users and groups are not domains
+    assert classifier.follow_blacklist(b"link:bad.example", b"{not json") == (
+        "blacklist entry for bad.example is not JSON; ignored"
+    )
+    assert classifier.follow_blacklist(b"link:spread.example", entry) == "campaign domain spread.example blocked"
+    assert classifier.campaigns() == {"spread.example"}
+    assert (
+        classifier.follow_blacklist(b"link:spread.example", None) == "campaign domain spread.example no longer blocked"
+    )
+    assert classifier.campaigns() == frozenset()
