@@ -91,6 +91,19 @@ def groupwarden_worker(settings: Settings, log_path: Path) -> Process:
     return Process("groupwarden worker", args, env, log_path)
 
 
+def passthrough_worker(settings: Settings, app_id: str, logs: Path) -> Process:
+    """benchmarks/passthrough_app.py copying settings' "in" topic to its "out" topic; its data folder goes in logs."""
+    env = {
+        "PASSTHROUGH_BOOTSTRAP": settings.bootstrap_servers,
+        "PASSTHROUGH_APP_ID": app_id,
+        "PASSTHROUGH_SOURCE": settings.topic("in"),
+        "PASSTHROUGH_SINK": settings.topic("out"),
+        "PASSTHROUGH_DATA_DIR": str(logs / f"{app_id}-data"),
+    }
+    args = [sys.executable, "-m", "faust", "-A", "benchmarks.passthrough_app", "worker", "--without-web", "-l", "warn"]
+    return Process("passthrough worker", args, env, logs / "passthrough.log")
+
+
 def producer(bootstrap_servers: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20
@@ -196,14 +209,7 @@ async def baseline(bootstrap_servers: str, tag: str, pairs: list[tuple[bytes, by
     await reader.start()
     worker: Process | None = None
     try:
-        env = {
-            "PASSTHROUGH_BOOTSTRAP": bootstrap_servers,
-            "PASSTHROUGH_APP_ID": f"bench-{tag}-pt",
-            "PASSTHROUGH_SOURCE": settings.topic("in"),
-            "PASSTHROUGH_SINK": settings.topic("out"),
-        }
-        args = [sys.executable, "-m", "faust", "-A", "benchmarks.passthrough_app", "worker", "--without-web"]
-        worker = Process("passthrough worker", [*args, "-l", "warn"], env, logs / "passthrough.log")
+        worker = passthrough_worker(settings, f"bench-{tag}-pt", logs)
         progress("passthrough worker started")
         out = await read_outputs(reader, len(pairs), worker)
     finally:
