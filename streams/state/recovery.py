@@ -70,12 +70,23 @@ class ExactRecovery(Recovery):
         destination.update(highwaters)
 
     async def _seek_then_resume(self) -> None:
-        """Seek the input partitions to their committed offsets while they are paused; only then resume them."""
+        """Seek the input partitions to their committed offsets while they are paused; only then resume them.
+
+        A partition with nothing committed goes back to its earliest offset (the app's offset reset): Faust drops what
+        was fetched for a paused partition, and its seek to committed offsets leaves such a partition where that
+        fetch left it, so a new group's first records would be lost."""
         consumer = self.app.consumer
         assignment = consumer.assignment()
         streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
         if assignment:
-            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+            timeout = self.app.conf.broker_request_timeout
+            await self._wait(consumer.perform_seek(), timeout=timeout)
+            committed = getattr(consumer, "_committed_offset", {})  # filled by the seek; None or absent: nothing
+            fresh = [tp for tp in streams if not committed.get(tp)]
+            if fresh and self.app.conf.consumer_auto_offset_reset == "earliest":
+                earliest = await consumer.earliest_offsets(*fresh)
+                for tp in fresh:
+                    await consumer.seek(tp, earliest[tp])
             gaps = cast(Any, consumer)._gap  # gaps seen before the seek are not gaps
             for tp in streams:
                 gaps.pop(tp, None)

@@ -16,6 +16,10 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from streams.config import DEFAULT_RULES, Settings
+from streams.policy import standing
+from streams.policy.rules import load_pack
+from streams.policy.sanctions import load_sanctions
+from streams.state import codec
 from streams.topics import (
     AUDIT,
     BLACKLIST,
@@ -134,6 +138,29 @@ async def test_a_sender_reaching_four_violations_is_banned_exactly_once(settings
     assert lags
     assert set(lags.values()) == {0}
     conform("group-event.v1.json", [orjson.loads(v) for _, v in group_events("g1")])
+
+
+async def test_violations_waiting_while_a_new_worker_recovers_its_table_are_all_applied(settings, start_worker):
+    """A new consumer group has nothing committed, and Faust drops what it fetched for its input partitions while the
+    users table recovered: every record already waiting must still be read, from the start."""
+    policy = load_sanctions(DEFAULT_RULES / "sanctions.toml", load_pack(DEFAULT_RULES).ids())
+    fresh = codec.dump_user(standing.new_user_record(policy))
+    changelog = f"{settings.group_id}-users-changelog"  # Faust's name: "<app id>-<table>-changelog"
+    await produce(
+        replace(settings, topic_prefix=""), [(f"known-{n}".encode(), fresh) for n in range(20_000)], changelog
+    )
+    violation = {"schema": "moderation.violation.v1", "group_id": "g0", "at_ms": int(time.time() * 1000)}
+    violation |= {"severity": "high", "categories": ["scam"], "rule_ids": ["scam.task-scam"], "domains": []}
+    waiting = [
+        (f"early-{n}".encode(), orjson.dumps(violation | {"message_id": f"w{n}", "sender_id": f"early-{n}"}))
+        for n in range(64)
+    ]
+    await produce(settings, waiting, VIOLATIONS)
+    start_worker()
+    audits = await read_until(settings, AUDIT, until=lambda seen: len(seen) >= 128)  # a user and a group audit each
+    assert {a["input"]["message_id"] for a in values(audits) if a["subject"].startswith("user:")} == {
+        f"w{n}" for n in range(64)
+    }
 
 
 async def test_the_same_violations_delivered_twice_change_nothing(settings, start_worker):

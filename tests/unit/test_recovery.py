@@ -23,9 +23,10 @@ INPUT = TP("chat.messages.v1", 0)
 class FakeConsumer:
     """Records the order of seek and resume, as the fetcher would see it."""
 
-    def __init__(self, calls: list[str]) -> None:
+    def __init__(self, calls: list[str], committed: int | None = 42) -> None:
         self.calls = calls
         self._gap: dict[TP, str] = {INPUT: "noted before the seek"}
+        self._committed_offset: dict[TP, int | None] = {} if committed is None else {INPUT: committed or None}
 
     def assignment(self) -> set[TP]:
         return {INPUT}
@@ -35,6 +36,12 @@ class FakeConsumer:
         await asyncio.sleep(0.01)  # a real seek waits on the broker; the fetcher runs meanwhile
         self.calls.append("seek done")
 
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 7)  # what retention has left
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.calls.append(f"seek {tp.partition} to {offset}")
+
     def resume_partitions(self, tps: set[TP]) -> None:
         self.calls.append(f"resume {sorted(tp.partition for tp in tps)} (stale gap: {INPUT in self._gap})")
 
@@ -42,12 +49,12 @@ class FakeConsumer:
         self.calls.append("resume flow")
 
 
-def recovery_with(calls: list[str], *, exact: bool) -> Recovery:
+def recovery_with(calls: list[str], *, exact: bool, committed: int | None = 42) -> Recovery:
     options: dict[str, Any] = {"broker": "kafka://localhost:1", "web_enabled": False}
     if exact:
         options["TableManager"] = exact_table_manager({})
     app = faust.App(f"recovery-{exact}", **options)
-    app.consumer = FakeConsumer(calls)  # type: ignore[assignment]
+    app.consumer = FakeConsumer(calls, committed)  # type: ignore[assignment]
 
     async def no_fetcher() -> None:
         return None
@@ -80,3 +87,13 @@ async def test_exact_recovery_stops_when_a_new_rebalance_began() -> None:
     await recovery._resume_streams(generation_id=recovery.app.consumer_generation_id + 1)
     assert calls == []
     assert not recovery.completed.is_set()
+
+
+@pytest.mark.parametrize("committed", [None, 0])
+async def test_a_partition_with_nothing_committed_goes_back_to_its_earliest_offset(committed: int | None) -> None:
+    """Faust drops what was fetched for a paused partition, and its seek to committed skips one with no commit: a
+    new group's first records would be lost. The earliest offset, the app's offset reset, is where it resumes."""
+    calls: list[str] = []
+    recovery = recovery_with(calls, exact=True, committed=committed)
+    await recovery.on_recovery_completed(generation_id=recovery.app.consumer_generation_id)
+    assert calls == ["seek started", "seek done", "seek 0 to 7", "resume [0] (stale gap: False)", "resume flow"]
