@@ -18,21 +18,26 @@ Faust's per-event cost is affordable here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, cast
 
 import faust
 import orjson
 from aiokafka.errors import KafkaError
+from faust import streams as faust_streams
+from faust.streams import Stream
 from faust.types import EventT, StreamT, TopicT
 
 from streams.agents.classify import dead_letter
 from streams.config import Settings
 from streams.kafka.produce import partition_for
 from streams.metrics import Metrics
+from streams.policy.ladder import Sanction
 from streams.policy.sanctions import SanctionPolicy
 from streams.records import INVALID_EVENT
 from streams.state import codec
@@ -57,12 +62,31 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 LAG_SECONDS = 5.0
 _MAX_RETRY_SECONDS = 30.0
+BATCH_EVENTS = 500  # events decided together, their outputs sent together: one broker round trip a batch
+BATCH_SECONDS = 0.05  # how long a batch waits to fill
 STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
+_Headers = list[tuple[str, bytes]] | None
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _batches(stream: StreamT[bytes]) -> AsyncIterator[Sequence[EventT[bytes]]]:
+    """The stream's events a batch at a time; Faust acknowledges a batch's events once the next one is asked for."""
+    return cast(Stream[bytes], stream).take_events(BATCH_EVENTS, within=BATCH_SECONDS)
+
+
+@contextlib.contextmanager
+def _within(event: EventT[bytes]) -> Iterator[None]:
+    """Table reads and writes as if ``event`` were the one being iterated: Faust's tables take the partition of the
+    store and of the changelog from it, and a batch has none of its own."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 def _bytes(raw: Any) -> bytes:
@@ -108,77 +132,95 @@ class Standing:
     # -- agents ------------------------------------------------------------------------------------------------------
 
     async def _user_agent(self, stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await self._handle(event, self.users, USER_ACTIONS, lambda r, k, d: self.tables.user(r, k, d, _now_ms()))
+        async for events in _batches(stream):
+            await self._apply(events, self.users, USER_ACTIONS, self.tables.user)
 
     async def _group_agent(self, stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await self._handle(event, self.groups, GROUP_ACTIONS, lambda r, k, d: self.tables.group(r, k, d, _now_ms()))
+        async for events in _batches(stream):
+            await self._apply(events, self.groups, GROUP_ACTIONS, self.tables.group)
 
     async def _link_agent(self, stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await self._handle(event, self.links, LINK_ACTIONS, lambda r, k, d: self.tables.link(r, k, d, _now_ms()))
+        async for events in _batches(stream):
+            await self._apply(events, self.links, LINK_ACTIONS, self.tables.link)
 
     async def _command_agent(self, stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await self._handle(event, None, None, lambda _r, _k, d: Tables.command(d, _now_ms()))
+        async for events in _batches(stream):
+            await self._apply(events, None, None, lambda _raw, _key, doc, now: Tables.command(doc, now))
 
-    async def _handle(
+    async def _apply(
         self,
-        event: EventT[bytes],
+        events: Sequence[EventT[bytes]],
         table: Any,
         inbox: str | None,
-        decide: Callable[[bytes | None, bytes, dict[str, Any]], Applied],
+        decide: Callable[[bytes | None, bytes, dict[str, Any], int], Applied],
     ) -> None:
-        """Apply one event: publish its outputs, wait for every ack, then write the table. One that cannot be
-        applied goes to the dead-letter topic, and the stream goes on."""
-        message = event.message
-        key = _bytes(event.key)
-        try:
-            raw = table.get(key) if table is not None else None
-            applied = decide(raw, key, parse(_bytes(event.value)))
-            await self._send([(self.outputs[o.topic], o.key, o.value) for o in applied.outputs])
-            for s in applied.sanctions:
-                self.metrics.sanctions.labels(s.kind, "revoked" if s.revoked else "issued").inc()
-            if table is not None and inbox is not None and applied.record is not None:
-                table[key] = applied.record
-                self.metrics.table_events.labels(table.name).inc()
-                if raw is None:
-                    self.metrics.table_keys.labels(table.name).inc()
-                self.expiries.schedule(inbox, key, applied.due_ms)
-        except InvalidEvent as exc:
-            # The detail names ids: it goes in the dead letter's headers, never in a log line.
-            log.warning(
-                "dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, INVALID_EVENT
-            )
-            await self._dead_letter(message, INVALID_EVENT, str(exc))
-            self.metrics.dead_letters.labels(INVALID_EVENT).inc()
-        except Exception as exc:  # a bug must not stop the stream, nor lose the event: it is kept with the error
-            log.exception("applying %s[%d]@%d failed", message.topic, message.partition, message.offset)
-            await self._dead_letter(message, STANDING_ERROR, repr(exc))
-            self.metrics.dead_letters.labels(STANDING_ERROR).inc()
+        """Decide a batch of events in order, publish every output and wait for every ack, then write the table.
 
-    async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        One round trip to the broker a batch, not an event. The events are acknowledged to Faust only after this
+        returns, so a crash before the writes replays the batch, which then changes nothing (decisions are idempotent
+        by message id) but may repeat outputs. An event that cannot be applied goes to the dead-letter topic."""
+        written: dict[bytes, tuple[bytes, int | None, EventT[bytes], bool]] = {}  # key -> (record, due, event, new)
+        out: list[tuple[TopicT, bytes | None, bytes | None, _Headers]] = []
+        sanctions: list[Sanction] = []
+        dead: list[str] = []
+        for event in events:
+            message, key = event.message, _bytes(event.key)
+            try:
+                with _within(event):
+                    raw = written[key][0] if key in written else table.get(key) if table is not None else None
+                applied = decide(raw, key, parse(_bytes(event.value)), _now_ms())
+            except InvalidEvent as exc:
+                # The detail names ids: it goes in the dead letter's headers, never in a log line.
+                log.warning(
+                    "dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, INVALID_EVENT
+                )
+                out.append(self._dead_letter(message, INVALID_EVENT, str(exc)))
+                dead.append(INVALID_EVENT)
+                continue
+            except Exception as exc:  # a bug must not stop the stream, nor lose the event: it is kept with the error
+                log.exception("applying %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                out.append(self._dead_letter(message, STANDING_ERROR, repr(exc)))
+                dead.append(STANDING_ERROR)
+                continue
+            out += [(self.outputs[o.topic], o.key, o.value, None) for o in applied.outputs]
+            sanctions += applied.sanctions
+            if table is not None and applied.record is not None:
+                new = written[key][3] if key in written else raw is None
+                written[key] = (applied.record, applied.due_ms, event, new)
+        await self._send(out)
+        for s in sanctions:
+            self.metrics.sanctions.labels(s.kind, "revoked" if s.revoked else "issued").inc()
+        for reason in dead:
+            self.metrics.dead_letters.labels(reason).inc()
+        if table is None or inbox is None:
+            return
+        for key, (record, due_ms, event, new) in written.items():
+            with _within(event):
+                table[key] = record
+            self.expiries.schedule(inbox, key, due_ms)
+            if new:
+                self.metrics.table_keys.labels(table.name).inc()
+        self.metrics.table_events.labels(table.name).inc(len(events) - len(dead))
+
+    def _dead_letter(
+        self, message: Any, reason: str, detail: str
+    ) -> tuple[TopicT, bytes | None, bytes | None, _Headers]:
         out = dead_letter(self.settings, message, reason, detail)
-        await self._send([(self.outputs[DEADLETTER], out.key, out.value)], headers=list(out.headers))
+        return self.outputs[DEADLETTER], out.key, out.value, list(out.headers)
 
     # -- outputs -----------------------------------------------------------------------------------------------------
 
-    async def _send(self, records: list[tuple[TopicT, bytes | None, bytes | None]], headers: Any = None) -> None:
+    async def _send(self, records: list[tuple[TopicT, bytes | None, bytes | None, _Headers]]) -> None:
         """Send and wait until the broker has every record; while it fails, try again (records repeat, none lost)."""
         for attempt in itertools.count():
             try:
-                await self._sent([await t.send(key=key, value=value, headers=headers) for t, key, value in records])
+                await asyncio.gather(*[await t.send(key=k, value=v, headers=h) for t, k, v, h in records])
             except KafkaError:
                 delay = min(_MAX_RETRY_SECONDS, 0.5 * 2**attempt)
                 log.warning("sending %d records failed; again in %.1f s", len(records), delay, exc_info=True)
                 await asyncio.sleep(delay)
             else:
                 return
-
-    @staticmethod
-    async def _sent(futures: list[Awaitable[Any]]) -> None:
-        await asyncio.gather(*futures)
 
     def _rebalanced(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # noqa: ARG002
         self.metrics.rebalances.labels("standing").inc()
@@ -207,7 +249,7 @@ class Standing:
     async def _tick(self) -> None:
         now = _now_ms()
         tick = orjson.dumps({"action": "tick", "at_ms": now})
-        await self._send([(self.outputs[inbox], key, tick) for inbox, key in self.expiries.pop_due(now)])
+        await self._send([(self.outputs[inbox], key, tick, None) for inbox, key in self.expiries.pop_due(now)])
 
     async def _reschedule_users(self) -> None:
         for key, raw in self._owned(self.users):
