@@ -737,7 +737,7 @@ def report_throughput(work: Workload, base: Throughput, memory: Throughput, rock
         )
         print(f"    first quarter {fmt(run.early)}/s, last quarter {fmt(run.late)}/s; {cpu_text(run.cpu)}")
     print(f"  rocksdb / memory                            {rocksdb.rate / memory.rate:4.2f}x")
-    print("  (a violation is two Faust events, user then group; each sends a sanction and an audit record and waits)")
+    print("  (a violation is two Faust events, user then group; each batch of events waits for its records' acks once)")
 
 
 def report_footprint(f: Footprint) -> None:
