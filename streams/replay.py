@@ -105,20 +105,15 @@ class Pipeline:
             yield from self._group_event(at_ms, event)
 
     def _classify(self, chunk: Sequence[tuple[InputRecord, ChatMessage]]) -> list[dict[str, Any] | None]:
-        """Verdicts of the chunk, each stamped with its message's sent_at, the replay's clock; one by one if the
-        batch fails."""
-        try:
-            verdicts: list[dict[str, Any] | None] = list(self.classifier.classify_batch([m for _, m in chunk], 0))
-        except Exception:  # noqa: BLE001 - as the live stage: find the culprits, keep the rest
-            verdicts = []
-            for _, message in chunk:
-                try:
-                    verdicts.append(self.classifier.classify(message, 0))
-                except Exception:  # noqa: BLE001 - reported as a dead letter
-                    verdicts.append(None)
-        for verdict, (_, message) in zip(verdicts, chunk, strict=True):
-            if verdict is not None:
-                verdict["classified_at_ms"] = message.sent_at_ms  # the only field the time of classifying sets
+        """Verdicts of the chunk, each stamped with its message's sent_at, the replay's clock; None where the
+        classifier failed."""
+        verdicts: list[dict[str, Any] | None] = []
+        for result, (_, message) in zip(self.classifier.classify_each([m for _, m in chunk], 0), chunk, strict=True):
+            if isinstance(result, Exception):
+                verdicts.append(None)
+            else:
+                result["classified_at_ms"] = message.sent_at_ms  # the only field the time of classifying sets
+                verdicts.append(result)
         return verdicts
 
     def _group_event(self, at_ms: int, record: InputRecord) -> Iterator[Emitted]:

@@ -108,21 +108,17 @@ def judge_records(
             out.append(dead_letter(settings, record, exc.reason, exc.detail))
             tally.dead_letters[exc.reason] += 1
     messages = [message for _, message in valid]
-    verdicts: list[dict[str, Any] | None]
-    try:
-        verdicts = list(classifier.classify_batch(messages, now_ms))
-        tally.verdict_timestamps.extend(record.timestamp for record, _ in valid)
-    except Exception:  # a classifier bug must not stop the stream: find the culprits one by one
-        log.exception("classifying a batch failed; retrying message by message")
-        verdicts = []
-        for record, message in valid:
-            try:
-                verdicts.append(classifier.classify(message, now_ms))
-                tally.verdict_timestamps.append(record.timestamp)
-            except Exception as exc:  # noqa: BLE001 - reported in the dead letter
-                verdicts.append(None)
-                out.append(dead_letter(settings, record, CLASSIFY_ERROR, repr(exc)))
-                tally.dead_letters[CLASSIFY_ERROR] += 1
+    verdicts: list[dict[str, Any] | None] = []
+    results = classifier.classify_each(messages, now_ms)  # a classifier bug must not stop the stream
+    _log_failures("the rule pack", results)
+    for (record, _), result in zip(valid, results, strict=True):
+        if isinstance(result, Exception):
+            verdicts.append(None)
+            out.append(dead_letter(settings, record, CLASSIFY_ERROR, repr(result)))
+            tally.dead_letters[CLASSIFY_ERROR] += 1
+        else:
+            verdicts.append(result)
+            tally.verdict_timestamps.append(record.timestamp)
     verdicts_topic, violations_topic = settings.topic(VERDICTS), settings.topic(VIOLATIONS)
     for verdict in verdicts:
         if verdict is None:
@@ -141,28 +137,25 @@ def shadow_records(
     """The shadow pack's verdict on each message of a judged batch, for its own topic: no violation, no effect."""
     if not judged.messages:
         return []
-    verdicts: list[dict[str, Any] | None]
-    try:
-        verdicts = list(shadow.classify_batch(judged.messages, now_ms))
-    except Exception:  # the candidate pack is on trial: its failures cost the active pipeline nothing
-        log.exception("the shadow pack failed on a batch; retrying message by message")
-        verdicts = []
-        for message in judged.messages:
-            try:
-                verdicts.append(shadow.classify(message, now_ms))
-            except Exception:  # noqa: BLE001 - counted; the traceback of the batch is logged above
-                verdicts.append(None)
-                tally.shadow_skipped[CLASSIFY_ERROR] += 1
+    results = shadow.classify_each(judged.messages, now_ms)  # the candidate's failures cost the active pipeline nothing
+    _log_failures("the shadow pack", results)
     topic = settings.topic(SHADOW_VERDICTS)
     out = []
-    for verdict, active in zip(verdicts, judged.decisions, strict=True):
-        if verdict is None:
+    for verdict, active in zip(results, judged.decisions, strict=True):
+        if isinstance(verdict, Exception):
+            tally.shadow_skipped[CLASSIFY_ERROR] += 1
             continue
         out.append(OutRecord(topic, verdict["group_id"].encode(), orjson.dumps(verdict)))
         tally.shadow_decisions[verdict["decision"]] += 1
         if active is not None and active != verdict["decision"]:
             tally.disagreements[active, verdict["decision"]] += 1
     return out
+
+
+def _log_failures(pack: str, results: Sequence[dict[str, Any] | Exception]) -> None:
+    failures = [r for r in results if isinstance(r, Exception)]
+    if failures:
+        log.error("%s failed on %d of %d messages of a batch", pack, len(failures), len(results), exc_info=failures[0])
 
 
 def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:

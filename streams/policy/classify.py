@@ -76,6 +76,20 @@ class Classifier:
     def classify(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
         return self.classify_batch([message], classified_at_ms)[0]
 
+    def classify_each(self, messages: Sequence[ChatMessage], classified_at_ms: int) -> list[dict[str, Any] | Exception]:
+        """One verdict per message, or the exception classifying it raised: a batch that fails is classified again
+        message by message, so a message that trips a bug costs only itself."""
+        try:
+            return list(self.classify_batch(messages, classified_at_ms))
+        except Exception:  # noqa: BLE001 - found message by message below
+            results: list[dict[str, Any] | Exception] = []
+            for message in messages:
+                try:
+                    results.append(self.classify(message, classified_at_ms))
+                except Exception as exc:  # noqa: BLE001 - returned, for the caller to report
+                    results.append(exc)
+            return results
+
     def classify_batch(self, messages: Sequence[ChatMessage], classified_at_ms: int) -> list[dict[str, Any]]:
         """One verdict per message, in order, as published on ``moderation.verdicts.v1`` (no message text)."""
         joined = normalize_joined([m.text for m in messages])
