@@ -20,14 +20,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import process
-from streams.config import Settings
+from streams.config import DEFAULT_RULES, Settings
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.produce import OutRecord, send_batched
 from streams.topics import MESSAGES, create_topics
 
 pytestmark = pytest.mark.integration
 
-RULES = Path(__file__).resolve().parents[2] / "rules"
+RULES = DEFAULT_RULES  # the shipped pack
 CANARY = "join the quokka rebate club today"  # allowed by the shipped pack, blocked by one with NEW_RULE
 NEW_RULE = "\nrule reload-canary\n  quokka rebate club\n"
 
