@@ -10,7 +10,7 @@ import orjson
 
 from streams.policy.detectors import Signal, detect, domain_of
 from streams.policy.matcher import Hit, Matcher, text_starts
-from streams.policy.normalize import Fold, fold_names, normalize_joined, normalize_mapped
+from streams.policy.normalize import Fold, Mapped, NormalBatch, fold_names
 from streams.policy.rules import Decision, Rule, RulePack, Severity, covering
 from streams.records import ChatMessage
 
@@ -26,6 +26,21 @@ class Classifier:
     def __init__(self, pack: RulePack) -> None:
         self.pack = pack
         self.version = pack.version
+        # Every verdict key, in the published order: a verdict is a copy with its message's values filled in.
+        self._blank: dict[str, Any] = {
+            "schema": VERDICT_SCHEMA,
+            "message_id": None,
+            "group_id": None,
+            "sender_id": None,
+            "decision": None,
+            "categories": None,
+            "severity": None,
+            "matches": None,
+            "signals": None,
+            "rules_version": self.version,
+            "sent_at_ms": None,
+            "classified_at_ms": None,
+        }
         self._matcher = Matcher(pack)
         self._campaigns: dict[str, Rule] = {}  # domains blacklisted as spam campaigns (moderation.blacklist.v1)
         self._listed: dict[str, tuple[str, ...]] = {}  # every campaign domain learned, with its categories
@@ -92,14 +107,15 @@ class Classifier:
 
     def classify_batch(self, messages: Sequence[ChatMessage], classified_at_ms: int) -> list[dict[str, Any]]:
         """One verdict per message, in order, as published on ``moderation.verdicts.v1`` (no message text)."""
-        joined = normalize_joined([m.text for m in messages])
-        hits = self._matcher.find_joined(joined)
-        signals = _split_signals(joined, detect(joined))
+        batch = NormalBatch([m.text for m in messages])
+        hits = self._matcher.find_joined(batch.text)
+        signals = _split_signals(batch.text, detect(batch.text))
         verdicts = []
         for index, message in enumerate(messages):
             found_hits, found_signals = hits.get(index, ()), signals.get(index, ())
             if found_hits or found_signals or message.links:
-                verdicts.append(self._explained(message, found_hits, found_signals, classified_at_ms))
+                mapped = batch.mapped(index)
+                verdicts.append(self._explained(message, mapped, found_hits, found_signals, classified_at_ms))
             else:
                 verdicts.append(self._verdict(message, Decision.ALLOW, Severity.NONE, [], [], classified_at_ms))
         return verdicts
@@ -107,11 +123,11 @@ class Classifier:
     def _explained(
         self,
         message: ChatMessage,
+        mapped: Mapped,
         hits: Sequence[Hit],
         signals: Sequence[Signal],
         classified_at_ms: int,
     ) -> dict[str, Any]:
-        mapped = normalize_mapped(message.text)
         matches: list[dict[str, Any]] = []
         found: list[dict[str, Any]] = []
         decision, severity = Decision.ALLOW, Severity.NONE
@@ -187,20 +203,18 @@ class Classifier:
         classified_at_ms: int,
     ) -> dict[str, Any]:
         """The one shape of a verdict; a clean message has no matches, no signals, no categories."""
-        return {
-            "schema": VERDICT_SCHEMA,
-            "message_id": message.message_id,
-            "group_id": message.group_id,
-            "sender_id": message.sender_id,
-            "decision": decision.label,
-            "categories": sorted({m["category"] for m in matches}) if matches else [],
-            "severity": severity.label,
-            "matches": matches,
-            "signals": signals,
-            "rules_version": self.version,
-            "sent_at_ms": message.sent_at_ms,
-            "classified_at_ms": classified_at_ms,
-        }
+        verdict = self._blank.copy()  # half the time of a dict display of twelve keys
+        verdict["message_id"] = message.message_id
+        verdict["group_id"] = message.group_id
+        verdict["sender_id"] = message.sender_id
+        verdict["decision"] = decision.label
+        verdict["categories"] = sorted({m["category"] for m in matches}) if matches else []
+        verdict["severity"] = severity.label
+        verdict["matches"] = matches
+        verdict["signals"] = signals
+        verdict["sent_at_ms"] = message.sent_at_ms
+        verdict["classified_at_ms"] = classified_at_ms
+        return verdict
 
 
 def _match(

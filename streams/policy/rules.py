@@ -11,7 +11,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from streams.policy.normalize import normalize
+from streams.policy.normalize import BOUNDARY, normalize_joined
 
 
 class Severity(IntEnum):
@@ -126,6 +126,7 @@ class _FileParser:
     rule_ids: set[str] = field(default_factory=set)
     terms: list[Term] = field(default_factory=list)
     allow: list[AllowPhrase] = field(default_factory=list)
+    entries: list[tuple[str, str, Rule | None]] = field(default_factory=list)  # text, where, rule (None: allow)
 
     def parse(self, text: str) -> None:
         for number, raw in enumerate(text.splitlines(), start=1):
@@ -134,6 +135,21 @@ class _FileParser:
                 self._line(line, f"{self.path}:{number}")
         if self.category is None:
             self._finish_header(f"{self.path}:1")
+        self._normalise_entries()
+
+    def _normalise_entries(self) -> None:
+        """Every term and allow phrase of the file, normalised in one batch (one at a time is ~10x slower)."""
+        texts = [text for text, _, _ in self.entries]
+        normals = [normal.strip() for normal in normalize_joined(texts).split(BOUNDARY)] if texts else []
+        for (text, where, rule), normal in zip(self.entries, normals, strict=True):
+            if len(normal) < _MIN_TERM_CHARS:
+                raise RulePackError(
+                    f"{where}: '{text}' is shorter than {_MIN_TERM_CHARS} characters after normalisation"
+                )
+            if rule is None:
+                self.allow.append(AllowPhrase(text, normal, where))
+            else:
+                self.terms.append(Term(text, normal, rule, where))
 
     def _line(self, line: str, where: str) -> None:
         if line[0].isspace():
@@ -193,15 +209,9 @@ class _FileParser:
         self.rule, self.in_allow = Rule(rule_id, category.id, severity, decision), False
 
     def _entry(self, text: str, where: str) -> None:
-        normal = normalize(text).strip()
-        if len(normal) < _MIN_TERM_CHARS:
-            raise RulePackError(f"{where}: '{text}' is shorter than {_MIN_TERM_CHARS} characters after normalisation")
-        if self.in_allow:
-            self.allow.append(AllowPhrase(text, normal, where))
-        elif self.rule is not None:
-            self.terms.append(Term(text, normal, self.rule, where))
-        else:
+        if not self.in_allow and self.rule is None:
             raise RulePackError(f"{where}: a term must follow a 'rule <id>' or 'allow' line")
+        self.entries.append((text, where, None if self.in_allow else self.rule))
 
 
 def load_pack(directory: Path | str) -> RulePack:

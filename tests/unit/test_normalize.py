@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.policy.normalize import BOUNDARY, fold_names, normalize, normalize_joined, normalize_mapped
+from streams.policy import normalize as normalize_module
+from streams.policy.normalize import (
+    BOUNDARY,
+    NormalBatch,
+    fold_names,
+    normalize,
+    normalize_joined,
+    normalize_mapped,
+)
 
 # (original, exact normal form, fold names reported for the whole original text)
 EVASIONS = [
@@ -191,6 +201,15 @@ _ALPHABET = [
     "，",
     "。",
     "\x00",
+    # characters that fold to several, white space beyond ASCII, tag and astral Han characters, look-alikes
+    *"ß½ﬁ㈤",
+    "\u3000",
+    "\u00a0",
+    "\r",
+    "\U000e0041",
+    "\U00020000",
+    "❤\ufe0f",
+    *"аВ",
 ]
 
 _texts = st.lists(st.sampled_from(_ALPHABET), max_size=40).map("".join)
@@ -217,3 +236,41 @@ def test_normalize_joined_equals_normalize_per_text(a: str, b: str, c: str) -> N
 @given(_texts, _texts)
 def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> None:
     assert normalize_joined([a, b]) == "\x00".join(normalize(x) for x in [a, b])
+
+
+# The definition the array code implements, as a chain of regex substitutions on the folded text.
+_HAN = normalize_module._HAN
+_DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
+_DEFINED_HAN_GAP = re.compile(rf"[^\w\x00](?<=[{_HAN}][^\w\x00])[^\w\x00]*(?=[{_HAN}])")
+_DEFINED_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
+
+
+def _defined(text: str) -> str:
+    folded = re.sub("[\U000e0000-\U000e007f]+", "", text.translate(normalize_module._tables().translate))
+    folded = _DEFINED_HAN_GAP.sub("", _DEFINED_EXTRA_SPACE.sub("", folded))
+    return _DEFINED_SPELLED.sub(lambda m: re.sub(r"[^\w\x00]+", "", m.group()), folded)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_texts, st.text(max_size=40)))
+def test_normalize_is_the_regex_definition(text: str) -> None:
+    assert normalize(text) == _defined(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_texts, st.text(max_size=20)), min_size=1, max_size=4))
+def test_a_batch_maps_each_text_as_normalize_mapped_does(texts: list[str]) -> None:
+    batch = NormalBatch(texts)
+    for index, text in enumerate(texts):
+        assert batch.mapped(index) == normalize_mapped(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_texts)
+def test_every_normal_character_comes_from_its_origin(text: str) -> None:
+    mapped = normalize_mapped(text)
+    for character, origin in zip(mapped.text, mapped.origin, strict=True):
+        assert character in _defined(text[origin]) or character in text[origin].translate(
+            normalize_module._tables().translate
+        )
+    assert all(0 <= index < len(text) for index in mapped.joined)
