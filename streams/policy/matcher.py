@@ -56,7 +56,9 @@ class Matcher:
         for phrase in pack.allow:
             key = _as_bytes(phrase.normal)
             entries.setdefault(key, []).append(_Entry(None, len(key), check_start=False, check_end=False))
-        for key, found in entries.items():
+        # A node looks its children up one by one, in the order keys were added: adding the keys that start with
+        # a multi-byte character first puts the lead bytes of Chinese characters at the front of the root's list.
+        for key, found in sorted(entries.items(), key=lambda entry: entry[0].isascii()):
             automaton.add_word(key, tuple(found))
         automaton.make_automaton()
         self._automaton = automaton
