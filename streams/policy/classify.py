@@ -110,14 +110,12 @@ class Classifier:
         batch = NormalBatch([m.text for m in messages])
         hits = self._matcher.find_joined(batch.text)
         signals = _split_signals(batch.text, detect(batch.text))
-        verdicts = []
-        for index, message in enumerate(messages):
-            found_hits, found_signals = hits.get(index, ()), signals.get(index, ())
-            if found_hits or found_signals or message.links:
-                mapped = batch.mapped(index)
-                verdicts.append(self._explained(message, mapped, found_hits, found_signals, classified_at_ms))
-            else:
-                verdicts.append(self._verdict(message, Decision.ALLOW, Severity.NONE, [], [], classified_at_ms))
+        # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
+        verdicts = [self._verdict(m, Decision.ALLOW, Severity.NONE, [], [], classified_at_ms) for m in messages]
+        for index in sorted(hits.keys() | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
+            verdicts[index] = self._explained(
+                messages[index], batch.mapped(index), hits.get(index, ()), signals.get(index, ()), classified_at_ms
+            )
         return verdicts
 
     def _explained(
