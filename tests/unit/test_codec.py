@@ -6,6 +6,8 @@ adds random sequences. The clock is explicit: every event carries its own time.
 
 from __future__ import annotations
 
+import sys
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -176,6 +178,19 @@ def test_user_record_round_trip(steps: list[UserStep]) -> None:
     assert loaded == record
     assert hash(loaded) == hash(record)  # tuples and frozensets, not lists and sets, all the way down
     assert dump_user(loaded) == raw  # and the bytes are stable
+
+
+def test_table_records_take_the_memory_of_their_json() -> None:
+    """A table keeps its records for as long as their subjects: each must hold its JSON, not a serialiser's buffer."""
+    records = [user_run(steps)[0] for steps in USER_SCENARIOS.values()] * 200
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        kept = [dump_user(record) for record in records]
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 2 * sum(sys.getsizeof(raw) for raw in kept) + 64 * len(kept)
 
 
 def test_the_scenarios_fill_every_user_field() -> None:
