@@ -320,7 +320,7 @@ async def _publish_replay(
     try:
         chunk: list[OutRecord] = []
         for output in outputs:
-            chunk.append(OutRecord(settings.topic(output.topic), output.key, output.value or b"", output.headers))
+            chunk.append(OutRecord(settings.topic(output.topic), output.key, output.value, output.headers))
             sent[output.topic] += 1
             if len(chunk) >= 10 * _CHUNK:
                 await send_batched(producer, chunk)

@@ -17,7 +17,7 @@ Headers = Sequence[tuple[str, bytes]]
 class OutRecord:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     headers: Headers = ()
 
 

@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord
 
 from streams.config import Settings
 from streams.replay import InputRecord, TopicRange, topic_records
-from streams.topics import DEADLETTER, GROUP_EVENTS, MESSAGES, SANCTIONS, VERDICTS
+from streams.topics import BLACKLIST, DEADLETTER, GROUP_EVENTS, MESSAGES, SANCTIONS, VERDICTS
 
 from .conftest import produce, read_until
 
@@ -100,6 +100,21 @@ async def test_replaying_a_recorded_topic_twice_gives_identical_verdicts_and_san
     live = replay(settings, "--topic", topic, "--output-prefix", "")
     assert live.returncode == 2
     assert "topics of its own" in live.stderr
+
+
+async def test_a_blacklist_entry_that_ends_is_published_as_a_tombstone(settings: Settings, tmp_path: Path) -> None:
+    """A mute ends before the next message: its entry on the compacted blacklist is deleted (a null value)."""
+    spam = {"group_id": "g", "sender_id": "spammer", "text": SCAM}
+    lines = [orjson.dumps(spam | {"message_id": f"m{n}", "sent_at": T0 + n * 8 * DAY_MS}) for n in range(3)]
+    source = tmp_path / "ladder.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    prefix = f"{settings.topic_prefix}ladder."
+    done = replay(settings, str(source), "--output-prefix", prefix)
+    assert done.returncode == 0, done.stderr
+    entries = await outputs(settings, prefix, BLACKLIST, count_of(done.stdout, "blacklist"))
+    values = [value for values in entries.values() for value in values]
+    assert None in values
+    assert b"" not in values
 
 
 async def test_a_replay_takes_an_offset_or_a_time_range(settings: Settings) -> None:
