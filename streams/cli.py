@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -446,26 +447,32 @@ def _up(args: argparse.Namespace) -> int:
         print("Ctrl-C stops everything")
         try:
             asyncio.run(_live(settings, args, worker))
-        except KeyboardInterrupt:
-            print("\nstopping...")
+        except KeyboardInterrupt:  # before the loop watched for it
+            pass
         finally:
+            print("\nstopping...")
             process.stop(worker)
     print("stopped")
     return 0
 
 
 async def _live(settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes]) -> None:
-    tasks = [asyncio.create_task(_summary(settings, worker))]
+    """The summary and the demo traffic, until Ctrl-C or SIGTERM. Stopping is a flag they check, not a cancellation
+    alone: aiokafka suppresses CancelledError in places, and up once ran on after Ctrl-C."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(_summary(settings, worker, stop))]
     if args.demo:
-        tasks.append(asyncio.create_task(_demo_traffic(settings, args.rate, args.count)))
+        tasks.append(asyncio.create_task(_demo_traffic(settings, args.rate, args.count, stop)))
     try:
         await asyncio.gather(*tasks)
     finally:
-        for task in tasks:
-            task.cancel()
+        stop.set()
 
 
-async def _demo_traffic(settings: Settings, rate: int, count: int) -> None:
+async def _demo_traffic(settings: Settings, rate: int, count: int, stop: asyncio.Event) -> None:
     from streams import demo
 
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_options())
@@ -474,6 +481,8 @@ async def _demo_traffic(settings: Settings, rate: int, count: int) -> None:
     try:
         start, sent, chunk = time.monotonic(), 0, []
         for key, value in demo.messages(count):
+            if stop.is_set():
+                return
             chunk.append(OutRecord(topic, key, value))
             if len(chunk) >= max(1, rate // 10):
                 sent += await send_batched(producer, chunk)
@@ -485,7 +494,7 @@ async def _demo_traffic(settings: Settings, rate: int, count: int) -> None:
         await producer.stop()
 
 
-async def _summary(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
+async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: asyncio.Event) -> None:
     """Reads the outputs (not the worker's memory), so what it shows is what consumers downstream see."""
     consumer = AIOKafkaConsumer(
         settings.topic(VERDICTS),
@@ -502,7 +511,7 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
     tty = sys.stdout.isatty()
     last, last_total = time.monotonic(), 0
     try:
-        while True:
+        while not stop.is_set():
             if worker.poll() is not None:
                 raise SystemExit(f"the worker exited with code {worker.returncode}")
             for records in (await consumer.getmany(timeout_ms=500)).values():

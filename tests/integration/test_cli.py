@@ -20,7 +20,8 @@ from tests.integration.conftest import chat_message, read_until
 pytestmark = pytest.mark.integration
 
 
-def test_up_with_demo_traffic_classifies_everything_and_stops_on_ctrl_c():
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_up_with_demo_traffic_classifies_everything_and_stops_on_ctrl_c(stop_signal):
     count = 3000
     up = subprocess.Popen(
         [sys.executable, "-m", "streams", "up", "--demo", "--count", str(count), "--rate", "3000", "--partitions", "4"],
@@ -44,7 +45,7 @@ def test_up_with_demo_traffic_classifies_everything_and_stops_on_ctrl_c():
         assert verdicts > 0
         assert dead > 0  # the demo traffic carries a little malformed input on purpose
         assert re.search(r"block [1-9]", line)
-        up.send_signal(signal.SIGINT)
+        up.send_signal(stop_signal)
         rest, _ = up.communicate(timeout=60)
     finally:
         if up.poll() is None:
