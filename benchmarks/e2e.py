@@ -26,12 +26,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from streams import demo, process
 from streams.config import Settings
@@ -133,6 +135,27 @@ async def publish(bootstrap_servers: str, topic: str, pairs: list[tuple[bytes, b
     progress(f"published {fmt(len(pairs))} messages to {topic} in {time.perf_counter() - started:.1f} s")
 
 
+async def plain_read(settings: Settings, topic: str, count: int, wait: float, **options: Any) -> float:
+    """Seconds for a plain aiokafka consumer with no consumer group to read ``count`` records of every partition of
+    ``topic`` from the start: what reading a topic costs before any work on it."""
+    reader = AIOKafkaConsumer(enable_auto_commit=False, **options, **settings.kafka_options())
+    started = time.perf_counter()
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        reader.assign(partitions)
+        await reader.seek_to_beginning(*partitions)
+        seen = 0
+        while seen < count:
+            for records in (await reader.getmany(timeout_ms=500, max_records=50_000)).values():
+                seen += len(records)
+            if time.perf_counter() - started > wait:
+                raise TimeoutError(f"plain read: {fmt(seen)} of {fmt(count)} records")
+    finally:
+        await reader.stop()
+    return time.perf_counter() - started
+
+
 @dataclass
 class Outputs:
     """Output records counted per topic, with the first and last record timestamps (the producer's clock)."""
@@ -200,8 +223,12 @@ class Throughput:
     with_startup: float
 
 
-async def baseline(bootstrap_servers: str, tag: str, pairs: list[tuple[bytes, bytes]], logs: Path) -> Throughput:
-    print(f"1. per-event Faust passthrough, {fmt(len(pairs))} messages", flush=True)
+@asynccontextmanager
+async def passthrough_running(
+    bootstrap_servers: str, tag: str, pairs: list[tuple[bytes, bytes]], logs: Path
+) -> AsyncIterator[tuple[Process, AIOKafkaConsumer]]:
+    """The pairs published to a fresh "in" topic, the passthrough worker started on it, and a reader of its "out"
+    topic; the worker is stopped on leaving."""
     settings = Settings(bootstrap_servers=bootstrap_servers, topic_prefix=f"bench-{tag}-pt.", partitions=PARTITIONS)
     await create_topics(settings, (TopicSpec("in"), TopicSpec("out")))
     await publish(bootstrap_servers, settings.topic("in"), pairs)
@@ -211,14 +238,25 @@ async def baseline(bootstrap_servers: str, tag: str, pairs: list[tuple[bytes, by
     try:
         worker = passthrough_worker(settings, f"bench-{tag}-pt", logs)
         progress("passthrough worker started")
-        out = await read_outputs(reader, len(pairs), worker)
+        yield worker, reader
     finally:
         if worker:
             worker.stop()
         await reader.stop()
-    if out.count != len(pairs):
-        raise AssertionError(f"passthrough: {fmt(out.count)} outputs for {fmt(len(pairs))} messages")
-    with_startup = out.last_ms / 1000 - worker.started
+
+
+def copied_all(out: Outputs, messages: int, worker: Process) -> float:
+    """Fails unless the passthrough copied every message; its seconds from start to the last copy."""
+    if out.count != messages:
+        raise AssertionError(f"passthrough: {fmt(out.count)} outputs for {fmt(messages)} messages")
+    return out.last_ms / 1000 - worker.started
+
+
+async def baseline(bootstrap_servers: str, tag: str, pairs: list[tuple[bytes, bytes]], logs: Path) -> Throughput:
+    print(f"1. per-event Faust passthrough, {fmt(len(pairs))} messages", flush=True)
+    async with passthrough_running(bootstrap_servers, tag, pairs, logs) as (worker, reader):
+        out = await read_outputs(reader, len(pairs), worker)
+    with_startup = copied_all(out, len(pairs), worker)
     progress(f"{fmt(out.rate)} msgs/s ({out.seconds:.1f} s first to last output, {with_startup:.1f} s with start-up)")
     return Throughput(out.rate, with_startup)
 

@@ -51,9 +51,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchmarks.e2e import PARTITIONS, ROOT, fmt, progress, publish
+from benchmarks.e2e import PARTITIONS, ROOT, fmt, plain_read, progress, publish
 from streams import demo, process
 from streams.config import DEFAULT_RULES, Settings
 from streams.kafka.broker import EmbeddedBroker
@@ -274,26 +273,6 @@ class OnBroker:
     counts: dict[str, int]  # from its summary, by topic
 
 
-async def plain_read(settings: Settings, topic: str, count: int) -> float:
-    """Seconds for a plain aiokafka consumer, with the replay's options and no consumer group, to read the topic."""
-    reader = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **settings.kafka_options())
-    started = time.perf_counter()
-    await reader.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        seen = 0
-        while seen < count:
-            for records in (await reader.getmany(timeout_ms=500)).values():
-                seen += len(records)
-            if time.perf_counter() - started > REPLAY_WAIT:
-                raise TimeoutError(f"plain read: {fmt(seen)} of {fmt(count)} records")
-    finally:
-        await reader.stop()
-    return time.perf_counter() - started
-
-
 async def publish_messages(settings: Settings, pairs: list[tuple[bytes, bytes]]) -> None:
     await create_topics(settings, tuple(spec for spec in TOPICS if spec.name == MESSAGES))
     await publish(settings.bootstrap_servers, settings.topic(MESSAGES), pairs)
@@ -342,7 +321,7 @@ def on_broker(work: Recorded, events: Path, logs: Path) -> OnBroker:
         settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"bench-{tag}.", partitions=PARTITIONS)
         topic = settings.topic(MESSAGES)
         asyncio.run(publish_messages(settings, work.pairs))
-        plain = [asyncio.run(plain_read(settings, topic, len(work.pairs)))]
+        plain = [asyncio.run(plain_read(settings, topic, len(work.pairs), REPLAY_WAIT))]
         progress(f"plain aiokafka read of the topic: {plain[0]:.1f} s")
         command = [
             sys.executable,
@@ -367,7 +346,7 @@ def on_broker(work: Recorded, events: Path, logs: Path) -> OnBroker:
         if own is None:
             raise RuntimeError(f"no time in the replay's summary: {summary!r}")
         progress(f"groupwarden replay --topic: {wall:.1f} s from start to exit, {own.group(1)} s by its summary")
-        plain.append(asyncio.run(plain_read(settings, topic, len(work.pairs))))
+        plain.append(asyncio.run(plain_read(settings, topic, len(work.pairs), REPLAY_WAIT)))
         progress(f"plain aiokafka read of the topic again: {plain[1]:.1f} s")
     counts = {
         SUMMARY[m.group(1)]: int(m.group(2))

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import orjson
 import rocksdict
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faust.stores.rocksdb import RocksDBOptions
 
 from benchmarks.e2e import (
@@ -50,8 +50,10 @@ from benchmarks.e2e import (
     STALL_WAIT,
     Process,
     consumer,
+    copied_all,
     fmt,
-    passthrough_worker,
+    passthrough_running,
+    plain_read,
     producer,
     progress,
     publish,
@@ -239,24 +241,10 @@ def cpu_text(cpu: dict[str, float]) -> str:
 async def passthrough(
     bootstrap_servers: str, tag: str, pairs: list[tuple[bytes, bytes]], logs: Path, broker: int | None
 ) -> Throughput:
-    settings = Settings(bootstrap_servers=bootstrap_servers, topic_prefix=f"bench-{tag}-pt.", partitions=PARTITIONS)
-    await create_topics(settings, (TopicSpec("in"), TopicSpec("out")))
-    await publish(bootstrap_servers, settings.topic("in"), pairs)
-    reader = consumer(bootstrap_servers, settings.topic("out"))
-    await reader.start()
-    process: Process | None = None
-    try:
-        process = passthrough_worker(settings, f"bench-{tag}-pt", logs)
-        progress("passthrough worker started")
+    async with passthrough_running(bootstrap_servers, tag, pairs, logs) as (process, reader):
         with CpuSampler({"worker": process.process.pid, "broker": broker}) as sampler:
             out = await read_outputs(reader, len(pairs), process)
-    finally:
-        if process:
-            process.stop()
-        await reader.stop()
-    if out.count != len(pairs):
-        raise AssertionError(f"passthrough: {fmt(out.count)} outputs for {fmt(len(pairs))} messages")
-    with_startup = out.last_ms / 1000 - process.started
+    with_startup = copied_all(out, len(pairs), process)
     assert out.first_ms is not None
     cpu = sampler.between(out.first_ms / 1000, out.last_ms / 1000)
     progress(
@@ -564,26 +552,6 @@ class Restart:
         return self.marks[name][0] if self.marks.get(name) else None
 
 
-async def plain_read(settings: Settings, topic: str, count: int) -> float:
-    """Seconds for a plain aiokafka consumer to read `count` records of every partition of `topic` from the start."""
-    reader = AIOKafkaConsumer(enable_auto_commit=False, max_partition_fetch_bytes=4 * MiB, **settings.kafka_options())
-    started = time.perf_counter()
-    await reader.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        seen = 0
-        while seen < count:
-            for records in (await reader.getmany(timeout_ms=500, max_records=50_000)).values():
-                seen += len(records)
-            if time.perf_counter() - started > RECOVERY_WAIT:
-                raise TimeoutError(f"plain read: {fmt(seen)} of {fmt(count)} records")
-    finally:
-        await reader.stop()
-    return time.perf_counter() - started
-
-
 async def restart(
     label: str, settings: Settings, data_dir: Path, log_path: Path, check: Probe, broker: int | None
 ) -> Restart:
@@ -689,7 +657,7 @@ async def recovery(bootstrap_servers: str, tag: str, users: int, root: Path, bro
     progress(f"built {fmt(users)} user records in {time.perf_counter() - started:.1f} s")
     await publish(bootstrap_servers, changelog, pairs)
 
-    plain_seconds = await plain_read(settings, changelog, users)
+    plain_seconds = await plain_read(settings, changelog, users, RECOVERY_WAIT, max_partition_fetch_bytes=4 * MiB)
     progress(f"a plain aiokafka consumer read the changelog in {plain_seconds:.1f} s")
 
     def pick(wanted: int, n: int) -> Probe:
