@@ -165,6 +165,9 @@ class _Tables:
     folds: list[int]  # Fold flags per code point, 0 for characters left alone
     codes: _Codes  # per code point, its fold when that is one character, or _DELETE or _EXPAND; NUL is deleted
     batch_codes: _Codes  # the same, but NUL (BOUNDARY) stays
+    expansions: _Codes  # one row per character that folds to several ("ß", "½", ligatures): them, 0-padded
+    expansion_lengths: _Indices  # per row, how many
+    expansion_rows: _Indices  # per code point, its row (for those marked _EXPAND)
     kinds: NDArray[np.uint8]  # per code point of all Unicode: _WORD | _HAN_CHAR | _SPACE
 
 
@@ -183,6 +186,12 @@ def _tables() -> _Tables:
             folds[cp] = fold
     translate[0], folds[0] = None, Fold.INVISIBLE
     codes = np.arange(_TABLE_SIZE, dtype=np.uint32)
+    several = {cp: out for cp, out in enumerate(translate) if isinstance(out, str) and len(out) > 1}
+    expansions = np.zeros((len(several), max(map(len, several.values()))), dtype=np.uint32)
+    expansion_rows = np.zeros(_TABLE_SIZE, dtype=np.int32)
+    for row, (cp, out) in enumerate(several.items()):
+        expansions[row, : len(out)] = _as_codes(out)
+        expansion_rows[cp] = row
     for cp, folded in enumerate(translate):
         if folded is None:
             codes[cp] = _DELETE
@@ -190,7 +199,8 @@ def _tables() -> _Tables:
             codes[cp] = ord(folded) if len(folded) == 1 else _EXPAND
     batch_codes = codes.copy()
     batch_codes[ord(BOUNDARY)] = ord(BOUNDARY)
-    return _Tables(translate, folds, codes, batch_codes, _kinds())
+    lengths = np.array([len(out) for out in several.values()], dtype=np.int32)
+    return _Tables(translate, folds, codes, batch_codes, expansions, lengths, expansion_rows, _kinds())
 
 
 def _kinds() -> NDArray[np.uint8]:
@@ -217,7 +227,6 @@ BOUNDARY = "\x00"
 #    "v.i.a.g.r.a". The first two are done on arrays of code points, the third with these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
-_SPELLED_GAP = re.compile(r"[^\w\x00]+")
 
 
 def warm_up() -> None:
@@ -251,16 +260,16 @@ def _normalise(text: str, table: _Codes) -> _Normal:
         codes[beyond] = np.where((kept >= _TAG_CODES[0]) & (kept <= _TAG_CODES[1]), _DELETE, kept)
     if (deleted := codes == _DELETE).any():
         codes, origin = codes[~deleted], origin[~deleted]
-    if (expanded := np.flatnonzero(codes == _EXPAND)).size:  # rare: "ß", "½", ligatures fold to several
-        code_pieces, origin_pieces, position = [], [], 0
-        for index in expanded.tolist():
-            folded = _tables().translate[int(original[origin[index]])]
-            assert isinstance(folded, str)
-            code_pieces += [codes[position:index], _as_codes(folded)]
-            origin_pieces += [origin[position:index], np.full(len(folded), origin[index], dtype=np.int32)]
-            position = index + 1
-        codes = np.concatenate([*code_pieces, codes[position:]])
-        origin = np.concatenate([*origin_pieces, origin[position:]])
+    if (expanded := codes == _EXPAND).any():  # "ß", "½", ligatures: each makes room for its several, then fills it
+        tables = _tables()
+        rows = tables.expansion_rows[original[origin[expanded]]]
+        lengths = np.ones(len(codes), dtype=np.int32)
+        lengths[expanded] = tables.expansion_lengths[rows]
+        firsts = (np.cumsum(lengths) - lengths)[expanded]
+        codes, origin = np.repeat(codes, lengths), np.repeat(origin, lengths)
+        for k in range(tables.expansions.shape[1]):
+            longer = tables.expansion_lengths[rows] > k
+            codes[firsts[longer] + k] = tables.expansions[rows[longer], k]
 
     joined: list[_Indices] = []
     kinds = _tables().kinds[codes]
@@ -279,17 +288,12 @@ def _normalise(text: str, table: _Codes) -> _Normal:
     if (between := han[starts - 1] & han[ends]).any():
         gap = _covering(len(codes), starts[between], ends[between])
         joined.append(origin[gap])
-        codes, origin = codes[~gap], origin[~gap]
+        codes, origin, kinds = codes[~gap], origin[~gap], kinds[~gap]
 
     folded = _as_text(codes)
-    spelled = [
-        (m.start() + g.start(), m.start() + g.end())
-        for m in _SPELLED.finditer(folded)
-        for g in _SPELLED_GAP.finditer(m.group())
-    ]
-    if spelled:
+    if spelled := [m.span() for m in _SPELLED.finditer(folded)]:  # the non-word characters inside each go
         spans = np.array(spelled)
-        gap = _covering(len(codes), spans[:, 0], spans[:, 1])
+        gap = _covering(len(codes), spans[:, 0], spans[:, 1]) & ((kinds & _WORD) == 0)
         joined.append(origin[gap])
         codes, origin = codes[~gap], origin[~gap]
         folded = _as_text(codes)
