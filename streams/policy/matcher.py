@@ -88,12 +88,18 @@ class Matcher:
         starts = text_starts(data)
         allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
         hits: dict[int, list[Hit]] = {}
+        # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
+        raw.sort(key=lambda hit: hit[0])
+        index, byte_at, char_at = -1, 0, 0
         for start, end, term in raw:
             if _covered(allowed, allowed_ends, start, end, self._longest_allow):
                 continue
-            index = bisect_right(starts, start) - 1
-            char_start = len(data[starts[index] : start].encode("latin-1").decode())
-            hits.setdefault(index, []).append(Hit(term, char_start, char_start + len(term.normal)))
+            if index < 0 or (index + 1 < len(starts) and start >= starts[index + 1]):
+                index = bisect_right(starts, start) - 1
+                byte_at, char_at = starts[index], 0
+            char_at += len(data[byte_at:start].encode("latin-1").decode())
+            byte_at = start
+            hits.setdefault(index, []).append(Hit(term, char_at, char_at + len(term.normal)))
         for found_hits in hits.values():
             found_hits.sort(key=lambda h: (h.start, h.end))
         return hits

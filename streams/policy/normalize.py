@@ -325,7 +325,7 @@ class Mapped:
     text: str
     original: str
     origin: list[int]  # origin[i] is the index in the original text of normalised character i
-    joined: frozenset[int]  # original indices removed by a join (separators inside words)
+    joined: tuple[int, ...]  # original indices removed by a join (separators inside words), in order
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of normalised characters [start, end)."""
@@ -338,7 +338,8 @@ class Mapped:
         for ch in self.original[start:end]:
             cp = ord(ch)
             acc |= folds[cp] if cp < _TABLE_SIZE else (Fold.INVISIBLE if _TAGS.match(ch) else 0)
-        if any(start <= k < end for k in self.joined):
+        first = bisect_left(self.joined, start)  # a message may have thousands of hits and of joins
+        if first < len(self.joined) and self.joined[first] < end:
             acc |= Fold.SEPARATOR
         return Fold(acc)
 
@@ -346,7 +347,7 @@ class Mapped:
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text, to report spans in it."""
     normal = _normalise(text, _tables().codes)
-    return Mapped(normal.text, text, normal.origin.tolist(), frozenset(normal.joined.tolist()))
+    return Mapped(normal.text, text, normal.origin.tolist(), tuple(np.unique(normal.joined).tolist()))
 
 
 class NormalBatch:
@@ -371,14 +372,14 @@ class NormalBatch:
             self._starts = (
                 [0, *(b + 1 for b in boundaries), len(self.text) + 1],
                 [0, *accumulate(len(t) + 1 for t in self.texts)],
-                np.sort(self._normal.joined).tolist(),
+                np.unique(self._normal.joined).tolist(),
             )
         starts, original_starts, joined = self._starts
         start, end, first = starts[index], starts[index + 1] - 1, original_starts[index]
         text = self.texts[index]
         removed = joined[bisect_left(joined, first) : bisect_left(joined, first + len(text))]
         origin = self._normal.origin[start:end] - first
-        return Mapped(self.text[start:end], text, origin.tolist(), frozenset(i - first for i in removed))
+        return Mapped(self.text[start:end], text, origin.tolist(), tuple(i - first for i in removed))
 
 
 _FOLD_BITS = [(flag.value, name) for flag, name in FOLD_NAMES.items()]  # plain ints: IntFlag's & is Python code

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from conftest import header, make_pack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streams.policy.matcher import Hit, Matcher
 from streams.policy.normalize import normalize, normalize_joined
@@ -204,3 +206,29 @@ def test_hit_is_a_value_object(matcher: Matcher) -> None:
     assert hit.term.text == "刷单"
     assert hit.term.rule.severity.label == "high"
     assert hit.term.rule.decision.label == "block"
+
+
+_PIECES = [
+    "刷单",
+    "返利",
+    "赌博",
+    "警惕",
+    "scam",
+    "casino",
+    "bet365",
+    " ",
+    "你好",
+    "ok",
+    "*",
+    "，",
+    "😀",
+    "ＣＡＳＩＮＯ",
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join), min_size=1, max_size=5))
+def test_a_batch_finds_in_each_text_what_the_text_alone_gives(matcher: Matcher, texts: list[str]) -> None:
+    hits = matcher.find_joined(normalize_joined(texts))
+    for index, text in enumerate(texts):
+        assert hits.get(index, []) == matcher.find(normalize(text))
