@@ -163,7 +163,7 @@ class Outputs:
     per_topic: Counter[str] = field(default_factory=Counter)
     first_ms: int | None = None
     last_ms: int = 0
-    kept: list[bytes] = field(default_factory=list)
+    kept: list[tuple[int, bytes]] = field(default_factory=list)  # (timestamp, value) of the records of keep_topic
 
     @property
     def count(self) -> int:
@@ -184,7 +184,7 @@ class Outputs:
             self.first_ms = record.timestamp
         self.last_ms = max(self.last_ms, record.timestamp)
         if record.topic == keep_topic:
-            self.kept.append(record.value or b"")
+            self.kept.append((record.timestamp, record.value or b""))
 
 
 async def read_outputs(
@@ -281,7 +281,7 @@ async def groupwarden(bootstrap_servers: str, tag: str, pairs: list[tuple[bytes,
         if worker:
             worker.stop()
         await reader.stop()
-    ids = {orjson.loads(value)["message_id"] for value in out.kept}
+    ids = {orjson.loads(value)["message_id"] for _, value in out.kept}
     counts = (
         f"{fmt(out.per_topic[verdicts])} verdicts ({fmt(len(ids))} distinct message ids) + "
         f"{fmt(out.per_topic[dead_letters])} dead letters (expected {fmt(expected_dead)}) = {fmt(out.count)}"

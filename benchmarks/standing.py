@@ -41,13 +41,9 @@ from pathlib import Path
 
 import orjson
 import rocksdict
-from aiokafka import AIOKafkaConsumer
 from faust.stores.rocksdb import RocksDBOptions
 
 from benchmarks.e2e import (
-    FIRST_OUTPUT_WAIT,
-    GRACE,
-    STALL_WAIT,
     Process,
     consumer,
     copied_all,
@@ -254,32 +250,6 @@ async def passthrough(
     return Throughput(out.rate, out.seconds, with_startup, cpu)
 
 
-async def read_audits(reader: AIOKafkaConsumer, expected: int, process: Process) -> list[tuple[int, bytes]]:
-    """(timestamp, value) of audit records until `expected` have arrived, then GRACE seconds more; fails on a stall."""
-    out: list[tuple[int, bytes]] = []
-    last_new = last_report = time.monotonic()
-    reached: float | None = None
-    while True:
-        process.check()
-        batches = await reader.getmany(timeout_ms=200, max_records=20_000)
-        now = time.monotonic()
-        if batches:
-            if not out:
-                progress(f"first audit record {time.time() - process.started:.1f} s after the worker started")
-            last_new = now
-        for records in batches.values():
-            out += [(record.timestamp, record.value or b"") for record in records]
-        if len(out) >= expected:
-            reached = reached or now
-            if now - reached >= GRACE:
-                return out
-        elif now - last_new > (STALL_WAIT if out else FIRST_OUTPUT_WAIT):
-            raise TimeoutError(f"{process.name}: {fmt(len(out))} of {fmt(expected)} audits; log: {process.log_path}")
-        if now - last_report >= 10 and 0 < len(out) < expected:
-            progress(f"{fmt(len(out))} / {fmt(expected)} audit records")
-            last_report = now
-
-
 async def standing_agents(
     bootstrap_servers: str, tag: str, store: str, work: Workload, root: Path, broker: int | None
 ) -> Throughput:
@@ -301,7 +271,7 @@ async def standing_agents(
         process = worker(settings, store, data_dir, root / f"standing-{label}.log")
         progress(f"worker started ({store} store)")
         with CpuSampler({"worker": process.process.pid, "broker": broker}) as sampler:
-            audits = await read_audits(reader, expected, process)
+            audits = (await read_outputs(reader, expected, process, keep_topic=settings.topic(AUDIT))).kept
     finally:
         if process:
             process.stop()
