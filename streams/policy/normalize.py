@@ -367,7 +367,8 @@ class NormalBatch:
         """``normalize_mapped`` of text ``index``, read off the batch."""
         if not self._clean:
             return normalize_mapped(self.texts[index])
-        if self._starts is None:  # where each text begins in the normal and the original joined text, and the end
+        if self._starts is None:  # where each text begins in the normal text (and its end), in the joined original,
+            # and the original indices the joins removed, sorted
             boundaries = np.flatnonzero(_as_codes(self.text) == ord(BOUNDARY)).tolist()
             self._starts = (
                 [0, *(b + 1 for b in boundaries), len(self.text) + 1],
