@@ -7,16 +7,13 @@ byte offsets; they are turned into character offsets only for the few messages t
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import ahocorasick
+import numpy as np
 
-from streams.policy.normalize import BOUNDARY
 from streams.policy.rules import RulePack, Term
-
-_BOUNDARY = re.compile(BOUNDARY)
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -71,7 +68,8 @@ class Matcher:
 
     def find_joined(self, joined: str) -> dict[int, list[Hit]]:
         """Hits per text in the output of ``normalize_joined``: text index -> hits with offsets into that text."""
-        data = _as_bytes(joined)
+        encoded = joined.encode()
+        data = encoded.decode("latin-1")
         raw: list[tuple[int, int, Term]] = []
         allowed: list[tuple[int, int]] = []
         for last, found in self._automaton.iter(data):
@@ -85,7 +83,7 @@ class Matcher:
                     raw.append((start, end, entry.term))
         if not raw:
             return {}
-        starts = text_starts(data)
+        starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
         allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
         hits: dict[int, list[Hit]] = {}
         # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
@@ -113,8 +111,3 @@ def _covered(allowed: list[tuple[int, int]], ends: list[int], start: int, end: i
             return True
         index += 1
     return False
-
-
-def text_starts(joined: str) -> list[int]:
-    """Offsets at which each text of a joined batch begins."""
-    return [0, *(m.end() for m in _BOUNDARY.finditer(joined))]

@@ -245,6 +245,7 @@ def _as_text(codes: _Codes) -> str:
 @dataclass(frozen=True, slots=True)
 class _Normal:
     text: str
+    codes: _Codes  # text's code points
     origin: _Indices  # per character of text, the index of the original character it came from
     joined: _Indices  # original indices removed by a join
 
@@ -297,7 +298,7 @@ def _normalise(text: str, table: _Codes) -> _Normal:
         joined.append(origin[gap])
         codes, origin = codes[~gap], origin[~gap]
         folded = _as_text(codes)
-    return _Normal(folded, origin, np.concatenate(joined) if joined else np.arange(0, dtype=np.int32))
+    return _Normal(folded, codes, origin, np.concatenate(joined) if joined else np.arange(0, dtype=np.int32))
 
 
 def _covering(length: int, starts: _Indices, ends: _Indices) -> NDArray[np.bool_]:
@@ -361,21 +362,28 @@ class NormalBatch:
             joined = BOUNDARY.join(t.replace(BOUNDARY, "") for t in texts)
         self._normal = _normalise(joined, _tables().batch_codes)
         self.text = self._normal.text
-        self._starts: tuple[list[int], list[int], list[int]] | None = None
+        self._starts: list[int] | None = None
+        self._way_back: tuple[list[int], list[int]] | None = None
+
+    def starts(self) -> list[int]:
+        """Where each text begins in ``text``, and where one more would (past the end)."""
+        if self._starts is None:
+            boundaries = np.flatnonzero(self._normal.codes == ord(BOUNDARY)) + 1
+            self._starts = [0, *boundaries.tolist(), len(self.text) + 1]
+        return self._starts
 
     def mapped(self, index: int) -> Mapped:
         """``normalize_mapped`` of text ``index``, read off the batch."""
         if not self._clean:
             return normalize_mapped(self.texts[index])
-        if self._starts is None:  # where each text begins in the normal text (and its end), in the joined original,
-            # and the original indices the joins removed, sorted
-            boundaries = np.flatnonzero(_as_codes(self.text) == ord(BOUNDARY)).tolist()
-            self._starts = (
-                [0, *(b + 1 for b in boundaries), len(self.text) + 1],
+        if self._way_back is None:  # where each text begins in the joined original, and the original indices the
+            # joins removed, sorted
+            self._way_back = (
                 [0, *accumulate(len(t) + 1 for t in self.texts)],
-                np.unique(self._normal.joined).tolist(),
+                np.sort(self._normal.joined).tolist(),
             )
-        starts, original_starts, joined = self._starts
+        original_starts, joined = self._way_back
+        starts = self.starts()
         start, end, first = starts[index], starts[index + 1] - 1, original_starts[index]
         text = self.texts[index]
         removed = joined[bisect_left(joined, first) : bisect_left(joined, first + len(text))]
