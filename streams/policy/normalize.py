@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
 from functools import cache
-from itertools import accumulate
 
 import numpy as np
 import opencc
@@ -363,7 +362,7 @@ class NormalBatch:
         self._normal = _normalise(joined, _tables().batch_codes)
         self.text = self._normal.text
         self._starts: list[int] | None = None
-        self._way_back: tuple[list[int], list[int]] | None = None
+        self._way_back: tuple[list[int], _Indices] | None = None
 
     def starts(self) -> list[int]:
         """Where each text begins in ``text``, and where one more would (past the end)."""
@@ -378,17 +377,15 @@ class NormalBatch:
             return normalize_mapped(self.texts[index])
         if self._way_back is None:  # where each text begins in the joined original, and the original indices the
             # joins removed, sorted
-            self._way_back = (
-                [0, *accumulate(len(t) + 1 for t in self.texts)],
-                np.sort(self._normal.joined).tolist(),
-            )
+            lengths = np.fromiter(map(len, self.texts), dtype=np.int64, count=len(self.texts)) + 1
+            self._way_back = (np.concatenate(([0], np.cumsum(lengths))).tolist(), np.sort(self._normal.joined))
         original_starts, joined = self._way_back
         starts = self.starts()
         start, end, first = starts[index], starts[index + 1] - 1, original_starts[index]
         text = self.texts[index]
-        removed = joined[bisect_left(joined, first) : bisect_left(joined, first + len(text))]
+        low, high = joined.searchsorted(np.array((first, first + len(text)), dtype=joined.dtype))  # no cast of joined
         origin = self._normal.origin[start:end] - first
-        return Mapped(self.text[start:end], text, origin.tolist(), tuple(i - first for i in removed))
+        return Mapped(self.text[start:end], text, origin.tolist(), tuple((joined[low:high] - first).tolist()))
 
 
 _FOLD_BITS = [(flag.value, name) for flag, name in FOLD_NAMES.items()]  # plain ints: IntFlag's & is Python code
