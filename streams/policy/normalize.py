@@ -347,7 +347,15 @@ class Mapped:
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text, to report spans in it."""
     normal = _normalise(text, _tables().codes)
-    return Mapped(normal.text, text, normal.origin.tolist(), tuple(np.unique(normal.joined).tolist()))
+    return Mapped(normal.text, text, normal.origin.tolist(), tuple(_sorted_unique(normal.joined).tolist()))
+
+
+def _sorted_unique(indices: _Indices) -> _Indices:
+    """``np.unique`` without the hash table it builds first, which takes several times as long as the sort."""
+    ordered = np.sort(indices)
+    first = np.ones(len(ordered), dtype=np.bool_)  # an expanded character's removal may be there twice
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first]
 
 
 class NormalBatch:
@@ -378,7 +386,7 @@ class NormalBatch:
         if self._way_back is None:  # where each text begins in the joined original, and the original indices the
             # joins removed, sorted
             lengths = np.fromiter(map(len, self.texts), dtype=np.int64, count=len(self.texts)) + 1
-            self._way_back = (np.concatenate(([0], np.cumsum(lengths))).tolist(), np.sort(self._normal.joined))
+            self._way_back = (np.concatenate(([0], np.cumsum(lengths))).tolist(), _sorted_unique(self._normal.joined))
         original_starts, joined = self._way_back
         starts = self.starts()
         start, end, first = starts[index], starts[index + 1] - 1, original_starts[index]
