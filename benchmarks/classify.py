@@ -82,11 +82,10 @@ def _raw(messages: list[ChatMessage]) -> list[bytes]:
 def _classify(classifier: Classifier, messages: list[ChatMessage]) -> tuple[float, int]:
     """Seconds to classify the messages in batches, and how many were flagged."""
     start = time.perf_counter()
-    verdicts = []
-    for i in range(0, len(messages), BATCH):
-        verdicts.extend(classifier.classify_batch(messages[i : i + BATCH], 0))
-    seconds = time.perf_counter() - start
-    return seconds, sum(v["decision"] != "allow" for v in verdicts)
+    flagged = 0
+    for i in range(0, len(messages), BATCH):  # each batch's verdicts dropped after it, as the worker sends them
+        flagged += sum(v["decision"] != "allow" for v in classifier.classify_batch(messages[i : i + BATCH], 0))
+    return time.perf_counter() - start, flagged
 
 
 def _stage(classifier: Classifier, raw: list[bytes]) -> float:
