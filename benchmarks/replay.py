@@ -56,12 +56,11 @@ from benchmarks.e2e import PARTITIONS, ROOT, fmt, plain_read, progress, publish
 from streams import demo, process
 from streams.config import DEFAULT_RULES, Settings
 from streams.kafka.broker import EmbeddedBroker
-from streams.kafka.produce import OutRecord
 from streams.policy.classify import Classifier
 from streams.policy.rules import RulePack, load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
 from streams.records import ChatMessage, InvalidMessage, parse_message
-from streams.replay import Emitted, Pipeline, read_source
+from streams.replay import SEND_CHUNK, Emitted, Pipeline, read_source, send_chunks
 from streams.topics import (
     AUDIT,
     BLACKLIST,
@@ -75,7 +74,6 @@ from streams.topics import (
 )
 
 BATCH = 2000  # the replay classifies in chunks of this size too
-PUBLISH_CHUNK = 10 * BATCH  # the CLI sends its outputs in chunks of this size
 DAY_MS = 24 * 3600 * 1000
 T0 = 1_790_000_000_000  # a fixed start: every run replays the same days
 SETTINGS = Settings(topic_prefix="bench-replay.")  # names output records as the CLI does; nothing is sent
@@ -168,15 +166,11 @@ def classify_stage(classifier: Classifier, values: list[bytes]) -> float:
 
 
 def drain(outputs: Iterator[Emitted]) -> Counter[str]:
-    """What streams/cli.py's _publish_replay does with the outputs, except that each full chunk is dropped instead
-    of sent and acknowledged."""
+    """What streams/cli.py's _publish_replay does with the outputs, except that each chunk is dropped instead of
+    sent and acknowledged."""
     sent: Counter[str] = Counter()
-    chunk: list[OutRecord] = []
-    for output in outputs:
-        chunk.append(OutRecord(SETTINGS.topic(output.topic), output.key, output.value, output.headers))
-        sent[output.topic] += 1
-        if len(chunk) >= PUBLISH_CHUNK:
-            chunk = []
+    for _ in send_chunks(SETTINGS, outputs, sent):
+        pass
     return sent
 
 
@@ -383,10 +377,10 @@ def report_memory(half: Footprint, full: Footprint) -> None:
     fits = f"about {fmt(((1 << 30) - fixed) / peak_per)}" if peak_per > 0 else "(no growth measured)"
     print(
         f"  the rest of the peak, {fixed / MiB:,.0f} MiB, does not grow with the range (mostly the outputs built "
-        f"before a send, {fmt(PUBLISH_CHUNK)} at a time);\n  {fits} messages fit in a GiB of growth"
+        f"before a send, {fmt(SEND_CHUNK)} at a time);\n  {fits} messages fit in a GiB of growth"
     )
-    if half.messages < 2 * PUBLISH_CHUNK:  # the chunk then fills as the range grows: it lands in the slope
-        print(f"  (too few messages to tell the two apart: use at least {fmt(4 * PUBLISH_CHUNK)})")
+    if half.messages < 2 * SEND_CHUNK:  # the chunk then fills as the range grows: it lands in the slope
+        print(f"  (too few messages to tell the two apart: use at least {fmt(4 * SEND_CHUNK)})")
 
 
 def report_broker(b: OnBroker, messages: int) -> None:

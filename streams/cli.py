@@ -319,15 +319,9 @@ async def _publish_replay(
     await producer.start()
     sent: Counter[str] = Counter()
     try:
-        chunk: list[OutRecord] = []
-        for output in outputs:
-            chunk.append(OutRecord(settings.topic(output.topic), output.key, output.value, output.headers))
-            sent[output.topic] += 1
-            if len(chunk) >= 10 * _CHUNK:
-                await send_batched(producer, chunk)
-                chunk = []
-                progress(sent[VERDICTS] + sent[DEADLETTER], total)
-        await send_batched(producer, chunk)
+        for chunk in replay.send_chunks(settings, outputs, sent):
+            await send_batched(producer, chunk)
+            progress(sent[VERDICTS] + sent[DEADLETTER], total)
         progress(total, total)
     finally:
         await producer.stop()

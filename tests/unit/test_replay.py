@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
 from conftest import DEFAULT_PACK_DIR
 
+from streams.config import Settings
+from streams.kafka.produce import OutRecord
 from streams.policy.classify import Classifier
 from streams.policy.rules import RulePack
 from streams.policy.sanctions import load_sanctions
-from streams.replay import Emitted, InputRecord, Pipeline, file_records, parse_time
+from streams.replay import SEND_CHUNK, Emitted, InputRecord, Pipeline, file_records, parse_time, send_chunks
 from streams.topics import BLACKLIST, DEADLETTER, SANCTIONS, VERDICTS, VIOLATIONS
 
 DAY_MS = 24 * 3600 * 1000
@@ -154,3 +157,14 @@ def test_group_events_make_the_owner_answer_for_the_group(default_pack: RulePack
     assert owner_sanctions(without) == []
     [dead] = [o for o in with_events if o.topic == DEADLETTER]
     assert dict(dead.headers)["groupwarden.error.reason"] == b"invalid_event"
+
+
+def test_outputs_go_out_in_chunks_to_the_prefixed_topics_tombstones_included() -> None:
+    outputs = [Emitted(VERDICTS, b"g%d" % i, b"{}") for i in range(SEND_CHUNK + 1)]
+    outputs.append(Emitted(BLACKLIST, b"user:u1", None, (("reason", b"expired"),)))
+    sent: Counter[str] = Counter()
+    chunks = list(send_chunks(Settings(topic_prefix="replay-1."), outputs, sent))
+    assert [len(c) for c in chunks] == [SEND_CHUNK, 2]
+    assert chunks[0][0] == OutRecord("replay-1.moderation.verdicts.v1", b"g0", b"{}")
+    assert chunks[1][1] == OutRecord("replay-1.moderation.blacklist.v1", b"user:u1", None, (("reason", b"expired"),))
+    assert sent == Counter({VERDICTS: SEND_CHUNK + 1, BLACKLIST: 1})
