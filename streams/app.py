@@ -6,9 +6,11 @@ Run it with ``groupwarden worker`` (or ``faust -A streams.app worker --without-w
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
+from mode import ServiceT
 
 from streams.agents.classify import ClassifyStage
 from streams.agents.standing import Standing
@@ -18,6 +20,27 @@ from streams.policy.reload import Followed, Rules
 from streams.state.recovery import exact_table_manager
 
 log = logging.getLogger(__name__)
+
+
+class App(faust.App):
+    """Starts the metrics endpoint and the classify stage with the app's own services. ``@app.service`` and
+    ``@app.task`` would start them only once the tables are recovered, and the stage keeps no table: started with
+    them, its consumer group join runs beside the app's instead of after it, and the first verdict comes about 5 s
+    sooner, with its metrics already served."""
+
+    serve_metrics: Callable[[], None] | None = None
+    classify: Callable[..., ServiceT] | None = None  # called as Faust calls a service class: loop, beacon
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if self.serve_metrics is not None:
+            self.serve_metrics()
+
+    def on_init_dependencies(self) -> Iterable[ServiceT]:
+        services = list(super().on_init_dependencies())
+        if self.classify is not None:
+            services.append(self.classify(loop=self.loop, beacon=self.beacon))
+        return services
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -35,7 +58,7 @@ def create_app(settings: Settings) -> faust.App:
         except Exception as exc:  # noqa: BLE001 - a broken candidate never stops the worker; it is followed still
             log.error("shadow rule pack in %s refused: %s", shadow.directory, exc)  # noqa: TRY400 - file, line, reason
             metrics.rules_refused.labels("shadow").set(1)
-    app = faust.App(
+    app = App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=settings.faust_credentials(),
@@ -53,7 +76,6 @@ def create_app(settings: Settings) -> faust.App:
         assert new.policy is not None
         standing.use(new.policy, new.version)
 
-    @app.service
     class Classify(ClassifyStage):
         def __init__(self, **kwargs: Any) -> None:
             shadow = follow[1].rules if len(follow) > 1 else None
@@ -67,12 +89,11 @@ def create_app(settings: Settings) -> faust.App:
                 **kwargs,
             )
 
-    async def serve_metrics() -> None:
+    def serve_metrics() -> None:
         if serve(settings.metrics_port, metrics):
             log.info("metrics on http://localhost:%d/metrics", settings.metrics_port)
 
-    app.task(serve_metrics)
-
+    app.serve_metrics, app.classify = serve_metrics, Classify
     return app
 
 

@@ -241,10 +241,12 @@ class ClassifyStage(mode.Service):
             heartbeat_interval_ms=2000,
             **options,
         )
-        listener = _CommitBeforeRevoke(self._lock, self.metrics, self._assigned)
-        self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=listener)
         await self._producer.start()
         await self._consumer.start()
+        # Subscribed once started, the consumer joins its group in the background: start-up goes on meanwhile (it
+        # waits for the join when subscribed first).
+        listener = _CommitBeforeRevoke(self._lock, self.metrics, self._assigned)
+        self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=listener)
         log.info("classify stage started with rule pack %s", self.classifier.version)
         if self.shadow is not None:
             log.info("shadow rule pack %s judges beside it", self.shadow.version)
