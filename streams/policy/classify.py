@@ -200,7 +200,7 @@ class Classifier:
 
     def _verdict(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
         """The one shape of a verdict, as for a clean message: allow, no categories, no matches, no signals."""
-        verdict = self._clean.copy()  # a third of the time of a dict display of twelve keys
+        verdict = self._clean.copy()  # the published key order stays in one place
         verdict["message_id"] = message.message_id
         verdict["group_id"] = message.group_id
         verdict["sender_id"] = message.sender_id
