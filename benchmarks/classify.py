@@ -132,24 +132,19 @@ def _steps(matcher: Matcher, messages: list[ChatMessage]) -> dict[str, float]:
     return {step: seconds / len(messages) * 1e6 for step, seconds in spent.items()}
 
 
-def _stage_in_process(
-    pack_dir: str, raw: list[bytes], barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue[float]
-) -> None:
+def _stage_in_process(pack_dir: str, raw: list[bytes], barrier: multiprocessing.synchronize.Barrier) -> None:
     classifier = Classifier(load_pack(pack_dir))
     warm_up()
     barrier.wait()
-    out.put(_stage(classifier, raw))
+    _stage(classifier, raw)  # timed by the parent, from the barrier to the last process's exit
 
 
 def _stage_on_cores(pack_dir: Path, raw: list[bytes], cores: int) -> float:
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(cores + 1)
-    results: multiprocessing.Queue[float] = context.Queue()
     share = (len(raw) + cores - 1) // cores
     processes = [
-        context.Process(
-            target=_stage_in_process, args=(str(pack_dir), raw[i * share : (i + 1) * share], barrier, results)
-        )
+        context.Process(target=_stage_in_process, args=(str(pack_dir), raw[i * share : (i + 1) * share], barrier))
         for i in range(cores)
     ]
     for process in processes:

@@ -126,15 +126,16 @@ def forward_from_dict(d: dict[str, Any]) -> Forward:
 # -- table records ---------------------------------------------------------------------------------------------------
 
 
-def _sized(raw: bytes) -> bytes:
-    """A copy the size of the JSON: orjson 3.12+ returns bytes on an allocation of 4 KiB or more, and a record lives
-    in a table (memory://, or a replay's) for as long as its subject does."""
+def sized(raw: bytes) -> bytes:
+    """A copy the size of the JSON: orjson 3.12+ returns bytes on an allocation of 4 KiB or more, which counts
+    wherever many are held: a record lives in a table (memory://, or a replay's) as long as its subject does, and a
+    replay holds a chunk of outputs before each send."""
     return bytes(memoryview(raw))
 
 
 def dump_user(r: UserRecord) -> bytes:
     s = r.state
-    return _sized(
+    return sized(
         orjson.dumps(
             {
                 "credit": s.credit,
@@ -168,7 +169,7 @@ def load_user(raw: bytes) -> UserRecord:
 
 def dump_group(r: GroupRecord) -> bytes:
     s = r.state
-    return _sized(
+    return sized(
         orjson.dumps(
             {
                 "owner": s.owner,
@@ -206,7 +207,7 @@ def load_group(raw: bytes) -> GroupRecord:
 
 
 def dump_link(r: LinkRecord) -> bytes:
-    return _sized(
+    return sized(
         orjson.dumps(
             {
                 "sightings": [[g, at, m, list(cats)] for g, at, m, cats in r.sightings],
