@@ -15,7 +15,8 @@
 3. recovery: a users changelog of M records (the final record of each user) produced straight to
    "<app id>-users-changelog", then a worker started with an empty data dir (cold) and again with its data dir kept
    (warm); times come from the worker's log and from the audit of a violation, published once the worker is ready,
-   of a user whose strikes are only in the changelog (its sanction shows whether the record was recovered).
+   of a user whose strikes are only in the changelog (its sanction shows whether the record was recovered), and
+   from the verdict of a chat message published before the start (the classify stage does not wait for the tables).
    Baseline: reading the same changelog with a plain aiokafka consumer. Below 1M records the figures are scaled to 1M.
 """
 
@@ -63,7 +64,7 @@ from streams.policy.ladder import Violation
 from streams.policy.rules import Severity, load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
 from streams.state import codec
-from streams.topics import AUDIT, SANCTIONS, VIOLATIONS, TopicSpec, create_topics
+from streams.topics import AUDIT, MESSAGES, SANCTIONS, VERDICTS, VIOLATIONS, TopicSpec, create_topics
 
 PARTITIONS = 8  # passthrough_app.py declares its topics with the same count
 STRIKE_MIX = ((1, 0.80), (2, 0.12), (3, 0.05), (4, 0.03))  # strikes per user: most users are caught once
@@ -513,6 +514,7 @@ def probe(user: str, record: bytes, policy: SanctionPolicy, version: str, n: int
 class Restart:
     label: str
     to_decision: float | None  # worker start to the probe's audit record; None: no decision in RECOVERY_WAIT
+    to_verdict: float | None  # worker start to the verdict of a chat message published before it; None: none came
     marks: dict[str, list[float]]  # marker -> seconds after the worker started, each time it was logged
     sanctions: list[str]
     recovered: bool
@@ -527,22 +529,34 @@ async def restart(
 ) -> Restart:
     """Start a worker on `data_dir`; once it logs "Worker ready", publish the probe's violation and wait for the
     decision. Published before the start, it could be lost: Faust drops records fetched while a partition is paused
-    for recovery and seeks back only to a committed offset, which a new consumer group has none of."""
+    for recovery and seeks back only to a committed offset, which a new consumer group has none of.
+    A chat message published before the start times the classify stage, which keeps no table: its verdict."""
     subject = f"user:{check.user}"
-    topics = settings.topic(AUDIT), settings.topic(SANCTIONS)
+    topics = settings.topic(AUDIT), settings.topic(SANCTIONS), settings.topic(VERDICTS)
     reader = consumer(settings.bootstrap_servers, *topics, fetch_max_wait_ms=100)
     writer = producer(settings.bootstrap_servers)
     await reader.start()
     await writer.start()
+    chat_id = f"waiting-{uuid.uuid4().hex[:8]}"
+    chat = {
+        "message_id": chat_id,
+        "group_id": "g0",
+        "sender_id": "u0",
+        "sent_at": int(time.time() * 1000),
+        "text": "早",
+    }
+    await send_batched(writer, [OutRecord(settings.topic(MESSAGES), b"g0", orjson.dumps(chat))])
     process = worker(settings, "rocksdb://", data_dir, log_path)
     progress(f"{label}: worker started; a violation of {check.user} goes out when it is ready")
     published = False
     decided_ms: int | None = None
+    verdict_ms: int | None = None
     sanctions: list[str] = []
     last_report = time.monotonic()
     try:
         with CpuSampler({"worker": process.process.pid, "broker": broker}) as sampler:
-            while decided_ms is None or time.time() - decided_ms / 1000 < 1:  # sanctions come with the audit
+            # Until both are in, and a second more: the sanctions come with the audit.
+            while verdict_ms is None or decided_ms is None or time.time() - decided_ms / 1000 < 1:
                 process.check()
                 if not published and worker_ready(log_path):
                     await send_batched(writer, [OutRecord(settings.topic(VIOLATIONS), *check.pair)])
@@ -550,6 +564,10 @@ async def restart(
                 for records in (await reader.getmany(timeout_ms=200)).values():
                     for record in records:
                         doc = orjson.loads(record.value or b"")
+                        if record.topic == topics[2]:
+                            if doc["message_id"] == chat_id:
+                                verdict_ms = record.timestamp
+                            continue
                         if doc.get("subject") != subject:
                             continue
                         if record.topic == topics[1]:
@@ -557,7 +575,7 @@ async def restart(
                         elif doc["input"].get("message_id") == check.message_id:
                             decided_ms = record.timestamp
                 now = time.monotonic()
-                if decided_ms is None and time.time() - process.started > RECOVERY_WAIT:
+                if (decided_ms is None or verdict_ms is None) and time.time() - process.started > RECOVERY_WAIT:
                     progress(f"{label}: no decision after {RECOVERY_WAIT:.0f} s; log: {log_path}")
                     break
                 if now - last_report >= 15 and decided_ms is None:
@@ -575,10 +593,12 @@ async def restart(
     if logged["reading"] and logged["read"]:
         reading = sampler.between(logged["reading"][0], logged["read"][0])
     to_decision = None if decided_ms is None else decided_ms / 1000 - started
-    result = Restart(label, to_decision, marks, sanctions, sanctions == check.expected, reading)
+    to_verdict = None if verdict_ms is None else verdict_ms / 1000 - started
+    result = Restart(label, to_decision, to_verdict, marks, sanctions, sanctions == check.expected, reading)
     progress(
         f"{label}: "
         + ("no decision" if to_decision is None else f"decided {to_decision:.1f} s after the start")
+        + ("; no verdict" if to_verdict is None else f"; the waiting chat message's verdict {to_verdict:.1f} s")
         + f"; sanctions {sanctions} (a recovered record gives {check.expected}, a lost one {check.fresh}); log: "
         + ", ".join(f"{name} at {', '.join(f'{t:.1f}' for t in times)} s" for name, times in marks.items() if times)
     )
@@ -761,6 +781,9 @@ def report_recovery(r: Recovery) -> None:
         if ready is not None and run.to_decision is not None:
             took = run.to_decision - ready
             print(f"    'Worker ready' to the decision               {took:6.1f} s   (the violation is published then)")
+        if run.to_verdict is not None:
+            verdict = f"    start to a waiting chat message's verdict    {run.to_verdict:6.1f} s"
+            print(f"{verdict}   (the classify stage keeps no table)")
         repeats = max(len(times) for times in run.marks.values())
         if repeats > 1:
             print(f"    recovery ran {repeats} times (rebalances): {run.marks}")
