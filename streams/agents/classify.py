@@ -126,7 +126,8 @@ def judge_records(
             continue
         out.append(OutRecord(verdicts_topic, verdict["group_id"].encode(), orjson.dumps(verdict)))
         tally.decisions[verdict["decision"]] += 1
-        tally.categories.update(verdict["categories"])
+        if verdict["categories"]:  # most have none, and Counter.update runs Python code even for none
+            tally.categories.update(verdict["categories"])
         if verdict["decision"] == "block":  # review waits for a person; only a block is a strike
             out.append(OutRecord(violations_topic, verdict["sender_id"].encode(), orjson.dumps(violation_of(verdict))))
     return Judged(out, messages, [v["decision"] if v is not None else None for v in verdicts])

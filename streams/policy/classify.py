@@ -18,6 +18,7 @@ VERDICT_SCHEMA = "moderation.verdict.v1"
 
 # Detectors that are violations in themselves: rule id and the category whose severity and decision they take.
 _DETECTOR_RULES = {"id_card": ("privacy.id-card-number", "privacy")}
+_DOMAINS_REMEMBERED = 100_000
 
 
 class Classifier:
@@ -45,6 +46,7 @@ class Classifier:
         self._matcher = Matcher(pack)
         self._campaigns: dict[str, Rule] = {}  # domains blacklisted as spam campaigns (moderation.blacklist.v1)
         self._listed: dict[str, tuple[str, ...]] = {}  # every campaign domain learned, with its categories
+        self._blocked_domains: dict[str, tuple[str, Rule] | None] = {}  # what _blocked found, until campaigns change
 
     def block_campaign(self, domain: str, categories: Sequence[str]) -> bool:
         """Links to ``domain`` now block, as its campaign's first category of this pack; False if none is known."""
@@ -53,11 +55,13 @@ class Classifier:
         if category is None:
             return False
         self._campaigns[domain] = Rule(f"{category.id}.campaign-domain", category.id, category.severity, Decision.BLOCK)
+        self._blocked_domains.clear()
         return True
 
     def lift_campaign(self, domain: str) -> None:
         self._campaigns.pop(domain, None)
         self._listed.pop(domain, None)
+        self._blocked_domains.clear()
 
     def carry_campaigns(self, previous: Classifier) -> None:
         """Block the campaign domains ``previous`` learned from the blacklist, as this pack's categories rate them."""
@@ -87,7 +91,16 @@ class Classifier:
         return None
 
     def _blocked(self, domain: str) -> tuple[str, Rule] | None:
-        return self.pack.blocked(domain) or (covering(self._campaigns, domain) if self._campaigns else None)
+        """The blocklist entry or campaign that covers ``domain``; remembered, as chat links the same few domains."""
+        try:
+            return self._blocked_domains[domain]
+        except KeyError:
+            pass
+        if len(self._blocked_domains) >= _DOMAINS_REMEMBERED:
+            self._blocked_domains.clear()
+        blocked = self.pack.blocked(domain) or (covering(self._campaigns, domain) if self._campaigns else None)
+        self._blocked_domains[domain] = blocked
+        return blocked
 
     def classify(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
         return self.classify_batch([message], classified_at_ms)[0]
@@ -147,9 +160,10 @@ class Classifier:
             decision, severity = max(decision, rule.decision), max(severity, rule.severity)
         for signal in signals:
             start, end = mapped.span(signal.start, signal.end)
-            found.append(
-                {"kind": signal.kind, "span": [start, end]} | ({"domain": signal.value} if signal.value else {})
-            )
+            if signal.value:
+                found.append({"kind": signal.kind, "span": [start, end], "domain": signal.value})
+            else:
+                found.append({"kind": signal.kind, "span": [start, end]})
             if signal.kind in _DETECTOR_RULES:
                 rule_id, category_id = _DETECTOR_RULES[signal.kind]
                 if (category := self.pack.categories.get(category_id)) is not None:
@@ -166,12 +180,13 @@ class Classifier:
                         )
                     )
                     decision, severity = max(decision, category.decision), max(severity, category.severity)
-        seen = {s.get("domain") for s in found}
-        for link in message.links:  # attached cards and previews that are not in the text
-            domain = domain_of(link)
-            if domain and domain not in seen:
-                seen.add(domain)
-                found.append({"kind": "link", "span": None, "domain": domain})
+        if message.links:  # attached cards and previews that are not in the text
+            seen = {s.get("domain") for s in found}
+            for link in message.links:
+                domain = domain_of(link)
+                if domain and domain not in seen:
+                    seen.add(domain)
+                    found.append({"kind": "link", "span": None, "domain": domain})
         for signal_found in found:  # links to blocklisted domains: rules/pack.toml [[blocklist]], and campaigns
             domain = signal_found.get("domain")
             if domain and (blocked := self._blocked(domain)) is not None:
@@ -192,7 +207,8 @@ class Classifier:
                 decision, severity = max(decision, rule.decision), max(severity, rule.severity)
         verdict = self._verdict(message, classified_at_ms)
         verdict["decision"] = decision.label
-        verdict["categories"] = sorted({m["category"] for m in matches})
+        if matches:
+            verdict["categories"] = sorted({m["category"] for m in matches})
         verdict["severity"] = severity.label
         verdict["matches"] = matches
         verdict["signals"] = found

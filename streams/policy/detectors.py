@@ -8,6 +8,7 @@ engine can skip ahead quickly over the text that holds nothing: most chat.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 _TLDS = (
@@ -33,11 +34,19 @@ _PHONE_86 = re.compile(r"86(?<![0-9]86)[ -]?1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9]
 _NUMERALS = "0-9〇零一幺二两三四五六七八九"
 _PHONE_SPELLED = re.compile(rf"[1一幺](?<![{_NUMERALS}][1一幺])[3-9三四五六七八九][{_NUMERALS}]{{9}}(?![{_NUMERALS}])")
 
-_WECHAT = re.compile(
-    r"(?:微信|威信|薇信|徽信|v信|vx|wx|weixin|wechat|加v|加微|卫星|绿泡泡)\s*(?:号|id)?\s*[:：]?\s*([a-z][a-z0-9_-]{5,19})(?![a-z0-9_-])",
-)
-_QQ = re.compile(r"(?:qq|扣扣|企鹅|q群|qq群)(?:号|群)?\s*[:：]?\s*([1-9][0-9]{4,11})(?![0-9])")
-_TELEGRAM = re.compile(r"(?:telegram|tg|飞机|纸飞机)(?:号)?\s*[:：]?\s*@?([a-z][a-z0-9_]{4,31})(?![a-z0-9_])")
+# IM ids: the words that introduce one, and what follows them up to the id's end. The three run as one pattern,
+# each alternative a literal word, so the regex engine skips ahead on their first characters; the word's first
+# character then tells the kind. An id is reported once, as the kind its word names: "微信 qq123456" is a WeChat id.
+_IM_IDS = {
+    "wechat_id": (
+        ("微信", "威信", "薇信", "徽信", "v信", "vx", "wx", "weixin", "wechat", "加v", "加微", "卫星", "绿泡泡"),
+        r"\s*(?:号|id)?\s*[:：]?\s*[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])",
+    ),
+    "qq_id": (("qq", "扣扣", "企鹅", "q群"), r"(?:号|群)?\s*[:：]?\s*[1-9][0-9]{4,11}(?![0-9])"),
+    "telegram_id": (("telegram", "tg", "飞机", "纸飞机"), r"号?\s*[:：]?\s*@?[a-z][a-z0-9_]{4,31}(?![a-z0-9_])"),
+}
+_IM_ID = re.compile("|".join(word + tail for words, tail in _IM_IDS.values() for word in words))
+_IM_KIND = {word[0]: kind for kind, (words, _) in _IM_IDS.items() for word in words}
 
 _ID_CARD = re.compile(
     r"[1-9](?<![0-9][1-9])[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9x](?![0-9a-z])",
@@ -71,8 +80,15 @@ def domain_of(link: str) -> str | None:
     return host if "." in host else None
 
 
-def _outside(spans: list[tuple[int, int]], start: int) -> bool:
-    return not any(a <= start < b for a, b in spans)
+def _inside(spans: list[tuple[int, int]], at: int) -> bool:
+    """Whether ``at`` falls in one of ``spans``, one pattern's matches: sorted and disjoint. A joined batch may
+    hold thousands of them."""
+    index = bisect_right(spans, at, key=_start) - 1
+    return index >= 0 and at < spans[index][1]
+
+
+def _start(span: tuple[int, int]) -> int:
+    return span[0]
 
 
 def detect(normal: str) -> list[Signal]:
@@ -85,21 +101,22 @@ def detect(normal: str) -> list[Signal]:
             urls.append(m.span())
     for pattern in (_TLD_DOT, _TLD_WORD):
         for m in pattern.finditer(normal):
-            if not _outside(urls, m.start()):
+            if _inside(urls, m.start()):
                 continue  # part of a URL already found
             name = _NAME_BEFORE.search(normal, max(0, m.start() - 253), m.start())
-            if not name or not _outside(urls, name.start()):
+            if not name or _inside(urls, name.start()):
                 continue
             if pattern is _TLD_WORD and not _NAME_NOT_A_WORD.search(name.group().strip()):
                 continue
             if domain := domain_of(f"{name.group().strip()}.{m.group(1)}"):
                 signals.append(Signal("link", name.start(), m.end(), domain))
-    phones: list[tuple[int, int]] = []
+    phones: list[list[tuple[int, int]]] = []  # per pattern: a number the one before found is not found again
     for pattern in (_PHONE_86, _PHONE, _PHONE_SPELLED):
-        phones.extend(m.span() for m in pattern.finditer(normal) if _outside(phones, m.start()))
-    signals.extend(Signal("phone", start, end) for start, end in phones)
+        phones.append(
+            [m.span() for m in pattern.finditer(normal) if not any(_inside(found, m.start()) for found in phones)]
+        )
+    signals.extend(Signal("phone", start, end) for found in phones for start, end in found)
     signals.extend(Signal("id_card", m.start(), m.end()) for m in _ID_CARD.finditer(normal) if id_card_valid(m.group()))
-    for kind, pattern in (("wechat_id", _WECHAT), ("qq_id", _QQ), ("telegram_id", _TELEGRAM)):
-        signals.extend(Signal(kind, m.start(), m.end()) for m in pattern.finditer(normal))
+    signals.extend(Signal(_IM_KIND[normal[m.start()]], m.start(), m.end()) for m in _IM_ID.finditer(normal))
     signals.sort(key=lambda s: (s.start, s.end))
     return signals

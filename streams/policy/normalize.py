@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
@@ -151,11 +150,12 @@ def _traditional_to_simplified() -> dict[str, str]:
 
 _Codes = NDArray[np.uint32]
 _Indices = NDArray[np.int32]
+_Positions = NDArray[np.intp]  # positions in an array, as numpy reports them
 
 # A code point's fold in the tables below when it is one character, or one of these.
 _DELETE, _EXPAND = 0xFFFF_FFFF, 0xFFFF_FFFE
 # How the joins class a code point, as the regexes \w, [_HAN] and \s do.
-_WORD, _HAN_CHAR, _SPACE = 1, 2, 4
+_WORD, _HAN_CHAR, _SPACE, _SPELLABLE = 1, 2, 4, 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +182,8 @@ def _tables() -> _Tables:
         out, fold = _fold_char(ch, steps)
         if out != ch:
             translate[cp] = out or None
-            folds[cp] = fold
-    translate[0], folds[0] = None, Fold.INVISIBLE
+            folds[cp] = int(fold)  # a plain int: or-ing IntFlags runs Python code
+    translate[0], folds[0] = None, int(Fold.INVISIBLE)
     codes = np.arange(_TABLE_SIZE, dtype=np.uint32)
     several = {cp: out for cp, out in enumerate(translate) if isinstance(out, str) and len(out) > 1}
     expansions = np.zeros((len(several), max(map(len, several.values()))), dtype=np.uint32)
@@ -206,7 +206,7 @@ def _kinds() -> NDArray[np.uint8]:
     """How the joins class every code point, read off the regex engine's own classes."""
     every = "".join(map(chr, range(0x110000)))
     kinds = np.zeros(0x110000, dtype=np.uint8)
-    for pattern, kind in ((r"\w+", _WORD), (f"[{_HAN}]+", _HAN_CHAR), (r"\s+", _SPACE)):
+    for pattern, kind in ((r"\w+", _WORD), (f"[{_HAN}]+", _HAN_CHAR), (r"\s+", _SPACE), ("[a-z0-9]+", _SPELLABLE)):
         for m in re.finditer(pattern, every):
             kinds[m.start() : m.end()] |= kind
     kinds[ord(BOUNDARY)] |= _WORD  # no join crosses a batch's boundary
@@ -252,14 +252,16 @@ class _Normal:
 def _normalise(text: str, table: _Codes) -> _Normal:
     """Fold every character, then the joins; whole arrays at a time, keeping each character's origin."""
     original = _as_codes(text)
-    codes = np.take(table, original, mode="clip")
-    origin = np.arange(len(original), dtype=np.int32)
+    codes = table.take(original, mode="clip")
     beyond = original >= _TABLE_SIZE
     if beyond.any():  # past the table, tag characters go and the others stay as they are
         kept = original[beyond]
         codes[beyond] = np.where((kept >= _TAG_CODES[0]) & (kept <= _TAG_CODES[1]), _DELETE, kept)
     if (deleted := codes == _DELETE).any():
-        codes, origin = codes[~deleted], origin[~deleted]
+        origin = np.flatnonzero(~deleted).astype(np.int32)
+        codes = codes.take(origin)
+    else:
+        origin = np.arange(len(original), dtype=np.int32)
     if (expanded := codes == _EXPAND).any():  # "ß", "½", ligatures: each makes room for its several, then fills it
         tables = _tables()
         rows = tables.expansion_rows[original[origin[expanded]]]
@@ -272,40 +274,73 @@ def _normalise(text: str, table: _Codes) -> _Normal:
             codes[firsts[longer] + k] = tables.expansions[rows[longer], k]
 
     joined: list[_Indices] = []
-    kinds = _tables().kinds[codes]
+    kinds = _tables().kinds.take(codes)
+    # The first two joins remove characters of the same runs either way, so they are found together: white space
+    # right after white space, and runs of non-word characters with a Chinese character on each side.
     space = (kinds & _SPACE) != 0
-    repeated = np.zeros(len(space), dtype=np.bool_)
-    repeated[1:] = space[1:] & space[:-1]  # white space right after white space
-    if repeated.any():
-        joined.append(origin[repeated])
-        codes, origin, kinds = codes[~repeated], origin[~repeated], kinds[~repeated]
-    # Runs of non-word characters, and those with a Chinese character on each side.
-    edges = np.diff(((kinds & _WORD) == 0).astype(np.int8), prepend=0, append=0)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    removed = np.zeros(len(codes), dtype=np.bool_)
+    removed[1:] = space[1:] & space[:-1]
+    starts, ends = _runs((kinds & _WORD) == 0)
     inner = (starts > 0) & (ends < len(codes))
     starts, ends = starts[inner], ends[inner]
     han = (kinds & _HAN_CHAR) != 0
     if (between := han[starts - 1] & han[ends]).any():
-        gap = _covering(len(codes), starts[between], ends[between])
-        joined.append(origin[gap])
-        codes, origin, kinds = codes[~gap], origin[~gap], kinds[~gap]
+        removed[_positions(starts[between], ends[between])] = True
+    if removed.any():
+        codes, origin, kinds = _without(removed, codes, origin, kinds, joined)
 
     folded = _as_text(codes)
-    if spelled := [m.span() for m in _SPELLED.finditer(folded)]:  # the non-word characters inside each go
-        spans = np.array(spelled)
-        gap = _covering(len(codes), spans[:, 0], spans[:, 1]) & ((kinds & _WORD) == 0)
-        joined.append(origin[gap])
-        codes, origin = codes[~gap], origin[~gap]
+    if spelled := _spelled(folded, codes, kinds):  # the non-word characters inside each go
+        spans = np.array(spelled, dtype=np.intp)
+        removed = np.zeros(len(codes), dtype=np.bool_)
+        removed[_positions(spans[:, 0], spans[:, 1])] = True
+        removed &= (kinds & _WORD) == 0
+        codes, origin, kinds = _without(removed, codes, origin, kinds, joined)
         folded = _as_text(codes)
     return _Normal(folded, codes, origin, np.concatenate(joined) if joined else np.arange(0, dtype=np.int32))
 
 
-def _covering(length: int, starts: _Indices, ends: _Indices) -> NDArray[np.bool_]:
-    """A mask of the positions inside the sorted, disjoint spans [starts[i], ends[i])."""
-    edges = np.zeros(length + 1, dtype=np.int8)
-    edges[starts] = 1
-    edges[ends] -= 1
-    return np.cumsum(edges[:-1], dtype=np.int8) > 0  # spans are disjoint: the sum is 0 or 1
+def _runs(mask: NDArray[np.bool_]) -> tuple[_Positions, _Positions]:
+    """Where each run of True in ``mask`` starts, and where it ends."""
+    edges = np.zeros(len(mask) + 2, dtype=np.int8)
+    edges[1:-1] = mask
+    edges = np.diff(edges)
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _positions(starts: _Positions, ends: _Positions) -> _Positions:
+    """Every position inside the spans [starts[i], ends[i])."""
+    lengths = ends - starts
+    skipped = np.cumsum(lengths) - lengths  # how many positions come before each span's
+    positions: _Positions = np.repeat(starts - skipped, lengths) + np.arange(int(lengths.sum()), dtype=np.intp)
+    return positions
+
+
+def _without(
+    removed: NDArray[np.bool_], codes: _Codes, origin: _Indices, kinds: NDArray[np.uint8], joined: list[_Indices]
+) -> tuple[_Codes, _Indices, NDArray[np.uint8]]:
+    """The characters not ``removed``; the removed ones' origins go to ``joined``."""
+    joined.append(origin.take(np.flatnonzero(removed)))
+    kept = np.flatnonzero(~removed)
+    return codes.take(kept), origin.take(kept), kinds.take(kept)
+
+
+def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple[int, int]]:
+    """The spans ``_SPELLED.finditer`` finds, trying it only where a match can start: a letter or digit that no
+    letter or digit precedes and a non-word character follows. Those are few, and the regex scan is slow."""
+    spellable = (kinds & _SPELLABLE) != 0
+    word = (kinds & _WORD) != 0
+    can_start = spellable.copy()
+    can_start[1:] &= ~word[:-1] | (codes[:-1] == ord("_")) | (codes[:-1] == ord(BOUNDARY))  # (?<![^\W_][a-z0-9])
+    can_start[:-1] &= ~word[1:]  # [^\w\x00]: BOUNDARY counts as a word character in kinds
+    can_start[-1:] = False
+    spans: list[tuple[int, int]] = []
+    after = 0
+    for start in np.flatnonzero(can_start).tolist():
+        if start >= after and (m := _SPELLED.match(folded, start)):
+            spans.append(m.span())
+            after = m.end()
+    return spans
 
 
 def normalize(text: str) -> str:
@@ -318,18 +353,40 @@ def normalize_joined(texts: list[str]) -> str:
     return NormalBatch(texts).text
 
 
-@dataclass(frozen=True, slots=True)
-class Mapped:
-    """A normalised string and the way back: per normalised character, the index of the original one."""
+_INVISIBLE_BIT, _SEPARATOR_BIT = int(Fold.INVISIBLE), int(Fold.SEPARATOR)
 
-    text: str
-    original: str
-    origin: list[int]  # origin[i] is the index in the original text of normalised character i
-    joined: tuple[int, ...]  # original indices removed by a join (separators inside words), in order
+
+class Mapped:
+    """A normalised string and the way back: per normalised character, the index of the original one.
+
+    Only the few characters a match or signal covers are ever looked up, so the arrays stay as they came, possibly
+    views into a whole batch's (whose original texts, joined, put this one at ``base``)."""
+
+    __slots__ = ("_base", "_joined", "_origin", "original", "text")
+
+    def __init__(self, text: str, original: str, origin: _Indices, joined: _Indices, base: int = 0) -> None:
+        self.text = text
+        self.original = original
+        self._origin = origin  # per normalised character, base + the index of its original character
+        self._joined = joined  # base + the original indices a join removed, sorted; a batch's holds other texts' too
+        self._base = base
+
+    @property
+    def origin(self) -> list[int]:
+        """origin[i] is the index in the original text of normalised character i."""
+        origin: list[int] = (self._origin - self._base).tolist()
+        return origin
+
+    @property
+    def joined(self) -> tuple[int, ...]:
+        """The original indices removed by a join (separators inside words), in order."""
+        bounds = np.array((self._base, self._base + len(self.original)), dtype=self._joined.dtype)
+        low, high = self._joined.searchsorted(bounds)
+        return tuple((self._joined[low:high] - self._base).tolist())
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of normalised characters [start, end)."""
-        return self.origin[start], self.origin[end - 1] + 1
+        return int(self._origin[start]) - self._base, int(self._origin[end - 1]) + 1 - self._base
 
     def folds_between(self, start: int, end: int) -> Fold:
         """Every folding applied to original characters [start, end)."""
@@ -337,17 +394,18 @@ class Mapped:
         acc = 0
         for ch in self.original[start:end]:
             cp = ord(ch)
-            acc |= folds[cp] if cp < _TABLE_SIZE else (Fold.INVISIBLE if _TAGS.match(ch) else 0)
-        first = bisect_left(self.joined, start)  # a message may have thousands of hits and of joins
-        if first < len(self.joined) and self.joined[first] < end:
-            acc |= Fold.SEPARATOR
+            acc |= folds[cp] if cp < _TABLE_SIZE else (_INVISIBLE_BIT if _TAGS.match(ch) else 0)
+        joined, first = self._joined, self._base + start
+        after = joined.searchsorted(joined.dtype.type(first))  # in the array's own type: an int would cast it all
+        if after < len(joined) and joined[after] < first + end - start:  # a join removed one in between
+            acc |= _SEPARATOR_BIT
         return Fold(acc)
 
 
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text, to report spans in it."""
     normal = _normalise(text, _tables().codes)
-    return Mapped(normal.text, text, normal.origin.tolist(), tuple(_sorted_unique(normal.joined).tolist()))
+    return Mapped(normal.text, text, normal.origin, _sorted_unique(normal.joined))
 
 
 def _sorted_unique(indices: _Indices) -> _Indices:
@@ -389,11 +447,10 @@ class NormalBatch:
             self._way_back = (np.concatenate(([0], np.cumsum(lengths))).tolist(), _sorted_unique(self._normal.joined))
         original_starts, joined = self._way_back
         starts = self.starts()
-        start, end, first = starts[index], starts[index + 1] - 1, original_starts[index]
-        text = self.texts[index]
-        low, high = joined.searchsorted(np.array((first, first + len(text)), dtype=joined.dtype))  # no cast of joined
-        origin = self._normal.origin[start:end] - first
-        return Mapped(self.text[start:end], text, origin.tolist(), tuple((joined[low:high] - first).tolist()))
+        start, end = starts[index], starts[index + 1] - 1
+        return Mapped(
+            self.text[start:end], self.texts[index], self._normal.origin[start:end], joined, original_starts[index]
+        )
 
 
 _FOLD_BITS = [(flag.value, name) for flag, name in FOLD_NAMES.items()]  # plain ints: IntFlag's & is Python code

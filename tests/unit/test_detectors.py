@@ -176,6 +176,48 @@ def test_im_id_found(text: str, kind: str, matched: str) -> None:
     assert of_kind(text, kind) == [(matched, None)]
 
 
+IM_WORDS = {
+    "wechat_id": (
+        "微信",
+        "威信",
+        "薇信",
+        "徽信",
+        "v信",
+        "vx",
+        "wx",
+        "weixin",
+        "wechat",
+        "加v",
+        "加微",
+        "卫星",
+        "绿泡泡",
+    ),
+    "qq_id": ("qq", "扣扣", "企鹅", "q群", "qq群", "qq号"),
+    "telegram_id": ("telegram", "tg", "飞机", "纸飞机", "飞机号"),
+}
+
+
+@pytest.mark.parametrize(
+    ("word", "kind"), [pytest.param(word, kind, id=word) for kind, words in IM_WORDS.items() for word in words]
+)
+def test_every_word_that_introduces_an_id_names_its_kind(word: str, kind: str) -> None:
+    ident = "123456789" if kind == "qq_id" else "spam_seller1"
+    assert [s.kind for s in detect(f"请加{word}: {ident} 谢谢")] == [kind]
+
+
+def test_an_id_is_reported_once_as_the_kind_its_word_names() -> None:
+    assert [s.kind for s in detect("微信 qq123456")] == ["wechat_id"]  # not also a QQ number 123456
+
+
+def test_ids_of_every_kind_in_one_text() -> None:
+    text = normalize("微信号 abc_12345，QQ 12345678，tg @spam_bot1")
+    assert [(s.kind, text[s.start : s.end]) for s in detect(text)] == [
+        ("wechat_id", "微信号 abc_12345"),
+        ("qq_id", "qq 12345678"),
+        ("telegram_id", "tg @spam_bot1"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "kind"),
     [

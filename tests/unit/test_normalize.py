@@ -262,7 +262,17 @@ def test_normalize_is_the_regex_definition(text: str) -> None:
 def test_a_batch_maps_each_text_as_normalize_mapped_does(texts: list[str]) -> None:
     batch = NormalBatch(texts)
     for index, text in enumerate(texts):
-        assert batch.mapped(index) == normalize_mapped(text)
+        mapped, alone = batch.mapped(index), normalize_mapped(text)
+        assert (mapped.text, mapped.original, mapped.origin, mapped.joined) == (
+            alone.text,
+            alone.original,
+            alone.origin,
+            alone.joined,
+        )
+        for start in range(len(mapped.text)):  # what a verdict reads of a match or a signal
+            span = mapped.span(start, len(mapped.text))
+            assert span == alone.span(start, len(alone.text))
+            assert mapped.folds_between(*span) == alone.folds_between(*span)
 
 
 @settings(max_examples=300, deadline=None)

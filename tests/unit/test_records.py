@@ -6,12 +6,15 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.records import (
     DEAD_LETTER_REASONS,
     INVALID_FIELD,
     INVALID_JSON,
     INVALID_UTF8,
+    MAX_ID_CHARS,
     MAX_MESSAGE_BYTES,
     MAX_TEXT_BYTES,
     MISSING_FIELD,
@@ -19,6 +22,7 @@ from streams.records import (
     TOO_LARGE,
     ChatMessage,
     InvalidMessage,
+    parse_fields,
     parse_message,
 )
 
@@ -285,3 +289,67 @@ def test_invalid_message_carries_reason_and_detail() -> None:
     assert str(error) == "not_an_object: value is a JSON list, not an object"
     assert error.detail == "value is a JSON list, not an object"
     assert isinstance(error, ValueError)
+
+
+# --- the common case's shortcut ---------------------------------------------------------------------------------
+
+_ids = st.one_of(
+    st.text(max_size=3),
+    st.text(min_size=MAX_ID_CHARS - 1, max_size=MAX_ID_CHARS + 1),
+    st.none(),
+    st.integers(-9, 9),
+    st.booleans(),
+    st.lists(st.text(max_size=2), max_size=2),
+)
+_sent_at = st.one_of(
+    st.sampled_from([-1, 0, 1, (1 << 53) - 1, 1 << 53]),
+    st.sampled_from(["2026-11-22T01:30:00Z", "2026-11-22 01:30:00", "", "1795300000000"]),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+_texts = st.one_of(
+    st.text(max_size=10),
+    st.sampled_from(["a" * MAX_TEXT_BYTES, "a" * (MAX_TEXT_BYTES + 1), "你" * (MAX_TEXT_BYTES // 3 + 1)]),
+    st.none(),
+    st.integers(-9, 9),
+)
+_optional = st.one_of(st.none(), st.text(max_size=3), st.lists(st.text(max_size=3), max_size=2), st.integers(-9, 9))
+_CHANGES = {
+    "message_id": _ids,
+    "group_id": _ids,
+    "sender_id": _ids,
+    "sent_at": _sent_at,
+    "text": _texts,
+    "links": _optional,
+    "mentions": _optional,
+    "reply_to": _optional,
+    "client": _optional,
+    "extra": _optional,
+}
+
+
+@st.composite
+def _docs(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid message with a few of its fields changed or dropped, so that every check is reached."""
+    doc = dict(BASE)
+    for name, values in _CHANGES.items():
+        how = draw(st.sampled_from(("keep",) * 5 + ("change", "drop")))
+        if how == "change":
+            doc[name] = draw(values)
+        elif how == "drop":
+            doc.pop(name, None)
+    return doc
+
+
+def _outcome(parse: Any, arg: object) -> object:
+    try:
+        return parse(arg)
+    except InvalidMessage as error:
+        return error.reason, error.detail
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_docs())
+def test_parse_message_decides_as_the_field_by_field_checks_do(doc: dict[str, Any]) -> None:
+    assert _outcome(parse_message, raw(doc)) == _outcome(parse_fields, doc)
