@@ -326,8 +326,8 @@ def _without(
 
 
 def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple[int, int]]:
-    """The spans ``_SPELLED.finditer`` finds, trying it only where a match can start: a letter or digit that no
-    letter or digit precedes and a non-word character follows. Those are few, and the regex scan is slow."""
+    """The spans ``_SPELLED.finditer`` finds, trying it only where a match can start: a letter or digit that follows
+    a non-word character, ``_`` or nothing and precedes a non-word character. Those are few; the regex scan is slow."""
     spellable = (kinds & _SPELLABLE) != 0
     word = (kinds & _WORD) != 0
     can_start = spellable.copy()
@@ -395,9 +395,9 @@ class Mapped:
         for ch in self.original[start:end]:
             cp = ord(ch)
             acc |= folds[cp] if cp < _TABLE_SIZE else (_INVISIBLE_BIT if _TAGS.match(ch) else 0)
-        joined, first = self._joined, self._base + start
-        after = joined.searchsorted(joined.dtype.type(first))  # in the array's own type: an int would cast it all
-        if after < len(joined) and joined[after] < first + end - start:  # a join removed one in between
+        joined, base = self._joined, self._base
+        after = joined.searchsorted(joined.dtype.type(base + start))  # in the array's type: an int would cast it all
+        if after < len(joined) and joined[after] < base + end:  # a join removed one in between
             acc |= _SEPARATOR_BIT
         return Fold(acc)
 
