@@ -46,7 +46,19 @@ _IM_IDS = {
     "telegram_id": (("telegram", "tg", "飞机", "纸飞机"), r"号?\s*[:：]?\s*@?[a-z][a-z0-9_]{4,31}(?![a-z0-9_])"),
 }
 _IM_ID = re.compile("|".join(word + tail for words, tail in _IM_IDS.values() for word in words))
-_IM_KIND = {word[0]: kind for kind, (words, _) in _IM_IDS.items() for word in words}
+
+
+def _kinds_by_first_character() -> dict[str, str]:
+    """The kind of id each word introduces, by the word's first character: the words must tell it by that alone."""
+    kinds: dict[str, str] = {}
+    for kind, (words, _) in _IM_IDS.items():
+        for word in words:
+            if kinds.setdefault(word[0], kind) != kind:
+                raise ValueError(f"words for two kinds of IM id start with {word[0]!r}")
+    return kinds
+
+
+_IM_KIND = _kinds_by_first_character()
 
 _ID_CARD = re.compile(
     r"[1-9](?<![0-9][1-9])[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9x](?![0-9a-z])",

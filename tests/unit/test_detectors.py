@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from streams.policy import detectors
 from streams.policy.detectors import Signal, detect, domain_of, id_card_valid
 from streams.policy.normalize import normalize
 
@@ -203,6 +204,13 @@ IM_WORDS = {
 def test_every_word_that_introduces_an_id_names_its_kind(word: str, kind: str) -> None:
     ident = "123456789" if kind == "qq_id" else "spam_seller1"
     assert [s.kind for s in detect(f"请加{word}: {ident} 谢谢")] == [kind]
+
+
+def test_words_for_two_kinds_may_not_start_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kind of a match is read off its first character.
+    monkeypatch.setitem(detectors._IM_IDS, "whatsapp_id", (("wa",), ""))
+    with pytest.raises(ValueError, match="start with 'w'"):
+        detectors._kinds_by_first_character()
 
 
 def test_an_id_is_reported_once_as_the_kind_its_word_names() -> None:
