@@ -349,7 +349,43 @@ def _outcome(parse: Any, arg: object) -> object:
         return error.reason, error.detail
 
 
+_DROPPED = object()
+_ID_EDGES = ["", "m", "x" * MAX_ID_CHARS, "x" * (MAX_ID_CHARS + 1), None, 5, True, ["m"], _DROPPED]
+_OPTIONAL_EDGES = [None, [], ["x"], "x", [1], 5, _DROPPED]
+_EDGES = {
+    "message_id": _ID_EDGES,
+    "group_id": _ID_EDGES,
+    "sender_id": _ID_EDGES,
+    "sent_at": [-1, 0, (1 << 53) - 1, 1 << 53, True, 1.5, "2026-11-22T01:30:00Z", "2026-11-22 01:30", None, _DROPPED],
+    "text": [
+        "",
+        "a" * MAX_TEXT_BYTES,
+        "a" * (MAX_TEXT_BYTES + 1),
+        "你" * (MAX_TEXT_BYTES // 3),
+        "你" * (MAX_TEXT_BYTES // 3 + 1),
+        None,
+        5,
+        _DROPPED,
+    ],
+    "links": _OPTIONAL_EDGES,
+    "mentions": _OPTIONAL_EDGES,
+    "reply_to": _OPTIONAL_EDGES,
+    "client": _OPTIONAL_EDGES,
+    "extra": _OPTIONAL_EDGES,
+}
+
+
+@pytest.mark.parametrize(("name", "value"), [(name, value) for name, values in _EDGES.items() for value in values])
+def test_parse_message_decides_each_edge_as_the_field_by_field_checks_do(name: str, value: object) -> None:
+    doc = dict(BASE)
+    if value is _DROPPED:
+        doc.pop(name, None)
+    else:
+        doc[name] = value
+    assert _outcome(parse_message, raw(doc)) == _outcome(parse_fields, doc)
+
+
 @settings(max_examples=1000, deadline=None)
 @given(_docs())
-def test_parse_message_decides_as_the_field_by_field_checks_do(doc: dict[str, Any]) -> None:
+def test_parse_message_decides_as_the_field_by_field_checks_do(doc: dict[str, Any]) -> None:  # edges combined
     assert _outcome(parse_message, raw(doc)) == _outcome(parse_fields, doc)
