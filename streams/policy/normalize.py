@@ -333,7 +333,6 @@ def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple
     can_start = spellable.copy()
     can_start[1:] &= ~word[:-1] | (codes[:-1] == ord("_")) | (codes[:-1] == ord(BOUNDARY))  # (?<![^\W_][a-z0-9])
     can_start[:-1] &= ~word[1:]  # [^\w\x00]: BOUNDARY counts as a word character in kinds
-    can_start[-1:] = False
     spans: list[tuple[int, int]] = []
     after = 0
     for start in np.flatnonzero(can_start).tolist():

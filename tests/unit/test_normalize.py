@@ -257,6 +257,21 @@ def test_normalize_is_the_regex_definition(text: str) -> None:
     assert normalize(text) == _defined(text)
 
 
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        pytest.param("id_v.i.a.g.r.a", "id_viagra", id="after-an-underscore"),
+        pytest.param("ab.c.d", "ab.c.d", id="first-letter-ends-a-word"),
+        pytest.param("a.b.c_d", "abc_d", id="before-an-underscore"),
+        pytest.param("9.a.b.c", "9abc", id="digit-first"),
+        pytest.param("x.y.z\u200b", "xyz", id="at-the-end"),
+    ],
+)
+def test_spelled_letters_at_the_edges_of_words(original: str, expected: str) -> None:
+    assert normalize(original) == expected == _defined(original)
+    assert normalize_joined(["a", original, "b"]) == BOUNDARY.join(["a", expected, "b"])
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(_texts, st.text(max_size=20)), min_size=1, max_size=4))
 def test_a_batch_maps_each_text_as_normalize_mapped_does(texts: list[str]) -> None:
