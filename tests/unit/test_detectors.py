@@ -151,6 +151,12 @@ def test_no_phone(text: str) -> None:
     assert of_kind(text, "phone") == []
 
 
+def test_a_position_is_inside_a_span_from_its_start_to_before_its_end() -> None:
+    spans = [(2, 5), (8, 9)]  # one pattern's matches: sorted, disjoint
+    assert [at for at in range(11) if detectors._inside(spans, at)] == [2, 3, 4, 8]
+    assert not detectors._inside([], 0)
+
+
 def test_two_phones_in_one_text() -> None:
     assert of_kind("13800138000 或 13912345678", "phone") == [("13800138000", None), ("13912345678", None)]
 
