@@ -8,6 +8,7 @@ import orjson
 import pytest
 from conftest import MANIFEST, header, write_pack
 
+from streams.policy import classify as classify_module
 from streams.policy.classify import Classifier
 from streams.policy.rules import Decision, RulePack, RulePackError, Severity, load_pack, parse_domain_line
 from streams.records import parse_message
@@ -168,6 +169,21 @@ def test_a_campaign_domain_blocks_until_lifted(tmp_path: Path) -> None:
     ]
     classifier.lift_campaign("spread.example")
     assert classifier.classify(message, 0)["decision"] == "allow"
+
+
+def test_the_domains_a_classifier_remembers_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(classify_module, "_DOMAINS_REMEMBERED", 3)  # links in chat are anyone's to choose
+    pack = load_pack(pack_with(tmp_path, {"l.txt": "||evil.example^\n"}, entry("l.txt", "scam.bad-domain")))
+    classifier = Classifier(pack)
+
+    def decision(text: str) -> str:
+        doc = {"message_id": "m", "group_id": "g", "sender_id": "u", "sent_at": 1, "text": text}
+        return str(classifier.classify(parse_message(orjson.dumps(doc)), 0)["decision"])
+
+    for n in range(10):
+        assert decision(f"看 http://d{n}.example/") == "allow"
+        assert len(classifier._blocked_domains) <= 3
+    assert decision("看 http://x.evil.example/") == "block"
 
 
 def test_blacklist_records_block_and_lift_campaign_domains(tmp_path: Path) -> None:
