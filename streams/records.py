@@ -155,17 +155,7 @@ def parse_message(raw: bytes | None) -> ChatMessage:
         return parse_fields(doc)  # an RFC 3339 sent_at, a long text, or an error to name
     if len(doc) == len(_REQUIRED):
         return ChatMessage(message_id, group_id, sender_id, sent_at, text)
-    return ChatMessage(
-        message_id,
-        group_id,
-        sender_id,
-        sent_at,
-        text,
-        links=_strings(doc, "links"),
-        mentions=_strings(doc, "mentions"),
-        reply_to=_optional_string(doc, "reply_to"),
-        client=_optional_string(doc, "client"),
-    )
+    return ChatMessage(message_id, group_id, sender_id, sent_at, text, *_optional_fields(doc))
 
 
 def parse_fields(doc: dict[str, Any]) -> ChatMessage:
@@ -180,13 +170,20 @@ def parse_fields(doc: dict[str, Any]) -> ChatMessage:
     if "sent_at" not in doc or doc["sent_at"] is None:
         raise InvalidMessage(MISSING_FIELD, "sent_at: required")
     return ChatMessage(
-        message_id=_id(doc, "message_id"),
-        group_id=_id(doc, "group_id"),
-        sender_id=_id(doc, "sender_id"),
-        sent_at_ms=parse_sent_at(doc["sent_at"]),
-        text=text,
-        links=_strings(doc, "links"),
-        mentions=_strings(doc, "mentions"),
-        reply_to=_optional_string(doc, "reply_to"),
-        client=_optional_string(doc, "client"),
+        _id(doc, "message_id"),
+        _id(doc, "group_id"),
+        _id(doc, "sender_id"),
+        parse_sent_at(doc["sent_at"]),
+        text,
+        *_optional_fields(doc),
+    )
+
+
+def _optional_fields(doc: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], str | None, str | None]:
+    """links, mentions, reply_to and client, in ChatMessage's order, validated."""
+    return (
+        _strings(doc, "links"),
+        _strings(doc, "mentions"),
+        _optional_string(doc, "reply_to"),
+        _optional_string(doc, "client"),
     )

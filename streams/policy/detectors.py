@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from operator import itemgetter
 
 _TLDS = (
     "com|net|org|cn|top|xyz|vip|cc|io|me|info|shop|club|app|link|site|online|live|bet|win|tk|ml|ga|cf|gq|ru|co|tv|"
@@ -95,12 +96,8 @@ def domain_of(link: str) -> str | None:
 def _inside(spans: list[tuple[int, int]], at: int) -> bool:
     """Whether ``at`` falls in one of ``spans``, one pattern's matches: sorted and disjoint. A joined batch may
     hold thousands of them."""
-    index = bisect_right(spans, at, key=_start) - 1
+    index = bisect_right(spans, at, key=itemgetter(0)) - 1
     return index >= 0 and at < spans[index][1]
-
-
-def _start(span: tuple[int, int]) -> int:
-    return span[0]
 
 
 def detect(normal: str) -> list[Signal]:
