@@ -4,30 +4,22 @@ The automaton runs over the UTF-8 bytes of the normalised text viewed as latin-1
 children instead of the ~2,000 first characters of a Chinese word list, which makes the scan ~4x faster. Offsets are
 byte offsets; they are turned into character offsets only for the few messages that match.
 
-Most chat holds no key, so in a batch the automaton scans only the texts that may hold one: those where the first
-characters of some key occur (``_Prefilter``), found with a few whole-array operations over the batch.
+Most chat holds no term, so in a batch the automaton scans only the texts where one may start (``Prefilter``).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 
 import ahocorasick
-import numpy as np
-from numpy.typing import NDArray
 
 from streams.policy.normalize import BOUNDARY
+from streams.policy.prefilter import Prefilter
 from streams.policy.rules import RulePack, Term
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-
-# The prefilter's index: a bitset of 2**24 bits (2 MiB), where 10,000 keys set 0.06% of the bits.
-_INDEX_BITS = 24
-_MULTIPLIER = np.uint32(0x9E3779B1)  # Knuth's multiplicative hash: the top bits of the product pick the bit
-_PRIME = np.uint32(0x01000193)  # combines a gram's code points into one number
 
 
 def _as_bytes(text: str) -> str:
@@ -51,55 +43,6 @@ class _Entry:
     check_end: bool  # ...or on its right
 
 
-def _gram(key: str) -> str:
-    """The first characters of ``key``, which index it: four if they are ASCII (any two letters begin some word of
-    an English list), else two."""
-    return key[:4] if key[:4].isascii() else key[:2]
-
-
-class _Prefilter:
-    """Where a key may start in an array of code points: where the first characters of one (its ``_gram``) occur.
-
-    The grams are hashed into a bitset. A position whose next characters hash to an unset bit starts no key; a hash
-    collision only makes a position look like a start, which costs a scan.
-    """
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        grams = {_gram(key) for key in keys if key}
-        self._lengths = sorted({len(gram) for gram in grams})
-        self._bits = np.zeros(1 << (_INDEX_BITS - 5), dtype=np.uint32)
-        for gram in grams:
-            slot = int(self._slots(np.array([ord(c) for c in gram], dtype=np.uint32), len(gram))[0])
-            self._bits[slot >> 5] |= np.uint32(1 << (slot & 31))
-
-    def starts(self, codes: NDArray[np.uint32]) -> NDArray[np.intp]:
-        """Positions in ``codes`` where a key may start, possibly some twice, in no particular order."""
-        found = []
-        for length in self._lengths:
-            if length <= 2:
-                found.append(np.flatnonzero(self._indexed(self._slots(codes, length))))
-            else:  # grams this long are ASCII: only an ASCII character can begin one
-                at = np.flatnonzero(codes[: max(len(codes) - length + 1, 0)] < 128)
-                found.append(at[self._indexed(self._slots(codes, length, at))])
-        return np.concatenate(found) if found else np.arange(0, dtype=np.intp)
-
-    @staticmethod
-    def _slots(codes: NDArray[np.uint32], length: int, at: NDArray[np.intp] | None = None) -> NDArray[np.uint32]:
-        """The bit of the ``length``-character gram at every position of ``codes`` that has one, or at ``at``."""
-        if at is None:
-            count = max(len(codes) - length + 1, 0)
-            windows = [codes[offset : offset + count] for offset in range(length)]
-        else:
-            windows = [codes.take(at + offset) for offset in range(length)]
-        number = windows[0]
-        for window in windows[1:]:
-            number = number * _PRIME + window
-        return (number * _MULTIPLIER) >> np.uint32(32 - _INDEX_BITS)
-
-    def _indexed(self, slots: NDArray[np.uint32]) -> NDArray[np.bool_]:
-        return ((self._bits.take(slots >> 5) >> (slots & 31)) & 1).astype(np.bool_)
-
-
 class Matcher:
     """Finds every term of a pack in normalised text, minus the hits that allow phrases cover."""
 
@@ -120,7 +63,7 @@ class Matcher:
             automaton.add_word(key, tuple(found))
         automaton.make_automaton()
         self._automaton = automaton
-        self._prefilter = _Prefilter(term.normal for term in pack.terms)  # an allow phrase alone hits nothing
+        self._prefilter = Prefilter(term.normal for term in pack.terms)  # an allow phrase alone hits nothing
         self._longest_allow = max((len(_as_bytes(p.normal)) for p in pack.allow), default=0)
         self.size = len(entries)
 
@@ -156,13 +99,11 @@ class Matcher:
 
     def find_joined(self, joined: str) -> dict[int, list[Hit]]:
         """Hits per text in the output of ``normalize_joined``: text index -> hits with offsets into that text.
-        Only the texts where a key may start are scanned."""
-        codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        ends = np.flatnonzero(codes == ord(BOUNDARY))
-        bounds = [-1, *ends.tolist(), len(joined)]  # text i lies between bounds[i] and bounds[i + 1]
+        Only the texts where a term may start are scanned."""
+        texts = joined.split(BOUNDARY)
         hits: dict[int, list[Hit]] = {}
-        for index in np.unique(np.searchsorted(ends, self._prefilter.starts(codes))).tolist():
-            if found := self.find(joined[bounds[index] + 1 : bounds[index + 1]]):
+        for index in self._prefilter.texts(joined):
+            if found := self.find(texts[index]):
                 hits[index] = found
         return hits
 

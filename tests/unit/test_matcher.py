@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import header, make_pack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.policy import matcher as matcher_module
-from streams.policy.matcher import Hit, Matcher, _Prefilter
+from streams.policy.matcher import Hit, Matcher
 from streams.policy.normalize import normalize, normalize_joined
 
 SCAM = (
@@ -252,38 +249,3 @@ def test_find_joined_scans_only_the_texts_where_a_term_may_start(
     hits = matcher.find_joined(normalize_joined(texts))
     assert sorted(hits) == [1, 3, 5]
     assert scanned == ["刷单", "a scam 赌博", "casino"]  # 警惕 begins only an allow phrase: alone it hits nothing
-
-
-def _codes(text: str) -> np.ndarray:
-    return np.array([ord(c) for c in text], dtype=np.uint32)
-
-
-def test_the_prefilter_reports_where_the_first_characters_of_a_key_occur() -> None:
-    # Keys are indexed by their first two characters, or four when those are ASCII.
-    prefilter = _Prefilter(["刷单返利", "casino", "vx加微", "qq", "bet", "x"])
-    text = "你好 casinos 刷单 cas vx qq号 bet x"
-    assert sorted(prefilter.starts(_codes(text)).tolist()) == [3, 11, 18, 19, 21, 25, 29]
-    assert prefilter.starts(_codes("")).tolist() == []
-    assert _Prefilter([]).starts(_codes(text)).tolist() == []
-
-
-_KEY_CHARACTERS = "ab1 刷单赌博返"
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    keys=st.lists(st.text(_KEY_CHARACTERS, min_size=1, max_size=6), min_size=1, max_size=6),
-    pieces=st.lists(st.integers(0, 5) | st.text(_KEY_CHARACTERS + "x你", max_size=3), max_size=10),
-    index_bits=st.sampled_from([5, 8, 24]),  # 5: every gram in one 32-bit word, so most positions look like starts
-)
-def test_the_prefilter_reports_every_start_of_a_key(keys: list[str], pieces: list[int | str], index_bits: int) -> None:
-    text = "".join(keys[p % len(keys)] if isinstance(p, int) else p for p in pieces)
-    original = matcher_module._INDEX_BITS
-    matcher_module._INDEX_BITS = index_bits
-    try:
-        starts = set(_Prefilter(keys).starts(_codes(text)).tolist())
-    finally:
-        matcher_module._INDEX_BITS = original
-    for key in keys:
-        for occurrence in re.finditer(f"(?={re.escape(key)})", text):
-            assert occurrence.start() in starts
