@@ -37,9 +37,10 @@ class Prefilter:
         index_bits = min(max((len(grams) * _BITS_PER_GRAM).bit_length(), 5), 30)
         self._shift = np.uint32(32 - index_bits)
         self._bits = np.zeros(1 << (index_bits - 5), dtype=np.uint32)
-        for gram in grams:
-            slot = int(self._slots(np.array([ord(c) for c in gram], dtype=np.uint32), len(gram))[0])
-            self._bits[slot >> 5] |= np.uint32(1 << (slot & 31))
+        for length in self._lengths:  # the grams of one length side by side, each hashed where it begins
+            same = np.array([[ord(c) for c in gram] for gram in grams if len(gram) == length], dtype=np.uint32)
+            slots = self._slots(same.ravel(), length, np.arange(0, same.size, length))
+            np.bitwise_or.at(self._bits, slots >> 5, np.uint32(1) << (slots & 31))
 
     def texts(self, joined: str) -> list[int]:
         """The indices of the texts of ``joined`` (texts joined by BOUNDARY) where one of the strings may begin."""
