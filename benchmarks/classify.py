@@ -10,7 +10,7 @@ core as separate workers would run. Ratios are against the baseline.
 These machines drift by 2x within minutes, so the baseline, the classifier and the stage take turns on every slice
 of 10,000 messages, and the figures are medians over rounds of the whole workload (each round's ratio is against
 that round's baseline). Where the classifier's time goes is measured in each round too, step by step over the same
-batches.
+batches, and at the end how many texts the keyword prefilter lets through to the automaton.
 
 The workload is built and held in memory before measuring; it is then frozen out of the garbage collector's sight
 (``gc.freeze``), as the worker freezes what it builds at start-up, so collections walk only what a batch allocates.
@@ -35,7 +35,8 @@ from streams.policy.classify import Classifier
 from streams.policy.detectors import detect
 from streams.policy.matcher import Matcher
 from streams.policy.normalize import normalize_joined, warm_up
-from streams.policy.rules import load_pack
+from streams.policy.prefilter import Prefilter
+from streams.policy.rules import RulePack, load_pack
 from streams.records import ChatMessage, parse_message
 
 BATCH = 2000
@@ -132,6 +133,18 @@ def _steps(matcher: Matcher, messages: list[ChatMessage]) -> dict[str, float]:
     return {step: seconds / len(messages) * 1e6 for step, seconds in spent.items()}
 
 
+def _scanned(pack: RulePack, messages: list[ChatMessage]) -> tuple[float, float]:
+    """The share of texts the prefilter lets through to the automaton, and of texts that hold a keyword."""
+    prefilter = Prefilter(term.normal for term in pack.terms)  # as the matcher builds its own
+    matcher = Matcher(pack)
+    scanned = holding = 0
+    for i in range(0, len(messages), BATCH):
+        normal = normalize_joined([m.text for m in messages[i : i + BATCH]])
+        scanned += len(prefilter.texts(normal))
+        holding += len(matcher.find_joined(normal))
+    return scanned / len(messages), holding / len(messages)
+
+
 def _stage_in_process(pack_dir: str, raw: list[bytes], barrier: multiprocessing.synchronize.Barrier) -> None:
     classifier = Classifier(load_pack(pack_dir))
     warm_up()
@@ -193,6 +206,7 @@ def main() -> None:
                 f"stage {stage:,.0f} ({stage / base:.2f}x) msgs/s",
                 flush=True,
             )
+        scanned, holding = _scanned(classifier.pack, messages)
         cores = os.cpu_count() or 1
         parallel = _stage_on_cores(pack_dir, raw, cores) if cores > 1 else rounds[-1]["stage"]
 
@@ -219,6 +233,7 @@ def main() -> None:
         print(f"  {step:<16} {median(step):5.1f} us")
     rest = per_message - sum(median(step) for step in ("normalise", "scan and match", "detectors"))
     print(f"  the rest       {rest:5.1f} us   (verdicts, and spans and explanations for the messages that match)")
+    print(f"the automaton scanned {scanned:.1%} of the texts, where a keyword may start; {holding:.1%} hold one")
 
 
 if __name__ == "__main__":
