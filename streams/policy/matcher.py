@@ -9,11 +9,12 @@ Most chat holds no term, so in a batch the automaton scans only the texts where 
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from operator import itemgetter
 
 import ahocorasick
+import numpy as np
 
 from streams.policy.normalize import BOUNDARY
 from streams.policy.prefilter import Prefilter
@@ -69,7 +70,20 @@ class Matcher:
 
     def find(self, normal: str) -> list[Hit]:
         """Hits in ``normal`` (the output of ``normalize``), in text order."""
-        data = normal.encode().decode("latin-1")
+        return self._scan(normal).get(0, [])
+
+    def find_joined(self, joined: str) -> dict[int, list[Hit]]:
+        """Hits per text in the output of ``normalize_joined``: text index -> hits with offsets into that text.
+        Only the texts where a term may start are scanned, joined again: one pass of the automaton."""
+        texts = joined.split(BOUNDARY)
+        chosen = self._prefilter.texts(joined)
+        hits = self._scan(BOUNDARY.join(texts[index] for index in chosen))
+        return {chosen[index]: found for index, found in hits.items()}
+
+    def _scan(self, joined: str) -> dict[int, list[Hit]]:
+        """Hits per text of texts joined by BOUNDARY, by their index there."""
+        encoded = joined.encode()
+        data = encoded.decode("latin-1")
         raw: list[tuple[int, int, Term]] = []
         allowed: list[tuple[int, int]] = []
         for last, found in self._automaton.iter(data):
@@ -82,29 +96,24 @@ class Matcher:
                 ):
                     raw.append((start, end, entry.term))
         if not raw:
-            return []
+            return {}
+        starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
         allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
-        hits: list[Hit] = []
-        # Byte offsets become character offsets walking forward, the text decoded once however many hits it has.
+        hits: dict[int, list[Hit]] = {}
+        # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
         raw.sort(key=itemgetter(0))
-        byte_at = char_at = 0
+        index, byte_at, char_at = -1, 0, 0
         for start, end, term in raw:
             if _covered(allowed, allowed_ends, start, end, self._longest_allow):
                 continue
+            if index < 0 or (index + 1 < len(starts) and start >= starts[index + 1]):
+                index = bisect_right(starts, start) - 1
+                byte_at, char_at = starts[index], 0
             char_at += len(data[byte_at:start].encode("latin-1").decode())
             byte_at = start
-            hits.append(Hit(term, char_at, char_at + len(term.normal)))
-        hits.sort(key=lambda h: (h.start, h.end))
-        return hits
-
-    def find_joined(self, joined: str) -> dict[int, list[Hit]]:
-        """Hits per text in the output of ``normalize_joined``: text index -> hits with offsets into that text.
-        Only the texts where a term may start are scanned."""
-        texts = joined.split(BOUNDARY)
-        hits: dict[int, list[Hit]] = {}
-        for index in self._prefilter.texts(joined):
-            if found := self.find(texts[index]):
-                hits[index] = found
+            hits.setdefault(index, []).append(Hit(term, char_at, char_at + len(term.normal)))
+        for found_hits in hits.values():
+            found_hits.sort(key=lambda h: (h.start, h.end))
         return hits
 
 

@@ -238,14 +238,18 @@ def test_find_joined_scans_only_the_texts_where_a_term_may_start(
     matcher: Matcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scanned: list[str] = []
-    find = matcher.find
+    scan = matcher._scan
 
-    def spy(normal: str) -> list[Hit]:
-        scanned.append(normal)
-        return find(normal)
+    def spy(joined: str) -> dict[int, list[Hit]]:
+        scanned.append(joined)
+        return scan(joined)
 
-    monkeypatch.setattr(matcher, "find", spy)
+    monkeypatch.setattr(matcher, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
     hits = matcher.find_joined(normalize_joined(texts))
-    assert sorted(hits) == [1, 3, 5]
-    assert scanned == ["刷单", "a scam 赌博", "casino"]  # 警惕 begins only an allow phrase: alone it hits nothing
+    assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
+        1: [("刷单", 0, 2)],
+        3: [("scam", 2, 6), ("赌博", 7, 9)],
+        5: [("casino", 0, 6)],
+    }
+    assert scanned == ["刷单\x00a scam 赌博\x00casino"]  # 警惕 begins only an allow phrase: alone it hits nothing
