@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
@@ -353,6 +354,7 @@ def normalize_joined(texts: list[str]) -> str:
 
 
 _INVISIBLE_BIT, _SEPARATOR_BIT = int(Fold.INVISIBLE), int(Fold.SEPARATOR)
+_FOLDS = [Fold(bits) for bits in range(1 << len(Fold))]  # by value: making a Fold runs Python code
 
 
 class Mapped:
@@ -363,7 +365,7 @@ class Mapped:
 
     __slots__ = ("_base", "_joined", "_origin", "original", "text")
 
-    def __init__(self, text: str, original: str, origin: _Indices, joined: _Indices, base: int = 0) -> None:
+    def __init__(self, text: str, original: str, origin: _Indices, joined: list[int], base: int = 0) -> None:
         self.text = text
         self.original = original
         self._origin = origin  # per normalised character, base + the index of its original character
@@ -379,9 +381,9 @@ class Mapped:
     @property
     def joined(self) -> tuple[int, ...]:
         """The original indices removed by a join (separators inside words), in order."""
-        bounds = np.array((self._base, self._base + len(self.original)), dtype=self._joined.dtype)
-        low, high = self._joined.searchsorted(bounds)
-        return tuple((self._joined[low:high] - self._base).tolist())
+        low = bisect_left(self._joined, self._base)
+        high = bisect_left(self._joined, self._base + len(self.original))
+        return tuple(index - self._base for index in self._joined[low:high])
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of normalised characters [start, end)."""
@@ -395,16 +397,16 @@ class Mapped:
             cp = ord(ch)
             acc |= folds[cp] if cp < _TABLE_SIZE else (_INVISIBLE_BIT if _TAGS.match(ch) else 0)
         joined, base = self._joined, self._base
-        after = joined.searchsorted(joined.dtype.type(base + start))  # in the array's type: an int would cast it all
+        after = bisect_left(joined, base + start)
         if after < len(joined) and joined[after] < base + end:  # a join removed one in between
             acc |= _SEPARATOR_BIT
-        return Fold(acc)
+        return _FOLDS[acc]
 
 
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text, to report spans in it."""
     normal = _normalise(text, _tables().codes)
-    return Mapped(normal.text, text, normal.origin, _sorted_unique(normal.joined))
+    return Mapped(normal.text, text, normal.origin, _sorted_unique(normal.joined).tolist())
 
 
 def _sorted_unique(indices: _Indices) -> _Indices:
@@ -427,7 +429,7 @@ class NormalBatch:
         self._normal = _normalise(joined, _tables().batch_codes)
         self.text = self._normal.text
         self._starts: list[int] | None = None
-        self._way_back: tuple[list[int], _Indices] | None = None
+        self._way_back: tuple[list[int], list[int]] | None = None
 
     def starts(self) -> list[int]:
         """Where each text begins in ``text``, and where one more would (past the end)."""
@@ -443,7 +445,10 @@ class NormalBatch:
         if self._way_back is None:  # where each text begins in the joined original, and the original indices the
             # joins removed, sorted
             lengths = np.fromiter(map(len, self.texts), dtype=np.int64, count=len(self.texts)) + 1
-            self._way_back = (np.concatenate(([0], np.cumsum(lengths))).tolist(), _sorted_unique(self._normal.joined))
+            self._way_back = (
+                np.concatenate(([0], np.cumsum(lengths))).tolist(),
+                _sorted_unique(self._normal.joined).tolist(),
+            )
         original_starts, joined = self._way_back
         starts = self.starts()
         start, end = starts[index], starts[index + 1] - 1
@@ -452,9 +457,8 @@ class NormalBatch:
         )
 
 
-_FOLD_BITS = [(flag.value, name) for flag, name in FOLD_NAMES.items()]  # plain ints: IntFlag's & is Python code
+_FOLD_NAMES = [tuple(name for flag, name in FOLD_NAMES.items() if bits & flag) for bits in range(1 << len(Fold))]
 
 
 def fold_names(folds: Fold) -> list[str]:
-    bits = int(folds)
-    return [name for flag, name in _FOLD_BITS if bits & flag]
+    return list(_FOLD_NAMES[folds])
