@@ -127,19 +127,19 @@ class Classifier:
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
         verdicts = [self._verdict(m, classified_at_ms) for m in messages]
         for index in sorted(hits.keys() | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
-            verdicts[index] = self._explained(
-                messages[index], batch.mapped(index), hits.get(index, ()), signals.get(index, ()), classified_at_ms
-            )
+            mapped = batch.mapped(index)
+            self._explain(verdicts[index], messages[index], mapped, hits.get(index, ()), signals.get(index, ()))
         return verdicts
 
-    def _explained(
+    def _explain(
         self,
+        verdict: dict[str, Any],
         message: ChatMessage,
         mapped: Mapped,
         hits: Sequence[Hit],
         signals: Sequence[Signal],
-        classified_at_ms: int,
-    ) -> dict[str, Any]:
+    ) -> None:
+        """Fill in a message's clean verdict with what its text and links hold: matches, signals and the decision."""
         matches: list[dict[str, Any]] = []
         found: list[dict[str, Any]] = []
         decision, severity = Decision.ALLOW, Severity.NONE
@@ -205,14 +205,12 @@ class Classifier:
                     )
                 )
                 decision, severity = max(decision, rule.decision), max(severity, rule.severity)
-        verdict = self._verdict(message, classified_at_ms)
         verdict["decision"] = decision.label
         if matches:
             verdict["categories"] = sorted({m["category"] for m in matches})
         verdict["severity"] = severity.label
         verdict["matches"] = matches
         verdict["signals"] = found
-        return verdict
 
     def _verdict(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
         """The one shape of a verdict, as for a clean message: allow, no categories, no matches, no signals."""
