@@ -354,7 +354,7 @@ def normalize_joined(texts: list[str]) -> str:
 
 
 _INVISIBLE_BIT, _SEPARATOR_BIT = int(Fold.INVISIBLE), int(Fold.SEPARATOR)
-_FOLDS = [Fold(bits) for bits in range(1 << len(Fold))]  # by value: making a Fold runs Python code
+_FOLDS_BY_VALUE = [Fold(bits) for bits in range(1 << len(Fold))]  # making a Fold runs Python code
 
 
 class Mapped:
@@ -400,7 +400,7 @@ class Mapped:
         after = bisect_left(joined, base + start)
         if after < len(joined) and joined[after] < base + end:  # a join removed one in between
             acc |= _SEPARATOR_BIT
-        return _FOLDS[acc]
+        return _FOLDS_BY_VALUE[acc]
 
 
 def normalize_mapped(text: str) -> Mapped:
@@ -457,8 +457,9 @@ class NormalBatch:
         )
 
 
-_FOLD_NAMES = [tuple(name for flag, name in FOLD_NAMES.items() if bits & flag) for bits in range(1 << len(Fold))]
+# The names of every combination of folds, by value.
+_NAMES_BY_VALUE = [tuple(name for flag, name in FOLD_NAMES.items() if bits & flag) for bits in range(1 << len(Fold))]
 
 
 def fold_names(folds: Fold) -> list[str]:
-    return list(_FOLD_NAMES[folds])
+    return list(_NAMES_BY_VALUE[folds])
