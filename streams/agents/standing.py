@@ -64,6 +64,9 @@ LAG_SECONDS = 5.0
 _MAX_RETRY_SECONDS = 30.0
 BATCH_EVENTS = 500  # events decided together, their outputs sent together: one broker round trip a batch
 BATCH_SECONDS = 0.05  # how long a batch waits to fill
+# Changelog records let wait before a table write waits for them to be sent: Faust warns when more than 100 wait,
+# and a batch writes up to BATCH_EVENTS entries.
+CHANGELOG_WAITING = 50
 STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
 _Headers = list[tuple[str, bytes]] | None
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -194,7 +197,10 @@ class Standing:
             self.metrics.dead_letters.labels(reason).inc()
         if table is None or inbox is None:
             return
+        changelog = self.app.producer.buffer  # where Faust keeps a table's changelog records until it sends them
         for key, (record, due_ms, event, new) in written.items():
+            if changelog.size >= CHANGELOG_WAITING:
+                await changelog.flush()
             with _within(event):
                 table[key] = record
             self.expiries.schedule(inbox, key, due_ms)

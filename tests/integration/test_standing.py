@@ -314,3 +314,21 @@ async def test_a_domain_spread_in_violations_across_groups_is_blacklisted_and_an
     assert [(m["rule_id"], m["term"]) for m in later["matches"]] == [
         ("scam.campaign-domain", "promo.campaign-x.example")
     ]
+
+
+async def test_a_batch_writing_hundreds_of_table_entries_waits_for_its_changelog_quietly(settings, start_worker):
+    # Faust warns when more than 100 changelog records wait to be sent; a batch writes up to 500 table entries.
+    senders = 3000
+    await produce(settings, [message(f"m{n}", f"sender-{n}", f"g{n % 50}") for n in range(senders)])
+    worker = start_worker()
+
+    every_sender = {f"user:sender-{n}" for n in range(senders)}
+
+    def warned(records: list[ConsumerRecord[bytes, bytes]]) -> set[str]:
+        return {s["subject"] for s in values(records) if s["kind"] == "warning"} & every_sender
+
+    records = await read_until(settings, SANCTIONS, until=lambda seen: warned(seen) == every_sender, wait_seconds=120)
+    assert warned(records) == every_sender
+    await asyncio.sleep(3)
+    assert worker.alive()
+    assert "producer buffer full" not in worker.log_path.read_text()
