@@ -64,8 +64,8 @@ LAG_SECONDS = 5.0
 _MAX_RETRY_SECONDS = 30.0
 BATCH_EVENTS = 500  # events decided together, their outputs sent together: one broker round trip a batch
 BATCH_SECONDS = 0.05  # how long a batch waits to fill
-# Changelog records let wait before a table write waits for them to be sent: Faust warns when more than 100 wait,
-# and a batch writes up to BATCH_EVENTS entries.
+# How many changelog records may wait in Faust's producer buffer before a table write waits for them to be sent:
+# Faust warns when more than 100 wait, and a batch writes up to BATCH_EVENTS entries.
 CHANGELOG_WAITING = 50
 STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
 _Headers = list[tuple[str, bytes]] | None
