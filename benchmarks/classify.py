@@ -35,8 +35,7 @@ from streams.policy.classify import Classifier
 from streams.policy.detectors import detect
 from streams.policy.matcher import Matcher
 from streams.policy.normalize import normalize_joined, warm_up
-from streams.policy.prefilter import Prefilter
-from streams.policy.rules import RulePack, load_pack
+from streams.policy.rules import load_pack
 from streams.records import ChatMessage, parse_message
 
 BATCH = 2000
@@ -133,14 +132,12 @@ def _steps(matcher: Matcher, messages: list[ChatMessage]) -> dict[str, float]:
     return {step: seconds / len(messages) * 1e6 for step, seconds in spent.items()}
 
 
-def _scanned(pack: RulePack, messages: list[ChatMessage]) -> tuple[float, float]:
+def _scanned(matcher: Matcher, messages: list[ChatMessage]) -> tuple[float, float]:
     """The share of texts the prefilter lets through to the automaton, and of texts that hold a keyword."""
-    prefilter = Prefilter(term.normal for term in pack.terms)  # as the matcher builds its own
-    matcher = Matcher(pack)
     scanned = holding = 0
     for i in range(0, len(messages), BATCH):
         normal = normalize_joined([m.text for m in messages[i : i + BATCH]])
-        scanned += len(prefilter.texts(normal))
+        scanned += len(matcher.prefilter.texts(normal))
         holding += len(matcher.find_joined(normal))
     return scanned / len(messages), holding / len(messages)
 
@@ -206,7 +203,7 @@ def main() -> None:
                 f"stage {stage:,.0f} ({stage / base:.2f}x) msgs/s",
                 flush=True,
             )
-        scanned, holding = _scanned(classifier.pack, messages)
+        scanned, holding = _scanned(matcher, messages)
         cores = os.cpu_count() or 1
         parallel = _stage_on_cores(pack_dir, raw, cores) if cores > 1 else rounds[-1]["stage"]
 

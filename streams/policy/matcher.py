@@ -64,7 +64,7 @@ class Matcher:
             automaton.add_word(key, tuple(found))
         automaton.make_automaton()
         self._automaton = automaton
-        self._prefilter = Prefilter(term.normal for term in pack.terms)  # an allow phrase alone hits nothing
+        self.prefilter = Prefilter(term.normal for term in pack.terms)  # an allow phrase alone hits nothing
         self._longest_allow = max((len(_as_bytes(p.normal)) for p in pack.allow), default=0)
         self.size = len(entries)
 
@@ -76,7 +76,7 @@ class Matcher:
         """Hits per text in the output of ``normalize_joined``: text index -> hits with offsets into that text.
         Only the texts where a term may start are scanned, joined again: one pass of the automaton."""
         texts = joined.split(BOUNDARY)
-        chosen = self._prefilter.texts(joined)
+        chosen = self.prefilter.texts(joined)
         hits = self._scan(BOUNDARY.join(texts[index] for index in chosen))
         return {chosen[index]: found for index, found in hits.items()}
 
