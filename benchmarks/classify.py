@@ -170,9 +170,9 @@ class _Cores:
         for i in range(cores):
             ours, theirs = context.Pipe()
             part = slice(i * share, (i + 1) * share)
+            args = (str(pack_dir), messages[part], raw[part], theirs)
             # Daemons: if the benchmark fails, they go with it rather than wait for orders.
-            share_args = (str(pack_dir), messages[part], raw[part], theirs)
-            process = context.Process(target=_core, args=share_args, daemon=True)
+            process = context.Process(target=_core, args=args, daemon=True)
             process.start()
             self._orders.append(ours)
             self._processes.append(process)
