@@ -34,9 +34,9 @@ import orjson
 
 from benchmarks import workload
 from streams.policy.classify import Classifier
-from streams.policy.detectors import detect
+from streams.policy.detectors import detect_joined
 from streams.policy.matcher import Matcher
-from streams.policy.normalize import normalize_joined, warm_up
+from streams.policy.normalize import as_codes, normalize_joined
 from streams.policy.rules import load_pack
 from streams.records import ChatMessage, parse_message
 
@@ -127,7 +127,7 @@ def _steps(matcher: Matcher, messages: list[ChatMessage]) -> dict[str, float]:
         normalised = time.perf_counter()
         matcher.find_joined(normal)
         matched = time.perf_counter()
-        detect(normal)
+        detect_joined(normal)
         spent["normalise"] += normalised - start
         spent["scan and match"] += matched - normalised
         spent["detectors"] += time.perf_counter() - matched
@@ -139,7 +139,7 @@ def _scanned(matcher: Matcher, messages: list[ChatMessage]) -> tuple[float, floa
     scanned = holding = 0
     for i in range(0, len(messages), BATCH):
         normal = normalize_joined([m.text for m in messages[i : i + BATCH]])
-        scanned += len(matcher.prefilter.texts(normal))
+        scanned += len(matcher.prefilter.texts(as_codes(normal)))
         holding += len(matcher.find_joined(normal))
     return scanned / len(messages), holding / len(messages)
 
@@ -148,7 +148,7 @@ def _core(pack_dir: str, messages: list[ChatMessage], raw: list[bytes], orders: 
     """One process of ``_Cores``: starts as a worker does, then runs its share of the workload when told, and
     answers with the seconds it took and how many messages it flagged (none counted for the stage)."""
     classifier = Classifier(load_pack(pack_dir))
-    warm_up()
+    classifier.warm_up()
     gc.collect()
     gc.freeze()
     _stage(classifier, raw[:BATCH])  # the first batch's page faults and caches are not the workload's
@@ -210,7 +210,7 @@ def main() -> None:
         pack_dir = workload.write_pack(work, Path(tmp) / "pack")
         start = time.perf_counter()
         classifier = Classifier(load_pack(pack_dir))
-        warm_up()
+        classifier.warm_up()
         print(f"  rule pack loaded and automaton built in {time.perf_counter() - start:.2f} s", flush=True)
         messages = _messages(texts)
         raw = _raw(messages)

@@ -32,7 +32,6 @@ from streams.config import Settings
 from streams.kafka.produce import OutRecord, send_batched
 from streams.metrics import SUBJECT_TYPES, Metrics
 from streams.policy.classify import Classifier
-from streams.policy.normalize import warm_up
 from streams.policy.reload import Followed, Rules
 from streams.policy.rules import RulePackError, load_pack
 from streams.records import ChatMessage, InvalidMessage, SourceRecord, parse_message
@@ -221,7 +220,7 @@ class ClassifyStage(mode.Service):
         self._producer: AIOKafkaProducer | None = None
 
     async def on_start(self) -> None:
-        warm_up()
+        self.classifier.warm_up()
         # What start-up built (the rule pack, the normalisation tables) lives as long as the worker: collect the
         # garbage start-up left, then keep the collector from walking the rest again on every full collection.
         gc.collect()

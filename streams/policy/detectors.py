@@ -2,7 +2,8 @@
 
 They run on normalised text (full-width digits and dots are already ASCII), one text or a whole joined batch.
 Every pattern starts with a literal or a character class, never an alternation or a lookbehind, so the regex
-engine can skip ahead quickly over the text that holds nothing: most chat.
+engine can skip ahead quickly over the text that holds nothing: most chat. In a batch they search only the texts
+that hold what every match needs (``detect_joined``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from functools import cache
 from operator import itemgetter
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streams.policy.compiled import compiled
+from streams.policy.normalize import BOUNDARY, as_codes, pick
+from streams.policy.prefilter import Prefilter
 
 _TLDS = (
     "com|net|org|cn|top|xyz|vip|cc|io|me|info|shop|club|app|link|site|online|live|bet|win|tk|ml|ga|cf|gq|ru|co|tv|"
@@ -32,6 +41,7 @@ _HOST = re.compile(r"^(?:https?://)?([^/:?#\s]+)")
 # Chinese numerals (一三八...), a common way around digit filters.
 _PHONE = re.compile(r"1(?<![0-9]1)[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
 _PHONE_86 = re.compile(r"86(?<![0-9]86)[ -]?1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
+_NUMERAL_CHARACTERS = "0123456789〇零一幺二两三四五六七八九"
 _NUMERALS = "0-9〇零一幺二两三四五六七八九"
 _PHONE_SPELLED = re.compile(rf"[1一幺](?<![{_NUMERALS}][1一幺])[3-9三四五六七八九][{_NUMERALS}]{{9}}(?![{_NUMERALS}])")
 
@@ -129,3 +139,60 @@ def detect(normal: str) -> list[Signal]:
     signals.extend(Signal(_IM_KIND[normal[m.start()]], m.start(), m.end()) for m in _IM_ID.finditer(normal))
     signals.sort(key=lambda s: (s.start, s.end))
     return signals
+
+
+# What every match holds: a phone or ID-card number eleven of _NUMERAL_CHARACTERS (at least), a link or IM id one
+# of these words.
+_FEWEST_NUMERALS = 11
+_TLD_NAMES = [tld.removesuffix("s?") for tld in _TLDS.split("|")]  # "games?" -> "game"
+_BOUNDARY_CODE = ord(BOUNDARY)
+
+
+@cache
+def _signal_words() -> Prefilter:
+    """Where a word begins that a link or IM id needs: a URL's start, a top-level domain after its dot, or the
+    word that introduces an IM id."""
+    tlds = [f"{dot}{tld}" for dot in ".点。" for tld in _TLD_NAMES]
+    return Prefilter(["http", "www.", "dot", *tlds, *(word for words, _ in _IM_IDS.values() for word in words)])
+
+
+@cache
+def _numeral_table() -> NDArray[np.bool_]:
+    table = np.zeros(max(map(ord, _NUMERAL_CHARACTERS)) + 1, dtype=np.bool_)
+    table[[ord(c) for c in _NUMERAL_CHARACTERS]] = True
+    return table
+
+
+@compiled
+def _texts_with_numerals(codes: NDArray[np.uint32], numerals: NDArray[np.bool_], fewest: int) -> NDArray[np.intp]:
+    """The indices of the texts (joined by BOUNDARY) that hold at least ``fewest`` numerals."""
+    found = np.empty(codes.size + 1, dtype=np.intp)
+    count = text = seen = 0
+    for code in codes:
+        if code == _BOUNDARY_CODE:
+            text += 1
+            seen = 0
+        elif code < numerals.size and numerals[code]:
+            seen += 1
+            if seen == fewest:
+                found[count] = text
+                count += 1
+    return found[:count]
+
+
+def detect_joined(joined: str) -> dict[int, list[Signal]]:
+    """Signals per text of texts joined by BOUNDARY (the output of ``normalize_joined``): text index -> signals with
+    offsets into that text. Only the texts that hold a link's or IM id's word or eleven numerals are searched, joined
+    again: most chat holds none, and compiled passes find them sooner than the patterns would."""
+    codes = as_codes(joined)
+    numerous = _texts_with_numerals(codes, _numeral_table(), _FEWEST_NUMERALS).tolist()
+    chosen = sorted({*_signal_words().texts(codes), *numerous})
+    picked, starts = pick(joined, codes, chosen)
+    found: dict[int, list[Signal]] = {}
+    for signal in detect(picked) if chosen else ():
+        index = bisect_right(starts, signal.start) - 1
+        base = starts[index]
+        found.setdefault(chosen[index], []).append(
+            Signal(signal.kind, signal.start - base, signal.end - base, signal.value)
+        )
+    return found

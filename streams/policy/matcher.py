@@ -16,7 +16,7 @@ from operator import itemgetter
 import ahocorasick
 import numpy as np
 
-from streams.policy.normalize import BOUNDARY
+from streams.policy.normalize import as_codes, pick
 from streams.policy.prefilter import Prefilter
 from streams.policy.rules import RulePack, Term
 
@@ -75,9 +75,9 @@ class Matcher:
     def find_joined(self, joined: str) -> dict[int, list[Hit]]:
         """Hits per text in the output of ``normalize_joined``: text index -> hits with offsets into that text.
         Only the texts where a term may start are scanned, joined again: one pass of the automaton."""
-        texts = joined.split(BOUNDARY)
-        chosen = self.prefilter.texts(joined)
-        hits = self._scan(BOUNDARY.join(texts[index] for index in chosen))
+        codes = as_codes(joined)
+        chosen = self.prefilter.texts(codes)
+        hits = self._scan(pick(joined, codes, chosen)[0])
         return {chosen[index]: found for index, found in hits.items()}
 
     def _scan(self, joined: str) -> dict[int, list[Hit]]:

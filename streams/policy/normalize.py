@@ -5,11 +5,11 @@ NFKC width and compatibility forms, styled and enclosed letters, case, accents o
 look-alikes, traditional characters, financial numerals); joins then undo what spammers split apart: runs of white
 space, separators between Chinese characters, and single Latin letters spelled out with separators (``v.i.a.g.r.a``).
 
-The text is handled as a numpy array of code points: a batch's texts joined by BOUNDARY are folded and joined in a
-few whole-array steps, about half the time of ``str.translate`` and regex substitutions, and every normal character
-keeps the index of the original character it came from. ``NormalBatch`` gives a batch's normal text and, for the few
-messages that matched, each one's map back (``Mapped``) to report spans in the original text. The tests hold the
-array code to the same joins written as regex substitutions.
+The text is handled as a numpy array of code points: a batch's texts joined by BOUNDARY are folded and the first two
+joins made in one compiled pass (``streams.policy.compiled``), and every normal character keeps the index of the
+original character it came from. ``NormalBatch`` gives a batch's normal text and, for the few messages that matched,
+each one's map back (``Mapped``) to report spans in the original text. The tests hold this code to the same joins
+written as regex substitutions.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
 from functools import cache
+from itertools import accumulate
+from typing import NamedTuple
 
 import numpy as np
 import opencc
 from numpy.typing import NDArray
+
+from streams.policy.compiled import compiled
 
 # The table covers the Basic Multilingual Plane and the Supplementary one (styled mathematical letters, enclosed
 # letters, emoji); rarer planes pass through unchanged, except the tag characters removed by ``_TAGS``.
@@ -159,15 +163,21 @@ _DELETE, _EXPAND = 0xFFFF_FFFF, 0xFFFF_FFFE
 _WORD, _HAN_CHAR, _SPACE, _SPELLABLE = 1, 2, 4, 8
 
 
+class _Expansions(NamedTuple):  # a tuple of arrays: compiled code takes it as one argument
+    """The characters that fold to several ("ß", "½", ligatures), marked _EXPAND in a table of codes."""
+
+    rows: _Indices  # per code point, its row
+    lengths: _Indices  # per row, how many characters
+    codes: _Codes  # per row, them, 0-padded
+
+
 @dataclass(frozen=True, slots=True)
 class _Tables:
     translate: list[str | int | None]  # per code point, as for str.translate: None deletes, an int keeps it
     folds: list[int]  # Fold flags per code point, 0 for characters left alone
     codes: _Codes  # per code point, its fold when that is one character, or _DELETE or _EXPAND; NUL is deleted
     batch_codes: _Codes  # the same, but NUL (BOUNDARY) stays
-    expansions: _Codes  # one row per character that folds to several ("ß", "½", ligatures): them, 0-padded
-    expansion_lengths: _Indices  # per row, how many
-    expansion_rows: _Indices  # per code point, its row (for those marked _EXPAND)
+    expansions: _Expansions
     kinds: NDArray[np.uint8]  # per code point of all Unicode: _WORD | _HAN_CHAR | _SPACE
 
 
@@ -190,7 +200,7 @@ def _tables() -> _Tables:
     expansions = np.zeros((len(several), max(map(len, several.values()))), dtype=np.uint32)
     expansion_rows = np.zeros(_TABLE_SIZE, dtype=np.int32)
     for row, (cp, out) in enumerate(several.items()):
-        expansions[row, : len(out)] = _as_codes(out)
+        expansions[row, : len(out)] = as_codes(out)
         expansion_rows[cp] = row
     for cp, folded in enumerate(translate):
         if folded is None:
@@ -200,7 +210,8 @@ def _tables() -> _Tables:
     batch_codes = codes.copy()
     batch_codes[ord(BOUNDARY)] = ord(BOUNDARY)
     lengths = np.array([len(out) for out in several.values()], dtype=np.int32)
-    return _Tables(translate, folds, codes, batch_codes, expansions, lengths, expansion_rows, _kinds())
+    expanded = _Expansions(expansion_rows, lengths, expansions)
+    return _Tables(translate, folds, codes, batch_codes, expanded, _kinds())
 
 
 def _kinds() -> NDArray[np.uint8]:
@@ -219,12 +230,13 @@ _TAG_CODES = (0xE0000, 0xE007F)
 
 # NUL separates the texts of a batch: the table deletes it inside a text, and no join crosses it.
 BOUNDARY = "\x00"
+_BOUNDARY_CODE, _UNDERSCORE = ord(BOUNDARY), ord("_")
 
 # The joins, in order, each on what the one before left:
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
 # 2. runs of non-word characters (spaces, punctuation, symbols, emoji) between two Chinese characters go;
 # 3. three or more single Latin letters or digits, each set apart by one to three non-word characters, are joined:
-#    "v.i.a.g.r.a". The first two are done on arrays of code points, the third with these regexes.
+#    "v.i.a.g.r.a". The first two are made while folding, the third with these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
 
@@ -234,8 +246,17 @@ def warm_up() -> None:
     _tables()
 
 
-def _as_codes(text: str) -> _Codes:
+def as_codes(text: str) -> _Codes:
+    """The code points of ``text``."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def pick(joined: str, codes: _Codes, chosen: list[int]) -> tuple[str, list[int]]:
+    """The texts ``chosen`` (ascending indices) of ``joined``, texts joined by BOUNDARY whose code points are
+    ``codes``, joined again; and where each begins in the result. Only the chosen texts are copied."""
+    ends = [*np.flatnonzero(codes == _BOUNDARY_CODE).tolist(), len(joined)]
+    picked = [joined[ends[index - 1] + 1 if index else 0 : ends[index]] for index in chosen]
+    return BOUNDARY.join(picked), [0, *accumulate(len(text) + 1 for text in picked)]
 
 
 def _as_text(codes: _Codes) -> str:
@@ -251,45 +272,11 @@ class _Normal:
 
 
 def _normalise(text: str, table: _Codes) -> _Normal:
-    """Fold every character, then the joins; whole arrays at a time, keeping each character's origin."""
-    original = _as_codes(text)
-    codes = table.take(original, mode="clip")
-    beyond = original >= _TABLE_SIZE
-    if beyond.any():  # past the table, tag characters go and the others stay as they are
-        kept = original[beyond]
-        codes[beyond] = np.where((kept >= _TAG_CODES[0]) & (kept <= _TAG_CODES[1]), _DELETE, kept)
-    if (deleted := codes == _DELETE).any():
-        origin = np.flatnonzero(~deleted).astype(np.int32)
-        codes = codes.take(origin)
-    else:
-        origin = np.arange(len(original), dtype=np.int32)
-    if (expanded := codes == _EXPAND).any():  # "ß", "½", ligatures: each makes room for its several, then fills it
-        tables = _tables()
-        rows = tables.expansion_rows[original[origin[expanded]]]
-        lengths = np.ones(len(codes), dtype=np.int32)
-        lengths[expanded] = tables.expansion_lengths[rows]
-        firsts = (np.cumsum(lengths) - lengths)[expanded]
-        codes, origin = np.repeat(codes, lengths), np.repeat(origin, lengths)
-        for k in range(tables.expansions.shape[1]):
-            longer = tables.expansion_lengths[rows] > k
-            codes[firsts[longer] + k] = tables.expansions[rows[longer], k]
-
-    joined: list[_Indices] = []
-    kinds = _tables().kinds.take(codes)
-    # The first two joins remove characters of the same runs either way, so they are found together: white space
-    # right after white space, and runs of non-word characters with a Chinese character on each side.
-    space = (kinds & _SPACE) != 0
-    removed = np.zeros(len(codes), dtype=np.bool_)
-    removed[1:] = space[1:] & space[:-1]
-    starts, ends = _runs((kinds & _WORD) == 0)
-    inner = (starts > 0) & (ends < len(codes))
-    starts, ends = starts[inner], ends[inner]
-    han = (kinds & _HAN_CHAR) != 0
-    if (between := han[starts - 1] & han[ends]).any():
-        removed[_positions(starts[between], ends[between])] = True
-    if removed.any():
-        codes, origin, kinds = _without(removed, codes, origin, kinds, joined)
-
+    """Fold every character and make the first two joins in one compiled pass, then the spelled-out join; each
+    character keeps its origin."""
+    tables = _tables()
+    codes, origin, kinds, joined_first = _fold_and_join(as_codes(text), table, tables.expansions, tables.kinds)
+    joined = [joined_first]
     folded = _as_text(codes)
     if spelled := _spelled(folded, codes, kinds):  # the non-word characters inside each go
         spans = np.array(spelled, dtype=np.intp)
@@ -298,15 +285,71 @@ def _normalise(text: str, table: _Codes) -> _Normal:
         removed &= (kinds & _WORD) == 0
         codes, origin, kinds = _without(removed, codes, origin, kinds, joined)
         folded = _as_text(codes)
-    return _Normal(folded, codes, origin, np.concatenate(joined) if joined else np.arange(0, dtype=np.int32))
+    return _Normal(folded, codes, origin, np.concatenate(joined))
 
 
-def _runs(mask: NDArray[np.bool_]) -> tuple[_Positions, _Positions]:
-    """Where each run of True in ``mask`` starts, and where it ends."""
-    edges = np.zeros(len(mask) + 2, dtype=np.int8)
-    edges[1:-1] = mask
-    edges = np.diff(edges)
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+@compiled
+def _fold(code: int, table: _Codes) -> int:
+    """The fold of one code point: one code point, _DELETE or _EXPAND. Past the table, tag characters go and the
+    others stay as they are."""
+    if code < table.size:
+        return int(table[code])
+    return _DELETE if _TAG_CODES[0] <= code <= _TAG_CODES[1] else code
+
+
+@compiled
+def _folded_size(original: _Codes, table: _Codes, expansions: _Expansions) -> int:
+    """How many code points folding ``original`` gives at most: one each, or an expansion's length."""
+    size = 0
+    for code in original:
+        size += expansions.lengths[expansions.rows[code]] if _fold(code, table) == _EXPAND else 1
+    return size
+
+
+@compiled
+def _fold_and_join(
+    original: _Codes, table: _Codes, expansions: _Expansions, kinds: NDArray[np.uint8]
+) -> tuple[_Codes, _Indices, NDArray[np.uint8], _Indices]:
+    """The folded code points of ``original`` after the first two joins, each one's origin (index in ``original``)
+    and kind, and the origins of the characters the joins removed."""
+    size = _folded_size(original, table, expansions)
+    codes = np.empty(size, dtype=np.uint32)
+    origin = np.empty(size, dtype=np.int32)
+    out_kinds = np.empty(size, dtype=np.uint8)
+    joined = np.empty(size, dtype=np.int32)
+    count = removed = 0
+    run_start = -1  # where the run of non-word characters being read began in the output, -1 outside one
+    han_before = False  # whether the word character before that run is Chinese
+    space_before = False  # whether the character before is white space
+    for index in range(original.size):
+        folded = _fold(original[index], table)
+        if folded == _DELETE:
+            continue
+        row, several = 0, 1
+        if folded == _EXPAND:
+            row = expansions.rows[original[index]]
+            several = expansions.lengths[row]
+        for k in range(several):
+            out = expansions.codes[row, k] if folded == _EXPAND else folded
+            kind = kinds[out]
+            if kind & _WORD:
+                if run_start >= 0 and han_before and kind & _HAN_CHAR:  # join 2: the run between two Chinese
+                    joined[removed : removed + count - run_start] = origin[run_start:count]
+                    removed += count - run_start
+                    count = run_start
+                run_start, han_before, space_before = -1, (kind & _HAN_CHAR) != 0, False
+            else:
+                space = (kind & _SPACE) != 0
+                if space and space_before:  # join 1: white space right after white space
+                    joined[removed] = index
+                    removed += 1
+                    continue
+                space_before = space
+                if run_start < 0:
+                    run_start = count
+            codes[count], origin[count], out_kinds[count] = out, index, kind
+            count += 1
+    return codes[:count], origin[:count], out_kinds[:count], joined[:removed]
 
 
 def _positions(starts: _Positions, ends: _Positions) -> _Positions:
@@ -327,20 +370,33 @@ def _without(
 
 
 def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple[int, int]]:
-    """The spans ``_SPELLED.finditer`` finds, trying it only where a match can start: a letter or digit that follows
-    a non-word character, ``_`` or nothing and precedes a non-word character. Those are few; the regex scan is slow."""
-    spellable = (kinds & _SPELLABLE) != 0
-    word = (kinds & _WORD) != 0
-    can_start = spellable.copy()
-    can_start[1:] &= ~word[:-1] | (codes[:-1] == ord("_")) | (codes[:-1] == ord(BOUNDARY))  # (?<![^\W_][a-z0-9])
-    can_start[:-1] &= ~word[1:]  # [^\w\x00]: BOUNDARY counts as a word character in kinds
+    """The spans ``_SPELLED.finditer`` finds, trying it only where a match can start (``_spelled_starts``): those
+    are few, and the regex scan is slow."""
     spans: list[tuple[int, int]] = []
     after = 0
-    for start in np.flatnonzero(can_start).tolist():
+    for start in _spelled_starts(codes, kinds).tolist():
         if start >= after and (m := _SPELLED.match(folded, start)):
             spans.append(m.span())
             after = m.end()
     return spans
+
+
+@compiled
+def _spelled_starts(codes: _Codes, kinds: NDArray[np.uint8]) -> _Positions:
+    """Where ``_SPELLED`` can match: a letter or digit that follows a non-word character, ``_``, BOUNDARY or nothing
+    (its lookbehind) and precedes a non-word character other than BOUNDARY, or nothing."""
+    starts = np.empty(codes.size, dtype=np.intp)
+    count = 0
+    for at in range(codes.size):
+        if not kinds[at] & _SPELLABLE:
+            continue
+        if at > 0 and kinds[at - 1] & _WORD and codes[at - 1] != _UNDERSCORE and codes[at - 1] != _BOUNDARY_CODE:
+            continue
+        if at + 1 < codes.size and kinds[at + 1] & _WORD:  # BOUNDARY counts as a word character in kinds
+            continue
+        starts[count] = at
+        count += 1
+    return starts[:count]
 
 
 def normalize(text: str) -> str:

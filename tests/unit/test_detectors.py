@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.policy import detectors
-from streams.policy.detectors import Signal, detect, domain_of, id_card_valid
-from streams.policy.normalize import normalize
+from streams.policy.detectors import Signal, detect, detect_joined, domain_of, id_card_valid
+from streams.policy.normalize import BOUNDARY, normalize, normalize_joined
 
 # Computed here independently of the detector (GB 11643).
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -27,9 +29,12 @@ def wrong_check_digit(number: str) -> str:
 
 
 def signals(text: str) -> list[tuple[str, str, str | None]]:
-    """(kind, matched normalised text, value) for every signal in the normal form of ``text``."""
+    """(kind, matched normalised text, value) for every signal in the normal form of ``text``; the same signals
+    are found when the text is in a batch among clean ones."""
     normal = normalize(text)
-    return [(s.kind, normal[s.start : s.end], s.value) for s in detect(normal)]
+    found = detect(normal)
+    assert detect_joined(normalize_joined(["你好", text, "see you at 7"])) == ({1: found} if found else {})
+    return [(s.kind, normal[s.start : s.end], s.value) for s in found]
 
 
 def of_kind(text: str, kind: str) -> list[tuple[str, str | None]]:
@@ -325,3 +330,21 @@ def test_signals_in_text_order_with_offsets() -> None:
 
 def test_clean_text_has_no_signals() -> None:
     assert detect(normalize("今天天气不错，一起吃饭吧 see you at 7")) == []
+
+
+# Pieces of what the detectors look for, and of what comes near it.
+_PIECES = [
+    *("加v", "微信", "wechat", "vx", "qq", "扣扣", "tg", "telegram", "飞机", "号", "id", ":", "：", "@", "_"),
+    *("abc_def12", "name_12", "123456", "13800138000", "一三八零零一三八零零零", "8", "6", "1", "-", " ", "x"),
+    *("bet365", "点", ".", "。", "com", ".net", "cn", "dot", "www.", "http://", "https://", "/a?b=1", "games"),
+    *("110105194912310029", "你好", "看", "ok"),
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join), min_size=1, max_size=6))
+def test_a_batch_finds_what_each_of_its_texts_holds(texts: list[str]) -> None:
+    # Texts that hold none of the words or numerals every match needs are not searched: none of them is missed.
+    normals = normalize_joined(texts).split(BOUNDARY)
+    expected = {index: found for index, normal in enumerate(normals) if (found := detect(normal))}
+    assert detect_joined(BOUNDARY.join(normals)) == expected
