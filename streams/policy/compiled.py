@@ -1,8 +1,9 @@
 """Per-character loops over a whole batch, compiled to machine code with numba.
 
-A loop over a batch's code points in Python costs tens of nanoseconds a character; compiled, it costs about one, and
-one pass can do what would otherwise take a dozen whole-array numpy steps. Compiled functions are cached on disk
-(``__pycache__`` beside the module, or ``NUMBA_CACHE_DIR``), so only the first start on a machine compiles them.
+A loop over a batch's code points costs tens of nanoseconds a character in Python and a few compiled, and one pass
+can do what would otherwise take a dozen whole-array numpy steps. Compiled functions are cached on disk (in
+``NUMBA_CACHE_DIR`` if it is set, else in ``__pycache__`` beside the module if it is writable), so only the first
+start on a machine compiles them.
 """
 
 from __future__ import annotations
