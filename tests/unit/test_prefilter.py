@@ -34,15 +34,15 @@ _CHARACTERS = "ab1 刷单赌博返"
 def test_the_prefilter_chooses_every_text_that_holds_a_string(
     strings: list[str], texts: list[list[int | str]], bits_per_gram: int
 ) -> None:
-    joined = [
+    batch = [
         "".join(strings[piece % len(strings)] if isinstance(piece, int) else piece for piece in pieces)
         for pieces in texts
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prefilter, "_BITS_PER_GRAM", bits_per_gram)
-        chosen = Prefilter(strings).texts(as_codes(BOUNDARY.join(joined)))
+        chosen = Prefilter(strings).texts(as_codes(BOUNDARY.join(batch)))
     assert chosen == sorted(set(chosen))
-    holding = [index for index, text in enumerate(joined) if any(string in text for string in strings)]
+    holding = [index for index, text in enumerate(batch) if any(string in text for string in strings)]
     assert set(holding) <= set(chosen)
 
 
