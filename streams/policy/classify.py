@@ -9,7 +9,7 @@ import orjson
 
 from streams.policy.detectors import Signal, detect_joined, domain_of
 from streams.policy.matcher import Hit, Matcher
-from streams.policy.normalize import Fold, Mapped, NormalBatch, fold_names, warm_up
+from streams.policy.normalize import Fold, Mapped, NormalBatch, fold_names
 from streams.policy.rules import Decision, Rule, RulePack, Severity, covering
 from streams.records import ChatMessage
 
@@ -102,9 +102,9 @@ class Classifier:
         return blocked
 
     def warm_up(self) -> None:
-        """Build the normalisation tables (~1 s) and load the compiled passes over a batch (compiling them, ~4 s, the
-        first time on a machine) now rather than on the first batch."""
-        warm_up()
+        """Classify one made-up message now, so the first batch does not wait for the normalisation tables (~1 s, if
+        loading the pack has not built them) or for loading the compiled passes (compiling them, ~4 s, the first time
+        on a machine)."""
         self.classify_batch([ChatMessage("warm-up", "warm-up", "warm-up", 0, "加v: abc12345, 13800138000 a.cn")], 0)
 
     def classify(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:

@@ -241,11 +241,6 @@ _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
 
 
-def warm_up() -> None:
-    """Build the tables now rather than on the first message (~1 s)."""
-    _tables()
-
-
 def as_codes(text: str) -> _Codes:
     """The code points of ``text``."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
