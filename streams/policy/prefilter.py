@@ -1,9 +1,9 @@
 """Which texts of a batch may hold one of many strings, found in one compiled pass over the batch: the keyword
 automaton then scans only those. Most chat holds no keyword.
 
-Each string is known by its first characters (``_gram``), hashed into a bitset. A position whose next characters
-hash to an unset bit begins none of the strings; a hash collision only makes a position look like a start, which
-costs a scan.
+Each string is known by its first characters (``_gram``), whose hash sets two bits of one 64-bit word of a bitset
+(a Bloom filter of two probes in one word). A position whose next characters hash to a word missing either bit
+begins none of the strings; a hash collision only makes a position look like a start, which costs a scan.
 """
 
 from __future__ import annotations
@@ -16,12 +16,17 @@ from numpy.typing import NDArray
 from streams.policy.compiled import compiled
 from streams.policy.normalize import BOUNDARY
 
-# The bitset has at least this many bits a gram, rounded up to a power of two: 10,000 grams set 0.06% of its 2**24
-# bits (2 MiB).
-_BITS_PER_GRAM = 1024
-_MULTIPLIER = np.uint64(0x9E3779B1)  # Knuth's multiplicative hash: the top bits of the product pick the bit
+# The bitset has at least this many bits a gram, rounded up to a power of two: 10,000 grams take 2**21 bits
+# (256 KiB), which stay in a core's cache between batches; two bits a gram make a collision as rare as one bit would
+# in a bitset eight times larger, which would not.
+_BITS_PER_GRAM = 128
+_WORD_BITS = 6  # log2 of the bits in a word
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # multiplicative hash: the product's top bits pick the word, ...
+_FIRST_BIT, _SECOND_BIT = np.uint64(20), np.uint64(26)  # ... and six bits from each of these its two bits
+_BIT = np.uint64(63)
+_ONE = np.uint64(1)
 _PRIME = np.uint64(0x01000193)  # combines a gram's code points into one number
-_LOW_32 = np.uint64(0xFFFF_FFFF)  # the hash is 32 bits: what is above them is dropped after every product
+_LOW_32 = np.uint64(0xFFFF_FFFF)  # a gram's number is 32 bits: what is above them is dropped after every product
 _BOUNDARY_CODE = ord(BOUNDARY)
 
 
@@ -37,21 +42,21 @@ class Prefilter:
     def __init__(self, strings: Iterable[str]) -> None:
         grams = {_gram(string) for string in strings if string}
         self._lengths = np.zeros(max(map(len, grams), default=0) + 1, dtype=np.bool_)  # which lengths grams have
-        index_bits = min(max((len(grams) * _BITS_PER_GRAM).bit_length(), 5), 30)
-        self._shift = np.uint64(32 - index_bits)
-        self._bits = np.zeros(1 << (index_bits - 5), dtype=np.uint32)
+        word_index_bits = min(max((len(grams) * _BITS_PER_GRAM).bit_length() - _WORD_BITS, 1), 30)
+        self._shift = np.uint64(64 - word_index_bits)
+        self._words = np.zeros(1 << word_index_bits, dtype=np.uint64)
         for gram in grams:
             self._lengths[len(gram)] = True
             number = np.uint64(0)
             for character in gram:
                 number = _mix(number, np.uint64(ord(character)))
-            slot = int(_slot(number, self._shift))
-            self._bits[slot >> 5] |= np.uint32(1 << (slot & 31))
+            word, bits = _probe(number, self._shift)
+            self._words[word] |= bits
 
     def texts(self, codes: NDArray[np.uint32]) -> list[int]:
         """The indices of the texts of ``codes`` (code points of texts joined by BOUNDARY) where one of the strings
         may begin, ascending."""
-        return list(_texts_with_grams(codes, self._lengths, self._bits, self._shift).tolist())
+        return list(_texts_with_grams(codes, self._lengths, self._words, self._shift).tolist())
 
 
 @compiled
@@ -62,18 +67,19 @@ def _mix(number: np.uint64, code: np.uint64) -> np.uint64:
 
 
 @compiled
-def _slot(number: np.uint64, shift: np.uint64) -> np.uint64:
-    """The bit of a gram whose characters mixed to ``number``."""
-    slot: np.uint64 = ((number * _MULTIPLIER) & _LOW_32) >> shift
-    return slot
+def _probe(number: np.uint64, shift: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """The word of a gram whose characters mixed to ``number``, and its two bits there."""
+    hashed = number * _MULTIPLIER
+    bits = (_ONE << ((hashed >> _FIRST_BIT) & _BIT)) | (_ONE << ((hashed >> _SECOND_BIT) & _BIT))
+    return hashed >> shift, bits
 
 
 @compiled
 def _texts_with_grams(
-    codes: NDArray[np.uint32], lengths: NDArray[np.bool_], bits: NDArray[np.uint32], shift: np.uint64
+    codes: NDArray[np.uint32], lengths: NDArray[np.bool_], words: NDArray[np.uint64], shift: np.uint64
 ) -> NDArray[np.intp]:
-    """The indices of the texts (joined by BOUNDARY) with a position where a gram of one of ``lengths`` has its bit
-    set; grams longer than two are ASCII, so only an ASCII character can begin one."""
+    """The indices of the texts (joined by BOUNDARY) with a position where a gram of one of ``lengths`` has both its
+    bits set; grams longer than two are ASCII, so only an ASCII character can begin one."""
     found = np.empty(codes.size + 1, dtype=np.intp)
     count = text = 0
     for at in range(codes.size):
@@ -89,8 +95,8 @@ def _texts_with_grams(
                 break
             number = _mix(number, np.uint64(codes[at + length - 1]))
             if lengths[length]:
-                slot = _slot(number, shift)
-                if (bits[slot >> 5] >> (slot & 31)) & 1:
+                word, bits = _probe(number, shift)
+                if (words[word] & bits) == bits:
                     found[count] = text
                     count += 1
                     break
