@@ -34,9 +34,9 @@ import orjson
 
 from benchmarks import workload
 from streams.policy.classify import Classifier
-from streams.policy.detectors import detect_joined
+from streams.policy.detectors import detect_batch
 from streams.policy.matcher import Matcher
-from streams.policy.normalize import as_codes, normalize_joined
+from streams.policy.normalize import NormalBatch
 from streams.policy.rules import load_pack
 from streams.records import ChatMessage, parse_message
 
@@ -123,11 +123,11 @@ def _steps(matcher: Matcher, messages: list[ChatMessage]) -> dict[str, float]:
     spent = dict.fromkeys(("normalise", "scan and match", "detectors"), 0.0)
     for texts in batches:
         start = time.perf_counter()
-        normal = normalize_joined(texts)
+        batch = NormalBatch(texts)
         normalised = time.perf_counter()
-        matcher.find_joined(normal)
+        matcher.find_batch(batch)
         matched = time.perf_counter()
-        detect_joined(normal)
+        detect_batch(batch)
         spent["normalise"] += normalised - start
         spent["scan and match"] += matched - normalised
         spent["detectors"] += time.perf_counter() - matched
@@ -138,9 +138,9 @@ def _scanned(matcher: Matcher, messages: list[ChatMessage]) -> tuple[float, floa
     """The share of texts the prefilter lets through to the automaton, and of texts that hold a keyword."""
     scanned = holding = 0
     for i in range(0, len(messages), BATCH):
-        normal = normalize_joined([m.text for m in messages[i : i + BATCH]])
-        scanned += len(matcher.prefilter.texts(as_codes(normal)))
-        holding += len(matcher.find_joined(normal))
+        batch = NormalBatch([m.text for m in messages[i : i + BATCH]])
+        scanned += len(matcher.prefilter.texts(batch.codes))
+        holding += len(matcher.find_batch(batch))
     return scanned / len(messages), holding / len(messages)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from streams.policy.detectors import Signal, detect_joined, domain_of
+from streams.policy.detectors import Signal, detect_batch, domain_of
 from streams.policy.matcher import Hit, Matcher
 from streams.policy.normalize import Fold, Mapped, NormalBatch, fold_names
 from streams.policy.rules import Decision, Rule, RulePack, Severity, covering
@@ -127,8 +127,8 @@ class Classifier:
     def classify_batch(self, messages: Sequence[ChatMessage], classified_at_ms: int) -> list[dict[str, Any]]:
         """One verdict per message, in order, as published on ``moderation.verdicts.v1`` (no message text)."""
         batch = NormalBatch([m.text for m in messages])
-        hits = self._matcher.find_joined(batch.text)
-        signals = detect_joined(batch.text)
+        hits = self._matcher.find_batch(batch)
+        signals = detect_batch(batch)
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
         verdicts = [self._verdict(m, classified_at_ms) for m in messages]
         for index in sorted(hits.keys() | signals.keys() | {i for i, m in enumerate(messages) if m.links}):

@@ -3,7 +3,7 @@
 They run on normalised text (full-width digits and dots are already ASCII), one text or a whole joined batch.
 Every pattern starts with a literal or a character class, never an alternation or a lookbehind, so the regex
 engine can skip ahead quickly over the text that holds nothing: most chat. In a batch they search only the texts
-that hold what every match needs (``detect_joined``).
+that hold what every match needs (``detect_batch``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streams.policy.compiled import compiled
-from streams.policy.normalize import BOUNDARY, as_codes, pick
+from streams.policy.normalize import BOUNDARY, NormalBatch
 from streams.policy.prefilter import Prefilter
 
 _TLDS = (
@@ -180,14 +180,13 @@ def _texts_with_numerals(codes: NDArray[np.uint32], numerals: NDArray[np.bool_],
     return found[:count]
 
 
-def detect_joined(joined: str) -> dict[int, list[Signal]]:
-    """Signals per text of texts joined by BOUNDARY (the output of ``normalize_joined``): text index -> signals with
-    offsets into that text. Only the texts that hold a link's or IM id's word or eleven numerals are searched, joined
-    again: most chat holds none, and compiled passes find them sooner than the patterns would."""
-    codes = as_codes(joined)
-    numerous = _texts_with_numerals(codes, _numeral_table(), _FEWEST_NUMERALS).tolist()
-    chosen = sorted({*_signal_words().texts(codes), *numerous})
-    picked, starts = pick(joined, codes, chosen)
+def detect_batch(batch: NormalBatch) -> dict[int, list[Signal]]:
+    """Signals per text of a batch: text index -> signals with offsets into that text's normal form. Only the texts
+    that hold a link's or IM id's word or eleven numerals are searched, joined again: most chat holds none, and
+    compiled passes find them sooner than the patterns would."""
+    numerous = _texts_with_numerals(batch.codes, _numeral_table(), _FEWEST_NUMERALS).tolist()
+    chosen = sorted({*_signal_words().texts(batch.codes), *numerous})
+    picked, starts = batch.pick(chosen)
     found: dict[int, list[Signal]] = {}
     for signal in detect(picked) if chosen else ():
         index = bisect_right(starts, signal.start) - 1

@@ -16,7 +16,7 @@ from operator import itemgetter
 import ahocorasick
 import numpy as np
 
-from streams.policy.normalize import as_codes, pick
+from streams.policy.normalize import NormalBatch
 from streams.policy.prefilter import Prefilter
 from streams.policy.rules import RulePack, Term
 
@@ -72,12 +72,11 @@ class Matcher:
         """Hits in ``normal`` (the output of ``normalize``), in text order."""
         return self._scan(normal).get(0, [])
 
-    def find_joined(self, joined: str) -> dict[int, list[Hit]]:
-        """Hits per text in the output of ``normalize_joined``: text index -> hits with offsets into that text.
-        Only the texts where a term may start are scanned, joined again: one pass of the automaton."""
-        codes = as_codes(joined)
-        chosen = self.prefilter.texts(codes)
-        hits = self._scan(pick(joined, codes, chosen)[0])
+    def find_batch(self, batch: NormalBatch) -> dict[int, list[Hit]]:
+        """Hits per text of a batch: text index -> hits with offsets into that text's normal form. Only the texts
+        where a term may start are scanned, joined again: one pass of the automaton."""
+        chosen = self.prefilter.texts(batch.codes)
+        hits = self._scan(batch.pick(chosen)[0])
         return {chosen[index]: found for index, found in hits.items()}
 
     def _scan(self, joined: str) -> dict[int, list[Hit]]:

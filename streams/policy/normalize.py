@@ -246,14 +246,6 @@ def as_codes(text: str) -> _Codes:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def pick(joined: str, codes: _Codes, chosen: list[int]) -> tuple[str, list[int]]:
-    """The texts ``chosen`` (ascending indices) of ``joined``, texts joined by BOUNDARY whose code points are
-    ``codes``, joined again; and where each begins in the result. Only the chosen texts are copied."""
-    ends = [*np.flatnonzero(codes == _BOUNDARY_CODE).tolist(), len(joined)]
-    picked = [joined[ends[index - 1] + 1 if index else 0 : ends[index]] for index in chosen]
-    return BOUNDARY.join(picked), [0, *accumulate(len(text) + 1 for text in picked)]
-
-
 def _as_text(codes: _Codes) -> str:
     return codes.tobytes().decode("utf-32-le", "surrogatepass")
 
@@ -469,7 +461,9 @@ def _sorted_unique(indices: _Indices) -> _Indices:
 
 
 class NormalBatch:
-    """The normal forms of a batch of texts, joined by BOUNDARY, and the way back to each original text."""
+    """The normal forms of a batch of texts, joined by BOUNDARY, their code points, and the way back to each
+    original text. The passes over a whole batch (``Prefilter``, the detectors' screen) read the code points; the
+    automaton and the patterns then search only the texts they pick."""
 
     def __init__(self, texts: list[str]) -> None:
         self.texts = texts
@@ -479,33 +473,35 @@ class NormalBatch:
             joined = BOUNDARY.join(t.replace(BOUNDARY, "") for t in texts)
         self._normal = _normalise(joined, _tables().batch_codes)
         self.text = self._normal.text
+        self.codes = self._normal.codes
         self._starts: list[int] | None = None
-        self._way_back: tuple[list[int], list[int]] | None = None
+        self._joined: list[int] | None = None
 
     def starts(self) -> list[int]:
         """Where each text begins in ``text``, and where one more would (past the end)."""
         if self._starts is None:
-            boundaries = np.flatnonzero(self._normal.codes == ord(BOUNDARY)) + 1
+            boundaries = np.flatnonzero(self.codes == _BOUNDARY_CODE) + 1
             self._starts = [0, *boundaries.tolist(), len(self.text) + 1]
         return self._starts
+
+    def pick(self, chosen: list[int]) -> tuple[str, list[int]]:
+        """The normal texts ``chosen`` (ascending indices) joined by BOUNDARY, and where each begins in the result.
+        Only the chosen texts are copied."""
+        starts, text = self.starts(), self.text
+        picked = [text[starts[index] : starts[index + 1] - 1] for index in chosen]
+        return BOUNDARY.join(picked), [0, *accumulate(len(text) + 1 for text in picked)]
 
     def mapped(self, index: int) -> Mapped:
         """``normalize_mapped`` of text ``index``, read off the batch."""
         if not self._clean:
             return normalize_mapped(self.texts[index])
-        if self._way_back is None:  # where each text begins in the joined original, and the original indices the
-            # joins removed, sorted
-            lengths = np.fromiter(map(len, self.texts), dtype=np.int64, count=len(self.texts)) + 1
-            self._way_back = (
-                np.concatenate(([0], np.cumsum(lengths))).tolist(),
-                _sorted_unique(self._normal.joined).tolist(),
-            )
-        original_starts, joined = self._way_back
-        starts = self.starts()
+        if self._joined is None:  # the original indices the joins removed, sorted
+            self._joined = _sorted_unique(self._normal.joined).tolist()
+        starts, origin = self.starts(), self._normal.origin
         start, end = starts[index], starts[index + 1] - 1
-        return Mapped(
-            self.text[start:end], self.texts[index], self._normal.origin[start:end], joined, original_starts[index]
-        )
+        # The text begins in the joined originals right after the BOUNDARY before it, which folding keeps.
+        base = int(origin[start - 1]) + 1 if index else 0
+        return Mapped(self.text[start:end], self.texts[index], origin[start:end], self._joined, base)
 
 
 # The names of every combination of folds, by value.

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.policy import detectors
-from streams.policy.detectors import Signal, detect, detect_joined, domain_of, id_card_valid
-from streams.policy.normalize import BOUNDARY, normalize, normalize_joined
+from streams.policy.detectors import Signal, detect, detect_batch, domain_of, id_card_valid
+from streams.policy.normalize import BOUNDARY, NormalBatch, normalize, normalize_joined
 
 # Computed here independently of the detector (GB 11643).
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -33,7 +33,7 @@ def signals(text: str) -> list[tuple[str, str, str | None]]:
     are found when the text is in a batch among clean ones."""
     normal = normalize(text)
     found = detect(normal)
-    assert detect_joined(normalize_joined(["你好", text, "see you at 7"])) == ({1: found} if found else {})
+    assert detect_batch(NormalBatch(["你好", text, "see you at 7"])) == ({1: found} if found else {})
     return [(s.kind, normal[s.start : s.end], s.value) for s in found]
 
 
@@ -347,4 +347,4 @@ def test_a_batch_finds_what_each_of_its_texts_holds(texts: list[str]) -> None:
     # Texts that hold none of the words or numerals every match needs are not searched: none of them is missed.
     normals = normalize_joined(texts).split(BOUNDARY)
     expected = {index: found for index, normal in enumerate(normals) if (found := detect(normal))}
-    assert detect_joined(BOUNDARY.join(normals)) == expected
+    assert detect_batch(NormalBatch(texts)) == expected

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.policy.matcher import Hit, Matcher
-from streams.policy.normalize import normalize, normalize_joined
+from streams.policy.normalize import NormalBatch, normalize
 
 SCAM = (
     header("scam")
@@ -166,10 +166,9 @@ def test_no_hits_in_clean_text(matcher: Matcher) -> None:
     assert matcher.find("") == []
 
 
-def test_find_joined_splits_hits_per_text(matcher: Matcher) -> None:
+def test_find_batch_splits_hits_per_text(matcher: Matcher) -> None:
     texts = ["刷单", "nothing here", "a scam 赌博", "ＣＡＳＩＮＯ", "警惕刷单"]
-    joined = normalize_joined(texts)
-    hits = matcher.find_joined(joined)
+    hits = matcher.find_batch(NormalBatch(texts))
     assert sorted(hits) == [0, 2, 3]
     as_tuples = {i: [(h.term.normal, h.start, h.end) for h in found_hits] for i, found_hits in hits.items()}
     assert as_tuples == {
@@ -182,17 +181,17 @@ def test_find_joined_splits_hits_per_text(matcher: Matcher) -> None:
         assert all(normal[h.start : h.end] == h.term.normal for h in found_hits)
 
 
-def test_find_joined_treats_the_boundary_as_a_word_break(matcher: Matcher) -> None:
-    hits = matcher.find_joined(normalize_joined(["a scam", "scam b", "sc", "am"]))
+def test_find_batch_treats_the_boundary_as_a_word_break(matcher: Matcher) -> None:
+    hits = matcher.find_batch(NormalBatch(["a scam", "scam b", "sc", "am"]))
     assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
         0: [("scam", 2, 6)],
         1: [("scam", 0, 4)],
     }
 
 
-def test_find_joined_offsets_count_characters_not_bytes(matcher: Matcher) -> None:
+def test_find_batch_offsets_count_characters_not_bytes(matcher: Matcher) -> None:
     # Multi-byte characters before a hit, in the same text and in the texts before it.
-    hits = matcher.find_joined(normalize_joined(["赌博赌博", "你好你好 scam", "哈哈 bet365 ok 刷单"]))
+    hits = matcher.find_batch(NormalBatch(["赌博赌博", "你好你好 scam", "哈哈 bet365 ok 刷单"]))
     assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
         0: [("赌博", 0, 2), ("赌博", 2, 4)],
         1: [("scam", 5, 9)],
@@ -229,12 +228,12 @@ _PIECES = [
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join), min_size=1, max_size=5))
 def test_a_batch_finds_in_each_text_what_the_text_alone_gives(matcher: Matcher, texts: list[str]) -> None:
-    hits = matcher.find_joined(normalize_joined(texts))
+    hits = matcher.find_batch(NormalBatch(texts))
     for index, text in enumerate(texts):
         assert hits.get(index, []) == matcher.find(normalize(text))
 
 
-def test_find_joined_scans_only_the_texts_where_a_term_may_start(
+def test_find_batch_scans_only_the_texts_where_a_term_may_start(
     matcher: Matcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scanned: list[str] = []
@@ -246,7 +245,7 @@ def test_find_joined_scans_only_the_texts_where_a_term_may_start(
 
     monkeypatch.setattr(matcher, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
-    hits = matcher.find_joined(normalize_joined(texts))
+    hits = matcher.find_batch(NormalBatch(texts))
     assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
         1: [("刷单", 0, 2)],
         3: [("scam", 2, 6), ("赌博", 7, 9)],

@@ -162,6 +162,14 @@ def test_normalize_joined_removes_nul_inside_texts() -> None:
     assert normalize_joined(["刷\x00单", "vip"]) == "刷单\x00vip"
 
 
+def test_a_batch_picks_the_normal_texts_asked_for() -> None:
+    batch = NormalBatch(["刷 单", "ok", "", "ＶＩＰ", "\u200b"])
+    assert batch.pick([0, 2, 3, 4]) == ("刷单\x00\x00vip\x00", [0, 3, 4, 8, 9])
+    assert batch.pick([1]) == ("ok", [0, 3])
+    assert batch.pick([]) == ("", [0])
+    assert list(batch.codes) == [ord(c) for c in batch.text]
+
+
 IDEMPOTENCE_EXAMPLES = [
     *(p.values[0] for p in EVASIONS),
     *(p.values[0] for p in UNCHANGED),
