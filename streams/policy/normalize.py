@@ -509,5 +509,5 @@ class NormalBatch:
 _NAMES_BY_VALUE = [tuple(name for flag, name in FOLD_NAMES.items() if bits & flag) for bits in range(1 << len(Fold))]
 
 
-def fold_names(folds: Fold) -> list[str]:
-    return list(_NAMES_BY_VALUE[folds])
+def fold_names(folds: Fold) -> tuple[str, ...]:
+    return _NAMES_BY_VALUE[folds]

@@ -53,10 +53,10 @@ def test_clean_message(classifier: Classifier, default_pack: RulePack) -> None:
         "group_id": "g1",
         "sender_id": "u1",
         "decision": "allow",
-        "categories": [],
+        "categories": (),
         "severity": "none",
-        "matches": [],
-        "signals": [],
+        "matches": (),
+        "signals": (),
         "rules_version": default_pack.version,
         "sent_at_ms": 1795300000000,
         "classified_at_ms": CLASSIFIED_AT,
@@ -68,22 +68,22 @@ def test_evaded_scam_message(classifier: Classifier, default_pack: RulePack) -> 
     verdict = classify(classifier, text)
     assert verdict["decision"] == "block"
     assert verdict["severity"] == "high"
-    assert verdict["categories"] == ["scam"]
+    assert verdict["categories"] == ("scam",)
     assert verdict["rules_version"] == default_pack.version
-    assert verdict["matches"] == [
+    assert verdict["matches"] == (
         {
             "rule_id": "scam.task-rebate",
             "category": "scam",
             "term": "刷单返利",
-            "span": [3, 10],
-            "normalisations": ["traditional", "separator"],
+            "span": (3, 10),
+            "normalisations": ("traditional", "separator"),
             "severity": "high",
             "decision": "block",
         },
-    ]
+    )
     start, end = verdict["matches"][0]["span"]
     assert text[start:end] == "刷*單*返*利"
-    assert verdict["signals"] == []
+    assert verdict["signals"] == ()
 
 
 def test_span_indexes_the_original_text_with_invisible_and_wide_characters(classifier: Classifier) -> None:
@@ -94,7 +94,7 @@ def test_span_indexes_the_original_text_with_invisible_and_wide_characters(class
     assert match["severity"] == "critical"
     start, end = match["span"]
     assert text[start:end] == "安\u200b全\u200b賬\u200b戶"
-    assert match["normalisations"] == ["invisible", "traditional"]
+    assert match["normalisations"] == ("invisible", "traditional")
 
 
 @pytest.mark.parametrize(
@@ -120,31 +120,31 @@ def test_valid_id_card_number_is_a_privacy_match(classifier: Classifier, default
     privacy = default_pack.categories["privacy"]
     assert verdict["decision"] == privacy.decision.label
     assert verdict["severity"] == privacy.severity.label
-    assert verdict["categories"] == ["privacy"]
-    assert verdict["matches"] == [
+    assert verdict["categories"] == ("privacy",)
+    assert verdict["matches"] == (
         {
             "rule_id": "privacy.id-card-number",
             "category": "privacy",
             "term": "<id_card>",
-            "span": [5, 23],
-            "normalisations": [],
+            "span": (5, 23),
+            "normalisations": (),
             "severity": privacy.severity.label,
             "decision": privacy.decision.label,
         },
-    ]
-    assert verdict["signals"] == [{"kind": "id_card", "span": [5, 23]}]
+    )
+    assert verdict["signals"] == ({"kind": "id_card", "span": (5, 23)},)
     assert text[5:23] == "440304199001011233"
 
 
 def test_invalid_id_card_number_is_not_a_match(classifier: Classifier) -> None:
     verdict = classify(classifier, "单号440304199001011234")  # wrong check digit
-    assert verdict["matches"] == []
+    assert verdict["matches"] == ()
     assert verdict["decision"] == "allow"
 
 
 def test_review_only_message(classifier: Classifier) -> None:
     verdict = classify(classifier, "出高仿包，质量好")
-    assert (verdict["decision"], verdict["severity"], verdict["categories"]) == ("review", "medium", ["counterfeit"])
+    assert (verdict["decision"], verdict["severity"], verdict["categories"]) == ("review", "medium", ("counterfeit",))
 
 
 def test_decision_and_severity_are_the_max_over_matches(classifier: Classifier) -> None:
@@ -155,38 +155,38 @@ def test_decision_and_severity_are_the_max_over_matches(classifier: Classifier) 
     ]
     assert verdict["decision"] == "block"
     assert verdict["severity"] == "critical"
-    assert verdict["categories"] == ["counterfeit", "scam"]
+    assert verdict["categories"] == ("counterfeit", "scam")
 
 
 def test_allow_phrase_keeps_a_warning_clean(classifier: Classifier) -> None:
     verdict = classify(classifier, "警惕刷单返利，刷单返利都是诈骗！")
     assert verdict["decision"] == "allow"
-    assert verdict["matches"] == []
+    assert verdict["matches"] == ()
 
 
 def test_links_in_text_and_declared_links_are_signals(classifier: Classifier) -> None:
     text = "看看 https://www.Example.com/a 吧"
     verdict = classify(classifier, text, links=("https://WWW.Foo.org/x", "http://example.com/b", "not a link"))
-    assert verdict["signals"] == [
-        {"kind": "link", "span": [3, 28], "domain": "example.com"},
+    assert verdict["signals"] == (
+        {"kind": "link", "span": (3, 28), "domain": "example.com"},
         {"kind": "link", "span": None, "domain": "foo.org"},
-    ]
+    )
     assert text[3:28] == "https://www.Example.com/a"
     assert verdict["decision"] == "allow"
-    assert verdict["matches"] == []
+    assert verdict["matches"] == ()
 
 
 def test_phone_number_is_one_signal(classifier: Classifier) -> None:
     text = "有事打我电话13800138000"
     verdict = classify(classifier, text)
-    assert verdict["signals"] == [{"kind": "phone", "span": [6, 17]}]
+    assert verdict["signals"] == ({"kind": "phone", "span": (6, 17)},)
     assert text[6:17] == "13800138000"
     assert verdict["decision"] == "allow"
 
 
 def test_declared_links_alone_make_link_signals(classifier: Classifier) -> None:
     verdict = classify(classifier, "你好", links=("https://bet365.com/promo", "https://www.bet365.com/x"))
-    assert verdict["signals"] == [{"kind": "link", "span": None, "domain": "bet365.com"}]
+    assert verdict["signals"] == ({"kind": "link", "span": None, "domain": "bet365.com"},)
     assert verdict["decision"] == "allow"
 
 
@@ -197,11 +197,11 @@ def test_classify_batch_keeps_order_one_verdict_per_message(classifier: Classifi
     assert len(verdicts) == len(messages)
     assert [v["message_id"] for v in verdicts] == [f"m{i}" for i in range(len(texts))]
     assert [v["decision"] for v in verdicts] == ["allow", "block", "review", "allow", "block", "block"]
-    assert [v["categories"] for v in verdicts] == [[], ["scam"], ["counterfeit"], [], ["privacy"], ["scam"]]
+    assert [v["categories"] for v in verdicts] == [(), ("scam",), ("counterfeit",), (), ("privacy",), ("scam",)]
     # Offsets are per message, not into the batch.
-    assert verdicts[1]["matches"][0]["span"] == [0, 4]
-    assert verdicts[5]["matches"][0]["span"] == [0, 4]
-    assert verdicts[4]["matches"][0]["span"] == [5, 23]
+    assert verdicts[1]["matches"][0]["span"] == (0, 4)
+    assert verdicts[5]["matches"][0]["span"] == (0, 4)
+    assert verdicts[4]["matches"][0]["span"] == (5, 23)
     # The same verdicts as one at a time.
     assert verdicts == [classifier.classify(m, CLASSIFIED_AT) for m in messages]
 
@@ -214,8 +214,8 @@ def test_message_with_nul_in_a_batch(classifier: Classifier) -> None:
     messages = [message("刷单\x00返利", message_id="a"), message("你好", message_id="b")]
     verdicts = classifier.classify_batch(messages, CLASSIFIED_AT)
     assert [v["message_id"] for v in verdicts] == ["a", "b"]
-    assert verdicts[0]["categories"] == ["scam"]
-    assert verdicts[0]["matches"][0]["span"] == [0, 5]
+    assert verdicts[0]["categories"] == ("scam",)
+    assert verdicts[0]["matches"][0]["span"] == (0, 5)
     assert verdicts[1]["decision"] == "allow"
 
 
@@ -248,7 +248,7 @@ def test_labelled_message(classifier: Classifier, text: str, expect: str) -> Non
     verdict = classify(classifier, text)
     if expect == "clean":
         assert verdict["decision"] == "allow", verdict["matches"]
-        assert verdict["categories"] == []
+        assert verdict["categories"] == ()
     else:
         assert expect in verdict["categories"], verdict["matches"]
         assert verdict["decision"] in ("review", "block")
