@@ -64,7 +64,8 @@ class Matcher:
             automaton.add_word(key, tuple(found))
         automaton.make_automaton()
         self._automaton = automaton
-        self.prefilter = Prefilter(term.normal for term in pack.terms)  # an allow phrase alone hits nothing
+        # An allow phrase alone hits nothing; an English term begins a word (check_start).
+        self.prefilter = Prefilter((term.normal for term in pack.terms), word_starts=True)
         self._longest_allow = max((len(_as_bytes(p.normal)) for p in pack.allow), default=0)
         self.size = len(entries)
 

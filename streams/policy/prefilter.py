@@ -37,10 +37,13 @@ def _gram(string: str) -> str:
 
 
 class Prefilter:
-    """Where one of ``strings`` may begin: where the first characters of one occur."""
+    """Where one of ``strings`` may begin: where the first characters of one occur. With ``word_starts``, a string
+    that begins with a Latin letter or digit may begin only where a word does, after neither: the matcher's English
+    terms must, and a URL or a longer word would otherwise hold many of their first letters."""
 
-    def __init__(self, strings: Iterable[str]) -> None:
+    def __init__(self, strings: Iterable[str], *, word_starts: bool = False) -> None:
         grams = {_gram(string) for string in strings if string}
+        self._word_starts = word_starts
         self._lengths = np.zeros(max(map(len, grams), default=0) + 1, dtype=np.bool_)  # which lengths grams have
         word_index_bits = min(max((len(grams) * _BITS_PER_GRAM).bit_length() - _WORD_BITS, 1), 30)
         self._shift = np.uint64(64 - word_index_bits)
@@ -56,7 +59,7 @@ class Prefilter:
     def texts(self, codes: NDArray[np.uint32]) -> list[int]:
         """The indices of the texts of ``codes`` (code points of texts joined by BOUNDARY) where one of the strings
         may begin, ascending."""
-        return list(_texts_with_grams(codes, self._lengths, self._words, self._shift).tolist())
+        return list(_texts_with_grams(codes, self._lengths, self._words, self._shift, self._word_starts).tolist())
 
 
 @compiled
@@ -75,11 +78,22 @@ def _probe(number: np.uint64, shift: np.uint64) -> tuple[np.uint64, np.uint64]:
 
 
 @compiled
+def _latin(code: int) -> bool:
+    """Whether ``code`` is a lower-case Latin letter or a digit, as normal text writes them."""
+    return ord("a") <= code <= ord("z") or ord("0") <= code <= ord("9")
+
+
+@compiled
 def _texts_with_grams(
-    codes: NDArray[np.uint32], lengths: NDArray[np.bool_], words: NDArray[np.uint64], shift: np.uint64
+    codes: NDArray[np.uint32],
+    lengths: NDArray[np.bool_],
+    words: NDArray[np.uint64],
+    shift: np.uint64,
+    word_starts: bool,  # noqa: FBT001 - a compiled function takes its arguments by position
 ) -> NDArray[np.intp]:
     """The indices of the texts (joined by BOUNDARY) with a position where a gram of one of ``lengths`` has both its
-    bits set; grams longer than two are ASCII, so only an ASCII character can begin one."""
+    bits set; grams longer than two are ASCII, so only an ASCII character can begin one. With ``word_starts``, a
+    Latin letter or digit right after another begins none."""
     found = np.empty(codes.size + 1, dtype=np.intp)
     count = text = 0
     for at in range(codes.size):
@@ -89,6 +103,8 @@ def _texts_with_grams(
             continue
         if count and found[count - 1] == text:
             continue  # this text is in already
+        if word_starts and at > 0 and _latin(first) and _latin(codes[at - 1]):
+            continue
         number = np.uint64(0)
         for length in range(1, min(lengths.size - 1, codes.size - at) + 1):
             if length > 2 and first >= 128:

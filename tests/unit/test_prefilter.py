@@ -20,6 +20,13 @@ def test_the_prefilter_chooses_the_texts_where_the_first_characters_of_a_string_
     assert Prefilter([]).texts(as_codes(BOUNDARY.join(texts))) == []
 
 
+def test_with_word_starts_a_latin_string_begins_only_where_a_word_does() -> None:
+    texts = ["casino", "a casino", "onlinecasino", "9casino", "_casino", "刷单", "x刷单", "赌casino", "qq", "myqq"]
+    codes = as_codes(BOUNDARY.join(texts))
+    assert Prefilter(["casino", "刷单", "qq"], word_starts=True).texts(codes) == [0, 1, 4, 5, 6, 7, 8]
+    assert Prefilter(["casino", "刷单", "qq"]).texts(codes) == list(range(len(texts)))
+
+
 _CHARACTERS = "ab1 刷单赌博返"
 
 
@@ -30,9 +37,10 @@ _CHARACTERS = "ab1 刷单赌博返"
         st.lists(st.integers(0, 5) | st.text(_CHARACTERS + "x你", max_size=3), max_size=10), min_size=1, max_size=5
     ),
     bits_per_gram=st.sampled_from([1, 8, 128]),  # 1: a few words for all, so most positions look like starts
+    word_starts=st.booleans(),
 )
 def test_the_prefilter_chooses_every_text_that_holds_a_string(
-    strings: list[str], texts: list[list[int | str]], bits_per_gram: int
+    strings: list[str], texts: list[list[int | str]], bits_per_gram: int, word_starts: bool
 ) -> None:
     batch = [
         "".join(strings[piece % len(strings)] if isinstance(piece, int) else piece for piece in pieces)
@@ -40,10 +48,22 @@ def test_the_prefilter_chooses_every_text_that_holds_a_string(
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prefilter, "_BITS_PER_GRAM", bits_per_gram)
-        chosen = Prefilter(strings).texts(as_codes(BOUNDARY.join(batch)))
+        chosen = Prefilter(strings, word_starts=word_starts).texts(as_codes(BOUNDARY.join(batch)))
     assert chosen == sorted(set(chosen))
-    holding = [index for index, text in enumerate(batch) if any(string in text for string in strings)]
+    holding = [index for index, text in enumerate(batch) if any(_begins(s, text, word_starts) for s in strings)]
     assert set(holding) <= set(chosen)
+
+
+def _begins(string: str, text: str, word_starts: bool) -> bool:
+    """Whether ``string`` occurs in ``text``; with ``word_starts``, if it begins with a letter or digit, where no
+    letter or digit comes before it."""
+    latin = "abcdefghijklmnopqrstuvwxyz0123456789"
+    at = text.find(string)
+    while at >= 0:
+        if not (word_starts and string[0] in latin and at > 0 and text[at - 1] in latin):
+            return True
+        at = text.find(string, at + 1)
+    return False
 
 
 def test_texts_are_the_ones_of_a_joined_batch_where_a_string_may_begin() -> None:
