@@ -21,6 +21,7 @@ from streams.policy.normalize import BOUNDARY
 # in a bitset eight times larger, which would not.
 _BITS_PER_GRAM = 128
 _WORD_BITS = 6  # log2 of the bits in a word
+_FEWEST_WORD_BITS = 10  # 8 KiB at least: else a set of a few dozen strings collides with a common pair of letters
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # multiplicative hash: the product's top bits pick the word, ...
 _FIRST_BIT, _SECOND_BIT = np.uint64(20), np.uint64(26)  # ... and six bits from each of these its two bits
 _BIT = np.uint64(63)
@@ -31,9 +32,9 @@ _BOUNDARY_CODE = ord(BOUNDARY)
 
 
 def _gram(string: str) -> str:
-    """The first characters of ``string``, which index it: four if they are ASCII (any two letters begin some word
-    of an English list), else two."""
-    return string[:4] if string[:4].isascii() else string[:2]
+    """The first characters of ``string``, which index it: four if those after the first are ASCII (any two letters
+    begin some word of an English list, and "。c" many a Chinese sentence before "。com"), else two."""
+    return string[:4] if string[1:4].isascii() else string[:2]
 
 
 class Prefilter:
@@ -45,7 +46,7 @@ class Prefilter:
         grams = {_gram(string) for string in strings if string}
         self._word_starts = word_starts
         self._lengths = np.zeros(max(map(len, grams), default=0) + 1, dtype=np.bool_)  # which lengths grams have
-        word_index_bits = min(max((len(grams) * _BITS_PER_GRAM).bit_length() - _WORD_BITS, 1), 30)
+        word_index_bits = min(max((len(grams) * _BITS_PER_GRAM).bit_length() - _WORD_BITS, _FEWEST_WORD_BITS), 30)
         self._shift = np.uint64(64 - word_index_bits)
         self._words = np.zeros(1 << word_index_bits, dtype=np.uint64)
         for gram in grams:
@@ -92,8 +93,8 @@ def _texts_with_grams(
     word_starts: bool,  # noqa: FBT001 - a compiled function takes its arguments by position
 ) -> NDArray[np.intp]:
     """The indices of the texts (joined by BOUNDARY) with a position where a gram of one of ``lengths`` has both its
-    bits set; grams longer than two are ASCII, so only an ASCII character can begin one. With ``word_starts``, a
-    Latin letter or digit right after another begins none."""
+    bits set; in grams longer than two, the characters after the first are ASCII. With ``word_starts``, a Latin
+    letter or digit right after another begins none."""
     found = np.empty(codes.size + 1, dtype=np.intp)
     count = text = 0
     for at in range(codes.size):
@@ -107,7 +108,7 @@ def _texts_with_grams(
             continue
         number = np.uint64(0)
         for length in range(1, min(lengths.size - 1, codes.size - at) + 1):
-            if length > 2 and first >= 128:
+            if length > 2 and (codes[at + 1] >= 128 or codes[at + length - 1] >= 128):
                 break
             number = _mix(number, np.uint64(codes[at + length - 1]))
             if lengths[length]:
