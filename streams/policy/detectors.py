@@ -28,10 +28,11 @@ _TLDS = (
 # A URL runs on while its characters are ones a URL may hold (commas excepted: in chat they end the link).
 _URL = re.compile(r"(?:https?://|www\.)[a-z0-9\-._~:/?#@!$&*+;=%]+")
 # Bare domains are found by their top-level domain, also written with 点 or "dot" ("bet365点com"); the name
-# before it is then read backwards.
+# before it is then read backwards (``_name_before``).
 _TLD_DOT = re.compile(rf"[.点。]({_TLDS})(?![a-z0-9-])")
 _TLD_WORD = re.compile(rf"dot ?({_TLDS})(?![a-z0-9-])")
-_NAME_BEFORE = re.compile(r"(?:https?://)?[a-z0-9](?:[a-z0-9.-]*[a-z0-9])? ?$")
+_NAME_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789.-"
+_LONGEST_NAME = 253
 # "bet365 dot com" is an evasion, "the dot com bubble" is English: a spelled-out dot needs a name with a digit,
 # a hyphen or a dot.
 _NAME_NOT_A_WORD = re.compile(r"[0-9.-]")
@@ -103,6 +104,25 @@ def domain_of(link: str) -> str | None:
     return host if "." in host else None
 
 
+def _name_before(normal: str, end: int) -> tuple[int, str] | None:
+    """The domain name that ends at ``end`` or one space before it, and where it starts: letters, digits, dots and
+    hyphens, first and last a letter or digit, at most 253 characters, after "http://" or "https://" if those come
+    right before it. Read backwards with string methods: a regex searching forwards tries every start in reach."""
+    low = max(0, end - _LONGEST_NAME)
+    for before in "\n ":  # between name and end, as a regex's " ?$" allows: a space, a line break, or both
+        if end > low and normal[end - 1] == before:
+            end -= 1
+    head = normal[low:end]
+    name = head[len(head.rstrip(_NAME_CHARACTERS)) :].lstrip(".-")
+    if not name or name[-1] in ".-":
+        return None
+    start = end - len(name)
+    for scheme in ("https://", "http://"):
+        if normal.startswith(scheme, max(low, start - len(scheme)), start):
+            return start - len(scheme), f"{scheme}{name}"
+    return start, name
+
+
 def _inside(spans: list[tuple[int, int]], at: int) -> bool:
     """Whether ``at`` falls in one of ``spans``, one pattern's matches: sorted and disjoint. A joined batch may
     hold thousands of them."""
@@ -122,13 +142,14 @@ def detect(normal: str) -> list[Signal]:
         for m in pattern.finditer(normal):
             if _inside(urls, m.start()):
                 continue  # part of a URL already found
-            name = _NAME_BEFORE.search(normal, max(0, m.start() - 253), m.start())
-            if not name or _inside(urls, name.start()):
+            found = _name_before(normal, m.start())
+            if not found or _inside(urls, found[0]):
                 continue
-            if pattern is _TLD_WORD and not _NAME_NOT_A_WORD.search(name.group().strip()):
+            start, name = found
+            if pattern is _TLD_WORD and not _NAME_NOT_A_WORD.search(name):
                 continue
-            if domain := domain_of(f"{name.group().strip()}.{m.group(1)}"):
-                signals.append(Signal("link", name.start(), m.end(), domain))
+            if domain := domain_of(f"{name}.{m.group(1)}"):
+                signals.append(Signal("link", start, m.end(), domain))
     phones: list[list[tuple[int, int]]] = []  # per pattern: a number the one before found is not found again
     for pattern in (_PHONE_86, _PHONE, _PHONE_SPELLED):
         phones.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -326,6 +328,20 @@ def test_signals_in_text_order_with_offsets() -> None:
         Signal("phone", 15, 26),
         Signal("link", 30, 40, "bet365.com"),
     ]
+
+
+# The name before a top-level domain, as a regex searching forwards defines it.
+_NAME_BEFORE = re.compile(r"(?:https?://)?[a-z0-9](?:[a-z0-9.-]*[a-z0-9])? ?$")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text("ab9.-: /\nhtps你", max_size=30), st.integers(0, 300), st.sampled_from([0, 1, 2, 250, 260]))
+def test_the_name_before_a_domain_is_the_one_a_regex_finds(text: str, padding: int, cut: int) -> None:
+    normal = "x" * padding + text
+    for end in (len(normal), max(0, len(normal) - cut)):
+        reference = _NAME_BEFORE.search(normal, max(0, end - 253), end)
+        expected = (reference.start(), reference.group().strip()) if reference else None
+        assert detectors._name_before(normal, end) == expected
 
 
 def test_clean_text_has_no_signals() -> None:
