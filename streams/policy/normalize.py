@@ -488,8 +488,8 @@ class NormalBatch:
     def pick(self, chosen: list[int]) -> tuple[str, list[int]]:
         """The normal texts ``chosen`` (ascending indices) joined by BOUNDARY, and where each begins in the result.
         Only the chosen texts are copied."""
-        starts, text = self.starts(), self.text
-        picked = [text[starts[index] : starts[index + 1] - 1] for index in chosen]
+        starts, normal = self.starts(), self.text
+        picked = [normal[starts[index] : starts[index + 1] - 1] for index in chosen]
         return BOUNDARY.join(picked), [0, *accumulate(len(text) + 1 for text in picked)]
 
     def mapped(self, index: int) -> Mapped:

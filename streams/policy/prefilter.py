@@ -17,8 +17,8 @@ from streams.policy.compiled import compiled
 from streams.policy.normalize import BOUNDARY
 
 # The bitset has at least this many bits a gram, rounded up to a power of two: 10,000 grams take 2**21 bits
-# (256 KiB), which stay in a core's cache between batches; two bits a gram make a collision as rare as one bit would
-# in a bitset eight times larger, which would not.
+# (256 KiB), which stay in a core's cache between batches; two bits a gram make a collision rarer than one bit does
+# in a bitset eight times larger, which would not stay there.
 _BITS_PER_GRAM = 128
 _WORD_BITS = 6  # log2 of the bits in a word
 _FEWEST_WORD_BITS = 10  # 8 KiB at least: else a set of a few dozen strings collides with a common pair of letters
