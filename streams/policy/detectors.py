@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streams.policy.compiled import compiled
-from streams.policy.normalize import BOUNDARY, NormalBatch
+from streams.policy.normalize import BOUNDARY_CODE, NormalBatch
 from streams.policy.prefilter import Prefilter
 
 _TLDS = (
@@ -166,7 +166,6 @@ def detect(normal: str) -> list[Signal]:
 # of these words.
 _FEWEST_NUMERALS = 11
 _TLD_NAMES = [tld.removesuffix("s?") for tld in _TLDS.split("|")]  # "games?" -> "game"
-_BOUNDARY_CODE = ord(BOUNDARY)
 
 
 @cache
@@ -190,7 +189,7 @@ def _texts_with_numerals(codes: NDArray[np.uint32], numerals: NDArray[np.bool_],
     found = np.empty(codes.size + 1, dtype=np.intp)
     count = text = seen = 0
     for code in codes:
-        if code == _BOUNDARY_CODE:
+        if code == BOUNDARY_CODE:
             text += 1
             seen = 0
         elif code < numerals.size and numerals[code]:

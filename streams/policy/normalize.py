@@ -230,7 +230,8 @@ _TAG_CODES = (0xE0000, 0xE007F)
 
 # NUL separates the texts of a batch: the table deletes it inside a text, and no join crosses it.
 BOUNDARY = "\x00"
-_BOUNDARY_CODE, _UNDERSCORE = ord(BOUNDARY), ord("_")
+BOUNDARY_CODE = ord(BOUNDARY)  # as the compiled passes over a batch's code points see it
+_UNDERSCORE = ord("_")
 
 # The joins, in order, each on what the one before left:
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
@@ -378,7 +379,7 @@ def _spelled_starts(codes: _Codes, kinds: NDArray[np.uint8]) -> _Positions:
     for at in range(codes.size):
         if not kinds[at] & _SPELLABLE:
             continue
-        if at > 0 and kinds[at - 1] & _WORD and codes[at - 1] != _UNDERSCORE and codes[at - 1] != _BOUNDARY_CODE:
+        if at > 0 and kinds[at - 1] & _WORD and codes[at - 1] != _UNDERSCORE and codes[at - 1] != BOUNDARY_CODE:
             continue
         if at + 1 < codes.size and kinds[at + 1] & _WORD:  # BOUNDARY counts as a word character in kinds
             continue
@@ -481,7 +482,7 @@ class NormalBatch:
     def starts(self) -> list[int]:
         """Where each text begins in ``text``, and where one more would (past the end)."""
         if self._starts is None:
-            boundaries = np.flatnonzero(self.codes == _BOUNDARY_CODE) + 1
+            boundaries = np.flatnonzero(self.codes == BOUNDARY_CODE) + 1
             self._starts = [0, *boundaries.tolist(), len(self.text) + 1]
         return self._starts
 

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streams.policy.compiled import compiled
-from streams.policy.normalize import BOUNDARY
+from streams.policy.normalize import BOUNDARY_CODE
 
 # The bitset has at least this many bits a gram, rounded up to a power of two: 10,000 grams take 2**21 bits
 # (256 KiB), which stay in a core's cache between batches; two bits a gram make a collision rarer than one bit does
@@ -28,7 +28,6 @@ _BIT = np.uint64(63)
 _ONE = np.uint64(1)
 _PRIME = np.uint64(0x01000193)  # combines a gram's code points into one number
 _LOW_32 = np.uint64(0xFFFF_FFFF)  # a gram's number is 32 bits: what is above them is dropped after every product
-_BOUNDARY_CODE = ord(BOUNDARY)
 
 
 def _gram(string: str) -> str:
@@ -99,7 +98,7 @@ def _texts_with_grams(
     count = text = 0
     for at in range(codes.size):
         first = codes[at]
-        if first == _BOUNDARY_CODE:
+        if first == BOUNDARY_CODE:
             text += 1
             continue
         if count and found[count - 1] == text:
