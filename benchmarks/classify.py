@@ -217,7 +217,7 @@ def main() -> None:
 
         cores = os.cpu_count() or 1
         on_cores = _Cores(pack_dir, messages, raw, cores) if cores > 1 else None
-        matcher = Matcher(classifier.pack)  # the classifier's own, for timing the scan on its own
+        matcher = Matcher(classifier.pack)  # built as the classifier builds its own, to time the steps on their own
         automaton = _plain_automaton(work.chinese + work.english)
         gc.freeze()
         print(f"measuring, {args.rounds} rounds ...", flush=True)
