@@ -140,7 +140,7 @@ def _scanned(matcher: Matcher, messages: list[ChatMessage]) -> tuple[float, floa
     for i in range(0, len(messages), BATCH):
         batch = NormalBatch([m.text for m in messages[i : i + BATCH]])
         scanned += len(matcher.prefilter.texts(batch.codes))
-        holding += len(matcher.find_batch(batch))
+        holding += len(matcher.find_batch(batch).hits)
     return scanned / len(messages), holding / len(messages)
 
 

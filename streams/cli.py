@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streams import process, replay
 from streams.config import ConfigError, Settings
 from streams.kafka.produce import OutRecord, send_batched
-from streams.records import InvalidMessage, parse_message
+from streams.records import ChatMessage, InvalidMessage, parse_message
 from streams.state.recovery import true_end_offsets
 from streams.topics import (
     AUDIT,
@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("classify", help="classify JSONL messages without a broker: JSONL verdicts out")
     p.add_argument("--rules", type=Path, help="rule pack folder (default: rules/)")
     p.add_argument("file", nargs="?", default="-", help="JSONL messages, or - for standard input")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="print each verdict as a readable table (rules, evidence, spans, weights, scores) instead of JSONL",
+    )
     p.set_defaults(run=_classify)
 
     p = commands.add_parser("validate", help="check JSONL messages against the input contract before publishing")
@@ -165,6 +170,9 @@ def _classify(args: argparse.Namespace) -> int:
         return 2
     invalid = 0
     out = sys.stdout.buffer
+    write = (
+        _explained if args.explain else lambda _, verdicts: out.writelines(orjson.dumps(v) + b"\n" for v in verdicts)
+    )
     with _open(args.file) as source:
         chunk = []
         for number, line in enumerate(source, start=1):
@@ -176,11 +184,21 @@ def _classify(args: argparse.Namespace) -> int:
                 invalid += 1
                 print(f"{args.file}:{number}: {exc}", file=sys.stderr)
             if len(chunk) >= _CHUNK:
-                out.writelines(orjson.dumps(v) + b"\n" for v in classifier.classify_batch(chunk, _now_ms()))
+                write(chunk, classifier.classify_batch(chunk, _now_ms()))
                 chunk = []
-        out.writelines(orjson.dumps(v) + b"\n" for v in classifier.classify_batch(chunk, _now_ms()))
+        write(chunk, classifier.classify_batch(chunk, _now_ms()))
     out.flush()
     return 1 if invalid else 0
+
+
+def _explained(messages: Sequence[ChatMessage], verdicts: Sequence[dict[str, Any]]) -> None:
+    from rich.console import Console
+
+    from streams.explain import render
+
+    console = Console(soft_wrap=True)
+    for message, verdict in zip(messages, verdicts, strict=True):
+        console.print(render(verdict, message.text))
 
 
 def _validate(args: argparse.Namespace) -> int:

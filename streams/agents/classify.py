@@ -169,7 +169,8 @@ def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
         "at_ms": verdict["classified_at_ms"],
         "severity": verdict["severity"],
         "categories": verdict["categories"],
-        "rule_ids": sorted({m["rule_id"] for m in verdict["matches"]}),
+        # the rules of the categories that decided: weak evidence of another category counts toward no sanction
+        "rule_ids": sorted({m["rule_id"] for m in verdict["matches"] if m["category"] in verdict["categories"]}),
         "domains": sorted({s["domain"] for s in verdict["signals"] if s["kind"] == "link"}),
         "rules_version": verdict["rules_version"],
     }

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
+from operator import or_
 from typing import Any
 
 import orjson
 
-from streams.policy.detectors import Signal, detect_batch, domain_of
+from streams.policy.detectors import QUIET, Signal, detect, detect_batch, detect_quiet, domain_of
 from streams.policy.matcher import Hit, Matcher
 from streams.policy.normalize import Fold, Mapped, NormalBatch, fold_names
 from streams.policy.rules import Decision, Rule, RulePack, Severity, covering
+from streams.policy.scoring import Evidence, Fired, Scorer, quotations
 from streams.records import ChatMessage
 
 VERDICT_SCHEMA = "moderation.verdict.v1"
 
 # Detectors that are violations in themselves: rule id and the category whose severity and decision they take.
 _DETECTOR_RULES = {"id_card": ("privacy.id-card-number", "privacy")}
+_DETECTOR_RULE_IDS = frozenset(rule_id for rule_id, _ in _DETECTOR_RULES.values())
 _DOMAINS_REMEMBERED = 100_000
 
 
@@ -39,11 +43,18 @@ class Classifier:
             "severity": Severity.NONE.label,
             "matches": (),
             "signals": (),
+            "scores": (),  # per category with evidence: its score, thresholds and what it decides
             "rules_version": self.version,
             "sent_at_ms": None,
             "classified_at_ms": None,
         }
         self._matcher = Matcher(pack)
+        self._scorer = Scorer(pack)
+        self._detector_rules = {
+            kind: Rule(rule_id, category.id, category.severity, category.decision, category.block, context=1.0)
+            for kind, (rule_id, category_id) in _DETECTOR_RULES.items()
+            if (category := pack.categories.get(category_id)) is not None
+        }
         self._campaigns: dict[str, Rule] = {}  # domains blacklisted as spam campaigns (moderation.blacklist.v1)
         self._listed: dict[str, tuple[str, ...]] = {}  # every campaign domain learned, with its categories
         self._blocked_domains: dict[str, tuple[str, Rule] | None] = {}  # what _blocked found, until campaigns change
@@ -54,7 +65,9 @@ class Classifier:
         category = next((self.pack.categories[c] for c in categories if c in self.pack.categories), None)
         if category is None:
             return False
-        self._campaigns[domain] = Rule(f"{category.id}.campaign-domain", category.id, category.severity, Decision.BLOCK)
+        self._campaigns[domain] = Rule(
+            f"{category.id}.campaign-domain", category.id, category.severity, Decision.BLOCK, category.block, 1.0
+        )
         self._blocked_domains.clear()
         return True
 
@@ -129,13 +142,21 @@ class Classifier:
         """One verdict per message, in order, as published on ``moderation.verdicts.v1`` (no message text); the
         JSON arrays are tuples."""
         batch = NormalBatch([m.text for m in messages])
-        hits = self._matcher.find_batch(batch)
+        found = self._matcher.find_batch(batch)
         signals = detect_batch(batch)
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
         verdicts = [self._verdict(m, classified_at_ms) for m in messages]
-        for index in sorted(hits.keys() | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
+        for index in sorted(found.hits.keys() | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
             mapped = batch.mapped(index)
-            self._explain(verdicts[index], messages[index], mapped, hits.get(index, ()), signals.get(index, ()))
+            hits = found.hits.get(index, ())
+            text_signals = signals.get(index, [])
+            if hits:  # a combination may name signals the detectors' screen did not look for in this text
+                loud, quiet = self._scorer.needs({hit.term.rule.id for hit in hits})
+                if loud and index not in signals:
+                    text_signals = detect(mapped.text)
+                if quiet:
+                    text_signals = [*text_signals, *detect_quiet(mapped.text)]
+            self._explain(verdicts[index], messages[index], mapped, hits, text_signals, warned=index in found.warned)
         return verdicts
 
     def _explain(
@@ -145,48 +166,87 @@ class Classifier:
         mapped: Mapped,
         hits: Sequence[Hit],
         signals: Sequence[Signal],
+        *,
+        warned: bool,
     ) -> None:
-        """Fill in a message's clean verdict with what its text and links hold: matches, signals and the decision."""
-        matches: list[dict[str, Any]] = []
-        found: list[dict[str, Any]] = []
-        decision, severity = Decision.ALLOW, Severity.NONE
-        for hit in hits:
-            start, end = mapped.span(hit.start, hit.end)
-            rule = hit.term.rule
-            matches.append(
-                _match(
-                    rule.id,
-                    rule.category,
-                    hit.term.text,
-                    span=(start, end),
-                    folds=mapped.folds_between(start, end),
-                    severity=rule.severity,
-                    decision=rule.decision,
-                )
+        """Fill in a message's clean verdict with what its text and links hold: the rules that scored, the signals,
+        the scores per category and the decision."""
+        found = self._reported(message, mapped, signals)
+        fixed = [
+            Fired(
+                rule,
+                (Evidence(f"<{signal.kind}>", signal.start, signal.end, signal),),
+                None,
+                rule.weight,
+                discounted=False,
             )
-            decision, severity = max(decision, rule.decision), max(severity, rule.severity)
-        for signal in signals:
-            start, end = mapped.span(signal.start, signal.end)
-            if signal.value:
-                found.append({"kind": signal.kind, "span": (start, end), "domain": signal.value})
+            for signal in signals
+            if (rule := self._detector_rules.get(signal.kind)) is not None
+        ]
+        listed_as: dict[int, tuple[str, tuple[int, int] | None]] = {}  # id of a blocklist's Fired -> entry, span
+        blocked_links: list[Evidence] = []
+        for signal_found in found:  # links to blocklisted domains: rules/pack.toml [[blocklist]], and campaigns
+            domain = signal_found.get("domain")
+            if domain and (blocked := self._blocked(domain)) is not None:
+                listed, rule = blocked
+                link = next((s for s in signals if s.value == domain), None)
+                if link is not None:
+                    blocked_links.append(Evidence("<blocked_link>", link.start, link.end, link))
+                fixed.append(fired := Fired(rule, (), None, rule.weight, discounted=False))
+                listed_as[id(fired)] = listed, signal_found["span"]
+        if not hits and not fixed and not self._scorer.signals_alone:  # most: a link or a phone number, no more
+            verdict["signals"] = tuple(found)
+            return
+        evidence = [Evidence(hit.term.rule.id, hit.start, hit.end, hit) for hit in hits]
+        evidence += [Evidence(f"<{signal.kind}>", signal.start, signal.end, signal) for signal in signals]
+        evidence += blocked_links
+        quotes = quotations(message.text)
+
+        def quoted(start: int, end: int) -> bool:
+            original_start, original_end = mapped.span(start, end)
+            return any(low <= original_start and original_end <= high for low, high in quotes)
+
+        scored = self._scorer.score(evidence, warned=warned, quoted=quoted, fixed=fixed)
+        matches: list[dict[str, Any]] = []
+        for fired in scored.fired:
+            if (listed_span := listed_as.get(id(fired))) is not None:
+                listed, span = listed_span
+                matches.append(_match(fired, listed, span, mapped.folds_between(*span) if span else Fold(0)))
+            elif fired.rule.id in _DETECTOR_RULE_IDS:
+                item = fired.evidence[0]
+                start, end = mapped.span(item.start, item.end)
+                folds = mapped.folds_between(start, end) & ~Fold.SEPARATOR
+                matches.append(_match(fired, item.atom, (start, end), folds))
             else:
-                found.append({"kind": signal.kind, "span": (start, end)})
-            if signal.kind in _DETECTOR_RULES:
-                rule_id, category_id = _DETECTOR_RULES[signal.kind]
-                if (category := self.pack.categories.get(category_id)) is not None:
-                    folds = mapped.folds_between(start, end) & ~Fold.SEPARATOR
-                    matches.append(
-                        _match(
-                            rule_id,
-                            category_id,
-                            f"<{signal.kind}>",
-                            span=(start, end),
-                            folds=folds,
-                            severity=category.severity,
-                            decision=category.decision,
-                        )
-                    )
-                    decision, severity = max(decision, category.decision), max(severity, category.severity)
+                matches.extend(self._fired_matches(fired, mapped))
+        verdict["decision"] = scored.decision.label
+        verdict["categories"] = tuple(scored.deciding())
+        verdict["severity"] = scored.severity().label
+        verdict["matches"] = tuple(matches)
+        verdict["signals"] = tuple(found)
+        verdict["scores"] = tuple(
+            {
+                "category": category,
+                "score": round(score, 2),
+                "review": self.pack.categories[category].review,
+                "block": self.pack.categories[category].block,
+                "decision": scored.decisions[category].label,
+            }
+            for category, score in sorted(scored.scores.items())
+        )
+
+    @staticmethod
+    def _reported(message: ChatMessage, mapped: Mapped, signals: Sequence[Signal]) -> list[dict[str, Any]]:
+        """The signals a verdict reports: those found in the text, quiet ones aside, and the links attached."""
+        found: list[dict[str, Any]] = []
+        for signal in signals:
+            if signal.kind in QUIET:
+                continue  # reported only where a combination used it
+            span = mapped.span(signal.start, signal.end)
+            if signal.value:
+                found.append({"kind": signal.kind, "span": span, "domain": signal.value})
+            else:
+                found.append({"kind": signal.kind, "span": span})
         if message.links:  # attached cards and previews that are not in the text
             seen = {s.get("domain") for s in found}
             for link in message.links:
@@ -194,29 +254,30 @@ class Classifier:
                 if domain and domain not in seen:
                     seen.add(domain)
                     found.append({"kind": "link", "span": None, "domain": domain})
-        for signal_found in found:  # links to blocklisted domains: rules/pack.toml [[blocklist]], and campaigns
-            domain = signal_found.get("domain")
-            if domain and (blocked := self._blocked(domain)) is not None:
-                listed, rule = blocked
-                span = signal_found["span"]
-                matches.append(
-                    _match(
-                        rule.id,
-                        rule.category,
-                        listed,
-                        span=span,
-                        folds=mapped.folds_between(*span) if span else Fold(0),
-                        severity=rule.severity,
-                        decision=rule.decision,
-                    )
-                )
-                decision, severity = max(decision, rule.decision), max(severity, rule.severity)
-        verdict["decision"] = decision.label
-        if matches:
-            verdict["categories"] = tuple(sorted({m["category"] for m in matches}))
-        verdict["severity"] = severity.label
-        verdict["matches"] = tuple(matches)
-        verdict["signals"] = tuple(found)
+        return found
+
+    @staticmethod
+    def _fired_matches(fired: Fired, mapped: Mapped) -> list[dict[str, Any]]:
+        """A fired rule as a verdict's matches: one per term it fired on, or one for the condition that held, with the
+        span of all its evidence in the original text and every atom it held on."""
+        spans = [mapped.span(e.start, e.end) for e in fired.evidence]
+        folds = [
+            mapped.folds_between(*span) | item.source.folds if isinstance(item.source, Hit) else Fold.NONE
+            for span, item in zip(spans, fired.evidence, strict=True)
+        ]
+        if fired.condition is None:
+            return [
+                _match(fired, item.source.term.text, span, fold)
+                for item, span, fold in zip(fired.evidence, spans, folds, strict=True)
+                if isinstance(item.source, Hit)
+            ]
+        span = (min(s for s, _ in spans), max(e for _, e in spans))
+        match = _match(fired, fired.condition.text, span, reduce(or_, folds, Fold.NONE))
+        match["atoms"] = tuple(
+            {"atom": item.atom, "term": item.source.term.text if isinstance(item.source, Hit) else None, "span": span}
+            for item, span in zip(fired.evidence, spans, strict=True)
+        )
+        return [match]
 
     def _verdict(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
         """The one shape of a verdict, as for a clean message: allow, no categories, no matches, no signals."""
@@ -229,22 +290,16 @@ class Classifier:
         return verdict
 
 
-def _match(
-    rule_id: str,
-    category: str,
-    term: str,
-    *,
-    span: tuple[int, int] | None,
-    folds: Fold,
-    severity: Severity,
-    decision: Decision,
-) -> dict[str, Any]:
+def _match(fired: Fired, term: str, span: tuple[int, int] | None, folds: Fold) -> dict[str, Any]:
+    rule = fired.rule
     return {
-        "rule_id": rule_id,
-        "category": category,
+        "rule_id": rule.id,
+        "category": rule.category,
         "term": term,
         "span": span,  # None: a link attached to the message
         "normalisations": fold_names(folds),
-        "severity": severity.label,
-        "decision": decision.label,
+        "severity": rule.severity.label,
+        "decision": rule.decision.label,
+        "weight": round(fired.weight, 2),
+        "discounted": fired.discounted,
     }

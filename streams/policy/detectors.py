@@ -75,6 +75,40 @@ _IM_KIND = _kinds_by_first_character()
 _ID_CARD = re.compile(
     r"[1-9](?<![0-9][1-9])[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9x](?![0-9a-z])",
 )
+_EMAIL = re.compile(r"[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?![a-z0-9-])")
+# International numbers, +86 excepted (a mainland mobile is a phone): "+44 7700 900123", "001 415 555 0199".
+_INTL_PHONE = re.compile(r"(?:\+|00)(?<![0-9]00)(?!86)[1-9][0-9]{0,2}[ -]?(?:[0-9][ -]?){6,11}[0-9](?![0-9])")
+# Premium-rate lines: UK 09xx and 087x, North American 1-900 and 976.
+_PREMIUM_PHONE = re.compile(
+    r"0(?<![0-9]0)(?:9[0-9]{2}|87[0-9])[ -]?[0-9]{3}[ -]?[0-9]{3,4}(?![0-9])"
+    r"|1(?<![0-9]1)[ -]?(?:900|976)[ -]?[0-9]{3}[ -]?[0-9]{4}(?![0-9])"
+)
+# An SMS short code: 4-6 digits that a "text/send/reply ... to" points at ("txt WIN to 87121", "回复1到10086").
+_SHORTCODE = re.compile(r"(?:to|on|至|到)\s?([0-9]{4,6})(?![0-9.,])")
+_SHORTCODE_VERB = re.compile(r"(?:txt|text|sms|send|reply|call|ring|dial|发送|回复|编辑|短信)")
+_SHORTCODE_REACH = 40
+# Crypto wallets: Ethereum-style hex, Bitcoin bech32 and base58, Tron (read lower-case, as normal text is).
+_WALLET = re.compile(
+    r"0x[0-9a-f]{40}(?![0-9a-z])|bc1[02-9ac-hj-np-z]{25,59}(?![0-9a-z])"
+    r"|[13t](?<![0-9a-z][13t])(?=[a-z0-9]*[0-9])(?=[a-z0-9]*[a-z][a-z0-9]*[a-z])[1-9a-z]{25,34}(?![0-9a-z])"
+)
+# Amounts of money and numbers, read as the rule pack's {price} and {n} slots read them.
+MONEY_PATTERN = (
+    r"(?:(?:[$¥£€]|rmb|usd|us\$|hk\$) ?[0-9][0-9,]*(?:\.[0-9]+)?(?:k|m|w|万)?"
+    r"|[0-9][0-9,]*(?:\.[0-9]+)? ?"
+    r"(?:元|块|圆|美元|美金|万元|万|(?:rmb|usd|dollars?|bucks|pounds?|euros?|gbp|eur|pence|p|k|w)(?![a-z]))"
+    r"|[一二两三四五六七八九十百千万]+(?:元|块))"
+)
+NUMBER_PATTERN = (
+    r"(?:[0-9]+(?:[.,][0-9]+)*(?:st|nd|rd|th|k|w)?|[〇零一二两三四五六七八九十百千万几]+"
+    r"|(?<![a-z])(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty"
+    r"|hundred|thousand)(?![a-z]))"
+)
+_MONEY = re.compile(MONEY_PATTERN)
+_NUMBER = re.compile(NUMBER_PATTERN)
+# Signals that count only where a rule's combination names them: alone they are everyday chat.
+QUIET = frozenset({"money", "number", "shortcode"})
+
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10x98765432"
 
@@ -83,7 +117,8 @@ _ID_CHECK = "10x98765432"
 class Signal:
     """Something found in the text; ``value`` is only kept where other services need it (link domains)."""
 
-    kind: str  # link | phone | wechat_id | qq_id | telegram_id | id_card
+    kind: str  # link | phone | intl_phone | premium_phone | shortcode | email | wechat_id | qq_id | telegram_id |
+    # wallet | id_card | money | number
     start: int  # offsets into the normalised text
     end: int
     value: str | None = None
@@ -131,8 +166,10 @@ def _inside(spans: list[tuple[int, int]], at: int) -> bool:
 
 
 def detect(normal: str) -> list[Signal]:
-    """Every signal in normalised text, in text order."""
+    """Every signal in normalised text but the quiet ones (``detect_quiet``), in text order."""
     signals: list[Signal] = []
+    emails = [m.span() for m in _EMAIL.finditer(normal)]
+    signals.extend(Signal("email", start, end) for start, end in emails)
     urls = []
     for m in _URL.finditer(normal):
         if domain := domain_of(m.group()):
@@ -140,8 +177,8 @@ def detect(normal: str) -> list[Signal]:
             urls.append(m.span())
     for pattern in (_TLD_DOT, _TLD_WORD):
         for m in pattern.finditer(normal):
-            if _inside(urls, m.start()):
-                continue  # part of a URL already found
+            if _inside(urls, m.start()) or _inside(emails, m.start()):
+                continue  # part of a URL or an e-mail address already found
             found = _name_before(normal, m.start())
             if not found or _inside(urls, found[0]):
                 continue
@@ -156,9 +193,27 @@ def detect(normal: str) -> list[Signal]:
             [m.span() for m in pattern.finditer(normal) if not any(_inside(found, m.start()) for found in phones)]
         )
     signals.extend(Signal("phone", start, end) for found in phones for start, end in found)
+    taken = sorted(span for found in phones for span in found)
+    for kind, pattern in (("premium_phone", _PREMIUM_PHONE), ("intl_phone", _INTL_PHONE)):
+        spans = [m.span() for m in pattern.finditer(normal) if not _inside(taken, m.start())]
+        signals.extend(Signal(kind, start, end) for start, end in spans)
+        taken = sorted(taken + spans)
+    signals.extend(Signal("wallet", *m.span()) for m in _WALLET.finditer(normal))
     signals.extend(Signal("id_card", m.start(), m.end()) for m in _ID_CARD.finditer(normal) if id_card_valid(m.group()))
     signals.extend(Signal(_IM_KIND[normal[m.start()]], m.start(), m.end()) for m in _IM_ID.finditer(normal))
     signals.sort(key=lambda s: (s.start, s.end))
+    return signals
+
+
+def detect_quiet(normal: str) -> list[Signal]:
+    """The quiet signals of normalised text (``QUIET``): searched only in the texts where a combination needs them."""
+    signals = [
+        Signal("shortcode", *m.span(1))
+        for m in _SHORTCODE.finditer(normal)
+        if _SHORTCODE_VERB.search(normal, max(0, m.start() - _SHORTCODE_REACH), m.start())
+    ]
+    signals.extend(Signal("money", *m.span()) for m in _MONEY.finditer(normal))
+    signals.extend(Signal("number", *m.span()) for m in _NUMBER.finditer(normal))
     return signals
 
 
@@ -173,7 +228,8 @@ def _signal_words() -> Prefilter:
     """Where a word begins that a link or IM id needs: a URL's start, a top-level domain after its dot, or the
     word that introduces an IM id."""
     tlds = [f"{dot}{tld}" for dot in ".点。" for tld in _TLD_NAMES]
-    return Prefilter(["http", "www.", "dot", *tlds, *(word for words, _ in _IM_IDS.values() for word in words)])
+    im_words = (word for words, _ in _IM_IDS.values() for word in words)
+    return Prefilter(["http", "www.", "dot", "0x", "bc1", *tlds, *im_words])
 
 
 @cache

@@ -1,26 +1,31 @@
-"""Multi-keyword matching with pyahocorasick, allow phrases and English word boundaries.
+"""Multi-keyword matching with pyahocorasick: terms with slots, allow phrases, warning frames, English word
+boundaries, and a second pass over the second view of the texts that show leetspeak or repeated letters.
 
 The automaton runs over the UTF-8 bytes of the normalised text viewed as latin-1: a node then has at most 256
 children instead of the ~2,000 first characters of a Chinese word list, which makes the scan ~4x faster. Offsets are
 byte offsets; they are turned into character offsets only for the few messages that match.
 
 Most chat holds no term, so in a batch the automaton scans only the texts where one may start (``Prefilter``).
+A term with slots (``转发到{n}个群``) is found by its longest literal part, then checked whole by its pattern.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from operator import itemgetter
 
 import ahocorasick
 import numpy as np
 
-from streams.policy.normalize import NormalBatch
+from streams.policy.normalize import BOUNDARY, BOUNDARY_CODE, Fold, NormalBatch, second_form, second_view
 from streams.policy.prefilter import Prefilter
 from streams.policy.rules import RulePack, Term
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_SLOT_REACH = 40  # how far around its literal part a term with slots is looked for, in characters
+_TERM, _ALLOW, _WARN = 0, 1, 2
 
 
 def _as_bytes(text: str) -> str:
@@ -34,87 +39,176 @@ class Hit:
     term: Term
     start: int
     end: int
+    folds: Fold = Fold.NONE  # what the second view undid to find it: LEET, REPEAT
+
+
+@dataclass(slots=True)
+class Found:
+    """What a batch holds: hits per text index, and the texts that hold a warning frame."""
+
+    hits: dict[int, list[Hit]] = field(default_factory=dict)
+    warned: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    term: Term | None  # None: an allow phrase
+    term: Term | None  # None: an allow phrase or a warning frame
+    kind: int  # _TERM, _ALLOW or _WARN
     length: int  # in bytes
     check_start: bool  # a Latin term must not continue a word on its left...
     check_end: bool  # ...or on its right
+
+
+class _Automaton:
+    """One automaton over a set of keys, and where the keys may begin."""
+
+    def __init__(self, keyed: Iterable[tuple[str, Term | None, int]]) -> None:
+        automaton = ahocorasick.Automaton()
+        entries: dict[str, list[_Entry]] = {}
+        starts: list[str] = []
+        longest_allow = 0
+        for normal, term, kind in keyed:
+            key = _as_bytes(normal)
+            boundaries = kind == _TERM and term is not None and term.pattern is None  # a pattern checks its own
+            entries.setdefault(key, []).append(
+                _Entry(term, kind, len(key), boundaries and normal[0] in _ALNUM, boundaries and normal[-1] in _ALNUM)
+            )
+            if kind == _TERM:
+                starts.append(normal)
+            elif kind == _ALLOW:
+                longest_allow = max(longest_allow, len(key))
+        # A node looks its children up one by one, in the order keys were added: adding the keys that start with
+        # a multi-byte character first puts the lead bytes of Chinese characters at the front of the root's list.
+        for key, found in sorted(entries.items(), key=lambda entry: entry[0].isascii()):
+            automaton.add_word(key, tuple(found))
+        automaton.make_automaton()
+        self.automaton = automaton
+        # Allow phrases and warning frames alone hit nothing; an English term begins a word (check_start).
+        self.prefilter = Prefilter(starts, word_starts=True)
+        self.longest_allow = longest_allow
+        self.size = len(entries)
 
 
 class Matcher:
     """Finds every term of a pack in normalised text, minus the hits that allow phrases cover."""
 
     def __init__(self, pack: RulePack) -> None:
-        automaton = ahocorasick.Automaton()
-        entries: dict[str, list[_Entry]] = {}
-        for term in pack.terms:
-            key = _as_bytes(term.normal)
-            entries.setdefault(key, []).append(
-                _Entry(term, len(key), term.normal[0] in _ALNUM, term.normal[-1] in _ALNUM),
-            )
-        for phrase in pack.allow:
-            key = _as_bytes(phrase.normal)
-            entries.setdefault(key, []).append(_Entry(None, len(key), check_start=False, check_end=False))
-        # A node looks its children up one by one, in the order keys were added: adding the keys that start with
-        # a multi-byte character first puts the lead bytes of Chinese characters at the front of the root's list.
-        for key, found in sorted(entries.items(), key=lambda entry: entry[0].isascii()):
-            automaton.add_word(key, tuple(found))
-        automaton.make_automaton()
-        self._automaton = automaton
-        # An allow phrase alone hits nothing; an English term begins a word (check_start).
-        self.prefilter = Prefilter((term.normal for term in pack.terms), word_starts=True)
-        self._longest_allow = max((len(_as_bytes(p.normal)) for p in pack.allow), default=0)
-        self.size = len(entries)
+        keyed: list[tuple[str, Term | None, int]] = [(term.normal, term, _TERM) for term in pack.terms]
+        keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
+        keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
+        self._normal = _Automaton(keyed)
+        # The second view: terms as it reads them, and allow phrases, which must cancel there too.
+        second: list[tuple[str, Term | None, int]] = [
+            (second_form(term.normal), term, _TERM) for term in pack.terms if term.pattern is None
+        ]
+        second += [(second_form(phrase.normal), None, _ALLOW) for phrase in pack.allow]
+        self._second = _Automaton(second)
+        self.prefilter = self._normal.prefilter
+        self.size = self._normal.size
 
     def find(self, normal: str) -> list[Hit]:
         """Hits in ``normal`` (the output of ``normalize``), in text order."""
-        return self._scan(normal).get(0, [])
+        return self.find_batch(NormalBatch([normal])).hits.get(0, [])
 
-    def find_batch(self, batch: NormalBatch) -> dict[int, list[Hit]]:
+    def find_batch(self, batch: NormalBatch) -> Found:
         """Hits per text of a batch: text index -> hits with offsets into that text's normal form. Only the texts
-        where a term may start are scanned, joined again: one pass of the automaton."""
-        chosen = self.prefilter.texts(batch.codes)
-        hits = self._scan(batch.pick(chosen)[0])
-        return {chosen[index]: found for index, found in hits.items()}
+        where a term may start are scanned, joined again: one pass of the automaton; then the same for the second
+        view of the texts that have one."""
+        chosen = self._normal.prefilter.texts(batch.codes)
+        scanned = _scan(batch.pick(chosen)[0], self._normal)
+        found = Found(
+            {chosen[index]: hits for index, hits in scanned.hits.items()}, {chosen[i] for i in scanned.warned}
+        )
+        self._find_second(batch, found)
+        return found
 
-    def _scan(self, joined: str) -> dict[int, list[Hit]]:
-        """Hits per text of texts joined by BOUNDARY, by their index there."""
-        encoded = joined.encode()
-        data = encoded.decode("latin-1")
-        raw: list[tuple[int, int, Term]] = []
-        allowed: list[tuple[int, int]] = []
-        for last, found in self._automaton.iter(data):
-            for entry in found:
-                start, end = last + 1 - entry.length, last + 1
-                if entry.term is None:
-                    allowed.append((start, end))
-                elif not (entry.check_start and start > 0 and data[start - 1] in _ALNUM) and not (
-                    entry.check_end and end < len(data) and data[end] in _ALNUM
-                ):
-                    raw.append((start, end, entry.term))
-        if not raw:
-            return {}
-        starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
-        allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
-        hits: dict[int, list[Hit]] = {}
-        # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
-        raw.sort(key=itemgetter(0))
-        index, byte_at, char_at = -1, 0, 0
-        for start, end, term in raw:
-            if _covered(allowed, allowed_ends, start, end, self._longest_allow):
+    def _find_second(self, batch: NormalBatch, found: Found) -> None:
+        """Add the hits of the second view that cover what it undid and that the normal view did not find."""
+        view = second_view(batch.codes)
+        chosen = self._second.prefilter.texts(view.codes)
+        if not chosen:
+            return
+        starts = [0, *(np.flatnonzero(view.codes == BOUNDARY_CODE) + 1).tolist(), len(view.codes) + 1]
+        text = view.text
+        picked = BOUNDARY.join(text[starts[index] : starts[index + 1] - 1] for index in chosen)
+        normal_starts = batch.starts()
+        for at, hits in _scan(picked, self._second).hits.items():
+            index = chosen[at]
+            known = {hit.term for hit in found.hits.get(index, ())}
+            for hit in hits:
+                low, high = starts[index] + hit.start, starts[index] + hit.end
+                undone = view.undone[low:high]
+                if hit.term in known or not undone.any():
+                    continue
+                repeats = (view.last[low:high] > view.first[low:high]) & undone
+                folds = (Fold.REPEAT if repeats.any() else Fold(0)) | (
+                    Fold.LEET if (undone & ~repeats).any() else Fold(0)
+                )
+                start = int(view.first[low]) - normal_starts[index]
+                end = int(view.last[high - 1]) + 1 - normal_starts[index]
+                found.hits.setdefault(index, []).append(Hit(hit.term, start, end, folds))
+                known.add(hit.term)
+            if index in found.hits:
+                found.hits[index].sort(key=lambda h: (h.start, h.end))
+
+
+def _scan(joined: str, automaton: _Automaton) -> Found:
+    """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame."""
+    encoded = joined.encode()
+    data = encoded.decode("latin-1")
+    raw: list[tuple[int, int, Term]] = []
+    allowed: list[tuple[int, int]] = []
+    warnings: list[int] = []
+    for last, entries in automaton.automaton.iter(data):
+        for entry in entries:
+            start, end = last + 1 - entry.length, last + 1
+            if entry.kind == _ALLOW:
+                allowed.append((start, end))
+            elif entry.kind == _WARN:
+                warnings.append(start)
+            elif (
+                entry.term is not None
+                and not (entry.check_start and start > 0 and data[start - 1] in _ALNUM)
+                and not (entry.check_end and end < len(data) and data[end] in _ALNUM)
+            ):
+                raw.append((start, end, entry.term))
+    found = Found()
+    if not raw:
+        return found
+    starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
+    found.warned = {bisect_right(starts, at) - 1 for at in warnings}
+    allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
+    texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
+    # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
+    raw.sort(key=itemgetter(0))
+    index, byte_at, char_at = -1, 0, 0
+    for start, end, term in raw:
+        if _covered(allowed, allowed_ends, start, end, automaton.longest_allow):
+            continue
+        if index < 0 or (index + 1 < len(starts) and start >= starts[index + 1]):
+            index = bisect_right(starts, start) - 1
+            byte_at, char_at = starts[index], 0
+        char_at += len(data[byte_at:start].encode("latin-1").decode())
+        byte_at = start
+        hit_start, hit_end = char_at, char_at + len(term.normal)
+        if term.pattern is not None:  # the literal part was found: is the whole term around it?
+            texts = texts if texts is not None else joined.split(BOUNDARY)
+            text = texts[index]
+            whole = next(
+                (
+                    m
+                    for m in term.pattern.finditer(text, max(0, hit_start - _SLOT_REACH), hit_end + _SLOT_REACH)
+                    if m.start() <= hit_start and hit_end <= m.end()
+                ),
+                None,
+            )
+            if whole is None:
                 continue
-            if index < 0 or (index + 1 < len(starts) and start >= starts[index + 1]):
-                index = bisect_right(starts, start) - 1
-                byte_at, char_at = starts[index], 0
-            char_at += len(data[byte_at:start].encode("latin-1").decode())
-            byte_at = start
-            hits.setdefault(index, []).append(Hit(term, char_at, char_at + len(term.normal)))
-        for found_hits in hits.values():
-            found_hits.sort(key=lambda h: (h.start, h.end))
-        return hits
+            hit_start, hit_end = whole.span()
+        found.hits.setdefault(index, []).append(Hit(term, hit_start, hit_end))
+    for found_hits in found.hits.values():
+        found_hits.sort(key=lambda h: (h.start, h.end))
+    return found
 
 
 def _covered(allowed: list[tuple[int, int]], ends: list[int], start: int, end: int, longest: int) -> bool:

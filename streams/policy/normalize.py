@@ -38,6 +38,7 @@ _TABLE_SIZE = 0x20000
 class Fold(IntFlag):
     """What normalisation did to a character; reported with every match."""
 
+    NONE = 0
     INVISIBLE = 1  # zero-width, format and filler characters removed
     WIDTH = 2  # full-width or half-width forms
     STYLED = 4  # styled, enclosed, super/subscript and other compatibility forms
@@ -47,6 +48,8 @@ class Fold(IntFlag):
     TRADITIONAL = 64  # traditional to simplified Chinese
     DIGIT_FORM = 128  # circled, parenthesised, financial and other digit forms
     SEPARATOR = 256  # symbols, spaces or emoji inserted inside a word
+    LEET = 512  # digits or symbols for letters inside a Latin word, read in the second view
+    REPEAT = 1024  # a repeated letter, read as one in the second view
 
 
 FOLD_NAMES = {
@@ -59,6 +62,8 @@ FOLD_NAMES = {
     Fold.TRADITIONAL: "traditional",
     Fold.DIGIT_FORM: "digit_form",
     Fold.SEPARATOR: "separator",
+    Fold.LEET: "leet",
+    Fold.REPEAT: "repeat",
 }
 
 # Characters that render as nothing but are not all in category Cf.
@@ -160,7 +165,7 @@ _Positions = NDArray[np.intp]  # positions in an array, as numpy reports them
 # A code point's fold in the tables below when it is one character, or one of these.
 _DELETE, _EXPAND = 0xFFFF_FFFF, 0xFFFF_FFFE
 # How the joins class a code point, as the regexes \w, [_HAN] and \s do.
-_WORD, _HAN_CHAR, _SPACE, _SPELLABLE = 1, 2, 4, 8
+_WORD, _HAN_CHAR, _SPACE, _SPELLABLE, _DIGIT, _LATIN = 1, 2, 4, 8, 16, 32
 
 
 class _Expansions(NamedTuple):  # a tuple of arrays: compiled code takes it as one argument
@@ -218,7 +223,15 @@ def _kinds() -> NDArray[np.uint8]:
     """How the joins class every code point, read off the regex engine's own classes."""
     every = "".join(map(chr, range(0x110000)))
     kinds = np.zeros(0x110000, dtype=np.uint8)
-    for pattern, kind in ((r"\w+", _WORD), (f"[{_HAN}]+", _HAN_CHAR), (r"\s+", _SPACE), ("[a-z0-9]+", _SPELLABLE)):
+    classes = (
+        (r"\w+", _WORD),
+        (f"[{_HAN}]+", _HAN_CHAR),
+        (r"\s+", _SPACE),
+        ("[a-z0-9]+", _SPELLABLE),
+        ("[0-9]+", _DIGIT),
+        ("[a-z]+", _LATIN),
+    )
+    for pattern, kind in classes:
         for m in re.finditer(pattern, every):
             kinds[m.start() : m.end()] |= kind
     kinds[ord(BOUNDARY)] |= _WORD  # no join crosses a batch's boundary
@@ -235,11 +248,13 @@ _UNDERSCORE = ord("_")
 
 # The joins, in order, each on what the one before left:
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
-# 2. runs of non-word characters (spaces, punctuation, symbols, emoji) between two Chinese characters go;
-# 3. three or more single Latin letters or digits, each set apart by one to three non-word characters, are joined:
-#    "v.i.a.g.r.a". The first two are made while folding, the third with these regexes.
+# 2. runs of non-word characters (spaces, punctuation, symbols, emoji) between two Chinese characters, or between a
+#    Chinese character and a digit, go: "转*发*5*个群" is "转发5个群";
+# 3. three or more single Latin letters or digits, each set apart by the same one to three non-word characters, are
+#    joined: "v.i.a.g.r.a". The separator must repeat, so the gap between two spelled words stays: "f.r.e.e c.a.s.h"
+#    is "free cash". The first two are made while folding, the third with these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
-_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
+_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])([^\w\x00]{1,3})[a-z0-9](?![^\W_])(?:\1[a-z0-9](?![^\W_]))+")
 
 
 def as_codes(text: str) -> _Codes:
@@ -307,7 +322,8 @@ def _fold_and_join(
     joined = np.empty(size, dtype=np.int32)
     count = removed = 0
     run_start = -1  # where the run of non-word characters being read began in the output, -1 outside one
-    han_before = False  # whether the word character before that run is Chinese
+    han_before = False  # whether the word character before that run is Chinese...
+    digit_before = False  # ...or a digit
     space_before = False  # whether the character before is white space
     for index in range(original.size):
         folded = _fold(original[index], table)
@@ -321,12 +337,15 @@ def _fold_and_join(
             out = expansions.codes[row, k] if folded == _EXPAND else folded
             kind = kinds[out]
             if kind & _WORD:
-                if run_start >= 0 and han_before and kind & _HAN_CHAR:  # join 2: the run between two Chinese
+                if run_start >= 0 and (  # join 2: the run between two Chinese, or Chinese and a digit
+                    (han_before and kind & (_HAN_CHAR | _DIGIT)) or (digit_before and kind & _HAN_CHAR)
+                ):
                     for dropped in range(run_start, count):  # a loop: a slice copy costs more for a run this short
                         joined[removed] = origin[dropped]
                         removed += 1
                     count = run_start
-                run_start, han_before, space_before = -1, (kind & _HAN_CHAR) != 0, False
+                run_start, han_before, digit_before = -1, (kind & _HAN_CHAR) != 0, (kind & _DIGIT) != 0
+                space_before = False
             else:
                 space = (kind & _SPACE) != 0
                 if space and space_before:  # join 1: white space right after white space
@@ -512,3 +531,146 @@ _NAMES_BY_VALUE = [tuple(name for flag, name in FOLD_NAMES.items() if bits & fla
 
 def fold_names(folds: Fold) -> tuple[str, ...]:
     return _NAMES_BY_VALUE[folds]
+
+
+# The second view: what a literal match cannot see through, undone where a text shows it. Leetspeak inside a Latin
+# word ("c0ca1ne", "fr33", "ca$ino": a word that mixes letters with these digits or symbols) and runs of a repeated
+# letter ("caaasino", "赌赌博博") are common evasions, but folding them in the normal text would turn ordinary numbers
+# and words ("100", "哈哈", "good") into others. So a text that holds a leet word, three of a Latin letter in a row or
+# a repeated Chinese character is matched a second time with its leet letters read as letters and every run of a
+# repeated letter as one; terms are read the same way, and a hit there counts only if it covers what was undone.
+_LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+
+
+@cache
+def _leet_table() -> NDArray[np.uint32]:
+    table = np.zeros(128, dtype=np.uint32)
+    for character, letter in _LEET.items():
+        table[ord(character)] = ord(letter)
+    return table
+
+
+@compiled
+def _leet_word(code: int, kinds: NDArray[np.uint8], leet: NDArray[np.uint32]) -> bool:
+    """Whether ``code`` can be part of a word that leetspeak spells: a Latin letter, a digit or a leet symbol."""
+    return (kinds[code] & (_LATIN | _DIGIT)) != 0 or (code < 128 and leet[code] != 0)
+
+
+@compiled
+def _read(code: int, kinds: NDArray[np.uint8], leet: NDArray[np.uint32], spelled: bool) -> int:  # noqa: FBT001
+    """A character as the second view reads it: a leet digit or symbol as its letter in a word that ``spelled``."""
+    if spelled and code < 128 and leet[code] != 0 and not kinds[code] & _LATIN:
+        return int(leet[code])
+    return int(code)
+
+
+@compiled
+def _shows_evasion(codes: _Codes, kinds: NDArray[np.uint8], leet: NDArray[np.uint32]) -> NDArray[np.bool_]:
+    """Per text (joined by BOUNDARY): whether it holds a leet word, a Chinese character twice in a row or a Latin
+    letter three times. One pass, as most texts hold none."""
+    shown = np.zeros(codes.size + 1, dtype=np.bool_)
+    text = 0
+    letters = symbols = False  # in the word being read: Latin letters, leet digits or symbols
+    for at in range(codes.size):
+        code = codes[at]
+        if code == BOUNDARY_CODE:
+            text += 1
+            letters = symbols = False
+            continue
+        if shown[text]:
+            continue
+        kind = kinds[code]
+        if kind & _LATIN:
+            letters = True
+            if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
+                shown[text] = True
+        elif code < 128 and leet[code]:
+            symbols = True
+        elif kind & _HAN_CHAR and at >= 1 and codes[at - 1] == code:
+            shown[text] = True
+        if not _leet_word(code, kinds, leet):
+            letters = symbols = False
+        if letters and symbols and (at + 1 == codes.size or not _leet_word(codes[at + 1], kinds, leet)):
+            shown[text] = True
+    return shown[: text + 1]
+
+
+@compiled
+def _second_view(
+    codes: _Codes,
+    kinds: NDArray[np.uint8],
+    leet: NDArray[np.uint32],
+    shown: NDArray[np.bool_],
+) -> tuple[_Codes, _Indices, _Indices, NDArray[np.bool_]]:
+    """The second view of the texts ``shown`` of texts joined by BOUNDARY: per character, its code, the first and last
+    index of the normal characters it stands for, and whether it undoes something. The other texts are left empty."""
+    size = codes.size
+    out = np.empty(size, dtype=np.uint32)
+    first = np.empty(size, dtype=np.int32)
+    last = np.empty(size, dtype=np.int32)
+    undone = np.empty(size, dtype=np.bool_)
+    count = start = text = 0
+    while start <= size:
+        end = start
+        while end < size and codes[end] != BOUNDARY_CODE:
+            end += 1
+        at = start
+        while shown[text] and at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
+            word_end, letters, symbols = at, False, False
+            while word_end < end and _leet_word(codes[word_end], kinds, leet):
+                if kinds[codes[word_end]] & _LATIN:
+                    letters = True
+                elif codes[word_end] < 128 and leet[codes[word_end]]:
+                    symbols = True
+                word_end += 1
+            if word_end == at:  # not a word that leet can spell: a Chinese character's run goes on to the text's end
+                word_end = at + 1
+                while word_end < end and codes[word_end] == codes[at]:
+                    word_end += 1
+            spelled = letters and symbols
+            k = at
+            while k < word_end:  # then every run of a repeated letter as one, as leet reads them
+                read = _read(codes[k], kinds, leet, spelled)
+                run = k
+                if kinds[read] & (_LATIN | _HAN_CHAR):
+                    while run + 1 < word_end and _read(codes[run + 1], kinds, leet, spelled) == read:
+                        run += 1
+                out[count], first[count], last[count] = read, k, run
+                undone[count] = read != codes[k] or run > k
+                count += 1
+                k = run + 1
+            at = word_end
+        if end < size:
+            out[count], first[count], last[count], undone[count] = BOUNDARY_CODE, end, end, False
+            count += 1
+        start, text = end + 1, text + 1
+    return out[:count], first[:count], last[:count], undone[:count]
+
+
+class SecondView(NamedTuple):
+    """A batch's second view (see ``_second_view``): its texts joined by BOUNDARY, empty where nothing is undone."""
+
+    codes: _Codes
+    first: _Indices  # per character, the index in the batch's normal text of the first character it stands for
+    last: _Indices  # ... and of the last
+    undone: NDArray[np.bool_]
+
+    @property
+    def text(self) -> str:
+        return _as_text(self.codes)
+
+
+def second_view(codes: _Codes, *, every: bool = False) -> SecondView:
+    """The second view of normal text's code points (texts joined by BOUNDARY); with ``every``, of every text."""
+    tables, leet = _tables(), _leet_table()
+    shown = (
+        np.ones(int(np.count_nonzero(codes == BOUNDARY_CODE)) + 1, dtype=np.bool_)
+        if every
+        else _shows_evasion(codes, tables.kinds, leet)
+    )
+    return SecondView(*_second_view(codes, tables.kinds, leet, shown))
+
+
+def second_form(normal: str) -> str:
+    """How a term (in normal form) reads in the second view."""
+    return second_view(as_codes(normal), every=True).text

@@ -57,6 +57,7 @@ def test_clean_message(classifier: Classifier, default_pack: RulePack) -> None:
         "severity": "none",
         "matches": (),
         "signals": (),
+        "scores": (),
         "rules_version": default_pack.version,
         "sent_at_ms": 1795300000000,
         "classified_at_ms": CLASSIFIED_AT,
@@ -79,6 +80,8 @@ def test_evaded_scam_message(classifier: Classifier, default_pack: RulePack) -> 
             "normalisations": ("traditional", "separator"),
             "severity": "high",
             "decision": "block",
+            "weight": 10.0,
+            "discounted": False,
         },
     )
     start, end = verdict["matches"][0]["span"]
@@ -130,6 +133,8 @@ def test_valid_id_card_number_is_a_privacy_match(classifier: Classifier, default
             "normalisations": (),
             "severity": privacy.severity.label,
             "decision": privacy.decision.label,
+            "weight": privacy.block,
+            "discounted": False,
         },
     )
     assert verdict["signals"] == ({"kind": "id_card", "span": (5, 23)},)

@@ -181,7 +181,7 @@ def test_two_phones_in_one_text() -> None:
         pytest.param("微信号 abc_12345", "wechat_id", "微信号 abc_12345", id="weixin-hao"),
         pytest.param("WeChat ID: spam_seller", "wechat_id", "wechat id: spam_seller", id="wechat-space-id"),
         pytest.param("QQ 12345678", "qq_id", "qq 12345678", id="qq"),
-        pytest.param("扣扣：1234567", "qq_id", "扣扣:1234567", id="koukou"),
+        pytest.param("扣扣：1234567", "qq_id", "扣扣1234567", id="koukou"),  # the colon between 扣 and 1 goes
         pytest.param("tg @spam_bot1", "telegram_id", "tg @spam_bot1", id="tg"),
         pytest.param("Telegram: @spam_bot1", "telegram_id", "telegram: @spam_bot1", id="telegram"),
     ],
@@ -321,12 +321,12 @@ def test_id_card_inside_a_longer_number_refused() -> None:
 
 
 def test_signals_in_text_order_with_offsets() -> None:
-    normal = normalize("加V: abc12345 电话13800138000 网址 bet365点com")
-    assert normal == "加v: abc12345 电话13800138000 网址 bet365点com"
+    normal = normalize("加V: abc12345 电话 13800138000 网址 bet365点com")
+    assert normal == "加v: abc12345电话13800138000网址 bet365点com"  # separators between digits and Chinese go
     assert detect(normal) == [
         Signal("wechat_id", 0, 12),
-        Signal("phone", 15, 26),
-        Signal("link", 30, 40, "bet365.com"),
+        Signal("phone", 14, 25),
+        Signal("link", 28, 38, "bet365.com"),
     ]
 
 

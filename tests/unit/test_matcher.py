@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import header, make_pack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.policy.matcher import Hit, Matcher
+from streams.policy import matcher as matcher_module
+from streams.policy.matcher import Found, Hit, Matcher
 from streams.policy.normalize import NormalBatch, normalize
 
 SCAM = (
     header("scam")
     + """
-rule task-rebate
+rule task-rebate pinyin=no
   刷单
   刷单返利
   shua单
@@ -31,7 +33,7 @@ allow
 GAMBLING = (
     header("gambling", severity="medium", decision="review")
     + """
-rule casino
+rule casino pinyin=no
   赌博
   casino
 allow
@@ -51,7 +53,7 @@ def found(matcher: Matcher, text: str) -> list[tuple[str, int, int, str]]:
 
 
 def test_matcher_counts_terms_and_allow_phrases(matcher: Matcher) -> None:
-    assert matcher.size == 11  # 8 terms and 3 allow phrases, all distinct
+    assert matcher.size == 11  # 8 terms and 3 allow phrases, all distinct (the rules generate no pinyin)
 
 
 def test_chinese_term_found(matcher: Matcher) -> None:
@@ -168,7 +170,7 @@ def test_no_hits_in_clean_text(matcher: Matcher) -> None:
 
 def test_find_batch_splits_hits_per_text(matcher: Matcher) -> None:
     texts = ["刷单", "nothing here", "a scam 赌博", "ＣＡＳＩＮＯ", "警惕刷单"]
-    hits = matcher.find_batch(NormalBatch(texts))
+    hits = matcher.find_batch(NormalBatch(texts)).hits
     assert sorted(hits) == [0, 2, 3]
     as_tuples = {i: [(h.term.normal, h.start, h.end) for h in found_hits] for i, found_hits in hits.items()}
     assert as_tuples == {
@@ -182,7 +184,7 @@ def test_find_batch_splits_hits_per_text(matcher: Matcher) -> None:
 
 
 def test_find_batch_treats_the_boundary_as_a_word_break(matcher: Matcher) -> None:
-    hits = matcher.find_batch(NormalBatch(["a scam", "scam b", "sc", "am"]))
+    hits = matcher.find_batch(NormalBatch(["a scam", "scam b", "sc", "am"])).hits
     assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
         0: [("scam", 2, 6)],
         1: [("scam", 0, 4)],
@@ -191,7 +193,7 @@ def test_find_batch_treats_the_boundary_as_a_word_break(matcher: Matcher) -> Non
 
 def test_find_batch_offsets_count_characters_not_bytes(matcher: Matcher) -> None:
     # Multi-byte characters before a hit, in the same text and in the texts before it.
-    hits = matcher.find_batch(NormalBatch(["赌博赌博", "你好你好 scam", "哈哈 bet365 ok 刷单"]))
+    hits = matcher.find_batch(NormalBatch(["赌博赌博", "你好你好 scam", "哈哈 bet365 ok 刷单"])).hits
     assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
         0: [("赌博", 0, 2), ("赌博", 2, 4)],
         1: [("scam", 5, 9)],
@@ -228,7 +230,7 @@ _PIECES = [
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join), min_size=1, max_size=5))
 def test_a_batch_finds_in_each_text_what_the_text_alone_gives(matcher: Matcher, texts: list[str]) -> None:
-    hits = matcher.find_batch(NormalBatch(texts))
+    hits = matcher.find_batch(NormalBatch(texts)).hits
     for index, text in enumerate(texts):
         assert hits.get(index, []) == matcher.find(normalize(text))
 
@@ -237,15 +239,15 @@ def test_find_batch_scans_only_the_texts_where_a_term_may_start(
     matcher: Matcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scanned: list[str] = []
-    scan = matcher._scan
+    scan = matcher_module._scan
 
-    def spy(joined: str) -> dict[int, list[Hit]]:
+    def spy(joined: str, automaton: Any) -> Found:
         scanned.append(joined)
-        return scan(joined)
+        return scan(joined, automaton)
 
-    monkeypatch.setattr(matcher, "_scan", spy)
+    monkeypatch.setattr(matcher_module, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
-    hits = matcher.find_batch(NormalBatch(texts))
+    hits = matcher.find_batch(NormalBatch(texts)).hits
     assert {i: [(h.term.normal, h.start, h.end) for h in v] for i, v in hits.items()} == {
         1: [("刷单", 0, 2)],
         3: [("scam", 2, 6), ("赌博", 7, 9)],

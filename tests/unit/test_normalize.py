@@ -249,8 +249,8 @@ def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> 
 # The definition the array code implements, as a chain of regex substitutions on the folded text.
 _HAN = normalize_module._HAN
 _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
-_DEFINED_HAN_GAP = re.compile(rf"[^\w\x00](?<=[{_HAN}][^\w\x00])[^\w\x00]*(?=[{_HAN}])")
-_DEFINED_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])(?:[^\w\x00]{1,3}[a-z0-9](?![^\W_])){2,}")
+_DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])[^\w\x00]+(?=[{_HAN}0-9])|(?<=[0-9])[^\w\x00]+(?=[{_HAN}])")
+_DEFINED_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])([^\w\x00]{1,3})[a-z0-9](?![^\W_])(?:\1[a-z0-9](?![^\W_]))+")
 
 
 def _defined(text: str) -> str:

@@ -43,12 +43,12 @@ def test_loads_a_small_pack(tmp_path: Path) -> None:
         Severity.HIGH,
         Decision.BLOCK,
     )
-    assert [(t.text, t.normal, t.rule.id) for t in pack.terms] == [
+    assert [(t.text, t.normal, t.rule.id) for t in pack.terms if not t.variant] == [
         ("刷单返利", "刷单返利", "scam.task-rebate"),
         ("click farming job", "click farming job", "scam.task-rebate"),
         ("安全账户", "安全账户", "scam.safe-account"),
     ]
-    assert [t.where for t in pack.terms] == [f"{tmp_path / 'scam.rules'}:{n}" for n in (7, 8, 10)]
+    assert [t.where for t in pack.terms if not t.variant] == [f"{tmp_path / 'scam.rules'}:{n}" for n in (7, 8, 10)]
     assert [(a.text, a.normal, a.where) for a in pack.allow] == [
         ("警惕刷单返利", "警惕刷单返利", f"{tmp_path / 'scam.rules'}:12"),
     ]
@@ -56,7 +56,10 @@ def test_loads_a_small_pack(tmp_path: Path) -> None:
 
 def test_terms_are_normalised(tmp_path: Path) -> None:
     pack = make_pack(tmp_path, {"scam": HEADER + "rule a\n  刷*單\n  ＶＩＰ Group\n"})
-    assert [(t.text, t.normal) for t in pack.terms] == [("刷*單", "刷单"), ("ＶＩＰ Group", "vip group")]
+    assert [(t.text, t.normal) for t in pack.terms if not t.variant] == [
+        ("刷*單", "刷单"),
+        ("ＶＩＰ Group", "vip group"),
+    ]
 
 
 def test_rule_options_override_severity_and_decision(tmp_path: Path) -> None:
@@ -97,13 +100,13 @@ def test_comments_are_ignored(tmp_path: Path) -> None:
     pack = make_pack(tmp_path, {"scam": text})
     assert pack.categories["scam"].title == "Scams"
     assert pack.categories["scam"].severity == Severity.HIGH
-    assert [t.normal for t in pack.terms] == ["刷单返利", "c#"]
+    assert [t.normal for t in pack.terms if not t.variant] == ["刷单返利", "c#"]
     assert [a.normal for a in pack.allow] == ["警惕刷单返利"]
 
 
 def test_blank_lines_are_ignored(tmp_path: Path) -> None:
     pack = make_pack(tmp_path, {"scam": "\n\n" + HEADER + "\n\nrule a\n\n  刷单返利\n\n"})
-    assert [t.normal for t in pack.terms] == ["刷单返利"]
+    assert [t.normal for t in pack.terms if not t.variant] == ["刷单返利"]
 
 
 # --- versions ---------------------------------------------------------------------------------------------------
@@ -253,7 +256,9 @@ def test_category_id_not_a_slug(tmp_path: Path) -> None:
 
 def test_term_before_any_rule(tmp_path: Path) -> None:
     message = load_error(tmp_path, {"scam": HEADER + "  刷单返利\nrule a\n  兼职刷单\n"})
-    assert message == f"{tmp_path / 'scam.rules'}:5: a term must follow a 'rule <id>' or 'allow' line"
+    assert (
+        message == f"{tmp_path / 'scam.rules'}:5: a term must follow a 'rule <id>', 'set <id>', 'allow' or 'warn' line"
+    )
 
 
 def test_duplicate_rule_id(tmp_path: Path) -> None:
@@ -273,7 +278,10 @@ def test_rule_without_id(tmp_path: Path) -> None:
 
 def test_unknown_rule_option(tmp_path: Path) -> None:
     message = load_error(tmp_path, {"scam": HEADER + "rule a priority=1\n  刷单返利\n"})
-    assert message == f"{tmp_path / 'scam.rules'}:5: unknown rule option 'priority=1' (severity=..., decision=...)"
+    assert message == (
+        f"{tmp_path / 'scam.rules'}:5: unknown rule option 'priority=1' "
+        "(weight=, severity=, decision=, context=, pinyin=no, variants=no)"
+    )
 
 
 def test_allow_with_an_argument(tmp_path: Path) -> None:

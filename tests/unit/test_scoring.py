@@ -1,0 +1,297 @@
+"""Scored rules: weighted terms, sets and combinations, windows, slots, signals as atoms, context discounts, generated
+variants, and the normalisation views they rely on. Each test builds a small pack of its own."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import header, make_pack, write_pack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.policy.classify import Classifier
+from streams.policy.normalize import BOUNDARY, NormalBatch, normalize, second_form, second_view
+from streams.policy.rules import RulePackError, load_pack
+from streams.records import ChatMessage
+
+GAMBLING = header("gambling")
+DRUGS = header("drugs")
+
+
+def classifier(tmp_path: Path, files: dict[str, str], lookalikes: str | None = None) -> Classifier:
+    if lookalikes is not None:
+        write_pack(tmp_path, {})
+        (tmp_path / "lookalikes.txt").write_text(lookalikes, encoding="utf-8")
+    return Classifier(make_pack(tmp_path, files))
+
+
+def judge(c: Classifier, text: str) -> dict[str, Any]:
+    return c.classify_batch([ChatMessage("m1", "g1", "u1", 0, text)], 1)[0]
+
+
+def scores(verdict: dict[str, Any]) -> dict[str, float]:
+    return {s["category"]: s["score"] for s in verdict["scores"]}
+
+
+# --- weights and thresholds -------------------------------------------------------------------------------------
+
+
+def test_weak_terms_add_up_once_per_rule_to_the_category_thresholds(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path,
+        {"gambling": GAMBLING + "rule casino weight=3\n  casino\n  slots\nrule bonus weight=3\n  free spins\n"},
+    )
+    one = judge(c, "casino casino slots tonight")  # one rule, however many of its terms: 3
+    assert (one["decision"], scores(one)) == ("allow", {"gambling": 3})
+    two = judge(c, "casino with free spins")  # 3 + 3 reaches review (5), not block (10)
+    assert (two["decision"], two["categories"], scores(two)) == ("review", ("gambling",), {"gambling": 6})
+    assert [(m["rule_id"], m["weight"]) for m in two["matches"]] == [("gambling.casino", 3), ("gambling.bonus", 3)]
+
+
+def test_a_plain_rule_decides_alone_and_thresholds_are_per_category(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path,
+        {
+            "gambling": GAMBLING.replace("decision block\n", "decision block\nreview 2\nblock 4\n")
+            + "rule casino weight=3\n  casino\nrule strong\n  网赌\n",
+        },
+    )
+    assert judge(c, "casino")["decision"] == "review"  # 3 >= review 2
+    verdict = judge(c, "网赌")
+    assert (verdict["decision"], scores(verdict)) == ("block", {"gambling": 4})  # a plain rule weighs the block
+
+
+def test_a_review_rule_weighs_the_review_threshold(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule maybe decision=review\n  赔率表\n"})
+    assert judge(c, "最新赔率表")["decision"] == "review"
+
+
+# --- sets and combinations ---------------------------------------------------------------------------------------
+
+COMBINED = (
+    DRUGS
+    + "set drug-nouns\n  冰毒\n  meth\n"
+    + "set sale-verbs\n  出售\n  for sale\n"
+    + "rule sale weight=10\n  all within 8: drug-nouns, sale-verbs\n"
+    + "rule contact weight=10\n  all: drug-nouns, <contact>\n"
+)
+
+
+def test_a_set_alone_scores_nothing(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": COMBINED})
+    verdict = judge(c, "新闻：警方查获冰毒")
+    assert (verdict["decision"], verdict["matches"], verdict["scores"]) == ("allow", (), ())
+
+
+def test_all_within_a_window_fires_only_when_the_atoms_are_close(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": COMBINED})
+    near = judge(c, "出售冰毒，量大从优")
+    assert near["decision"] == "block"
+    (match,) = near["matches"]
+    assert match["rule_id"] == "drugs.sale"
+    assert match["term"] == "all within 8: drug-nouns, sale-verbs"
+    assert [(a["atom"], a["term"], a["span"]) for a in match["atoms"]] == [
+        ("drugs.drug-nouns", "冰毒", (2, 4)),
+        ("drugs.sale-verbs", "出售", (0, 2)),
+    ]
+    far = judge(c, "出售二手自行车，九成新，另外听说隔壁小区有人吸冰毒被抓了")
+    assert far["decision"] == "allow"
+
+
+def test_signals_are_atoms_of_a_combination(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": COMBINED})
+    assert judge(c, "meth 加v abc12345")["decision"] == "block"  # <contact>: a WeChat id
+    assert judge(c, "meth call +44 7700 900123")["decision"] == "block"  # an international number
+    assert judge(c, "a documentary about meth")["decision"] == "allow"
+
+
+def test_any_and_inline_quoted_terms(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path,
+        {"gambling": GAMBLING + 'set games\n  百家乐\nrule games-money weight=10\n  all: games, "充值"|{price}\n'},
+    )
+    assert judge(c, "百家乐 充值秒到")["decision"] == "block"
+    assert judge(c, "百家乐 最低100元")["decision"] == "block"
+    assert judge(c, "百家乐是什么游戏")["decision"] == "allow"
+
+
+def test_a_premium_rate_number_and_a_shortcode_are_signals(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path,
+        {
+            "gambling": GAMBLING
+            + "set prize\n  you have won\n  claim\n"
+            + "rule prize-line weight=10\n  all: prize, <premium_phone>|<shortcode>\n"
+        },
+    )
+    assert judge(c, "URGENT! You have won a £900 prize. To claim call 09061701461")["decision"] == "block"
+    assert judge(c, "Claim your entry: txt WIN to 87121 now")["decision"] == "block"
+    assert judge(c, "I think I have won, claim it at the desk upstairs")["decision"] == "allow"
+
+
+# --- slots -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "decision"),
+    [
+        ("转发到五个群就能领红包", "block"),
+        ("转发到5个群", "block"),
+        ("转发到 10 个群", "block"),
+        ("转*发*到*两*个*群", "block"),
+        ("转发到群里看看", "allow"),
+    ],
+)
+def test_a_number_slot_reads_every_script(tmp_path: Path, text: str, decision: str) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule forward\n  转发到{n}个群\n"})
+    assert judge(c, text)["decision"] == decision
+
+
+def test_a_price_slot_in_an_english_term(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule cash\n  win {price} cash\n"})
+    verdict = judge(c, "WIN £1,000 cash now")
+    assert verdict["decision"] == "block"
+    assert verdict["matches"][0]["span"] == (0, 15)
+    assert judge(c, "win cash")["decision"] == "allow"
+
+
+def test_a_term_with_slots_needs_two_literal_characters(tmp_path: Path) -> None:
+    write_pack(tmp_path, {"gambling": GAMBLING + "rule a\n  {n}个\n"})
+    with pytest.raises(
+        RulePackError, match=r"gambling.rules:6: '\{n\}个' is shorter than 2 characters beside its slots"
+    ):
+        load_pack(tmp_path)
+
+
+# --- context -----------------------------------------------------------------------------------------------------
+
+WARNED = GAMBLING + "rule casino\n  网赌\nrule keeps context=1\n  赌博网站\nwarn\n  谨防\n  is a scam\n"
+
+
+def test_a_warning_frame_discounts_the_rules_in_its_message(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": WARNED})
+    assert judge(c, "加我玩网赌，日赚千元")["decision"] == "block"
+    warning = judge(c, "谨防网赌陷阱，警方提醒")
+    assert (warning["decision"], scores(warning)) == ("allow", {"gambling": 2.5})
+    assert warning["matches"][0]["discounted"] is True
+    assert judge(c, "谨防这个赌博网站")["decision"] == "block"  # context=1: no discount
+
+
+def test_a_quoted_term_is_discounted_but_the_same_term_selling_is_not(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": WARNED})
+    assert judge(c, "朋友发来一条“网赌”广告，大家别信")["decision"] == "allow"
+    assert judge(c, "网赌，大家快来")["decision"] == "block"
+
+
+# --- generated variants ------------------------------------------------------------------------------------------
+
+
+def test_pinyin_initials_and_lookalikes_are_generated(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule online\n  网络赌博\n"}, lookalikes="赌 堵 睹\n")
+    for text in ("wangluodubo 来玩", "wang luo du bo", "wldb 私聊", "网络堵博", "网络睹博"):
+        assert judge(c, text)["decision"] == "block", text
+    kinds = {term.variant for term in c.pack.terms}
+    assert kinds == {"", "pinyin", "initials", "lookalike"}
+
+
+def test_a_rule_can_opt_out_of_generated_variants(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path, {"gambling": GAMBLING + "rule online pinyin=no variants=no\n  网络赌博\n"}, lookalikes="赌 堵\n"
+    )
+    assert [term.variant for term in c.pack.terms] == [""]
+
+
+def test_a_rule_with_nothing_to_match_is_refused(tmp_path: Path) -> None:
+    write_pack(tmp_path, {"gambling": GAMBLING + "rule empty\nrule full\n  网赌\n"})
+    with pytest.raises(RulePackError, match=r"gambling.rules:5: 'gambling.empty' has no terms or conditions"):
+        load_pack(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("rule x weight=-1\n  网赌\n", r":5: weight '-1' must be a number at least 0.01"),
+        ("rule x context=2\n  网赌\n", r":5: context '2' must be a number between 0 and 1"),
+        ("rule x\n  all: nowhere, <phone>\n", r":6: 'nowhere' names no rule or set of the pack"),
+        ("rule x\n  all: 网赌\n", r":6: 'all:' needs two atoms or more"),
+        ("set s\n  网赌\nrule x\n  all: s, <fax>\n", r":8: unknown signal '<fax>'"),
+        ("set s\n  网赌\nrule x\n  any within 5: s, <phone>\n", r":8: 'within' needs 'all'"),
+        ("set s weight=3\n  网赌\n", r":5: unknown set option 'weight=3'"),
+        ("set s\n  all: a, b\n", r":6: a set holds terms only"),
+        ("rule x\n  转发{m}个群\n", r":6: unknown slot '\{m\}'"),
+    ],
+)
+def test_broken_combinations_are_refused_with_file_and_line(tmp_path: Path, line: str, error: str) -> None:
+    write_pack(tmp_path, {"gambling": GAMBLING + line})
+    with pytest.raises(RulePackError, match=error):
+        load_pack(tmp_path)
+
+
+# --- the normalisation they rely on -----------------------------------------------------------------------------
+
+
+def test_spelled_out_words_keep_the_gap_between_them() -> None:
+    assert normalize("f.r.e.e c.a.s.i.n.o") == "free casino"
+    assert normalize("v-i-a-g-r-a now") == "viagra now"
+
+
+def test_separators_between_chinese_and_digits_go() -> None:
+    assert normalize("转*发*5*个群") == "转发5个群"
+    assert normalize("第 3 名") == "第3名"
+    assert normalize("3 . 5") == "3 . 5"  # digits alone are not Chinese: spelled-out letters need three
+
+
+@pytest.mark.parametrize(
+    ("text", "normalisation"),
+    [
+        ("赌赌博博网网站站来玩", "repeat"),
+        ("caaasino tonight", "repeat"),
+        ("c4sino tonight", "leet"),
+        ("ca$ino tonight", "leet"),
+    ],
+)
+def test_repeats_and_leetspeak_match_through_the_second_view(tmp_path: Path, text: str, normalisation: str) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule words\n  赌博网站\n  casino\n"})
+    verdict = judge(c, text)
+    assert verdict["decision"] == "block"
+    (match,) = verdict["matches"]
+    assert normalisation in match["normalisations"]
+    start, end = match["span"]
+    assert normalize(text[start:end].replace("$", "s")) in {"赌赌博博网网站站", "caaasino", "c4sino", "casino"}
+
+
+def test_the_second_view_does_not_turn_ordinary_words_into_terms(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule words\n  bet\n  赌博\n"})
+    assert judge(c, "beet soup, 100 of them")["decision"] == "allow"  # "beet" is not spelled "bet" with a repeat
+    assert judge(c, "哈哈哈 谢谢谢谢 good")["decision"] == "allow"
+
+
+# The second view's definition, as regex substitutions over normal text: what the compiled passes must give.
+_HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
+_LEET_WORD = re.compile(r"[a-z0-9@$]+")
+_LEET_READ = str.maketrans("013457@$", "oieasta" + "s")
+
+
+def _defined_second(text: str, *, every: bool = False) -> str:
+    def leet(word: re.Match[str]) -> str:
+        spelled = re.search("[a-z]", word.group()) and re.search("[013457@$]", word.group())
+        return word.group().translate(_LEET_READ) if spelled else word.group()
+
+    read = _LEET_WORD.sub(leet, text)
+    shown = every or read != text or re.search(rf"([{_HAN_CLASS}])\1|([a-z])\2\2", text)
+    return re.sub(rf"([a-z{_HAN_CLASS}])\1+", r"\1", read) if shown else ""
+
+
+_VIEW_TEXTS = st.text(alphabet=st.sampled_from("ab c0134$@赌博博哈.x57"), max_size=24)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_VIEW_TEXTS, min_size=1, max_size=4))
+def test_the_second_view_is_its_regex_definition(texts: list[str]) -> None:
+    normals = [normalize(text) for text in texts]
+    view = second_view(NormalBatch(normals).codes)
+    assert view.text.split(BOUNDARY) == [_defined_second(normal) for normal in normals]
+    assert second_form(normals[0]) == _defined_second(normals[0], every=True)
