@@ -53,6 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, TopicError) as exc:
         print(f"groupwarden: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 1
+    except OSError as exc:
+        if exc.filename is None:  # not a file named on the command line
+            raise
+        print(f"groupwarden: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -127,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("produce", help="publish JSONL messages to chat.messages.v1, keyed by group_id")
     kafka_options(p)
     p.add_argument("file", help="JSONL messages, or - for standard input")
+    p.add_argument(
+        "--send-invalid",
+        action="store_true",
+        help="publish invalid lines and repeated message ids too (the worker dead-letters invalid ones); "
+        "by default they are named on stderr and not sent",
+    )
     p.set_defaults(run=_produce)
     return parser
 
@@ -356,7 +370,8 @@ def _diff(args: argparse.Namespace) -> int:
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
-    records, events = _replay_input(args, settings)
+    given, events = _replay_input(args, settings)
+    records, skipped = _screen(given, "skipped")
     report = diff.compare(
         list(base.run(records, events)),
         list(candidate.run(records, events)),
@@ -364,6 +379,7 @@ def _diff(args: argparse.Namespace) -> int:
         candidate_version=candidate.classifier.version,
         examples=args.examples,
     )
+    report["skipped"] = dict(skipped)
     if args.json is None:
         sys.stdout.write(diff.render(report))
     elif str(args.json) == "-":
@@ -371,7 +387,7 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.write(diff.render(report))
-    return 0
+    return 1 if skipped else 0
 
 
 def _topics_create(args: argparse.Namespace) -> int:
@@ -384,10 +400,55 @@ def _topics_create(args: argparse.Namespace) -> int:
 def _produce(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with _open(args.file) as source:
-        lines = [line.rstrip(b"\r\n") for line in source if line.strip()]
+        given = list(replay.file_records(args.file, source))
+    records, refused = _screen(given, "published anyway" if args.send_invalid else "refused")
+    lines = [r.value or b"" for r in (given if args.send_invalid else records)]
     sent = asyncio.run(_publish(settings, [(_group_key(line), line) for line in lines]))
     print(f"published {sent} messages to {settings.topic(MESSAGES)}")
-    return 0
+    return 1 if refused and not args.send_invalid else 0
+
+
+_SHOWN_PROBLEMS = 20  # input problems named one by one on stderr; `groupwarden validate` lists them all
+
+
+def _screen(records: Sequence[replay.InputRecord], what: str) -> tuple[list[replay.InputRecord], Counter[str]]:
+    """The records that are valid messages, the first of each message_id only; the others counted by reason and
+    named on stderr as `validate` names them, with ``what`` happens to them."""
+    kept: list[replay.InputRecord] = []
+    problems: Counter[str] = Counter()
+    seen: dict[str, str] = {}
+    for record in records:
+        where = _where(record)
+        try:
+            message = parse_message(record.value)
+        except InvalidMessage as exc:
+            problem = f"{exc.reason}: {exc.detail}"
+            problems[exc.reason] += 1
+        else:
+            first = seen.setdefault(message.message_id, where)
+            if first == where:
+                kept.append(record)
+                continue
+            problem = f"duplicate_message_id: {message.message_id!r} is also at {first}"
+            problems["duplicate_message_id"] += 1
+        if problems.total() <= _SHOWN_PROBLEMS:
+            print(f"{where}: {problem}", file=sys.stderr)
+    if problems:
+        hidden = max(0, problems.total() - _SHOWN_PROBLEMS)
+        counts = ", ".join(f"{n} {reason}" for reason, n in problems.most_common())
+        print(
+            f"{len(records)} records, {problems.total()} {what} ({counts})"
+            + (f"; {hidden} not shown: `groupwarden validate` lists every problem" if hidden else ""),
+            file=sys.stderr,
+        )
+    return kept, problems
+
+
+def _where(record: replay.InputRecord) -> str:
+    """A record's place as a user finds it: file and line, or topic, partition and offset."""
+    if record.topic.startswith("file:"):
+        return f"{record.topic.removeprefix('file:')}:{record.offset}"
+    return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
 def _group_key(line: bytes) -> bytes | None:
