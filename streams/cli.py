@@ -23,8 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import process, replay
 from streams.config import ConfigError, Settings
+from streams.console import ReadProgress, file_size
 from streams.kafka.produce import OutRecord, send_batched
-from streams.records import InvalidMessage, parse_message
+from streams.records import ChatMessage, InvalidMessage, parse_message
 from streams.state.recovery import true_end_offsets
 from streams.topics import (
     AUDIT,
@@ -177,11 +178,20 @@ def _classify(args: argparse.Namespace) -> int:
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
-    invalid = 0
+    invalid, read = 0, 0
+    decisions: Counter[str] = Counter()
     out = sys.stdout.buffer
-    with _open(args.file) as source:
+
+    def write(chunk: list[ChatMessage]) -> None:
+        verdicts = classifier.classify_batch(chunk, _now_ms())
+        decisions.update(v["decision"] for v in verdicts)
+        out.writelines(orjson.dumps(v) + b"\n" for v in verdicts)
+
+    started = time.monotonic()
+    with _open(args.file) as source, ReadProgress("classify", file_size(source)) as progress:
         chunk = []
         for number, line in enumerate(source, start=1):
+            read += len(line)
             if not line.strip():
                 continue
             try:
@@ -190,10 +200,19 @@ def _classify(args: argparse.Namespace) -> int:
                 invalid += 1
                 print(f"{args.file}:{number}: {exc}", file=sys.stderr)
             if len(chunk) >= _CHUNK:
-                out.writelines(orjson.dumps(v) + b"\n" for v in classifier.classify_batch(chunk, _now_ms()))
+                write(chunk)
                 chunk = []
-        out.writelines(orjson.dumps(v) + b"\n" for v in classifier.classify_batch(chunk, _now_ms()))
+                progress.update(read, decisions.total())
+        write(chunk)
+        progress.update(read, decisions.total())
     out.flush()
+    seconds, count = time.monotonic() - started, decisions.total()
+    print(
+        f"classified {count:,} messages in {seconds:.1f} s ({count / max(seconds, 1e-9):,.0f} msgs/s): "
+        + ", ".join(f"{decisions[d]:,} {d}" for d in ("allow", "review", "block"))
+        + (f"; {invalid:,} invalid lines skipped" if invalid else ""),
+        file=sys.stderr,
+    )
     return 1 if invalid else 0
 
 
