@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import process, replay
 from streams.config import ConfigError, Settings
-from streams.console import ReadProgress, file_size
+from streams.console import LiveLines, ReadProgress, Standing, file_size
 from streams.kafka.produce import OutRecord, send_batched
 from streams.records import ChatMessage, InvalidMessage, parse_message
 from streams.state.recovery import true_end_offsets
@@ -132,6 +132,17 @@ def _parser() -> argparse.ArgumentParser:
     kafka_options(p)
     p.add_argument("--partitions", type=int)
     p.set_defaults(run=_topics_create)
+
+    p = commands.add_parser(
+        "tail", help="print a topic's records readably: verdicts, sanctions with their notices, the blacklist"
+    )
+    kafka_options(p)
+    p.add_argument("topic", metavar="TOPIC", help="e.g. moderation.sanctions.v1 (--topic-prefix is put before it)")
+    p.add_argument(
+        "-n", "--last", type=int, metavar="N", help="the last N records of each partition (default: all kept)"
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="then keep printing new records until Ctrl-C")
+    p.set_defaults(run=_tail)
 
     p = commands.add_parser("produce", help="publish JSONL messages to chat.messages.v1, keyed by group_id")
     kafka_options(p)
@@ -487,6 +498,26 @@ async def _publish(settings: Settings, pairs: Sequence[tuple[bytes | None, bytes
         await producer.stop()
 
 
+def _tail(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from streams import tail
+
+    settings = _settings(args)
+    if args.last is not None and args.last < 0:
+        raise ConfigError("--last takes a count of records, 0 or more")
+    console = Console(soft_wrap=True, highlight=False)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C is how a --follow ends: not an error
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await tail.tail(settings, args.topic, console.print, last=args.last, follow=args.follow, stop=stop)
+
+    asyncio.run(run())
+    return 0
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -573,6 +604,8 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
     consumer = AIOKafkaConsumer(
         settings.topic(VERDICTS),
         settings.topic(DEADLETTER),
+        settings.topic(SANCTIONS),
+        settings.topic(BLACKLIST),
         auto_offset_reset="earliest",  # the embedded broker's topics are new: show everything
         enable_auto_commit=False,
         **settings.kafka_options(),
@@ -582,7 +615,8 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
     categories: Counter[str] = Counter()
     dead = 0
     latencies: list[int] = []
-    tty = sys.stdout.isatty()
+    standing = Standing()
+    lines = LiveLines()
     last, last_total = time.monotonic(), 0
     try:
         while not stop.is_set():
@@ -592,6 +626,12 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
                 for record in records:
                     if record.topic == settings.topic(DEADLETTER):
                         dead += 1
+                        continue
+                    if record.topic == settings.topic(SANCTIONS):
+                        standing.sanction(record.value)
+                        continue
+                    if record.topic == settings.topic(BLACKLIST):
+                        standing.blacklist(record.key, record.value)
                         continue
                     verdict = orjson.loads(record.value or b"{}")
                     decisions[verdict["decision"]] += 1
@@ -609,9 +649,10 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
                     f"review {decisions['review']}  block {decisions['block']}  dead letters {dead}  "
                     f"latency p50 {p50} ms p99 {p99} ms  top: {top}"
                 )
-                print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n", flush=True)
+                lines.show(line, standing.line())
                 last, last_total, latencies = now, total, []
     finally:
+        lines.close()
         await consumer.stop()
 
 
