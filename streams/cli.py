@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import process, replay
 from streams.config import ConfigError, Settings
+from streams.console import LiveLines, ReadProgress, Standing, file_size
 from streams.kafka.produce import OutRecord, send_batched
 from streams.records import ChatMessage, InvalidMessage, parse_message
 from streams.state.recovery import true_end_offsets
@@ -52,6 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except (ConfigError, TopicError) as exc:
         print(f"groupwarden: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 1
+    except OSError as exc:
+        if exc.filename is None:  # not a file named on the command line
+            raise
+        print(f"groupwarden: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -129,9 +138,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int)
     p.set_defaults(run=_topics_create)
 
+    p = commands.add_parser(
+        "tail", help="print a topic's records readably: verdicts, sanctions with their notices, the blacklist"
+    )
+    kafka_options(p)
+    p.add_argument("topic", metavar="TOPIC", help="e.g. moderation.sanctions.v1 (--topic-prefix is put before it)")
+    p.add_argument(
+        "-n", "--last", type=int, metavar="N", help="the last N records of each partition (default: all kept)"
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="then keep printing new records until Ctrl-C")
+    p.set_defaults(run=_tail)
+
     p = commands.add_parser("produce", help="publish JSONL messages to chat.messages.v1, keyed by group_id")
     kafka_options(p)
     p.add_argument("file", help="JSONL messages, or - for standard input")
+    p.add_argument(
+        "--send-invalid",
+        action="store_true",
+        help="publish invalid lines and repeated message ids too (the worker dead-letters invalid ones); "
+        "by default they are named on stderr and not sent",
+    )
     p.set_defaults(run=_produce)
     return parser
 
@@ -168,14 +194,23 @@ def _classify(args: argparse.Namespace) -> int:
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
-    invalid = 0
+    invalid, read = 0, 0
+    decisions: Counter[str] = Counter()
     out = sys.stdout.buffer
-    write = (
-        _explained if args.explain else lambda _, verdicts: out.writelines(orjson.dumps(v) + b"\n" for v in verdicts)
-    )
-    with _open(args.file) as source:
+
+    def write(chunk: list[ChatMessage]) -> None:
+        verdicts = classifier.classify_batch(chunk, _now_ms())
+        decisions.update(v["decision"] for v in verdicts)
+        if args.explain:
+            _explained(chunk, verdicts)
+        else:
+            out.writelines(orjson.dumps(v) + b"\n" for v in verdicts)
+
+    started = time.monotonic()
+    with _open(args.file) as source, ReadProgress("classify", file_size(source)) as progress:
         chunk = []
         for number, line in enumerate(source, start=1):
+            read += len(line)
             if not line.strip():
                 continue
             try:
@@ -184,10 +219,19 @@ def _classify(args: argparse.Namespace) -> int:
                 invalid += 1
                 print(f"{args.file}:{number}: {exc}", file=sys.stderr)
             if len(chunk) >= _CHUNK:
-                write(chunk, classifier.classify_batch(chunk, _now_ms()))
+                write(chunk)
                 chunk = []
-        write(chunk, classifier.classify_batch(chunk, _now_ms()))
+                progress.update(read, decisions.total())
+        write(chunk)
+        progress.update(read, decisions.total())
     out.flush()
+    seconds, count = time.monotonic() - started, decisions.total()
+    print(
+        f"classified {count:,} messages in {seconds:.1f} s ({count / max(seconds, 1e-9):,.0f} msgs/s): "
+        + ", ".join(f"{decisions[d]:,} {d}" for d in ("allow", "review", "block"))
+        + (f"; {invalid:,} invalid lines skipped" if invalid else ""),
+        file=sys.stderr,
+    )
     return 1 if invalid else 0
 
 
@@ -374,7 +418,8 @@ def _diff(args: argparse.Namespace) -> int:
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
-    records, events = _replay_input(args, settings)
+    given, events = _replay_input(args, settings)
+    records, skipped = _screen(given, "skipped")
     report = diff.compare(
         list(base.run(records, events)),
         list(candidate.run(records, events)),
@@ -382,6 +427,7 @@ def _diff(args: argparse.Namespace) -> int:
         candidate_version=candidate.classifier.version,
         examples=args.examples,
     )
+    report["skipped"] = dict(skipped)
     if args.json is None:
         sys.stdout.write(diff.render(report))
     elif str(args.json) == "-":
@@ -389,7 +435,7 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.write(diff.render(report))
-    return 0
+    return 1 if skipped else 0
 
 
 def _topics_create(args: argparse.Namespace) -> int:
@@ -402,10 +448,55 @@ def _topics_create(args: argparse.Namespace) -> int:
 def _produce(args: argparse.Namespace) -> int:
     settings = _settings(args)
     with _open(args.file) as source:
-        lines = [line.rstrip(b"\r\n") for line in source if line.strip()]
+        given = list(replay.file_records(args.file, source))
+    records, refused = _screen(given, "published anyway" if args.send_invalid else "refused")
+    lines = [r.value or b"" for r in (given if args.send_invalid else records)]
     sent = asyncio.run(_publish(settings, [(_group_key(line), line) for line in lines]))
     print(f"published {sent} messages to {settings.topic(MESSAGES)}")
-    return 0
+    return 1 if refused and not args.send_invalid else 0
+
+
+_SHOWN_PROBLEMS = 20  # input problems named one by one on stderr; `groupwarden validate` lists them all
+
+
+def _screen(records: Sequence[replay.InputRecord], what: str) -> tuple[list[replay.InputRecord], Counter[str]]:
+    """The records that are valid messages, the first of each message_id only; the others counted by reason and
+    named on stderr as `validate` names them, with ``what`` happens to them."""
+    kept: list[replay.InputRecord] = []
+    problems: Counter[str] = Counter()
+    seen: dict[str, str] = {}
+    for record in records:
+        where = _where(record)
+        try:
+            message = parse_message(record.value)
+        except InvalidMessage as exc:
+            problem = f"{exc.reason}: {exc.detail}"
+            problems[exc.reason] += 1
+        else:
+            first = seen.setdefault(message.message_id, where)
+            if first == where:
+                kept.append(record)
+                continue
+            problem = f"duplicate_message_id: {message.message_id!r} is also at {first}"
+            problems["duplicate_message_id"] += 1
+        if problems.total() <= _SHOWN_PROBLEMS:
+            print(f"{where}: {problem}", file=sys.stderr)
+    if problems:
+        hidden = max(0, problems.total() - _SHOWN_PROBLEMS)
+        counts = ", ".join(f"{n} {reason}" for reason, n in problems.most_common())
+        print(
+            f"{len(records)} records, {problems.total()} {what} ({counts})"
+            + (f"; {hidden} not shown: `groupwarden validate` lists every problem" if hidden else ""),
+            file=sys.stderr,
+        )
+    return kept, problems
+
+
+def _where(record: replay.InputRecord) -> str:
+    """A record's place as a user finds it: file and line, or topic, partition and offset."""
+    if record.topic.startswith("file:"):
+        return f"{record.topic.removeprefix('file:')}:{record.offset}"
+    return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
 def _group_key(line: bytes) -> bytes | None:
@@ -423,6 +514,26 @@ async def _publish(settings: Settings, pairs: Sequence[tuple[bytes | None, bytes
         return await send_batched(producer, (OutRecord(topic, key, value) for key, value in pairs))
     finally:
         await producer.stop()
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from streams import tail
+
+    settings = _settings(args)
+    if args.last is not None and args.last < 0:
+        raise ConfigError("--last takes a count of records, 0 or more")
+    console = Console(soft_wrap=True, highlight=False)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C is how a --follow ends: not an error
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await tail.tail(settings, args.topic, console.print, last=args.last, follow=args.follow, stop=stop)
+
+    asyncio.run(run())
+    return 0
 
 
 def _now_ms() -> int:
@@ -511,6 +622,8 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
     consumer = AIOKafkaConsumer(
         settings.topic(VERDICTS),
         settings.topic(DEADLETTER),
+        settings.topic(SANCTIONS),
+        settings.topic(BLACKLIST),
         auto_offset_reset="earliest",  # the embedded broker's topics are new: show everything
         enable_auto_commit=False,
         **settings.kafka_options(),
@@ -520,7 +633,8 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
     categories: Counter[str] = Counter()
     dead = 0
     latencies: list[int] = []
-    tty = sys.stdout.isatty()
+    standing = Standing()
+    lines = LiveLines()
     last, last_total = time.monotonic(), 0
     try:
         while not stop.is_set():
@@ -530,6 +644,12 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
                 for record in records:
                     if record.topic == settings.topic(DEADLETTER):
                         dead += 1
+                        continue
+                    if record.topic == settings.topic(SANCTIONS):
+                        standing.sanction(record.value)
+                        continue
+                    if record.topic == settings.topic(BLACKLIST):
+                        standing.blacklist(record.key, record.value)
                         continue
                     verdict = orjson.loads(record.value or b"{}")
                     decisions[verdict["decision"]] += 1
@@ -547,9 +667,10 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
                     f"review {decisions['review']}  block {decisions['block']}  dead letters {dead}  "
                     f"latency p50 {p50} ms p99 {p99} ms  top: {top}"
                 )
-                print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n", flush=True)
+                lines.show(line, standing.line())
                 last, last_total, latencies = now, total, []
     finally:
+        lines.close()
         await consumer.stop()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import ssl
 from collections.abc import Mapping
@@ -11,11 +12,21 @@ from typing import Any
 
 import faust
 
-DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules"
-
 
 class ConfigError(ValueError):
     """Settings that cannot work together; the message says which and why."""
+
+
+def _default_rules() -> Path:
+    """The shipped pack: the repository's rules/ folder, installed as the package streams.default_rules in an
+    editable install and in a wheel alike. Located, not imported: no bytecode is written into a pack's folder."""
+    spec = importlib.util.find_spec("streams.default_rules")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the default rule pack (streams.default_rules) is not installed: give GROUPWARDEN_RULES")
+    return Path(spec.submodule_search_locations[0])
+
+
+DEFAULT_RULES = _default_rules()
 
 
 @dataclass(frozen=True, slots=True)

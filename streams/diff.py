@@ -123,6 +123,8 @@ def render(report: dict[str, Any]) -> str:
         f"candidate {report['candidate']['rules_version']}",
         f"{report['affected']} of {report['messages']} messages affected",
     ]
+    if skipped := sum(report.get("skipped", {}).values()):
+        lines.append(f"{skipped} input records skipped: invalid, or a message_id seen before (named on stderr)")
 
     def table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         lines.extend(["", title])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -72,16 +72,24 @@ _RFC3339 = re.compile(
 
 _REQUIRED = ("message_id", "group_id", "sender_id", "sent_at", "text")
 _EPOCH_MS_LIMIT = 1 << 53  # what a JSON number holds exactly
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_sent_at(value: object) -> int:
-    """Epoch milliseconds from an RFC 3339 string with an offset, or from epoch milliseconds."""
+    """Epoch milliseconds from an RFC 3339 string with an offset, or from epoch milliseconds. Either form must fall
+    in the same range: from 1970-01-01T00:00:00Z (0) to what a JSON number holds exactly."""
     if isinstance(value, int) and not isinstance(value, bool):
-        if 0 <= value < _EPOCH_MS_LIMIT:
-            return value
-        raise InvalidMessage(INVALID_FIELD, "sent_at: epoch milliseconds out of range")
-    if not isinstance(value, str):
+        at_ms = value
+    elif isinstance(value, str):
+        at_ms = _rfc3339_ms(value)
+    else:
         raise InvalidMessage(INVALID_FIELD, "sent_at: must be an RFC 3339 string or epoch milliseconds")
+    if not 0 <= at_ms < _EPOCH_MS_LIMIT:
+        raise InvalidMessage(INVALID_FIELD, "sent_at: before 1970-01-01T00:00:00Z or out of range")
+    return at_ms
+
+
+def _rfc3339_ms(value: str) -> int:
     m = _RFC3339.fullmatch(value)
     if m:
         date, hour_minute, second, fraction, offset = m.groups()
@@ -93,12 +101,12 @@ def parse_sent_at(value: object) -> int:
         except ValueError:
             pass
         else:
-            return int(parsed.timestamp() * 1000)
+            return (parsed - _EPOCH) // timedelta(milliseconds=1)
     raise InvalidMessage(INVALID_FIELD, "sent_at: not an RFC 3339 date-time with an offset")
 
 
 def _id(doc: dict[str, Any], name: str) -> str:
-    if name not in doc or doc[name] is None:
+    if name not in doc:
         raise InvalidMessage(MISSING_FIELD, f"{name}: required")
     value = doc[name]
     if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
@@ -160,14 +168,15 @@ def parse_message(raw: bytes | None) -> ChatMessage:
 
 def parse_fields(doc: dict[str, Any]) -> ChatMessage:
     """Validate a decoded message field by field, raising InvalidMessage with the first reason found."""
-    if "text" not in doc or doc["text"] is None:
+    # A field given as null is there but wrong: invalid_field, as any other value of the wrong type.
+    if "text" not in doc:
         raise InvalidMessage(MISSING_FIELD, "text: required")
     text = doc["text"]
     if not isinstance(text, str):
         raise InvalidMessage(INVALID_FIELD, "text: must be a string")
     if len(text) * 4 > MAX_TEXT_BYTES and len(text.encode()) > MAX_TEXT_BYTES:
         raise InvalidMessage(TOO_LARGE, f"text is {len(text.encode())} bytes, over {MAX_TEXT_BYTES}")
-    if "sent_at" not in doc or doc["sent_at"] is None:
+    if "sent_at" not in doc:
         raise InvalidMessage(MISSING_FIELD, "sent_at: required")
     return ChatMessage(
         _id(doc, "message_id"),

@@ -101,6 +101,8 @@ def test_optional_fields_may_be_null() -> None:
         pytest.param(0, 0, id="epoch-zero"),
         pytest.param(EPOCH_MS, EPOCH_MS, id="epoch-ms"),
         pytest.param(2**53 - 1, 2**53 - 1, id="largest-epoch-ms"),
+        pytest.param("1970-01-01T00:00:00Z", 0, id="rfc-3339-epoch"),
+        pytest.param("1970-01-01T08:00:00.001+08:00", 1, id="rfc-3339-just-after-epoch"),
     ],
 )
 def test_sent_at_forms(sent_at: object, expected_ms: int) -> None:
@@ -196,9 +198,9 @@ def test_missing_field(field: str) -> None:
 
 
 @pytest.mark.parametrize("field", ["message_id", "group_id", "sender_id", "sent_at", "text"])
-def test_null_required_field_is_missing(field: str) -> None:
+def test_null_required_field_is_invalid_not_missing(field: str) -> None:
     error = refused(raw(BASE | {field: None}))
-    assert error.reason == MISSING_FIELD
+    assert error.reason == INVALID_FIELD
     assert error.detail.startswith(f"{field}:")
 
 
@@ -215,6 +217,9 @@ def test_null_required_field_is_missing(field: str) -> None:
         pytest.param("sent_at", 1.5, id="sent-at-float"),
         pytest.param("sent_at", -1, id="sent-at-negative"),
         pytest.param("sent_at", 2**53, id="sent-at-too-big"),
+        pytest.param("sent_at", "1969-12-31T23:59:59.999Z", id="sent-at-rfc-3339-before-1970"),
+        pytest.param("sent_at", "1970-01-01T07:59:59+08:00", id="sent-at-rfc-3339-before-1970-by-its-offset"),
+        pytest.param("sent_at", "0001-01-01T00:00:00Z", id="sent-at-year-one"),
         pytest.param("sent_at", "2026-11-22T09:30:00", id="sent-at-without-timezone"),
         pytest.param("sent_at", "2026-11-22 09:30:00+08:00", id="sent-at-space-separator"),
         pytest.param("sent_at", "2026-11-22", id="sent-at-date-only"),
@@ -356,7 +361,19 @@ _EDGES = {
     "message_id": _ID_EDGES,
     "group_id": _ID_EDGES,
     "sender_id": _ID_EDGES,
-    "sent_at": [-1, 0, (1 << 53) - 1, 1 << 53, True, 1.5, "2026-11-22T01:30:00Z", "2026-11-22 01:30", None, _DROPPED],
+    "sent_at": [
+        -1,
+        0,
+        (1 << 53) - 1,
+        1 << 53,
+        True,
+        1.5,
+        "2026-11-22T01:30:00Z",
+        "1969-12-31T23:59:59Z",
+        "2026-11-22 01:30",
+        None,
+        _DROPPED,
+    ],
     "text": [
         "",
         "a" * MAX_TEXT_BYTES,

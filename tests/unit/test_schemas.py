@@ -32,6 +32,11 @@ CASES = [
     BASE | {"sent_at": "yesterday"},
     BASE | {"sent_at": True},
     BASE | {"sent_at": -1},
+    BASE | {"sent_at": "1969-12-31T23:59:59Z"},  # before 1970 in either form is refused
+    BASE | {"sent_at": "1900-01-01T00:00:00+08:00"},
+    BASE | {"sent_at": "1970-01-01T00:00:00Z"},
+    BASE | {"text": None},
+    BASE | {"sent_at": None},
     BASE | {"message_id": ""},
     BASE | {"group_id": 7},
     BASE | {"sender_id": "u" * 129},
