@@ -55,6 +55,7 @@ class _Entry:
     term: Term | None  # None: an allow phrase or a warning frame
     kind: int  # _TERM, _ALLOW or _WARN
     length: int  # in bytes
+    chars: int  # in characters: the key, which is not the term's normal form in the second view
     check_start: bool  # a Latin term must not continue a word on its left...
     check_end: bool  # ...or on its right
 
@@ -71,7 +72,14 @@ class _Automaton:
             key = _as_bytes(normal)
             boundaries = kind == _TERM and term is not None and term.pattern is None  # a pattern checks its own
             entries.setdefault(key, []).append(
-                _Entry(term, kind, len(key), boundaries and normal[0] in _ALNUM, boundaries and normal[-1] in _ALNUM)
+                _Entry(
+                    term,
+                    kind,
+                    len(key),
+                    len(normal),
+                    check_start=boundaries and normal[0] in _ALNUM,
+                    check_end=boundaries and normal[-1] in _ALNUM,
+                )
             )
             if kind == _TERM:
                 starts.append(normal)
@@ -156,7 +164,7 @@ def _scan(joined: str, automaton: _Automaton) -> Found:
     """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame."""
     encoded = joined.encode()
     data = encoded.decode("latin-1")
-    raw: list[tuple[int, int, Term]] = []
+    raw: list[tuple[int, int, Term, int]] = []
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
     for last, entries in automaton.automaton.iter(data):
@@ -171,7 +179,7 @@ def _scan(joined: str, automaton: _Automaton) -> Found:
                 and not (entry.check_start and start > 0 and data[start - 1] in _ALNUM)
                 and not (entry.check_end and end < len(data) and data[end] in _ALNUM)
             ):
-                raw.append((start, end, entry.term))
+                raw.append((start, end, entry.term, entry.chars))
     found = Found()
     if not raw:
         return found
@@ -182,7 +190,7 @@ def _scan(joined: str, automaton: _Automaton) -> Found:
     # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
     raw.sort(key=itemgetter(0))
     index, byte_at, char_at = -1, 0, 0
-    for start, end, term in raw:
+    for start, end, term, chars in raw:
         if _covered(allowed, allowed_ends, start, end, automaton.longest_allow):
             continue
         if index < 0 or (index + 1 < len(starts) and start >= starts[index + 1]):
@@ -190,7 +198,7 @@ def _scan(joined: str, automaton: _Automaton) -> Found:
             byte_at, char_at = starts[index], 0
         char_at += len(data[byte_at:start].encode("latin-1").decode())
         byte_at = start
-        hit_start, hit_end = char_at, char_at + len(term.normal)
+        hit_start, hit_end = char_at, char_at + chars
         if term.pattern is not None:  # the literal part was found: is the whole term around it?
             texts = texts if texts is not None else joined.split(BOUNDARY)
             text = texts[index]

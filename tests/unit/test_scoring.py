@@ -295,3 +295,12 @@ def test_the_second_view_is_its_regex_definition(texts: list[str]) -> None:
     view = second_view(NormalBatch(normals).codes)
     assert view.text.split(BOUNDARY) == [_defined_second(normal) for normal in normals]
     assert second_form(normals[0]) == _defined_second(normals[0], every=True)
+
+
+def test_a_term_read_shorter_in_the_second_view_maps_back_to_its_whole_span(tmp_path: Path) -> None:
+    # "free" reads "fre" there: the hit's end must come from what the second view matched, not the term's length.
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule words\n  free spins\n"})
+    text = "get freeee spinsss now"
+    (match,) = judge(c, text)["matches"]
+    assert text[slice(*match["span"])] == "freeee spinsss"
+    assert match["normalisations"] == ("repeat",)
