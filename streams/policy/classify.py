@@ -146,12 +146,14 @@ class Classifier:
         signals = detect_batch(batch)
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
         verdicts = [self._verdict(m, classified_at_ms) for m in messages]
-        for index in sorted(found.hits.keys() | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
+        scorer = self._scorer
+        hit = {index for index, hits in found.hits.items() if scorer.may_fire({hit.term.rule.id for hit in hits})}
+        for index in sorted(hit | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
             mapped = batch.mapped(index)
-            hits = found.hits.get(index, ())
+            hits = found.hits.get(index, ()) if index in hit else ()
             text_signals = signals.get(index, [])
             if hits:  # a combination may name signals the detectors' screen did not look for in this text
-                loud, quiet = self._scorer.needs({hit.term.rule.id for hit in hits})
+                loud, quiet = scorer.needs({hit.term.rule.id for hit in hits})
                 if loud and index not in signals:
                     text_signals = detect(mapped.text)
                 if quiet:

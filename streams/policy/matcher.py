@@ -15,6 +15,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import NamedTuple
 
 import ahocorasick
 import numpy as np
@@ -32,9 +33,9 @@ def _as_bytes(text: str) -> str:
     return text.encode().decode("latin-1")
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A term found in normalised text; start and end are character offsets into that text."""
+class Hit(NamedTuple):
+    """A term found in normalised text; start and end are character offsets into that text. A tuple: chat with
+    common words makes many, and a frozen dataclass costs several times as much to build."""
 
     term: Term
     start: int

@@ -10,9 +10,10 @@ A category decides by its thresholds (``Category.decide``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, product
+from typing import NamedTuple
 
 from streams.policy.detectors import QUIET
 from streams.policy.rules import Condition, Decision, Rule, RulePack, Severity
@@ -34,8 +35,7 @@ _QUIET_ATOMS = frozenset(f"<{kind}>" for kind in QUIET)
 _MOST_CHOICES = 256  # spans tried per condition with a window: combinations of a few hits each
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """One atom found in a message: ``atom`` is a rule or set id or ``<signal>``; the span is in normal text."""
 
     atom: str
@@ -53,6 +53,16 @@ class Fired:
     condition: Condition | None
     weight: float  # after the context factor
     discounted: bool
+
+
+class _Filed(NamedTuple):
+    """A condition as the scorer files it: its rule, its place in firing order, and the places that name no
+    signal, every one of which must hit for an ``all`` condition to hold (none for ``any``)."""
+
+    order: int
+    rule: Rule
+    condition: Condition
+    terms: tuple[frozenset[str], ...]
 
 
 @dataclass(slots=True)
@@ -81,10 +91,16 @@ class Scorer:
 
     def __init__(self, pack: RulePack) -> None:
         self.pack = pack
-        self._by_atom: dict[str, list[Rule]] = {}  # atom -> the combination rules that name it
-        for rule in pack.rules.values():
-            for atom in {atom for condition in rule.conditions for position in condition.atoms for atom in position}:
-                self._by_atom.setdefault(atom, []).append(rule)
+        # atom -> the conditions that may hold when it is there, with their rules and their order (rule id order, the
+        # order rules fire in). An ``all`` condition is filed under the atoms of its first place that names no signal:
+        # it holds only if one of them is there, so a text with common words only looks at few conditions.
+        self._by_atom: dict[str, list[_Filed]] = {}
+        conditions = [(rule, c) for rule in sorted(pack.rules.values(), key=lambda r: r.id) for c in rule.conditions]
+        for order, (rule, condition) in enumerate(conditions):
+            terms = tuple(p for p in condition.atoms if not any(a.startswith("<") for a in p))
+            filed = _Filed(order, rule, condition, terms if condition.every else ())
+            for atom in terms[0] if condition.every and terms else {a for p in condition.atoms for a in p}:
+                self._by_atom.setdefault(atom, []).append(filed)
         # Whether a rule can fire on signals alone: then every text with a signal is scored, not only those with hits.
         self.signals_alone = any(
             all(any(atom.startswith("<") for atom in position) for position in condition.atoms)
@@ -94,19 +110,37 @@ class Scorer:
             for condition in rule.conditions
         )
 
-    def needs(self, atoms: set[str]) -> tuple[bool, bool]:
-        """Whether a combination that names one of ``atoms`` also names a signal, and whether a quiet one (a number,
-        an amount, a short code): then a text's signals are needed even where the detectors' screen passed it by."""
-        named = {
-            a
+    def _conditions(self, atoms: Collection[str]) -> list[_Filed]:
+        """The conditions that may hold with ``atoms`` there (every place that names no signal hit), once each, in
+        order."""
+        found = {
+            filed.order: filed
             for atom in atoms
-            for rule in self._by_atom.get(atom, ())
-            for condition in rule.conditions
-            for position in condition.atoms
-            for a in position
-            if a.startswith("<")
+            for filed in self._by_atom.get(atom, ())
+            if all(not terms.isdisjoint(atoms) for terms in filed.terms)
         }
-        return bool(named - _QUIET_ATOMS), bool(named & _QUIET_ATOMS)
+        return [found[order] for order in sorted(found)]
+
+    def may_fire(self, atoms: set[str]) -> bool:
+        """Whether terms of ``atoms`` can fire a rule: one of them has a weight, or a condition may hold with them.
+        Most texts that hit a term hit only a common word of a set, which fires nothing alone."""
+        rules = self.pack.rules
+        return any((rule := rules.get(atom)) is not None and rule.scores for atom in atoms) or bool(
+            self._conditions(atoms)
+        )
+
+    def needs(self, atoms: set[str]) -> tuple[bool, bool]:
+        """Whether a text whose terms hit ``atoms`` needs its signals, and its quiet ones (numbers, amounts, short
+        codes): only where a combination could hold with them, its other places all hit."""
+        loud = quiet = False
+        for filed in self._conditions(atoms):
+            condition = filed.condition
+            missing = [position for position in condition.atoms if position.isdisjoint(atoms)]
+            if condition.every and any(not any(a.startswith("<") for a in position) for position in missing):
+                continue  # a term it needs is not there: no signal can make it hold
+            named = {a for position in missing for a in position if a.startswith("<")}
+            loud, quiet = loud or bool(named - _QUIET_ATOMS), quiet or bool(named & _QUIET_ATOMS)
+        return loud, quiet
 
     def score(
         self,
@@ -129,15 +163,19 @@ class Scorer:
             if rule is not None and rule.scores and atom not in fired_ids:
                 fired_ids.add(atom)
                 scored.fired.append(_fire(rule, tuple(items), None, warned=warned, quoted=quoted))
-        candidates = {rule.id: rule for atom in by_atom for rule in self._by_atom.get(atom, ())}
-        for rule_id, rule in sorted(candidates.items()):
-            if rule_id in fired_ids:
+        present = by_atom.keys()
+        for filed in self._conditions(present):
+            rule, condition = filed.rule, filed.condition
+            if rule.id in fired_ids:
                 continue
-            for condition in rule.conditions:
-                if (used := _holds(condition, by_atom)) is not None:
-                    fired_ids.add(rule_id)
-                    scored.fired.append(_fire(rule, used, condition, warned=warned, quoted=quoted))
-                    break
+            if condition.every:
+                if any(position.isdisjoint(present) for position in condition.atoms):
+                    continue
+            elif all(position.isdisjoint(present) for position in condition.atoms):
+                continue
+            if (used := _holds(condition, by_atom)) is not None:
+                fired_ids.add(rule.id)
+                scored.fired.append(_fire(rule, used, condition, warned=warned, quoted=quoted))
         scored.fired.extend(fixed)
         most: dict[str, Decision] = {}
         for fired in scored.fired:
