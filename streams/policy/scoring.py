@@ -32,7 +32,10 @@ def quotations(original: str) -> list[tuple[int, int]]:
 
 
 _QUIET_ATOMS = frozenset(f"<{kind}>" for kind in QUIET)
-_MOST_CHOICES = 256  # spans tried per condition with a window: combinations of a few hits each
+_MOST_CHOICES = 256
+# "Anywhere in the message" reaches this many characters: a chat message is shorter, and in a long e-mail a product
+# word and a phone number paragraphs apart are not an offer.
+MESSAGE_REACH = 300  # spans tried per condition with a window: combinations of a few hits each
 
 
 class Evidence(NamedTuple):
@@ -216,9 +219,8 @@ def _holds(condition: Condition, by_atom: Mapping[str, list[Evidence]]) -> tuple
         if not found:
             return None
         choices.append(found)
-    if condition.within is None:
-        return tuple(found[0] for found in choices)
+    within = MESSAGE_REACH if condition.within is None else condition.within
     for chosen in islice(product(*choices), _MOST_CHOICES):
-        if max(e.end for e in chosen) - min(e.start for e in chosen) <= condition.within:
+        if max(e.end for e in chosen) - min(e.start for e in chosen) <= within:
             return tuple(chosen)
     return None

@@ -304,3 +304,9 @@ def test_a_term_read_shorter_in_the_second_view_maps_back_to_its_whole_span(tmp_
     (match,) = judge(c, text)["matches"]
     assert text[slice(*match["span"])] == "freeee spinsss"
     assert match["normalisations"] == ("repeat",)
+
+
+def test_all_without_a_window_reaches_a_long_message_s_paragraph_not_its_whole(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": COMBINED})
+    assert judge(c, "meth, 加v abc12345")["decision"] == "block"
+    assert judge(c, "meth" + " and so on" * 40 + " 加v abc12345")["decision"] == "allow"
