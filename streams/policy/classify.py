@@ -263,8 +263,8 @@ class Classifier:
         """A fired rule as a verdict's matches: one per term it fired on, or one for the condition that held, with the
         span of all its evidence in the original text and every atom it held on."""
         spans = [mapped.span(e.start, e.end) for e in fired.evidence]
-        folds = [
-            mapped.folds_between(*span) | item.source.folds if isinstance(item.source, Hit) else Fold.NONE
+        folds = [  # as ints: or-ing Folds runs Python code
+            int(mapped.folds_between(*span)) | int(item.source.folds) if isinstance(item.source, Hit) else 0
             for span, item in zip(spans, fired.evidence, strict=True)
         ]
         if fired.condition is None:
@@ -274,7 +274,7 @@ class Classifier:
                 if isinstance(item.source, Hit)
             ]
         span = (min(s for s, _ in spans), max(e for _, e in spans))
-        match = _match(fired, fired.condition.text, span, reduce(or_, folds, Fold.NONE))
+        match = _match(fired, fired.condition.text, span, reduce(or_, folds, 0))
         match["atoms"] = tuple(
             {"atom": item.atom, "term": item.source.term.text if isinstance(item.source, Hit) else None, "span": span}
             for item, span in zip(fired.evidence, spans, strict=True)
@@ -292,7 +292,7 @@ class Classifier:
         return verdict
 
 
-def _match(fired: Fired, term: str, span: tuple[int, int] | None, folds: Fold) -> dict[str, Any]:
+def _match(fired: Fired, term: str, span: tuple[int, int] | None, folds: int) -> dict[str, Any]:
     rule = fired.rule
     return {
         "rule_id": rule.id,

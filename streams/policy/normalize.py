@@ -529,7 +529,7 @@ class NormalBatch:
 _NAMES_BY_VALUE = [tuple(name for flag, name in FOLD_NAMES.items() if bits & flag) for bits in range(1 << len(Fold))]
 
 
-def fold_names(folds: Fold) -> tuple[str, ...]:
+def fold_names(folds: int) -> tuple[str, ...]:
     return _NAMES_BY_VALUE[folds]
 
 
@@ -551,21 +551,35 @@ def _leet_table() -> NDArray[np.uint32]:
 
 
 @compiled
-def _leet_word(code: int, kinds: NDArray[np.uint8], leet: NDArray[np.uint32]) -> bool:
-    """Whether ``code`` can be part of a word that leetspeak spells: a Latin letter, a digit or a leet symbol."""
-    return (kinds[code] & (_LATIN | _DIGIT)) != 0 or (code < 128 and leet[code] != 0)
+def _latin_letter(code: int) -> bool:
+    return ord("a") <= code <= ord("z")
 
 
 @compiled
-def _read(code: int, kinds: NDArray[np.uint8], leet: NDArray[np.uint32], spelled: bool) -> int:  # noqa: FBT001
+def _han(code: int) -> bool:
+    """Whether ``code`` is a Chinese character, as ``_HAN`` says: compared by range, which is cheaper in a pass over
+    every character than a look-up in the table of all Unicode."""
+    return (
+        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x2EBEF
+    )
+
+
+@compiled
+def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
+    """Whether ``code`` can be part of a word that leetspeak spells: a Latin letter, a digit or a leet symbol."""
+    return _latin_letter(code) or ord("0") <= code <= ord("9") or (code < 128 and leet[code] != 0)
+
+
+@compiled
+def _read(code: int, leet: NDArray[np.uint32], spelled: bool) -> int:  # noqa: FBT001 - compiled
     """A character as the second view reads it: a leet digit or symbol as its letter in a word that ``spelled``."""
-    if spelled and code < 128 and leet[code] != 0 and not kinds[code] & _LATIN:
+    if spelled and code < 128 and leet[code] != 0 and not _latin_letter(code):
         return int(leet[code])
     return int(code)
 
 
 @compiled
-def _shows_evasion(codes: _Codes, kinds: NDArray[np.uint8], leet: NDArray[np.uint32]) -> NDArray[np.bool_]:
+def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]:
     """Per text (joined by BOUNDARY): whether it holds a leet word, a Chinese character twice in a row or a Latin
     letter three times. One pass, as most texts hold none."""
     shown = np.zeros(codes.size + 1, dtype=np.bool_)
@@ -579,46 +593,45 @@ def _shows_evasion(codes: _Codes, kinds: NDArray[np.uint8], leet: NDArray[np.uin
             continue
         if shown[text]:
             continue
-        kind = kinds[code]
-        if kind & _LATIN:
+        if _latin_letter(code):
             letters = True
             if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
                 shown[text] = True
         elif code < 128 and leet[code]:
             symbols = True
-        elif kind & _HAN_CHAR and at >= 1 and codes[at - 1] == code:
+        elif at >= 1 and codes[at - 1] == code and _han(code):
             shown[text] = True
-        if not _leet_word(code, kinds, leet):
+        if not _leet_word(code, leet):
             letters = symbols = False
-        if letters and symbols and (at + 1 == codes.size or not _leet_word(codes[at + 1], kinds, leet)):
+        if letters and symbols and (at + 1 == codes.size or not _leet_word(codes[at + 1], leet)):
             shown[text] = True
     return shown[: text + 1]
 
 
 @compiled
 def _second_view(
-    codes: _Codes,
-    kinds: NDArray[np.uint8],
-    leet: NDArray[np.uint32],
-    shown: NDArray[np.bool_],
+    codes: _Codes, leet: NDArray[np.uint32], shown: NDArray[np.bool_], starts: _Positions
 ) -> tuple[_Codes, _Indices, _Indices, NDArray[np.bool_]]:
-    """The second view of the texts ``shown`` of texts joined by BOUNDARY: per character, its code, the first and last
-    index of the normal characters it stands for, and whether it undoes something. The other texts are left empty."""
+    """The second view of the texts ``shown`` of texts joined by BOUNDARY, which begin at ``starts``: per character,
+    its code, the first and last index of the normal characters it stands for, and whether it undoes something. The
+    other texts are left empty."""
     size = codes.size
     out = np.empty(size, dtype=np.uint32)
     first = np.empty(size, dtype=np.int32)
     last = np.empty(size, dtype=np.int32)
     undone = np.empty(size, dtype=np.bool_)
-    count = start = text = 0
-    while start <= size:
-        end = start
-        while end < size and codes[end] != BOUNDARY_CODE:
-            end += 1
-        at = start
-        while shown[text] and at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
+    count = 0
+    for text in range(shown.size):
+        if text:
+            out[count], first[count], last[count], undone[count] = BOUNDARY_CODE, starts[text] - 1, starts[text] - 1, 0
+            count += 1
+        if not shown[text]:
+            continue
+        at, end = starts[text], starts[text + 1] - 1
+        while at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
             word_end, letters, symbols = at, False, False
-            while word_end < end and _leet_word(codes[word_end], kinds, leet):
-                if kinds[codes[word_end]] & _LATIN:
+            while word_end < end and _leet_word(codes[word_end], leet):
+                if _latin_letter(codes[word_end]):
                     letters = True
                 elif codes[word_end] < 128 and leet[codes[word_end]]:
                     symbols = True
@@ -630,20 +643,16 @@ def _second_view(
             spelled = letters and symbols
             k = at
             while k < word_end:  # then every run of a repeated letter as one, as leet reads them
-                read = _read(codes[k], kinds, leet, spelled)
+                read = _read(codes[k], leet, spelled)
                 run = k
-                if kinds[read] & (_LATIN | _HAN_CHAR):
-                    while run + 1 < word_end and _read(codes[run + 1], kinds, leet, spelled) == read:
+                if _latin_letter(read) or _han(read):
+                    while run + 1 < word_end and _read(codes[run + 1], leet, spelled) == read:
                         run += 1
                 out[count], first[count], last[count] = read, k, run
                 undone[count] = read != codes[k] or run > k
                 count += 1
                 k = run + 1
             at = word_end
-        if end < size:
-            out[count], first[count], last[count], undone[count] = BOUNDARY_CODE, end, end, False
-            count += 1
-        start, text = end + 1, text + 1
     return out[:count], first[:count], last[:count], undone[:count]
 
 
@@ -662,13 +671,11 @@ class SecondView(NamedTuple):
 
 def second_view(codes: _Codes, *, every: bool = False) -> SecondView:
     """The second view of normal text's code points (texts joined by BOUNDARY); with ``every``, of every text."""
-    tables, leet = _tables(), _leet_table()
-    shown = (
-        np.ones(int(np.count_nonzero(codes == BOUNDARY_CODE)) + 1, dtype=np.bool_)
-        if every
-        else _shows_evasion(codes, tables.kinds, leet)
-    )
-    return SecondView(*_second_view(codes, tables.kinds, leet, shown))
+    leet = _leet_table()
+    boundaries = np.flatnonzero(codes == BOUNDARY_CODE)
+    starts = np.concatenate(([0], boundaries + 1, [codes.size + 1]))
+    shown = np.ones(boundaries.size + 1, dtype=np.bool_) if every else _shows_evasion(codes, leet)
+    return SecondView(*_second_view(codes, leet, shown, starts))
 
 
 def second_form(normal: str) -> str:
