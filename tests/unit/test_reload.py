@@ -136,7 +136,10 @@ def test_loading_checks_the_sanctions_against_the_new_packs_ids(tmp_path: Path) 
     assert rules.same_as(load_rules(folder, with_policy=True))
     assert load_rules(folder, with_policy=False).policy is None
 
-    (folder / "weapons.rules").unlink()  # sanctions.toml names weapons rules as severe
+    weapons = folder / "weapons.rules"  # sanctions.toml names weapons.firearms as severe
+    weapons.write_text(
+        weapons.read_text(encoding="utf-8").replace("\nrule firearms\n", "\nrule guns\n"), encoding="utf-8"
+    )
     with pytest.raises(RulePackError, match=r"sanctions.toml: user\.severe\.weapons.*no such category or rule"):
         load_rules(folder, with_policy=True)
     load_rules(folder, with_policy=False)  # a shadow pack's sanctions are never used, so never checked
