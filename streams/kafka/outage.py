@@ -21,7 +21,7 @@ QUIET_SECONDS = 5.0  # connection errors come many a second while the broker is 
 _CLIENT_LOGGERS = ("aiokafka", "faust", "mode")
 _CONNECTION_TROUBLE = re.compile(
     r"Unable connect|Connect call failed|Unable to update metadata|NodeNotReady|KafkaConnectionError"
-    r"|Connection at \S+ closed|Connection reset|Coordinator ?NotAvailable|marking coordinator dead",
+    r"|Connection at \S+ closed|Connection reset|Coordinator ?NotAvailable|coordinator dead",
     re.IGNORECASE,
 )
 
