@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from streams import topics
 from streams.config import Settings
 from streams.kafka.broker import EmbeddedBroker, free_port
-from streams.topics import MESSAGES, VERDICTS, create_topics, faust_topics
+from streams.topics import MESSAGES, VERDICTS, create_topics
 from tests.integration.conftest import Worker, chat_message, produce, read_until
 
 pytestmark = pytest.mark.integration
@@ -288,5 +289,5 @@ async def test_a_worker_survives_its_broker_restarting_empty(tmp_path: Path) -> 
 
 
 def test_faust_topics_are_named_after_the_group() -> None:
-    names = [spec.name for spec in faust_topics(Settings(group_id="gw"))]
+    names = [spec.name for spec in topics.faust_topics(Settings(group_id="gw"))]
     assert names == ["gw-users-changelog", "gw-groups-changelog", "gw-links-changelog", "gw-__assignor-__leader"]
