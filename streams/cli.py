@@ -478,18 +478,28 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _metrics_address(settings: Settings) -> tuple[str, int]:
-    """Where up's worker will serve its metrics: the settings' port, or any free one for 0; refused if taken."""
+    """Where up's worker will serve its metrics: the settings' port, or any free one for 0. A port set and taken is
+    refused; the default port taken (another up, say) gives way to a free one."""
     host, port = settings.metrics_host, settings.metrics_port
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
+    try:
+        return host, _free(host, port)
+    except OSError as exc:
+        if "GROUPWARDEN_METRICS_PORT" in os.environ:
             raise ConfigError(
                 f"cannot serve metrics on {host}:{port} ({exc.strerror}): set GROUPWARDEN_METRICS_PORT to a free"
                 " port, or 0 for any"
             ) from None
-        return host, int(probe.getsockname()[1])
+        free = _free(host, 0)
+        print(f"groupwarden: metrics port {port} is taken: serving on {free} instead", file=sys.stderr)
+        return host, free
+
+
+def _free(host: str, port: int) -> int:
+    """``port`` if nothing listens on it (any free port for 0); OSError if something does."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server binds
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
 
 
 def _say(line: str) -> None:
