@@ -513,14 +513,14 @@ def _say(line: str) -> None:
 def _broker(args: argparse.Namespace) -> int:
     from streams.kafka.broker import BrokerError, EmbeddedBroker
 
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # set first: a Ctrl-C while it starts still stops it
+        signal.signal(signum, lambda *_: stop.set())
     try:
         broker = EmbeddedBroker(args.port).start()
     except BrokerError as exc:
         print(f"groupwarden: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     with broker:
         _say(f"embedded broker (Tansu) on {broker.bootstrap_servers}; memory storage: nothing outlives it")
         _say(f"export GROUPWARDEN_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")

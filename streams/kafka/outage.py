@@ -15,7 +15,7 @@ from collections.abc import Callable
 from aiokafka.errors import KafkaError
 
 REMIND_SECONDS = 60.0
-QUIET_SECONDS = 5.0  # connection errors come many a second while the broker is gone: this long without one, it is back
+QUIET_SECONDS = 10.0  # connection errors come many a second while the broker is gone: this long without one, it is back
 
 # Loggers of the clients whose warnings and errors during an outage are all about it.
 _CLIENT_LOGGERS = ("aiokafka", "faust", "mode")
