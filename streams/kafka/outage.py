@@ -12,22 +12,22 @@ import re
 import time
 from collections.abc import Callable
 
-from aiokafka.errors import KafkaError
-
 REMIND_SECONDS = 60.0
 QUIET_SECONDS = 10.0  # connection errors come many a second while the broker is gone: this long without one, it is back
 
-# Loggers of the clients whose warnings and errors during an outage are all about it.
 _CLIENT_LOGGERS = ("aiokafka", "faust", "mode")
 _CONNECTION_TROUBLE = re.compile(
     r"Unable connect|Connect call failed|Unable to update metadata|NodeNotReady|KafkaConnectionError"
-    r"|Connection at \S+ closed|Connection reset|Coordinator ?NotAvailable|coordinator dead",
+    r"|Connection at \S+ closed|Connection reset|Coordinator ?NotAvailable|coordinator dead"
+    r"|Coordinator Request failed",
     re.IGNORECASE,
 )
 
 
 class OutageLog(logging.Filter):
-    """A filter for the handlers of a worker's log (it rewrites the records it lets through, so add it to one)."""
+    """A filter for the handlers of a worker's log (it rewrites the records it lets through, so add it to one).
+    It holds back only the clients' own lines about the connection: the worker's lines, tracebacks and critical
+    lines always pass."""
 
     def __init__(
         self,
@@ -42,12 +42,10 @@ class OutageLog(logging.Filter):
         self._held = 0  # lines not shown since the last one said
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or not self._about_the_broker(record):
+        if not self._about_the_broker(record):
             return True
         now = self._clock()
         if self.lost_since is None:
-            if not _CONNECTION_TROUBLE.search(record.getMessage()):
-                return True
             self.lost_since = self._said_at = self._last_seen = now
             self._held = 0
             _rewrite(record, "lost the connection to the Kafka broker (%s); retrying, a line a minute until it is back")
@@ -72,14 +70,18 @@ class OutageLog(logging.Filter):
         held, self.lost_since, self._held = self._held, None, 0
         return f"the Kafka broker answers again after {lost_for:.0f} s of errors ({held} more lines about it not shown)"
 
-    def _about_the_broker(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith(_CLIENT_LOGGERS):
-            return True
-        error = record.exc_info[1] if record.exc_info else None
-        return self.lost_since is not None and isinstance(error, KafkaError)  # ours, failing for the same reason
+    @staticmethod
+    def _about_the_broker(record: logging.LogRecord) -> bool:
+        """A client's warning or error that the broker cannot be reached, and nothing more: a line with a traceback
+        (a crash report, say) or a critical one is always shown whole."""
+        return (
+            logging.WARNING <= record.levelno < logging.CRITICAL
+            and not record.exc_info
+            and record.name.startswith(_CLIENT_LOGGERS)
+            and _CONNECTION_TROUBLE.search(record.getMessage()) is not None
+        )
 
 
 def _rewrite(record: logging.LogRecord, template: str) -> None:
-    """One line saying ``template`` with the record's own message in it, without its traceback."""
+    """The line says ``template``, with the record's own message in it."""
     record.msg, record.args = template, (record.getMessage(),)
-    record.exc_info, record.exc_text, record.stack_info = None, None, None

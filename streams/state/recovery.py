@@ -22,13 +22,14 @@ from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP, ConsumerT
 from faust.types.tables import TableManagerT
 
 _FETCH_SECONDS = 10.0
+_RETRY_SECONDS = 1.0
 
 
 async def true_end_offsets(
@@ -86,18 +87,22 @@ class ExactRecovery(Recovery):
         title: str,
     ) -> None:
         partitions = [TopicPartition(tp.topic, tp.partition) for tp in tps]
-        try:
-            ends = await true_end_offsets(self.kafka_options, partitions)
-        except KafkaTimeoutError:  # aiokafka waited for partitions the broker does not have
-            if not (missing := await missing_partitions(self.kafka_options, partitions)):
-                raise
-            self.log.critical(  # the one line to read: Faust's crash report would bury it in tracebacks
-                "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers, delete"
-                " those topics if they exist, run `groupwarden topics create`, then start the workers again",
-                ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
-            )
-            os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
-            await asyncio.Event().wait()  # until the stop cancels recovery
+        while True:
+            try:
+                ends = await true_end_offsets(self.kafka_options, partitions)
+                break
+            except KafkaConnectionError:  # the broker went away: recovery waits for it, as the consumers do
+                await asyncio.sleep(_RETRY_SECONDS)
+            except KafkaTimeoutError:  # aiokafka waited for partitions the broker does not have
+                if not (missing := await missing_partitions(self.kafka_options, partitions)):
+                    raise
+                self.log.critical(  # the one line to read: Faust's crash report would bury it in tracebacks
+                    "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers, delete"
+                    " those topics if they exist, run `groupwarden topics create`, then start the workers again",
+                    ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
+                )
+                os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
+                await asyncio.Event().wait()  # until the stop cancels recovery
         highwaters = {tp: ends[TopicPartition(tp.topic, tp.partition)] - 1 for tp in tps}  # Faust's own convention
         self.log.info("True end offsets of %s changelog partitions: %s", title, highwaters)
         destination.clear()

@@ -318,3 +318,42 @@ async def test_a_worker_survives_its_broker_restarting_empty(tmp_path: Path) -> 
 def test_faust_topics_are_named_after_the_group() -> None:
     names = [spec.name for spec in topics.faust_topics(Settings(group_id="gw"))]
     assert names == ["gw-users-changelog", "gw-groups-changelog", "gw-links-changelog", "gw-__assignor-__leader"]
+
+
+async def test_a_worker_whose_broker_came_back_without_its_topics_stops_with_one_line(tmp_path: Path) -> None:
+    """No `topics create` after the restart: the changelogs stay missing, and the worker says so and stops."""
+    port = free_port()
+    broker = EmbeddedBroker(port, log_path=tmp_path / "tansu.log").start()
+    log_path = tmp_path / "worker.log"
+    settings = Settings(bootstrap_servers=broker.bootstrap_servers, partitions=8)  # more than a broker makes up
+    try:
+        await create_topics(settings)
+        with log_path.open("ab") as log:
+            worker = subprocess.Popen(
+                [*CLI, "worker", "--loglevel", "warning"],
+                env=worker_env(settings, tmp_path / "data"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            await produce(settings, [chat_message(1)])
+            await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= 1, wait_seconds=60)
+            broker.stop()
+            await asyncio.sleep(3)
+            broker = EmbeddedBroker(port, log_path=tmp_path / "tansu.log").start()
+            try:
+                worker.wait(120)  # recovery waits 40 s for the changelogs first
+            except subprocess.TimeoutExpired:
+                pytest.fail("the worker runs on without its changelogs")
+            text = log_path.read_text()
+            [line] = [line for line in text.splitlines() if "[CRITICAL]" in line]
+            assert "changelog partitions missing" in line
+            assert "groupwarden-users-changelog" in line
+            assert "groupwarden topics create" in line
+            assert "We experienced a crash" not in text
+            assert "Traceback" not in text
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    finally:
+        broker.stop()

@@ -49,7 +49,7 @@ def test_an_outage_is_one_line_then_one_a_minute_then_one_when_it_is_over() -> N
 def test_other_lines_pass_untouched_and_only_connection_trouble_starts_an_outage() -> None:
     clock = Clock()
     outage = OutageLog(clock=clock)
-    ours = record("the rule pack failed on 1 of 2000 messages of a batch", name="streams.agents.classify")
+    ours = record("sending a batch failed: KafkaConnectionError: Unable connect", name="streams.agents.classify")
     info = record("Joined group 'groupwarden'", level=logging.INFO)
     commit = record("Heartbeat failed: local member_id was not recognized", level=logging.WARNING)
     for line in (ours, info, commit):
@@ -61,12 +61,23 @@ def test_other_lines_pass_untouched_and_only_connection_trouble_starts_an_outage
     assert outage.filter(ours)  # the worker's own lines are never held back
 
 
-def test_the_line_that_is_shown_carries_no_traceback() -> None:
+def test_lines_with_a_traceback_and_critical_lines_pass_whole_and_start_no_outage() -> None:
     outage = OutageLog(clock=Clock())
     error = ConnectionError("Connect call failed")
-    line = logging.LogRecord(
-        "aiokafka", logging.ERROR, __file__, 1, "Unable connect to node", (), (ConnectionError, error, None)
+    crash = logging.LogRecord(
+        "faust.tables.recovery",
+        logging.ERROR,
+        __file__,
+        1,
+        "Crashed reason=KafkaConnectionError()",
+        (),
+        (None, error, None),
     )
-    assert outage.filter(line)
-    assert line.exc_info is None
-    assert logging.Formatter().format(line).count("\n") == 0
+    critical = record("We experienced a crash! Unable connect to node", name="mode.worker", level=logging.CRITICAL)
+    for line in (crash, critical):
+        assert outage.filter(line)
+    assert crash.exc_info is not None
+    assert critical.getMessage() == "We experienced a crash! Unable connect to node"
+    assert outage.lost_since is None
+    assert outage.filter(record("Unable connect to node with id 111"))  # the outage starts
+    assert outage.filter(crash)  # and still lets a crash report through
