@@ -38,8 +38,8 @@ async def true_end_offsets(
     """The offset after each partition's last record, from a Fetch response's high watermark."""
     tps = list(partitions)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="latest", **options)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a consumer that could not start is closed too
         consumer.assign(tps)
         listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
         ends = {tp: 0 for tp in tps if listed[tp] == 0}  # nothing was ever written
@@ -65,8 +65,8 @@ async def missing_partitions(options: Mapping[str, Any], partitions: Iterable[To
     for tp in partitions:
         wanted.setdefault(tp.topic, set()).add(tp.partition)
     admin = AIOKafkaAdminClient(**options)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics()) & set(wanted)  # describing a missing topic may create it
         described = await admin.describe_topics(sorted(existing)) if existing else []
     finally:
