@@ -260,7 +260,7 @@ async def test_a_worker_logs_a_broker_outage_in_a_line(broker_and_worker: Broker
 async def test_a_worker_stops_on_sigterm_within_seconds_while_its_broker_is_gone(
     broker_and_worker: BrokerAndWorker,
 ) -> None:
-    worker = await broker_and_worker.start(loglevel="info")  # so, Faust's consumer thread took a minute to stop
+    worker = await broker_and_worker.start(loglevel="info")  # so logging, Faust's consumer thread took 60 s to stop
     broker_and_worker.broker.stop()
     await asyncio.sleep(30)
     started = time.monotonic()
