@@ -48,6 +48,16 @@ def read_lines_until(stream: Iterator[str], pattern: str, lines: list[str], seco
     pytest.fail(f"no line matched {pattern!r}:\n{''.join(lines)}")
 
 
+def stop(up: subprocess.Popen[str]) -> None:
+    """As Ctrl-C does, so that up stops its broker and worker even when a test failed; killed if that fails."""
+    if up.poll() is None:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+
+
 def start_up() -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, "up", "--partitions", "2"],
@@ -77,8 +87,7 @@ def test_ctrl_c_stops_up_and_its_worker_when_it_also_ended_the_reader_of_its_out
         assert up.returncode == 0, err
         assert "Traceback" not in err
     finally:
-        if up.poll() is None:
-            up.kill()
+        stop(up)
         if pid is not None and alive(pid):
             os.kill(pid, signal.SIGKILL)  # an orphan, as on the base commit
 
@@ -108,8 +117,7 @@ def test_up_prints_the_export_line_its_real_metrics_address_and_no_latency_while
         assert up.returncode == 0, err
         assert "stopped" in out
     finally:
-        if up.poll() is None:
-            up.kill()
+        stop(up)
 
 
 def test_the_broker_command_serves_a_worker_produce_and_stops_on_ctrl_c(tmp_path: Path) -> None:
