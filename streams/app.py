@@ -5,7 +5,10 @@ Run it with ``groupwarden worker`` (or ``faust -A streams.app worker --without-w
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,11 +18,14 @@ from mode import ServiceT
 from streams.agents.classify import ClassifyStage
 from streams.agents.standing import Standing
 from streams.config import Settings
-from streams.metrics import Metrics, serve
+from streams.kafka.outage import OutageLog
+from streams.metrics import Metrics, metrics_url, serve
 from streams.policy.reload import Followed, Rules
 from streams.state.recovery import exact_table_manager
 
 log = logging.getLogger(__name__)
+
+STOP_SECONDS = 8.0  # a stopping worker exits by then: with the broker gone, Faust's consumer waits 60 s to stop
 
 
 class App(faust.App):
@@ -35,12 +41,35 @@ class App(faust.App):
         await super().on_first_start()
         if self.serve_metrics is not None:
             self.serve_metrics()
+        if handlers := logging.getLogger().handlers:  # set up by the worker, which starts before its app
+            outage = OutageLog()
+            handlers[0].addFilter(outage)
+            self.add_future(_say_when_recovered(outage))
+
+    async def on_stop(self) -> None:
+        deadline = threading.Timer(STOP_SECONDS, _exit_now)
+        deadline.daemon = True  # a worker that stops in time exits without waiting for it
+        deadline.start()
+        await super().on_stop()
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         services = list(super().on_init_dependencies())
         if self.classify is not None:
             services.append(self.classify(loop=self.loop, beacon=self.beacon))
         return services
+
+
+async def _say_when_recovered(outage: OutageLog) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        if (line := outage.recovered()) is not None:
+            log.warning("%s", line)  # beside the warning that said the connection was lost
+
+
+def _exit_now() -> None:
+    """What has not been committed is read again by the next owner: at-least-once holds without a clean stop."""
+    log.warning("the worker did not stop within %.0f s (is the broker gone?): exiting now", STOP_SECONDS)
+    os._exit(1)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -90,8 +119,8 @@ def create_app(settings: Settings) -> faust.App:
             )
 
     def serve_metrics() -> None:
-        if serve(settings.metrics_port, metrics):
-            log.info("metrics on http://localhost:%d/metrics", settings.metrics_port)
+        if (address := serve(settings.metrics_host, settings.metrics_port, metrics)) is not None:
+            log.info("metrics on %s", metrics_url(*address))
 
     app.serve_metrics, app.classify = serve_metrics, Classify
     return app

@@ -8,9 +8,11 @@ import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -25,6 +27,8 @@ from streams import process, replay
 from streams.config import ConfigError, Settings
 from streams.console import LiveLines, ReadProgress, Standing, file_size
 from streams.kafka.produce import OutRecord, send_batched
+from streams.kafka.reach import require_broker
+from streams.metrics import metrics_url
 from streams.records import ChatMessage, InvalidMessage, parse_message
 from streams.state.recovery import true_end_offsets
 from streams.topics import (
@@ -38,7 +42,7 @@ from streams.topics import (
     VERDICTS,
     VIOLATIONS,
     TopicError,
-    check_partitions,
+    check_topics,
     create_topics,
 )
 
@@ -92,15 +96,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="also publish bounded synthetic group-chat traffic")
     p.add_argument("--rate", type=int, default=2000, help="demo messages per second (default 2000)")
     p.add_argument("--count", type=int, default=200_000, help="demo messages in all (default 200000)")
-    p.add_argument("--partitions", type=int, default=8)
-    p.add_argument("--rules", type=Path)
+    p.add_argument("--partitions", type=int, default=8, help="of every topic it creates (default 8)")
+    p.add_argument("--rules", type=Path, help="rule pack folder (default: $GROUPWARDEN_RULES or rules/)")
     p.set_defaults(run=_up)
+
+    p = commands.add_parser("broker", help="the embedded broker alone, for a worker, produce and replay; Ctrl-C stops")
+    p.add_argument("--port", type=int, default=9092, help="loopback port to listen on (default 9092, Kafka's own)")
+    p.set_defaults(run=_broker)
 
     p = commands.add_parser("worker", help="run a worker against any Kafka cluster (settings from the environment)")
     kafka_options(p)
-    p.add_argument("--rules", type=Path)
+    p.add_argument("--rules", type=Path, help="rule pack folder (default: $GROUPWARDEN_RULES or rules/)")
     p.add_argument("--partitions", type=int, help="of every keyed topic (default: $GROUPWARDEN_PARTITIONS or 8)")
-    p.add_argument("--loglevel", default="info")
+    p.add_argument(
+        "--loglevel",
+        default="info",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="least severe log lines shown, on stderr (default info)",
+    )
     p.set_defaults(run=_worker)
 
     def replay_source(p: argparse.ArgumentParser) -> None:
@@ -135,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     topic_commands = p.add_subparsers(required=True, metavar="ACTION")
     p = topic_commands.add_parser("create", help="create every topic with explicit partitions (idempotent)")
     kafka_options(p)
-    p.add_argument("--partitions", type=int)
+    p.add_argument("--partitions", type=int, help="of every keyed topic (default: $GROUPWARDEN_PARTITIONS or 8)")
     p.set_defaults(run=_topics_create)
 
     p = commands.add_parser(
@@ -282,7 +295,8 @@ def _worker(args: argparse.Namespace) -> int:
     os.environ["GROUPWARDEN_RULES"] = str(settings.rules_dir)
     os.environ["GROUPWARDEN_PARTITIONS"] = str(settings.partitions)
     try:
-        asyncio.run(check_partitions(settings))
+        asyncio.run(require_broker(settings))
+        asyncio.run(check_topics(settings))
     except TopicError as exc:
         print(f"groupwarden: {exc}", file=sys.stderr)
         return 2
@@ -347,6 +361,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
+    asyncio.run(require_broker(live))
     records, events = _replay_input(args, live)
     asyncio.run(_prepare_outputs(out))
     bar = replay.Progress("replay")
@@ -418,6 +433,8 @@ def _diff(args: argparse.Namespace) -> int:
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
+    if args.topic is not None or args.group_events_topic is not None:
+        asyncio.run(require_broker(settings))
     given, events = _replay_input(args, settings)
     records, skipped = _screen(given, "skipped")
     report = diff.compare(
@@ -440,6 +457,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _topics_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    asyncio.run(require_broker(settings))
     created = asyncio.run(create_topics(settings))
     print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
     return 0
@@ -447,6 +465,7 @@ def _topics_create(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    asyncio.run(require_broker(settings))
     with _open(args.file) as source:
         given = list(replay.file_records(args.file, source))
     records, refused = _screen(given, "published anyway" if args.send_invalid else "refused")
@@ -544,21 +563,29 @@ def _now_ms() -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from streams.kafka.broker import EmbeddedBroker
+    from streams.kafka.broker import BrokerError, EmbeddedBroker
 
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="groupwarden-") as data_dir:
+    metrics_host, metrics_port = _metrics_address(Settings.from_env())
+    try:
+        broker = EmbeddedBroker().start()
+    except BrokerError as exc:
+        print(f"groupwarden: {exc}", file=sys.stderr)
+        return 2
+    with broker, tempfile.TemporaryDirectory(prefix="groupwarden-") as data_dir:
         settings = Settings.from_env(
             bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions, rules_dir=args.rules
         )
         asyncio.run(create_topics(settings))
-        print(f"embedded broker (Tansu) on {broker.bootstrap_servers}, {settings.partitions} partitions a topic")
+        _say(f"embedded broker (Tansu) on {broker.bootstrap_servers}, {settings.partitions} partitions a topic")
+        _say(f"export GROUPWARDEN_BOOTSTRAP_SERVERS={broker.bootstrap_servers}  # for produce, replay, diff --topic")
         env = os.environ | {
             "GROUPWARDEN_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "GROUPWARDEN_RULES": str(settings.rules_dir),
             "GROUPWARDEN_PARTITIONS": str(settings.partitions),
             "GROUPWARDEN_STORE": "memory://",  # the embedded broker keeps nothing on disk, nor do its tables
             "GROUPWARDEN_DATA_DIR": data_dir,  # Faust still keeps a little there
-            "GROUPWARDEN_METRICS_PORT": str(settings.metrics_port),
+            "GROUPWARDEN_METRICS_HOST": metrics_host,
+            "GROUPWARDEN_METRICS_PORT": str(metrics_port),
         }
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
@@ -566,16 +593,72 @@ def _up(args: argparse.Namespace) -> int:
             stdout=subprocess.DEVNULL,  # its warnings and errors still reach stderr
             start_new_session=True,
         )
-        print(f"worker started (pid {worker.pid}); metrics on http://localhost:{settings.metrics_port}/metrics")
-        print("Ctrl-C stops everything")
         try:
+            _say(f"worker started (pid {worker.pid}); metrics on {metrics_url(metrics_host, metrics_port)}")
+            _say("Ctrl-C stops everything")
             asyncio.run(_live(settings, args, worker))
-        except KeyboardInterrupt:  # before the loop watched for it
+        except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C before the loop watched for it; no one reads us
             pass
         finally:
-            print("\nstopping...")
-            process.stop(worker)
-    print("stopped")
+            process.stop(worker)  # first, whatever happens to the output: a worker must not outlive up
+            _say("\nstopping...")
+    _say("stopped")
+    return 0
+
+
+def _metrics_address(settings: Settings) -> tuple[str, int]:
+    """Where up's worker will serve its metrics: the settings' port, or any free one for 0. A port set and taken is
+    refused; the default port taken (another up, say) gives way to a free one."""
+    host, port = settings.metrics_host, settings.metrics_port
+    try:
+        return host, _free(host, port)
+    except OSError as exc:
+        if "GROUPWARDEN_METRICS_PORT" in os.environ:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port} ({exc.strerror}): set GROUPWARDEN_METRICS_PORT to a free"
+                " port, or 0 for any"
+            ) from None
+        free = _free(host, 0)
+        print(f"groupwarden: metrics port {port} is taken: serving on {free} instead", file=sys.stderr)
+        return host, free
+
+
+def _free(host: str, port: int) -> int:
+    """``port`` if nothing listens on it (any free port for 0); OSError if something does."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server binds
+        probe.bind((host, port))
+        return int(probe.getsockname()[1])
+
+
+def _say(line: str) -> None:
+    """print(), for messages that must never stop up: a closed stdout (a `| tee` ended by Ctrl-C) is ignored."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so Python's flush at exit fails no more
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from streams.kafka.broker import BrokerError, EmbeddedBroker
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # set first: a Ctrl-C while it starts still stops it
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        broker = EmbeddedBroker(args.port).start()
+    except BrokerError as exc:
+        print(f"groupwarden: {exc}", file=sys.stderr)
+        return 2
+    with broker:
+        _say(f"embedded broker (Tansu) on {broker.bootstrap_servers}; memory storage: nothing outlives it")
+        _say(f"export GROUPWARDEN_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+        _say("then: groupwarden topics create, groupwarden worker, groupwarden produce FILE; Ctrl-C stops the broker")
+        while not stop.wait(0.5):
+            if (code := broker.exit_code()) is not None:
+                print(f"groupwarden: the embedded broker exited with code {code}", file=sys.stderr)
+                return 1
+    _say("stopped")
     return 0
 
 
@@ -659,13 +742,13 @@ async def _summary(settings: Settings, worker: subprocess.Popen[bytes], stop: as
             if now - last >= 2:
                 total = sum(decisions.values())
                 latencies.sort()
-                p50 = latencies[len(latencies) // 2] if latencies else 0
-                p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0
+                p50 = f"{latencies[len(latencies) // 2]} ms" if latencies else "-"  # no verdict: nothing to measure
+                p99 = f"{latencies[int(len(latencies) * 0.99)]} ms" if latencies else "-"
                 top = ", ".join(f"{c} {n}" for c, n in categories.most_common(4)) or "-"
                 line = (
                     f"verdicts {total} ({(total - last_total) / (now - last):.0f}/s)  allow {decisions['allow']}  "
                     f"review {decisions['review']}  block {decisions['block']}  dead letters {dead}  "
-                    f"latency p50 {p50} ms p99 {p99} ms  top: {top}"
+                    f"latency p50 {p50} p99 {p99}  top: {top}"
                 )
                 lines.show(line, standing.line())
                 last, last_total, latencies = now, total, []

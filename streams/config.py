@@ -42,7 +42,8 @@ class Settings:
     store: str = "rocksdb://"  # where tables live; "memory://" keeps them in RAM, rebuilt from changelogs on start
     data_dir: Path = Path("groupwarden-data")  # the RocksDB files, one folder per worker
     replication_factor: int = 1  # of every topic groupwarden creates, changelogs included; 3 on a real cluster
-    metrics_port: int = 9464  # Prometheus scrapes http://<worker>:<port>/metrics; 0 serves none
+    metrics_host: str = "127.0.0.1"  # loopback: set 0.0.0.0 (as docker-compose.yml does) for a Prometheus elsewhere
+    metrics_port: int = 9464  # Prometheus scrapes http://<worker>:<port>/metrics; 0: any free port (logged)
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str | None = None
@@ -70,6 +71,7 @@ class Settings:
             "batch_size": _int(get("BATCH_SIZE"), default.batch_size, "GROUPWARDEN_BATCH_SIZE"),
             "store": get("STORE") or default.store,
             "data_dir": Path(get("DATA_DIR") or default.data_dir),
+            "metrics_host": get("METRICS_HOST") or default.metrics_host,
             "metrics_port": _int(get("METRICS_PORT"), default.metrics_port, "GROUPWARDEN_METRICS_PORT"),
             "replication_factor": _int(
                 get("REPLICATION_FACTOR"), default.replication_factor, "GROUPWARDEN_REPLICATION_FACTOR"
@@ -106,6 +108,8 @@ class Settings:
             raise ConfigError(f"GROUPWARDEN_STORE={self.store}: use rocksdb:// or memory://")
         if self.partitions < 1 or self.batch_size < 1 or self.replication_factor < 1:
             raise ConfigError("partitions, batch size and replication factor must be at least 1")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"GROUPWARDEN_METRICS_PORT={self.metrics_port}: use 1 to 65535, or 0 for any free port")
         if not 0 <= self.rules_poll_seconds <= 3600:
             raise ConfigError("GROUPWARDEN_RULES_POLL_SECONDS must be from 0 to 3600; 0 turns reloading off")
 

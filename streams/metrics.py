@@ -1,4 +1,4 @@
-"""Prometheus metrics of one worker, served over HTTP (GROUPWARDEN_METRICS_PORT).
+"""Prometheus metrics of one worker, served over HTTP (GROUPWARDEN_METRICS_HOST, GROUPWARDEN_METRICS_PORT).
 
 Names follow Prometheus conventions: one prefix, base units, ``_total`` counters, label values from small closed
 sets exported at 0 from the start. No user, group or message id and no text ever becomes a label.
@@ -200,14 +200,26 @@ def _version() -> str:
         return "unknown"
 
 
-def serve(port: int, metrics: Metrics) -> bool:
-    """Serve /metrics on ``port`` (0: not at all) from a background thread; False if the port is taken."""
-    if not port:
-        return False
+def serve(host: str, port: int, metrics: Metrics) -> tuple[str, int] | None:
+    """Serve /metrics on ``host``:``port`` (0: any free port) from a background thread; the address it listens on,
+    or None if it cannot listen there (said in one line: moderation goes on without metrics rather than not at all)."""
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add noise
     try:
-        start_http_server(port, registry=metrics.registry)
-    except OSError:  # moderation goes on without metrics rather than not at all
-        log.exception("cannot serve metrics on port %d", port)
-        return False
-    return True
+        server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        log.error(  # noqa: TRY400 - the reason is the whole story; a traceback would only bury it
+            "metrics not served: cannot listen on %s:%d (%s); set GROUPWARDEN_METRICS_PORT to a free port, 0 for any",
+            host,
+            port,
+            exc.strerror or exc,
+        )
+        return None
+    bound_host, bound_port = server.server_address[:2]
+    return str(bound_host), int(bound_port)
+
+
+def metrics_url(host: str, port: int) -> str:
+    """Where to scrape a worker listening on ``host``: a wildcard address is reached on loopback from this host."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a wildcard is not an address to connect to
+        host = "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/metrics"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.config import Settings
+from streams.metrics import TABLES
 
 MESSAGES = "chat.messages.v1"  # key: group_id
 VERDICTS = "moderation.verdicts.v1"  # key: group_id
@@ -33,6 +34,7 @@ class TopicSpec:
     name: str
     config: dict[str, str] = field(default_factory=dict)
     partitions: int | None = None  # None: the settings' partition count, so keyed topics stay co-partitioned
+    prefixed: bool = True  # False: Faust's own topics, named after the consumer group, not the topic prefix
 
 
 TOPICS = (
@@ -53,18 +55,36 @@ TOPICS = (
 )
 
 
+def faust_topics(settings: Settings) -> tuple[TopicSpec, ...]:
+    """The topics Faust keeps for the worker: its tables' changelogs and its leader topic. Faust creates them when
+    it starts; created here too, so a broker that lost them (restarted empty) gets them back with the right
+    partitions rather than with the ones it gives topics it does not know."""
+    changelogs = tuple(
+        TopicSpec(f"{settings.group_id}-{table}-changelog", {"cleanup.policy": "compact"}, prefixed=False)
+        for table in TABLES
+    )
+    return (*changelogs, TopicSpec(f"{settings.group_id}-__assignor-__leader", partitions=1, prefixed=False))
+
+
 class TopicError(RuntimeError):
     pass
 
 
-async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
-    """Create the topics that do not exist yet (with the settings' prefix); return the names created."""
+def _name(settings: Settings, spec: TopicSpec) -> str:
+    return settings.topic(spec.name) if spec.prefixed else spec.name
+
+
+async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None = None) -> list[str]:
+    """Create the topics that do not exist yet (by default every one the worker needs, Faust's own too); return the
+    names created."""
+    if specs is None:
+        specs = TOPICS + faust_topics(settings)
     admin = AIOKafkaAdminClient(**settings.kafka_options())
     await admin.start()
     try:
         wanted = [
             NewTopic(
-                settings.topic(s.name),
+                _name(settings, s),
                 s.partitions or settings.partitions,
                 settings.replication_factor,
                 topic_configs=dict(s.config),
@@ -83,12 +103,18 @@ async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
         await admin.close()
 
 
-async def check_partitions(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> None:
-    """Refuse to start on topics whose partition counts differ from the settings: tables need them equal."""
+async def check_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> None:
+    """Refuse to start without the topics (a broker makes up those it does not know, with partitions of its own), or
+    on topics whose partition counts differ from the settings: tables need them equal."""
     admin = AIOKafkaAdminClient(**settings.kafka_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())  # describing a missing topic may create it
+        if missing := [_name(settings, s) for s in specs if _name(settings, s) not in existing]:
+            raise TopicError(
+                f"{len(missing)} topics missing at {settings.bootstrap_servers}: {', '.join(missing)};"
+                " create them with `groupwarden topics create` (same settings), then start the worker"
+            )
         names = [settings.topic(s.name) for s in specs if s.partitions is None and settings.topic(s.name) in existing]
         found = await admin.describe_topics(names) if names else []
     finally:

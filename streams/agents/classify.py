@@ -17,7 +17,7 @@ import gc
 import logging
 import time
 from collections import Counter as CounterOf
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 from streams.config import Settings
+from streams.kafka.offsets import reset_past_end
 from streams.kafka.produce import OutRecord, send_batched
 from streams.metrics import SUBJECT_TYPES, Metrics
 from streams.policy.classify import Classifier
@@ -179,7 +180,9 @@ def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
 class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets the batch in flight finish and commit before its partitions move to another worker."""
 
-    def __init__(self, lock: asyncio.Lock, metrics: Metrics, assigned: Callable[[set[TopicPartition]], None]) -> None:
+    def __init__(
+        self, lock: asyncio.Lock, metrics: Metrics, assigned: Callable[[set[TopicPartition]], Awaitable[None]]
+    ) -> None:
         self._lock, self._metrics, self._assigned = lock, metrics, assigned
 
     async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002 - the interface
@@ -189,7 +192,7 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("classify stage owns %d partitions", len(assigned))
         self._metrics.rebalances.labels("classify").inc()
-        self._assigned(set(assigned))
+        await self._assigned(set(assigned))
 
 
 class ClassifyStage(mode.Service):
@@ -449,11 +452,13 @@ class ClassifyStage(mode.Service):
             self._done[tp] = partition_records[-1].offset + 1
         self._report_lag()
 
-    def _assigned(self, assigned: set[TopicPartition]) -> None:
-        """After a rebalance: partitions now elsewhere stop reporting lag."""
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance: partitions now elsewhere stop reporting lag; offsets past an end start over."""
         for tp in set(self._done) - assigned:
             del self._done[tp]
             self.metrics.lag.remove("classify", tp.topic, str(tp.partition))
+        if self._consumer is not None:
+            await reset_past_end(self._consumer, assigned, self.settings.kafka_options())
 
     @mode.Service.timer(LAG_SECONDS)
     async def _measure_lag(self) -> None:

