@@ -361,8 +361,12 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    asyncio.run(require_broker(live))
-    records, events = _replay_input(args, live)
+    reads_topics = args.topic is not None or args.group_events_topic is not None
+    if reads_topics:
+        asyncio.run(require_broker(live))
+    records, events = _replay_input(args, live)  # a file that cannot be read is said before a missing broker
+    if not reads_topics:
+        asyncio.run(require_broker(live))  # the outputs go to topics all the same
     asyncio.run(_prepare_outputs(out))
     bar = replay.Progress("replay")
     sent = asyncio.run(_publish_replay(out, pipeline.run(records, events), len(records) + len(events), bar))
@@ -465,9 +469,9 @@ def _topics_create(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    asyncio.run(require_broker(settings))
-    with _open(args.file) as source:
+    with _open(args.file) as source:  # a file that cannot be read is said before a missing broker
         given = list(replay.file_records(args.file, source))
+    asyncio.run(require_broker(settings))
     records, refused = _screen(given, "published anyway" if args.send_invalid else "refused")
     lines = [r.value or b"" for r in (given if args.send_invalid else records)]
     sent = asyncio.run(_publish(settings, [(_group_key(line), line) for line in lines]))
