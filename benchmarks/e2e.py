@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -36,11 +37,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams import demo, process
 from streams.config import Settings
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.produce import OutRecord, send_batched
+from streams.metrics import CLASSIFY_STEPS
 from streams.records import InvalidMessage, parse_message
 from streams.topics import DEADLETTER, MESSAGES, VERDICTS, TopicSpec, create_topics
 
@@ -74,6 +77,7 @@ class Process:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
+        self.env = env
         self.started = time.time()
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -99,6 +103,27 @@ def groupwarden_worker(settings: Settings, log_path: Path) -> Process:
     }
     args = [sys.executable, "-m", "streams", "worker", "--loglevel", "warning"]
     return Process("groupwarden worker", args, env, log_path)
+
+
+def stage_split(worker: Process) -> str:
+    """The worker's own account of a classify batch: mean batch size and mean time of each step, from its metrics."""
+    port = worker.env["GROUPWARDEN_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    sums: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                sums[sample.name, sample.labels.get("step", "")] = sample.value
+    batches = sums.get(("groupwarden_classify_batch_messages_count", ""), 0.0)
+    if not batches:
+        return "no batch measured"
+    parts = [f"{sums['groupwarden_classify_batch_messages_sum', ''] / batches:,.0f} msgs a batch"]
+    for step in CLASSIFY_STEPS:
+        count = sums.get(("groupwarden_classify_stage_seconds_count", step), 0.0)
+        mean = sums.get(("groupwarden_classify_stage_seconds_sum", step), 0.0) / count if count else 0.0
+        parts.append(f"{step} {mean * 1000:.1f} ms")
+    return "worker, per batch: " + ", ".join(parts)
 
 
 def passthrough_worker(settings: Settings, app_id: str, logs: Path) -> Process:
@@ -402,6 +427,7 @@ async def latency(bootstrap_servers: str, tag: str, share: float, rate: float, l
             elif now - last_new > STALL_WAIT:
                 raise TimeoutError(f"latency: {fmt(received)} of {fmt(result.sent)} outputs; log: {worker.log_path}")
         await sender  # raises what the sender raised
+        progress(stage_split(worker))
     finally:
         if sender:
             sender.cancel()

@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classifier itself failed on
 _RETRY_SECONDS = 1.0
 LAG_SECONDS = 5.0
-PIPELINE_DEPTH = 4  # batches judged ahead of their acknowledgements: the producer has one request in flight anyway
+# Batches awaiting their acknowledgements: one is judged while another is acknowledged. More would only queue in the
+# producer, which sends one request at a time, and would replay more after a crash.
+PIPELINE_DEPTH = 2
 # How long the broker may hold a fetch that finds no records. The embedded broker holds it for half of this even when
 # records arrive meanwhile, so it adds to the latency of light traffic; Apache Kafka answers as soon as records arrive.
 FETCH_WAIT_MS = 4

@@ -148,8 +148,9 @@ async def test_the_next_batch_is_judged_while_the_previous_one_waits_for_its_ack
     assert consumer.commits == []
 
 
-async def test_acknowledgements_out_of_order_commit_only_up_to_the_first_batch_still_waiting(running):
+async def test_acknowledgements_out_of_order_commit_only_up_to_the_first_batch_still_waiting(running, monkeypatch):
     _, consumer, broker, start = running
+    monkeypatch.setattr(classify, "PIPELINE_DEPTH", 3)
     start()
     for batch in (fetched(p0=(0, 2), p1=(0, 1)), fetched(p0=(2, 4)), fetched(p1=(1, 3))):
         consumer.queued.put_nowait(batch)
