@@ -201,6 +201,7 @@ class _Sent:
     shadow_out: list[OutRecord]
     tally: Tally
     started: float
+    generation: int  # of the assignment it was read under
 
 
 class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -422,7 +423,8 @@ class ClassifyStage(mode.Service):
         shadow_out = self._shadow_records(judged, now_ms, tally)
         self.metrics.stage_seconds.labels("judge").observe(time.monotonic() - started)
         spans = {tp: (rs[0].offset, rs[-1].offset + 1) for tp, rs in batches.items()}
-        sent = _Sent(self._commits.track(spans), batches, records, judged.out, shadow_out, tally, started)
+        batch = self._commits.track(spans)
+        sent = _Sent(batch, batches, records, judged.out, shadow_out, tally, started, self._generation)
         task = asyncio.create_task(self._acknowledge(sent))
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
@@ -444,7 +446,9 @@ class ClassifyStage(mode.Service):
             await self._shadow_acknowledged(shadow, len(sent.shadow_out), sent.tally)
         self.metrics.stage_seconds.labels("acknowledge").observe(time.monotonic() - sending)
         self._commits.acknowledge(sent.batch)
-        self._measure(sent.batches, sent.records, sent.tally, sent.started)
+        # A batch that outlived a rebalance says nothing of the progress on partitions that may now be elsewhere.
+        fresh = sent.generation == self._generation
+        self._measure(sent.batches if fresh else {}, sent.records, sent.tally, sent.started)
         self._commit_due.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from conftest import header, write_pack
 from mode.services import ServiceTask
 from prometheus_client import CollectorRegistry
@@ -47,9 +47,11 @@ def record(tp: TopicPartition, offset: int) -> ConsumerRecord[bytes, bytes]:
 
 
 class Consumer:
-    """Hands out the batches the test queues; remembers commits and seeks."""
+    """Hands out the batches the test queues; remembers commits and seeks; like aiokafka's, it refuses to commit or
+    report on a partition it does not own."""
 
     def __init__(self) -> None:
+        self.owned = {P0, P1}
         self.queued: asyncio.Queue[Fetched] = asyncio.Queue()
         self.commits: list[dict[TopicPartition, int]] = []
         self.seeks: list[tuple[TopicPartition, int]] = []
@@ -61,6 +63,8 @@ class Consumer:
             return {}
 
     async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        if set(offsets) - self.owned:
+            raise IllegalStateError(f"not assigned: {set(offsets) - self.owned}")
         self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
 
     def committed_offsets(self) -> dict[TopicPartition, int]:
@@ -73,9 +77,10 @@ class Consumer:
         self.seeks.append((tp, offset))
 
     def assignment(self) -> set[TopicPartition]:
-        return {P0, P1}
+        return set(self.owned)
 
     def highwater(self, tp: TopicPartition) -> int | None:
+        assert tp in self.owned, "Partition is not assigned"
         return None
 
 
@@ -215,11 +220,16 @@ async def test_a_revocation_waits_for_the_batches_in_flight_commits_them_and_dro
     await asyncio.sleep(0.05)
     assert len(broker.sends) == 2  # the batch fetched before the rebalance was not judged
 
+    consumer.queued.put_nowait(fetched(p1=(3, 4)))  # read after the revocation, before the new assignment
+    await until(lambda: len(broker.sends) == 3, "judged: it was read after the revocation")
+    consumer.owned = {P0}
     await listener.on_partitions_assigned({P0})
+    broker.ack(2)  # acknowledged once p1 is elsewhere: nothing to commit or report for it
     consumer.queued.put_nowait(fetched(p0=(2, 5)))  # the new assignment reads from the committed offset
-    await until(lambda: len(broker.sends) == 3, "the new assignment's first batch")
-    broker.ack(2)
+    await until(lambda: len(broker.sends) == 4, "the new assignment's first batch")
+    broker.ack(3)
     await until(lambda: consumer.committed_offsets()[P0] == 5, "committed under the new assignment")
+    assert consumer.committed_offsets()[P1] == 3
 
 
 async def test_each_step_of_a_batch_is_timed(running):
