@@ -196,7 +196,7 @@ def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
 class _Sent:
     """A batch judged and its outputs sent, waiting for the broker's acknowledgement."""
 
-    batch: Batch[TopicPartition]
+    tracked: Batch[TopicPartition]  # its place in the commit order
     batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     records: list[ConsumerRecord[bytes, bytes]]
     out: list[OutRecord]
@@ -425,8 +425,8 @@ class ClassifyStage(mode.Service):
         shadow_out = self._shadow_records(judged, now_ms, tally)
         self.metrics.stage_seconds.labels("judge").observe(time.monotonic() - started)
         spans = {tp: (rs[0].offset, rs[-1].offset + 1) for tp, rs in batches.items()}
-        batch = self._commits.track(spans)
-        sent = _Sent(batch, batches, records, judged.out, shadow_out, tally, started, self._generation)
+        tracked = self._commits.track(spans)
+        sent = _Sent(tracked, batches, records, judged.out, shadow_out, tally, started, self._generation)
         task = asyncio.create_task(self._acknowledge(sent))
         self._in_flight.add(task)
         task.add_done_callback(self._finished)
@@ -447,7 +447,7 @@ class ClassifyStage(mode.Service):
         if shadow is not None:  # acknowledged before the commit, like the batch's own outputs
             await self._shadow_acknowledged(shadow, len(sent.shadow_out), sent.tally)
         self.metrics.stage_seconds.labels("acknowledge").observe(time.monotonic() - sending)
-        self._commits.acknowledge(sent.batch)
+        self._commits.acknowledge(sent.tracked)
         # A batch that outlived a rebalance says nothing of the progress on partitions that may now be elsewhere.
         fresh = sent.generation == self._generation
         self._measure(sent.batches if fresh else {}, sent.records, sent.tally, sent.started)
