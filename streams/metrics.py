@@ -48,8 +48,11 @@ STAGE_ERRORS = ("classify_error", "standing_error")  # dead letters the stage ca
 PACKS = ("active", "shadow")  # the rule pack in force, and a candidate judged beside it (GROUPWARDEN_SHADOW_RULES)
 RELOAD_RESULTS = ("applied", "refused")
 SHADOW_SKIPS = ("classify_error", "send_error", "paused")  # why a message got no shadow verdict
+# Where a classify batch's time goes: waiting for records, judging them, having the outputs acknowledged, committing.
+CLASSIFY_STEPS = ("fetch_wait", "judge", "acknowledge", "commit")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
@@ -83,6 +86,14 @@ class Metrics:
             "groupwarden_classify_batch_messages",
             "Messages per classify batch.",
             buckets=(1, 10, 100, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "groupwarden_classify_stage_seconds",
+            "Time of each step of a classify batch: fetch_wait (for records to arrive), judge, acknowledge (of every "
+            "output by the broker), commit (of the input offsets); batches overlap, so the steps do not add up.",
+            ["step"],
+            buckets=_STEP_BUCKETS,
             registry=r,
         )
         self.latency = Histogram(
@@ -173,6 +184,7 @@ class Metrics:
                     self.shadow_disagreements.labels(decision, other)
         for reason in SHADOW_SKIPS:
             self.shadow_skipped.labels(reason)
+        _export_zero(self.stage_seconds, CLASSIFY_STEPS)
         self.rebalances.labels("classify")
         self.rebalances.labels("standing")
         self.build.info({"version": _version(), "python": platform.python_version()})
@@ -191,6 +203,12 @@ class Metrics:
     def _describe(self, **versions: str) -> None:
         self._rules_info |= versions
         self.rules.info(self._rules_info)
+
+
+def _export_zero(metric: Histogram, values: Iterable[str]) -> None:
+    """A child per label value known in advance, so each is exported (at 0) from the start."""
+    for value in values:
+        metric.labels(value)
 
 
 def _version() -> str:

@@ -2,8 +2,14 @@
 
 Classifying is stateless and sees every message, so it runs as a batched consumer-group loop inside the Faust
 worker rather than as a per-event Faust agent: Faust's per-event machinery costs ~90 us a message, the whole
-classify step a few. Offsets are committed only after every record of the batch has been acknowledged by the
-broker, so a crash replays the batch (at-least-once: a verdict may repeat, with the same message id; none is lost).
+classify step a few.
+
+The loop is pipelined: while one batch's outputs wait for the broker's acknowledgement, the next batch is fetched and
+judged. A batch is whatever has arrived (no waiting to fill one); when PIPELINE_DEPTH batches are waiting, the loop
+waits too and the next batch grows, so heavy load keeps large batches. Each partition's offset is committed in order
+(streams/kafka/commits.py), only up to the last batch whose outputs are all acknowledged, so a crash or a failed send
+replays from the first unacknowledged offset (at-least-once: a verdict may repeat, with the same message id; none is
+lost).
 
 A shadow pack (GROUPWARDEN_SHADOW_RULES) judges the same batches beside the active one; its verdicts go to their
 own topic only. Both pack folders are checked for changes every GROUPWARDEN_RULES_POLL_SECONDS and a changed pack is
@@ -13,6 +19,7 @@ swapped in between two batches, so each batch is judged wholly by one version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -24,11 +31,12 @@ from typing import Any
 import mode
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
 from streams.config import Settings
+from streams.kafka.commits import Batch, InOrderCommits
 from streams.kafka.offsets import reset_past_end
 from streams.kafka.produce import OutRecord, send_batched
 from streams.metrics import SUBJECT_TYPES, Metrics
@@ -43,6 +51,15 @@ log = logging.getLogger(__name__)
 CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classifier itself failed on
 _RETRY_SECONDS = 1.0
 LAG_SECONDS = 5.0
+# Batches awaiting their acknowledgements: one is judged while another is acknowledged. More would only queue in the
+# producer, which sends one request at a time, and would replay more after a crash.
+PIPELINE_DEPTH = 2
+# How long the broker may hold a fetch that finds no records. The embedded broker holds it for half of this even when
+# records arrive meanwhile, so it adds to the latency of light traffic (Apache Kafka answers as soon as records
+# arrive); shorter, the empty fetches of an idle worker cost the broker and the worker CPU (4 ms: more latency than
+# 20 ms on a busy 2-core machine).
+FETCH_WAIT_MS = 10
+STOP_COMMIT_SECONDS = 5.0  # how long stopping waits to commit what was acknowledged
 SHADOW_SEND_SECONDS = 5.0  # how long shadow verdicts may hold a batch's commit once its own outputs are acknowledged
 SHADOW_PAUSE_SECONDS = 30.0  # the shadow rests after a failed send, so a broken shadow topic slows nothing down
 
@@ -177,17 +194,35 @@ def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Sent:
+    """A batch judged and its outputs sent, waiting for the broker's acknowledgement."""
+
+    tracked: Batch[TopicPartition]  # its place in the commit order
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    records: list[ConsumerRecord[bytes, bytes]]
+    out: list[OutRecord]
+    shadow_out: list[OutRecord]
+    tally: Tally
+    started: float
+    generation: int  # of the assignment it was read under
+
+
 class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the batch in flight finish and commit before its partitions move to another worker."""
+    """Lets the batches in flight finish and commits them before their partitions move to another worker."""
 
     def __init__(
-        self, lock: asyncio.Lock, metrics: Metrics, assigned: Callable[[set[TopicPartition]], Awaitable[None]]
+        self,
+        lock: asyncio.Lock,
+        metrics: Metrics,
+        assigned: Callable[[set[TopicPartition]], Awaitable[None]],
+        revoked: Callable[[], Awaitable[None]],
     ) -> None:
-        self._lock, self._metrics, self._assigned = lock, metrics, assigned
+        self._lock, self._metrics, self._assigned, self._revoked = lock, metrics, assigned, revoked
 
     async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002 - the interface
-        async with self._lock:
-            pass
+        async with self._lock:  # no batch starts meanwhile
+            await self._revoked()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("classify stage owns %d partitions", len(assigned))
@@ -219,7 +254,14 @@ class ClassifyStage(mode.Service):
         self._shadow_paused_until = 0.0
         self._listed: dict[bytes, str] = {}  # blacklist key -> subject type, to count entries
         self._done: dict[TopicPartition, int] = {}  # the next offset to process, per partition owned
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # held to start a batch, to swap a rule pack, and through a revocation
+        self._commits: InOrderCommits[TopicPartition] = InOrderCommits()
+        self._committing = asyncio.Lock()  # one commit at a time: each carries everything acknowledged before it
+        self._commit_due = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()  # batches waiting for their outputs' acknowledgements
+        self._send_failed = False  # a batch's outputs were refused: read again from the first unacknowledged offsets
+        self._broken: BaseException | None = None  # an unexpected error in a batch in flight: the stage stops
+        self._generation = 0  # counts rebalances: records fetched before one are stale
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -230,8 +272,9 @@ class ClassifyStage(mode.Service):
         gc.collect()
         gc.freeze()
         options = self.settings.kafka_options()
+        # No linger: send_batched hands the producer whole batches, and lingering would only delay them.
         self._producer = AIOKafkaProducer(
-            acks="all", linger_ms=5, max_batch_size=1 << 20, max_request_size=4 << 20, **options
+            acks="all", linger_ms=0, max_batch_size=1 << 20, max_request_size=4 << 20, **options
         )
         self._consumer = AIOKafkaConsumer(
             group_id=f"{self.settings.group_id}-classify",
@@ -239,7 +282,7 @@ class ClassifyStage(mode.Service):
             auto_offset_reset="earliest",
             max_poll_records=self.settings.batch_size,
             max_partition_fetch_bytes=4 << 20,
-            fetch_max_wait_ms=20,  # an idle fetch waits this long: the embedded broker holds it for half of it
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             fetch_max_bytes=16 << 20,
             session_timeout_ms=6000,  # the embedded broker holds a new group's first join for half of this
             heartbeat_interval_ms=2000,
@@ -249,15 +292,18 @@ class ClassifyStage(mode.Service):
         await self._consumer.start()
         # Subscribed once started, the consumer joins its group in the background: start-up goes on meanwhile (it
         # waits for the join when subscribed first).
-        listener = _CommitBeforeRevoke(self._lock, self.metrics, self._assigned)
+        listener = _CommitBeforeRevoke(self._lock, self.metrics, self._assigned, self._revoked)
         self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=listener)
         log.info("classify stage started with rule pack %s", self.classifier.version)
         if self.shadow is not None:
             log.info("shadow rule pack %s judges beside it", self.shadow.version)
 
     async def on_stop(self) -> None:
-        async with self._lock:  # the batch in flight finishes and commits first
+        async with self._lock:  # the batches in flight finish and commit first
             if self._consumer is not None:
+                await self._settle()
+                with contextlib.suppress(TimeoutError):  # with the broker gone, the next owner repeats them instead
+                    await asyncio.wait_for(self._commit(), STOP_COMMIT_SECONDS)
                 await self._consumer.stop()
             if self._producer is not None:
                 await self._producer.stop()
@@ -354,39 +400,114 @@ class ClassifyStage(mode.Service):
     async def _consume(self) -> None:
         assert self._consumer is not None
         while not self.should_stop:
+            if self._broken is not None:
+                raise self._broken
+            if self._send_failed:
+                await self._replay()
+                continue
+            if len(self._in_flight) >= PIPELINE_DEPTH:  # while the loop waits, records pile up: the next batch grows
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            asked = time.monotonic()
             batches = await self._consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
+            generation = self._generation
             if batches and not self.should_stop:
+                self.metrics.stage_seconds.labels("fetch_wait").observe(time.monotonic() - asked)
                 async with self._lock:
-                    await self._process(batches)
+                    if generation == self._generation:  # else fetched before a rebalance that reset the positions
+                        self._start(batches)
 
-    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        assert self._consumer is not None
-        assert self._producer is not None
+    def _start(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Judge a batch and send its outputs; their acknowledgement is awaited beside the next batches."""
         records = [record for partition_records in batches.values() for record in partition_records]
         started = time.monotonic()
         now_ms = int(time.time() * 1000)
         tally = Tally()
         judged = judge_records(records, self.classifier, self.settings, now_ms, tally)
         shadow_out = self._shadow_records(judged, now_ms, tally)
-        shadow_sent = asyncio.ensure_future(send_batched(self._producer, shadow_out)) if shadow_out else None
+        self.metrics.stage_seconds.labels("judge").observe(time.monotonic() - started)
+        spans = {tp: (rs[0].offset, rs[-1].offset + 1) for tp, rs in batches.items()}
+        tracked = self._commits.track(spans)
+        sent = _Sent(tracked, batches, records, judged.out, shadow_out, tally, started, self._generation)
+        task = asyncio.create_task(self._acknowledge(sent))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _acknowledge(self, sent: _Sent) -> None:
+        assert self._producer is not None
+        sending = time.monotonic()
+        shadow = asyncio.ensure_future(send_batched(self._producer, sent.shadow_out)) if sent.shadow_out else None
         try:
-            await send_batched(self._producer, judged.out)
+            await send_batched(self._producer, sent.out)
         except KafkaError:
             log.exception("sending a batch failed; it will be read and sent again")
-            if shadow_sent is not None:  # judged again by both packs when it is read again
-                shadow_sent.cancel()
-                await asyncio.gather(shadow_sent, return_exceptions=True)
-            for tp, partition_records in batches.items():
-                self._consumer.seek(tp, partition_records[0].offset)
-            await asyncio.sleep(_RETRY_SECONDS)
+            if shadow is not None:  # judged again by both packs when it is read again
+                shadow.cancel()
+                await asyncio.gather(shadow, return_exceptions=True)
+            self._send_failed = True
             return
-        if shadow_sent is not None:  # acknowledged before the commit, like the batch's own outputs
-            await self._shadow_acknowledged(shadow_sent, len(shadow_out), tally)
-        self._measure(batches, records, tally, started)
-        try:
-            await self._consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "") for tp, rs in batches.items()})
-        except CommitFailedError:
-            log.warning("commit refused after a rebalance; the new owner reprocesses the batch (duplicates, no loss)")
+        if shadow is not None:  # acknowledged before the commit, like the batch's own outputs
+            await self._shadow_acknowledged(shadow, len(sent.shadow_out), sent.tally)
+        self.metrics.stage_seconds.labels("acknowledge").observe(time.monotonic() - sending)
+        self._commits.acknowledge(sent.tracked)
+        # A batch that outlived a rebalance says nothing of the progress on partitions that may now be elsewhere.
+        fresh = sent.generation == self._generation
+        self._measure(sent.batches if fresh else {}, sent.records, sent.tally, sent.started)
+        self._commit_due.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._broken = self._broken or exc  # raised by the consume loop, which stops the stage as it used to
+
+    @mode.Service.task
+    async def _commit_acknowledged(self) -> None:
+        """Commits as acknowledgements come in; under load one commit carries many batches."""
+        while not self.should_stop:
+            await self._commit_due.wait()
+            self._commit_due.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """Commit each partition up to its last batch whose outputs are all acknowledged."""
+        assert self._consumer is not None
+        async with self._committing:
+            offsets = self._commits.committable()
+            if not offsets:
+                return
+            started = time.monotonic()
+            try:
+                await self._consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
+            except (CommitFailedError, IllegalStateError):
+                log.warning("commit refused after a rebalance; the new owner reprocesses those batches (duplicates)")
+                return
+            self._commits.committed(offsets)
+            self.metrics.stage_seconds.labels("commit").observe(time.monotonic() - started)
+
+    async def _settle(self) -> None:
+        """Until every batch in flight is acknowledged or has failed."""
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+
+    async def _replay(self) -> None:
+        """After a failed send: the batches in flight settle (what they acknowledged is committed as usual), and each
+        partition is read again from its first unacknowledged offset (outputs after it may repeat; none is lost)."""
+        assert self._consumer is not None
+        async with self._lock:
+            await self._settle()
+            self._send_failed = False
+            owned = self._consumer.assignment()
+            for tp, offset in self._commits.rewind().items():
+                if tp in owned:
+                    self._consumer.seek(tp, offset)
+        await asyncio.sleep(_RETRY_SECONDS)
+
+    async def _revoked(self) -> None:
+        """Before partitions go (the caller holds the lock): the batches in flight settle and what they acknowledged
+        is committed; batches fetched before the rebalance are dropped, as the new assignment reads from the commits."""
+        await self._settle()
+        await self._commit()
+        self._generation += 1
 
     def _shadow_records(self, judged: Judged, now_ms: int, tally: Tally) -> list[OutRecord]:
         if self.shadow is None:
@@ -453,7 +574,11 @@ class ClassifyStage(mode.Service):
         self._report_lag()
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        """After a rebalance: partitions now elsewhere stop reporting lag; offsets past an end start over."""
+        """After a rebalance: reading restarts from the committed offsets (from the start where one is past an end);
+        partitions now elsewhere stop reporting lag."""
+        self._commits.forget()
+        self._send_failed = False
+        self._generation += 1
         for tp in set(self._done) - assigned:
             del self._done[tp]
             self.metrics.lag.remove("classify", tp.topic, str(tp.partition))

@@ -21,6 +21,7 @@ import pytest
 
 from streams import process
 from streams.kafka.broker import free_port
+from streams.metrics import CLASSIFY_STEPS
 from streams.topics import GROUP_EVENTS
 from tests.integration.conftest import CANARY, NEW_RULE, chat_message, copy_rules, produce
 
@@ -192,13 +193,14 @@ async def test_every_panel_query_returns_data_and_the_alert_rules_load(settings,
             *[f'groupwarden_blacklist_entries{{type="{kind}"}} > 0' for kind in ("user", "group", "link")],
             *[f'groupwarden_table_keys{{table="{table}"}} > 0' for table in ("users", "groups", "links")],
             'groupwarden_consumer_lag_messages{stage="classify"}',
+            *[f'groupwarden_classify_stage_seconds_count{{step="{step}"}} > 0' for step in CLASSIFY_STEPS],
             "job:groupwarden_verdict_latency_over_1s:ratio_rate6h >= 0",
         ],
     )
     await asyncio.sleep(2)  # one more scrape and evaluation after the last change
 
     queries = list(panel_queries())
-    assert len(queries) >= 30
+    assert len(queries) >= 51
     empty = [(name, title, expr) for name, title, expr in queries if not has_data(server.query(expr))]
     assert not empty, "queries without data:\n" + "\n".join(f"{n}: {t}: {e}" for n, t, e in empty)
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import Metrics
+from streams.metrics import CLASSIFY_STEPS, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = ROOT / "dashboards"
@@ -121,6 +121,27 @@ def test_the_overview_leads_with_rate_errors_and_duration():
     assert "histogram_quantile" in exprs[2]
     assert "groupwarden_verdict_latency_seconds_bucket" in exprs[2]
     assert "groupwarden_classify_batch_duration_seconds_bucket" in exprs[3]
+
+
+def test_the_health_dashboard_splits_the_classify_stage_time_by_step():
+    health = json.loads((DASHBOARDS_DIR / "grafana" / "groupwarden-health.json").read_text())
+    split = [
+        (panel["title"], expr)
+        for panel in panels(health)
+        for expr in (t["expr"] for t in panel.get("targets", []))
+        if "groupwarden_classify_stage_seconds" in expr
+    ]
+    assert any("histogram_quantile(0.99" in e and "by (le, step)" in e for _, e in split), split
+    assert any("_sum" in e and "_count" in e and "by (step)" in e for _, e in split), split
+    registry = CollectorRegistry()
+    Metrics(registry)
+    exported = {
+        sample.labels["step"]
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "groupwarden_classify_stage_seconds_count"
+    }
+    assert exported == set(CLASSIFY_STEPS) == {"fetch_wait", "judge", "acknowledge", "commit"}  # all at 0 from start
 
 
 def exported_metric_names() -> set[str]:
