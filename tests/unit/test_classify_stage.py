@@ -76,7 +76,7 @@ class Consumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
 
-    async def committed(self, tp: TopicPartition) -> int | None:  # noqa: ARG002 - the interface
+    async def committed(self, tp: TopicPartition) -> int | None:
         """What the offset check after an assignment asks; none here, so it asks the broker for no end (its own
         tests, in test_offsets.py and tests/integration/test_faults.py, cover offsets past an end)."""
         return None
