@@ -55,6 +55,34 @@ async def restore(
     started = time.perf_counter()
     result = Restored()
     ends = await true_end_offsets(options, list(stores))
+    starts: dict[TopicPartition, int] = {}
+    for tp, store in stores.items():
+        start = store.checkpoint.changelog_offset
+        if start > ends[tp]:
+            log.warning("store of %s is ahead of its changelog (%d > %d): restoring it anew", tp, start, ends[tp])
+            store.wipe()
+            result.rebuilt.append(tp)
+            start = 0
+        result.read[tp] = 0
+        if start < ends[tp]:
+            starts[tp] = start
+    if starts:
+        await _read(options, stores, starts, ends, result, committed=committed, stall_seconds=stall_seconds)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def _read(
+    options: Mapping[str, Any],
+    stores: Mapping[TopicPartition, PartitionStore],
+    starts: Mapping[TopicPartition, int],
+    ends: Mapping[TopicPartition, int],
+    result: Restored,
+    *,
+    committed: Mapping[TopicPartition, Mapping[str, int]] | None,
+    stall_seconds: float,
+) -> None:
+    """Read each changelog partition from its start to its end, one write per partition and fetch."""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -63,17 +91,6 @@ async def restore(
     )
     await consumer.start()
     try:
-        starts: dict[TopicPartition, int] = {}
-        for tp, store in stores.items():
-            start = store.checkpoint.changelog_offset
-            if start > ends[tp]:
-                log.warning("store of %s is ahead of its changelog (%d > %d): restoring it anew", tp, start, ends[tp])
-                store.wipe()
-                result.rebuilt.append(tp)
-                start = 0
-            result.read[tp] = 0
-            if start < ends[tp]:
-                starts[tp] = start
         consumer.assign(list(starts))
         for tp, start in starts.items():
             consumer.seek(tp, start)
@@ -94,5 +111,3 @@ async def restore(
                 raise RestoreError(f"no changelog record in {stall_seconds:.0f} s; records left: {left}")
     finally:
         await consumer.stop()
-    result.seconds = time.perf_counter() - started
-    return result

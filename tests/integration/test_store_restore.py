@@ -107,6 +107,9 @@ async def test_restore_is_exact_cold_and_warm(settings: Settings, tmp_path: Path
     assert warm.read == {tps[0]: 7, tps[1]: 0, tps[2]: 6}  # only the tail after each checkpoint
     for tp in tps:
         assert contents(stores[tp]) == expected(history[tp.partition]), tp
+
+    again = await restore(settings.kafka_options(), stores)  # nothing new: nothing is read
+    assert again.read == dict.fromkeys(tps, 0)
     for store in stores.values():
         store.close()
 
