@@ -113,8 +113,9 @@ class Workload:
     groups: int
 
 
-def violations(count: int, rules: list[str], version: str, seed: int = 7) -> Workload:
-    """`count` violations keyed by sender, in shuffled order, each user's strikes drawn from STRIKE_MIX."""
+def violations(count: int, rules: list[str], version: str, seed: int = 7, start_ms: int | None = None) -> Workload:
+    """`count` violations keyed by sender, in shuffled order, each user's strikes drawn from STRIKE_MIX, one
+    millisecond apart from ``start_ms`` (default: so that the last is now)."""
     rng = random.Random(seed)
     senders: list[str] = []
     users = 0
@@ -124,7 +125,8 @@ def violations(count: int, rules: list[str], version: str, seed: int = 7) -> Wor
     del senders[count:]
     rng.shuffle(senders)
     groups = max(1, count // VIOLATIONS_PER_GROUP)
-    start_ms = int(time.time() * 1000) - count
+    if start_ms is None:
+        start_ms = int(time.time() * 1000) - count
     pairs = []
     for n, sender in enumerate(senders):
         rule = rng.choice(rules)
