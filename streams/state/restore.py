@@ -8,13 +8,14 @@ broker under-reports ListOffsets, and a restore that trusted it would miss the l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams.state.recovery import true_end_offsets
 from streams.state.store import PartitionStore
@@ -82,14 +83,25 @@ async def _read(
     committed: Mapping[TopicPartition, Mapping[str, int]] | None,
     stall_seconds: float,
 ) -> None:
-    """Read each changelog partition from its start to its end, one write per partition and fetch."""
+    """Read each changelog partition from its start to its end, one write per partition and fetch.
+
+    Reading and writing overlap: the consumer asks for the next records only once it has handed over the last ones,
+    so a loop that wrote between its reads would wait for the broker after every write."""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=FETCH_BYTES,
         **options,
     )
+
+    def write(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        for tp, records in batch.items():
+            if records:
+                stores[tp].restore(records, committed.get(tp, {}) if committed is not None else None)
+                result.read[tp] += len(records)
+
     await consumer.start()
+    writing: asyncio.Future[None] | None = None  # the last fetch's write, in a thread while the next is fetched
     try:
         consumer.assign(list(starts))
         for tp, start in starts.items():
@@ -97,17 +109,19 @@ async def _read(
         pending = set(starts)
         progressed = time.monotonic()
         while pending:
-            fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=MAX_RECORDS)
-            for tp, records in fetched.items():
-                if records:
-                    stores[tp].restore(records, committed.get(tp, {}) if committed is not None else None)
-                    result.read[tp] += len(records)
-                    progressed = time.monotonic()
+            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=MAX_RECORDS)
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(asyncio.to_thread(write, batch))
+            if any(batch.values()):
+                progressed = time.monotonic()
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
             if pending and time.monotonic() - progressed > stall_seconds:
                 left = {str(tp): ends[tp] - await consumer.position(tp) for tp in pending}
                 raise RestoreError(f"no changelog record in {stall_seconds:.0f} s; records left: {left}")
+        if writing is not None:
+            await writing
     finally:
         await consumer.stop()

@@ -204,6 +204,18 @@ def _checkpoint(raw: bytes | None) -> Checkpoint:
     return Checkpoint(int(doc["changelog"]), {str(t): int(o) for t, o in doc["inputs"].items()})
 
 
+def _set(batch: Batch, key: bytes, value: bytes | None, due_ms: int | None) -> None:
+    """A record's new value and due time; a deleted record has nothing due."""
+    if value is None:
+        batch.delete(VALUES, key)
+    else:
+        batch.put(VALUES, key, value)
+    if due_ms is None or value is None:
+        batch.delete(EXPIRIES, key)
+    else:
+        batch.put(EXPIRIES, key, due_ms.to_bytes(8, "big"))
+
+
 class PartitionStore:
     """The records of one table partition, their expiry times, and the checkpoint they reflect."""
 
@@ -225,17 +237,8 @@ class PartitionStore:
         """The new values and expiry times, and the checkpoint they reach, in one atomic write."""
         batch = self._backend.batch()
         for key, change in changes.items():
-            if change.value is None:
-                batch.delete(VALUES, key)
-            else:
-                batch.put(VALUES, key, change.value)
-            if change.due_ms is None or change.value is None:  # a deleted record has nothing due
-                batch.delete(EXPIRIES, key)
-            else:
-                batch.put(EXPIRIES, key, change.due_ms.to_bytes(8, "big"))
-        batch.put(META, _CHECKPOINT, _checkpoint_bytes(checkpoint))
-        self._backend.write(batch)
-        self.checkpoint = checkpoint
+            _set(batch, key, change.value, change.due_ms)
+        self._commit(batch, checkpoint)
 
     def restore(self, records: Sequence[ChangelogRecord], committed: Mapping[str, int] | None = None) -> int:
         """Apply records read from the changelog, in offset order, in one write; return how many were applied.
@@ -245,18 +248,26 @@ class PartitionStore:
         it was first applied to, or its outputs (perhaps never acknowledged) would not be made again."""
         if not records:
             return 0
-        changes: dict[bytes, Change] = {}
+        batch = self._backend.batch()
         applied = 0
         for record in records:
-            due, topic, offset = _from_headers(record.headers)
-            if committed is not None and topic is not None and offset >= committed.get(topic, 0):
-                continue
-            assert record.key is not None, "a changelog record has the table's key"
-            changes[record.key] = Change(record.value, due)
+            due = None
+            if record.headers:
+                due, topic, offset = _from_headers(record.headers)
+                if committed is not None and topic is not None and offset >= committed.get(topic, 0):
+                    continue
+            key = record.key
+            assert key is not None, "a changelog record has the table's key"
+            _set(batch, key, record.value, due)  # the batch applies in order: a key's last record wins
             applied += 1
-        inputs = dict(self.checkpoint.inputs) if committed is None else dict(committed)
-        self.write(changes, Checkpoint(records[-1].offset + 1, inputs))
+        inputs = dict(self.checkpoint.inputs if committed is None else committed)
+        self._commit(batch, Checkpoint(records[-1].offset + 1, inputs))
         return applied
+
+    def _commit(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        batch.put(META, _CHECKPOINT, _checkpoint_bytes(checkpoint))
+        self._backend.write(batch)
+        self.checkpoint = checkpoint
 
     def wipe(self) -> None:
         """Forget everything, checkpoint included: the next restore reads the whole changelog."""
