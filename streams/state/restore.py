@@ -124,4 +124,6 @@ async def _read(
         if writing is not None:
             await writing
     finally:
+        if writing is not None and not writing.done():
+            await asyncio.wait([writing])  # a write in its thread finishes before anyone may close its store
         await consumer.stop()
