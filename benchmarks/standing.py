@@ -1,6 +1,7 @@
 """The standing tables (streams/agents/standing.py): throughput, store footprint and recovery, against baselines.
 
     python -m benchmarks.standing [--quick] [--violations 20000] [--store-users 200000] [--recovery-users 1000000]
+        [--no-faust-restarts]
 
 1. throughput: N violations published first to moderation.violations.v1 (keyed by sender, many users and groups),
    then one `python -m streams worker`; the rate counts from the first audit record to the last, when every
@@ -17,7 +18,11 @@
    (warm); times come from the worker's log and from the audit of a violation, published once the worker is ready,
    of a user whose strikes are only in the changelog (its sanction shows whether the record was recovered), and
    from the verdict of a chat message published before the start (the classify stage does not wait for the tables).
-   Baseline: reading the same changelog with a plain aiokafka consumer. Below 1M records the figures are scaled to 1M.
+   Before the workers, the same changelog restored into the standing stage's own stores (streams/state/store.py,
+   RocksDB, one per partition) in this process: cold (empty stores: the whole changelog, a write batch per fetch),
+   then warm (the stores reopened: only the tail after their checkpoint), and the stores compared with the
+   changelog. Baseline: reading the same changelog with a plain aiokafka consumer, in the same run. Below 1M records
+   the figures are scaled to 1M.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pathlib import Path
 
 import orjson
 import rocksdict
+from aiokafka import TopicPartition
 from faust.stores.rocksdb import RocksDBOptions
 
 from benchmarks.e2e import (
@@ -64,6 +70,8 @@ from streams.policy.ladder import Violation
 from streams.policy.rules import Severity, load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
 from streams.state import codec
+from streams.state.restore import restore as restore_stores
+from streams.state.store import PartitionStore, open_store
 from streams.topics import AUDIT, MESSAGES, SANCTIONS, VERDICTS, VIOLATIONS, TopicSpec, create_topics
 
 PARTITIONS = 8  # passthrough_app.py declares its topics with the same count
@@ -105,8 +113,9 @@ class Workload:
     groups: int
 
 
-def violations(count: int, rules: list[str], version: str, seed: int = 7) -> Workload:
-    """`count` violations keyed by sender, in shuffled order, each user's strikes drawn from STRIKE_MIX."""
+def violations(count: int, rules: list[str], version: str, seed: int = 7, start_ms: int | None = None) -> Workload:
+    """`count` violations keyed by sender, in shuffled order, each user's strikes drawn from STRIKE_MIX, one
+    millisecond apart from ``start_ms`` (default: so that the last is now)."""
     rng = random.Random(seed)
     senders: list[str] = []
     users = 0
@@ -116,7 +125,8 @@ def violations(count: int, rules: list[str], version: str, seed: int = 7) -> Wor
     del senders[count:]
     rng.shuffle(senders)
     groups = max(1, count // VIOLATIONS_PER_GROUP)
-    start_ms = int(time.time() * 1000) - count
+    if start_ms is None:
+        start_ms = int(time.time() * 1000) - count
     pairs = []
     for n, sender in enumerate(senders):
         rule = rng.choice(rules)
@@ -618,16 +628,66 @@ def count_rocksdb_keys(data_dir: Path) -> int:
 
 
 @dataclass
+class StoreRestore:
+    """The standing stage's own stores (streams/state/store.py) restored from the changelog, in this process."""
+
+    cold_seconds: float  # empty stores: the whole changelog read into RocksDB
+    warm_seconds: float  # the stores reopened from their files: only the tail after the checkpoint is read
+    cold_read: int
+    warm_read: int
+    exact: bool  # the stores hold exactly the changelog's last record of each key
+    cpu_seconds: float  # this process's CPU while restoring cold
+
+
+async def own_store_restore(
+    settings: Settings, changelog: str, pairs: list[tuple[bytes, bytes]], folder: Path
+) -> StoreRestore:
+    tps = [TopicPartition(changelog, p) for p in range(settings.partitions)]
+
+    def open_all() -> dict[TopicPartition, PartitionStore]:
+        return {tp: open_store("rocksdb://", folder / f"users-{tp.partition}") for tp in tps}
+
+    def close_all(stores: dict[TopicPartition, PartitionStore]) -> None:
+        for store in stores.values():
+            store.close()
+
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        stores = open_all()
+        cold = await restore_stores(settings.kafka_options(), stores)
+        cold_seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        close_all(stores)
+        progress(f"own stores, cold: {fmt(cold.records)} records restored in {cold_seconds:.1f} s")
+        started = time.perf_counter()
+        stores = open_all()
+        warm = await restore_stores(settings.kafka_options(), stores)
+        warm_seconds = time.perf_counter() - started
+        progress(f"own stores, warm: {fmt(warm.records)} records read in {warm_seconds:.1f} s")
+        expected = dict(pairs)
+        exact = sum(1 for store in stores.values() for _ in store.items()) == len(expected) and all(
+            stores[TopicPartition(changelog, partition_for(key, settings.partitions))].get(key) == value
+            for key, value in expected.items()
+        )
+        close_all(stores)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return StoreRestore(cold_seconds, warm_seconds, cold.records, warm.records, exact, cpu_seconds)
+
+
+@dataclass
 class Recovery:
     users: int
     record_bytes: int
     plain_seconds: float
-    cold: Restart
-    warm: Restart
+    own: StoreRestore
+    cold: Restart | None
+    warm: Restart | None
     stored_users: int
 
 
-async def recovery(bootstrap_servers: str, tag: str, users: int, root: Path, broker: int | None) -> Recovery:
+async def recovery(
+    bootstrap_servers: str, tag: str, users: int, root: Path, broker: int | None, *, faust_restarts: bool
+) -> Recovery:
     policy, version, rules = _policy()
     settings = Settings(
         bootstrap_servers=bootstrap_servers,
@@ -649,6 +709,9 @@ async def recovery(bootstrap_servers: str, tag: str, users: int, root: Path, bro
 
     plain_seconds = await plain_read(settings, changelog, users, RECOVERY_WAIT, max_partition_fetch_bytes=4 * MiB)
     progress(f"a plain aiokafka consumer read the changelog in {plain_seconds:.1f} s")
+    own = await own_store_restore(settings, changelog, pairs, root / "own-stores")
+    if not faust_restarts:
+        return Recovery(users, sum(len(v) for _, v in pairs), plain_seconds, own, None, None, 0)
 
     def pick(wanted: int, n: int) -> Probe:
         index = next(i for i, s in enumerate(strikes) if s == wanted)
@@ -662,7 +725,7 @@ async def recovery(bootstrap_servers: str, tag: str, users: int, root: Path, bro
         progress(f"the worker's RocksDB holds {fmt(stored)} users")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-    return Recovery(users, sum(len(v) for _, v in pairs), plain_seconds, cold, warm, stored)
+    return Recovery(users, sum(len(v) for _, v in pairs), plain_seconds, own, cold, warm, stored)
 
 
 # -- report ------------------------------------------------------------------------------------------------------
@@ -739,7 +802,24 @@ def report_recovery(r: Recovery) -> None:
         f"  plain aiokafka read of the changelog (baseline)  {r.plain_seconds:6.1f} s  "
         f"{fmt(r.users / r.plain_seconds):>9} records/s   per 1M: {r.plain_seconds * scale:6.1f} s"
     )
+    own = r.own
+    # The warm restore reads nothing: its time is the fixed part (end offsets, opening the databases); the rest of a
+    # cold restore grows with the changelog.
+    own_1m = own.warm_seconds + (own.cold_seconds - own.warm_seconds) * scale
+    print(
+        f"  own stores (streams/state/store.py), cold     {own.cold_seconds:6.1f} s  "
+        f"{fmt(own.cold_read / max(own.cold_seconds, 0.001)):>9} records/s   "
+        f"per 1M: {own_1m:6.1f} s   "
+        f"{own.cold_seconds / r.plain_seconds:5.1f}x the plain read; {own.cpu_seconds / own.cold_seconds:.2f} cores"
+    )
+    print(
+        f"  own stores, warm (files kept)                {own.warm_seconds:6.1f} s  "
+        f"{fmt(own.warm_read):>9} records read (the tail after the checkpoint); "
+        f"stores {'equal' if own.exact else 'NOT EQUAL'} to the changelog"
+    )
     for run in (r.cold, r.warm):
+        if run is None:
+            continue
         reading, read = run.first("reading"), run.first("read")
         restored, ready = run.first("restored"), run.first("ready")
         # Reading the changelog and the on_recover scan grow with the table; start-up and the decision do not.
@@ -787,7 +867,12 @@ def report_recovery(r: Recovery) -> None:
         repeats = max(len(times) for times in run.marks.values())
         if repeats > 1:
             print(f"    recovery ran {repeats} times (rebalances): {run.marks}")
-    print(f"  users in the worker's RocksDB afterwards: {fmt(r.stored_users)} of {fmt(r.users)}")
+    if r.cold is not None:
+        print(f"  users in the worker's RocksDB afterwards: {fmt(r.stored_users)} of {fmt(r.users)}")
+    print(
+        f"own stores: recovery 1M users {own_1m:.1f} s{'' if scale == 1 else ' (scaled)'}, "
+        f"{own.cold_seconds / r.plain_seconds:.2f}x plain read, warm {own.warm_seconds:.1f} s"
+    )
 
 
 async def run(args: argparse.Namespace, root: Path) -> None:
@@ -806,7 +891,11 @@ async def run(args: argparse.Namespace, root: Path) -> None:
             report_throughput(work, base, memory, rocksdb)
         if args.recovery_users:
             print(f"\n3. recovery: {fmt(args.recovery_users)} user records in the changelog", flush=True)
-            report_recovery(await recovery(broker.bootstrap_servers, tag, args.recovery_users, root, pid))
+            report_recovery(
+                await recovery(
+                    broker.bootstrap_servers, tag, args.recovery_users, root, pid, faust_restarts=args.faust_restarts
+                )
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -815,6 +904,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--violations", type=int, help="violations for the throughput step (default 20000; 0 skips)")
     parser.add_argument("--store-users", type=int, help="users for the store footprint (default 200000; 0 skips)")
     parser.add_argument("--recovery-users", type=int, help="changelog records to recover (default 1000000; 0 skips)")
+    parser.add_argument(
+        "--faust-restarts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time Faust workers restarting on the changelog, cold and warm (default: yes)",
+    )
     args = parser.parse_args(argv)
     sizes = {"violations": 20_000, "store_users": 200_000, "recovery_users": 1_000_000}
     if args.quick:

@@ -90,7 +90,7 @@ def record_group_violation(
         (violation.message_id, now, violation.categories),
     )
     level = max(state.level, level_for(len(window), group))  # a group does not climb back down by waiting
-    new_state = replace(state, violations=window, level=level)
+    new_state = GroupState(state.owner, state.managers, state.members, window, level)
     if level == state.level:
         return new_state, [], []
     step = STEPS[level]

@@ -180,7 +180,7 @@ def record_violation(
         )
     )
     strikes = (*[s for s in state.strikes if s.at_ms > now - policy.user.strike_window_ms], strike)
-    return replace(state, credit=credit, credit_ms=now, strikes=strikes), sanctions
+    return UserState(credit, now, strikes, state.pardoned), sanctions
 
 
 def pardon(

@@ -162,20 +162,30 @@ def _credit_restrictions(state: UserState, policy: SanctionPolicy, now_ms: int) 
 
 def _settle_user(
     record: UserRecord,
+    state: UserState,
     sanctions: list[Sanction],
     policy: SanctionPolicy,
     now_ms: int,
-    forwards: list[Forward] | None,
     *,
     hold: list[Sanction] | None = None,
+    liabilities: tuple[tuple[str, float], ...] | None = None,
+    lifted: frozenset[str] | None = None,
 ) -> tuple[UserRecord, Outcome]:
-    """``hold``: the sanctions to hold, if not all: a lost privilege is listed from the credit, which can recover
-    sooner (a pardon), so the sanction announcing it is not held (group_creation_barred is also a leader kind)."""
+    """The new record, built once from ``record`` with the new ``state`` (and ``liabilities`` and ``lifted`` if they
+    changed). ``hold``: the sanctions to hold, if not all: a lost privilege is listed from the credit, which can
+    recover sooner (a pardon), so the sanction announcing it is not held (group_creation_barred is also a leader
+    kind)."""
     held = _hold(record.held, sanctions if hold is None else hold)
-    credit = _credit_restrictions(record.state, policy, now_ms)
+    credit = _credit_restrictions(state, policy, now_ms)
     held, entry, changed, due = _settle(held, record.listed, credit, now_ms)
-    outcome = Outcome(sanctions, changed, forwards or [], due)
-    return replace(record, held=held, listed=entry), outcome
+    new = UserRecord(
+        state,
+        held,
+        record.liabilities if liabilities is None else liabilities,
+        record.lifted if lifted is None else lifted,
+        entry,
+    )
+    return new, Outcome(sanctions, changed, [], due)
 
 
 def _unchanged(record: UserRecord) -> tuple[UserRecord, Outcome]:
@@ -192,7 +202,7 @@ def user_violation(record: UserRecord, violation: Violation, policy: SanctionPol
     if not sanctions and state == record.state:
         return _unchanged(record)
     ladder = [s for s in sanctions if s.kind in _LADDER_KINDS]
-    return _settle_user(replace(record, state=state), sanctions, policy, violation.at_ms, None, hold=ladder)
+    return _settle_user(record, state, sanctions, policy, violation.at_ms, hold=ladder)
 
 
 def user_liability(record: UserRecord, action: LeaderLiability, policy: SanctionPolicy) -> tuple[UserRecord, Outcome]:
@@ -210,8 +220,8 @@ def user_liability(record: UserRecord, action: LeaderLiability, policy: Sanction
             action.user_id, before, before - points, policy.credit, now_ms=now, rule_ids=(), evidence=evidence
         ),
     ]
-    record = replace(record, state=state, liabilities=(*record.liabilities, (action.key, points)))
-    return _settle_user(record, sanctions, policy, now, None, hold=list(action.sanctions))
+    liabilities = (*record.liabilities, (action.key, points))
+    return _settle_user(record, state, sanctions, policy, now, hold=list(action.sanctions), liabilities=liabilities)
 
 
 def user_lift_liability(
@@ -238,8 +248,8 @@ def user_lift_liability(
         if not action.restore_credit
         else tuple(entry for entry in record.liabilities if entry[0] != action.key)
     )
-    record = replace(record, state=state, liabilities=liabilities, lifted=record.lifted | {action.key})
-    return _settle_user(record, revoked, policy, now, None)
+    lifted = record.lifted | {action.key}
+    return _settle_user(record, state, revoked, policy, now, liabilities=liabilities, lifted=lifted)
 
 
 def user_pardon(
@@ -248,7 +258,7 @@ def user_pardon(
     state, changes = pardon(record.state, user_id, message_id, policy, now_ms)
     if not changes and state == record.state:
         return _unchanged(record)
-    return _settle_user(replace(record, state=state), changes, policy, now_ms, None)
+    return _settle_user(record, state, changes, policy, now_ms)
 
 
 def user_unban(record: UserRecord, reason: str, policy: SanctionPolicy, now_ms: int) -> tuple[UserRecord, Outcome]:
@@ -258,22 +268,39 @@ def user_unban(record: UserRecord, reason: str, policy: SanctionPolicy, now_ms: 
         for s in _in_force(record.held, now_ms)
         if s.kind in {"ban", "mute"}
     ]
-    return _settle_user(record, revoked, policy, now_ms, None)
+    return _settle_user(record, record.state, revoked, policy, now_ms)
 
 
 def user_tick(record: UserRecord, policy: SanctionPolicy, now_ms: int) -> tuple[UserRecord, Outcome]:
     """Time passed: what has expired leaves the blacklist entry."""
-    return _settle_user(record, [], policy, now_ms, None)
+    return _settle_user(record, record.state, [], policy, now_ms)
 
 
 # -- groups --------------------------------------------------------------------------------------------------------
 
 
 def _settle_group(
-    record: GroupRecord, sanctions: list[Sanction], now_ms: int, forwards: list[Forward] | None = None
+    record: GroupRecord,
+    sanctions: list[Sanction],
+    now_ms: int,
+    forwards: list[Forward] | None = None,
+    *,
+    state: GroupState | None = None,
+    liable: tuple[tuple[str, str, str], ...] | None = None,
+    pardoned: frozenset[str] | None = None,
+    flagged: bool | None = None,
 ) -> tuple[GroupRecord, Outcome]:
+    """The new record, built once from ``record`` and what changed."""
     held, entry, changed, due = _settle(_hold(record.held, sanctions), record.listed, [], now_ms)
-    return replace(record, held=held, listed=entry), Outcome(sanctions, changed, forwards or [], due)
+    new = GroupRecord(
+        record.state if state is None else state,
+        held,
+        record.liable if liable is None else liable,
+        record.pardoned if pardoned is None else pardoned,
+        record.flagged if flagged is None else flagged,
+        entry,
+    )
+    return new, Outcome(sanctions, changed, forwards or [], due)
 
 
 def group_event(
@@ -298,7 +325,7 @@ def group_event(
                 revoked=not over,
             ),
         )
-    return _settle_group(replace(record, state=state, flagged=over), sanctions, now_ms)
+    return _settle_group(record, sanctions, now_ms, state=state, flagged=over)
 
 
 def group_violation(record: GroupRecord, violation: Violation, policy: SanctionPolicy) -> tuple[GroupRecord, Outcome]:
@@ -313,7 +340,7 @@ def group_violation(record: GroupRecord, violation: Violation, policy: SanctionP
         own = tuple(s for s in sanctions if s.subject == f"user:{liability.user_id}")
         forwards.append(LeaderLiability(liability.user_id, key, liability, own, violation.at_ms))
         liable.append((liability.user_id, liability.step, key))
-    return _settle_group(replace(record, state=state, liable=tuple(liable)), group_sanctions, violation.at_ms, forwards)
+    return _settle_group(record, group_sanctions, violation.at_ms, forwards, state=state, liable=tuple(liable))
 
 
 def group_pardon(
@@ -322,7 +349,7 @@ def group_pardon(
     """A pardoned message leaves the window; if the count falls below a level, that level's sanctions go too."""
     state = record.state
     if all(v[0] != message_id for v in state.violations):  # not counted: no count falls, so no level goes
-        return _settle_group(replace(record, pardoned=record.pardoned | {message_id}), [], now_ms)
+        return _settle_group(record, [], now_ms, pardoned=record.pardoned | {message_id})
     window = tuple(v for v in state.violations if v[0] != message_id)
     level = min(state.level, level_for(len(window), policy.group))
     undone = {STEPS[n] for n in STEPS if level < n <= state.level}
@@ -338,13 +365,15 @@ def group_pardon(
         for user_id, step, key in record.liable
         if step in undone
     ]
-    record = replace(
+    return _settle_group(
         record,
+        revoked,
+        now_ms,
+        forwards,
         state=replace(state, violations=window, level=level),
         liable=tuple(entry for entry in record.liable if entry[1] not in undone),
         pardoned=record.pardoned | {message_id},
     )
-    return _settle_group(record, revoked, now_ms, forwards)
 
 
 def group_lift_suspension(record: GroupRecord, reason: str, now_ms: int) -> tuple[GroupRecord, Outcome]:
@@ -389,10 +418,9 @@ def link_violation(
         *(s for s in record.sightings if s[1] > now - links.window_ms and s[0] != violation.group_id),
         (violation.group_id, now, violation.message_id, violation.categories),
     )
-    record = replace(record, sightings=sightings)
     groups = {group for group, _, _, _ in sightings}
     if len(groups) < links.campaign_groups or any(s.kind == "link_blacklisted" for s in _in_force(record.held, now)):
-        return _settle_link(record, [], now)
+        return _settle_link(record, [], now, sightings)
     categories = tuple(sorted({c for _, _, _, found in sightings for c in found}))
     notice = links.notice.format(domain=domain, count=len(groups), categories=", ".join(categories))
     sanction = Sanction(
@@ -405,13 +433,19 @@ def link_violation(
         expires_ms=now + links.blacklist_ms,
         notice=notice,
     )
-    return _settle_link(record, [sanction], now)
+    return _settle_link(record, [sanction], now, sightings)
 
 
 def link_tick(record: LinkRecord, now_ms: int) -> tuple[LinkRecord, Outcome]:
     return _settle_link(record, [], now_ms)
 
 
-def _settle_link(record: LinkRecord, sanctions: list[Sanction], now_ms: int) -> tuple[LinkRecord, Outcome]:
+def _settle_link(
+    record: LinkRecord,
+    sanctions: list[Sanction],
+    now_ms: int,
+    sightings: tuple[tuple[str, int, str, tuple[str, ...]], ...] | None = None,
+) -> tuple[LinkRecord, Outcome]:
     held, entry, changed, due = _settle(_hold(record.held, sanctions), record.listed, [], now_ms)
-    return replace(record, held=held, listed=entry), Outcome(sanctions, changed, [], due)
+    new = LinkRecord(record.sightings if sightings is None else sightings, held, entry)
+    return new, Outcome(sanctions, changed, [], due)

@@ -22,12 +22,13 @@ from streams.policy.standing import (
 
 
 def sanction_to_dict(s: Sanction) -> dict[str, Any]:
+    """As JSON has it; tuples stay tuples (orjson writes them as arrays), not copied into lists."""
     return {
         "subject": s.subject,
         "kind": s.kind,
         "reason": s.reason,
-        "rule_ids": list(s.rule_ids),
-        "evidence": list(s.evidence),
+        "rule_ids": s.rule_ids,
+        "evidence": s.evidence,
         "start_ms": s.start_ms,
         "expires_ms": s.expires_ms,
         "notice": s.notice,
@@ -51,7 +52,7 @@ def sanction_from_dict(d: dict[str, Any]) -> Sanction:
 
 def sanction_id(s: Sanction) -> str:
     """The same action always has the same id, so a consumer can drop a redelivered one."""
-    what = orjson.dumps([s.subject, s.kind, s.start_ms, list(s.evidence)])  # unambiguous, whatever the ids hold
+    what = orjson.dumps((s.subject, s.kind, s.start_ms, s.evidence))  # unambiguous, whatever the ids hold
     issued = f"{s.subject}/{s.kind}/{hashlib.sha256(what).hexdigest()[:16]}"
     return f"{issued}/revoked" if s.revoked else issued
 
@@ -102,7 +103,7 @@ def forward_to_dict(f: Forward) -> dict[str, Any]:
             "group_id": liability.group_id,
             "step": liability.step,
             "points": liability.points,
-            "evidence": list(liability.evidence),
+            "evidence": liability.evidence,
             "sanctions": [sanction_to_dict(s) for s in f.sanctions],
             "at_ms": f.at_ms,
         }
@@ -140,12 +141,10 @@ def dump_user(r: UserRecord) -> bytes:
             {
                 "credit": s.credit,
                 "credit_ms": s.credit_ms,
-                "strikes": [
-                    [k.message_id, k.at_ms, k.rung, k.penalty, list(k.categories), list(k.rule_ids)] for k in s.strikes
-                ],
+                "strikes": [(k.message_id, k.at_ms, k.rung, k.penalty, k.categories, k.rule_ids) for k in s.strikes],
                 "pardoned": sorted(s.pardoned),
                 "held": [sanction_to_dict(h) for h in r.held],
-                "liabilities": [list(entry) for entry in r.liabilities],
+                "liabilities": r.liabilities,
                 "lifted": sorted(r.lifted),
                 "listed": restrictions_to_list(r.listed),
             }
@@ -175,10 +174,10 @@ def dump_group(r: GroupRecord) -> bytes:
                 "owner": s.owner,
                 "managers": sorted(s.managers),
                 "members": sorted(s.members),
-                "violations": [[m, at, list(cats)] for m, at, cats in s.violations],
+                "violations": s.violations,
                 "level": s.level,
                 "held": [sanction_to_dict(h) for h in r.held],
-                "liable": [list(entry) for entry in r.liable],
+                "liable": r.liable,
                 "pardoned": sorted(r.pardoned),
                 "flagged": r.flagged,
                 "listed": restrictions_to_list(r.listed),
@@ -210,7 +209,7 @@ def dump_link(r: LinkRecord) -> bytes:
     return sized(
         orjson.dumps(
             {
-                "sightings": [[g, at, m, list(cats)] for g, at, m, cats in r.sightings],
+                "sightings": r.sightings,
                 "held": [sanction_to_dict(h) for h in r.held],
                 "listed": restrictions_to_list(r.listed),
             }

@@ -79,14 +79,6 @@ def _text(doc: dict[str, Any], name: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class _Decided:
-    subject: str  # "user:<id>", "group:<id>" or "link:<domain>"
-    outcome: Outcome
-    extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()  # (inbox, key, action) beyond the outcome's forwards
-    entry: dict[str, Any] = field(default_factory=dict)  # more for the blacklist entry, if it changed
-
-
 class Tables:
     """The standing tables' decisions under one sanction policy; every verdict-less event is stamped with
     ``rules_version``."""
@@ -105,10 +97,8 @@ class Tables:
                 raise InvalidEvent(f"violation of {violation.sender_id} keyed by {user_id}")
             record, outcome = standing.user_violation(record, violation, self.policy)
             # Repartition: the group table counts it too, on the partition of its group.
-            forward = codec.violation_to_dict(violation) | {
-                "action": "violation",
-                "rules_version": doc.get("rules_version"),
-            }
+            forward = codec.violation_to_dict(violation)
+            forward["action"], forward["rules_version"] = "violation", doc.get("rules_version")
             extra = ((GROUP_ACTIONS, violation.group_id.encode(), forward),)
             domains = doc.get("domains") or []
             if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
@@ -130,7 +120,7 @@ class Tables:
             record, outcome = standing.user_tick(record, self.policy, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown user action {action!r}")
-        return self._applied(codec.dump_user(record), _Decided(f"user:{user_id}", outcome, extra), doc, now_ms)
+        return self._applied(codec.dump_user(record), f"user:{user_id}", outcome, doc, now_ms, extra=extra)
 
     def group(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
         group_id = key.decode()
@@ -161,7 +151,7 @@ class Tables:
             record, outcome = standing.group_tick(record, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown group action {action!r}")
-        return self._applied(codec.dump_group(record), _Decided(f"group:{group_id}", outcome), doc, now_ms)
+        return self._applied(codec.dump_group(record), f"group:{group_id}", outcome, doc, now_ms)
 
     def link(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
         domain = key.decode()
@@ -175,8 +165,8 @@ class Tables:
         else:
             raise InvalidEvent(f"unknown link action {action!r}")
         categories = sorted({c for _, _, _, found in record.sightings for c in found})
-        decided = _Decided(f"link:{domain}", outcome, entry={"categories": categories})
-        return self._applied(codec.dump_link(record), decided, doc, now_ms)
+        entry = {"categories": categories}
+        return self._applied(codec.dump_link(record), f"link:{domain}", outcome, doc, now_ms, entry=entry)
 
     @staticmethod
     def command(doc: dict[str, Any], now_ms: int) -> Applied:
@@ -197,43 +187,79 @@ class Tables:
             raise InvalidEvent(f"'kind' must be one of {', '.join(COMMAND_KINDS)}")
         return Applied(None, [Output(inbox, k.encode(), orjson.dumps(a | command)) for inbox, k, a in out])
 
-    def _applied(self, record: bytes, decided: _Decided, doc: dict[str, Any], now_ms: int) -> Applied:
-        """Sanctions, the blacklist entry if it changed, forwards and the audit record, in the order they are sent."""
-        outcome, subject = decided.outcome, decided.subject
-        stamp = {
-            "rules_version": doc.get("rules_version") or self.rules_version,
-            "policy_version": self.policy.version,
-        }
+    def _applied(
+        self,
+        record: bytes,
+        subject: str,
+        outcome: Outcome,
+        doc: dict[str, Any],
+        now_ms: int,
+        *,
+        extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = (),
+        entry: dict[str, Any] | None = None,
+    ) -> Applied:
+        """Sanctions, the blacklist entry if it changed, forwards and the audit record, in the order they are sent.
+
+        ``subject``: "user:<id>", "group:<id>" or "link:<domain>"; ``extra``: (inbox, key, action) to forward beyond
+        the outcome's forwards; ``entry``: more for the blacklist entry. Each JSON object is built once, in the key
+        order of its schema, with the rules and policy versions as its last two keys."""
+        rules_version = doc.get("rules_version") or self.rules_version
+        policy_version = self.policy.version
         out: list[Output] = []
+        sanction_ids: list[str] = []
         for s in outcome.sanctions:
-            value = {"schema": "moderation.sanction.v1", "sanction_id": codec.sanction_id(s)}
-            value |= codec.sanction_to_dict(s) | stamp
-            out.append(Output(SANCTIONS, s.subject.encode(), orjson.dumps(value)))
+            sanction_id = codec.sanction_id(s)
+            sanction_ids.append(sanction_id)
+            value = orjson.dumps(
+                {
+                    "schema": "moderation.sanction.v1",
+                    "sanction_id": sanction_id,
+                    "subject": s.subject,
+                    "kind": s.kind,
+                    "reason": s.reason,
+                    "rule_ids": s.rule_ids,
+                    "evidence": s.evidence,
+                    "start_ms": s.start_ms,
+                    "expires_ms": s.expires_ms,
+                    "notice": s.notice,
+                    "revoked": s.revoked,
+                    "rules_version": rules_version,
+                    "policy_version": policy_version,
+                }
+            )
+            out.append(Output(SANCTIONS, s.subject.encode(), value))
             if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
-                out.append(Output(NOTICES, s.subject.encode(), orjson.dumps(value)))
+                out.append(Output(NOTICES, s.subject.encode(), value))
         if outcome.listing is not None:
-            out.append(Output(BLACKLIST, subject.encode(), _listing(decided, stamp)))
-        forwards = [
-            (USER_ACTIONS, f.user_id.encode(), codec.forward_to_dict(f) | stamp) for f in outcome.forwards
-        ] + list(decided.extra)
+            listing = _listing(subject, outcome, entry, rules_version, policy_version)
+            out.append(Output(BLACKLIST, subject.encode(), listing))
+        forwards: list[tuple[str, bytes, dict[str, Any]]] = []
+        for f in outcome.forwards:
+            action = codec.forward_to_dict(f)
+            action["rules_version"], action["policy_version"] = rules_version, policy_version
+            forwards.append((USER_ACTIONS, f.user_id.encode(), action))
+        forwards += extra
         out += [Output(inbox, key, orjson.dumps(action)) for inbox, key, action in forwards]
-        if doc.get("action") != "tick" or outcome.sanctions or outcome.listing is not None:
+        if outcome.sanctions or outcome.listing is not None or doc.get("action") != "tick":
             audit = {
                 "schema": "moderation.audit.v1",
                 "subject": subject,
                 "decided_at_ms": now_ms,
                 "input": doc,
-                "sanctions": [codec.sanction_id(s) for s in outcome.sanctions],
+                "sanctions": sanction_ids,
                 "blacklist": None if outcome.listing is None else codec.restrictions_to_list(outcome.listing),
                 "forwarded": [{"to": inbox, "key": key.decode(), "action": a["action"]} for inbox, key, a in forwards],
-            } | stamp
+                "rules_version": rules_version,
+                "policy_version": policy_version,
+            }
             out.append(Output(AUDIT, subject.encode(), orjson.dumps(audit)))
-        return Applied(record, out, list(outcome.sanctions), outcome.due_ms)
+        return Applied(record, out, outcome.sanctions, outcome.due_ms)
 
 
-def _listing(decided: _Decided, stamp: dict[str, Any]) -> bytes | None:
+def _listing(
+    subject: str, outcome: Outcome, more: dict[str, Any] | None, rules_version: Any, policy_version: str
+) -> bytes | None:
     """A blacklist entry, or None (a tombstone) when nothing restricts the subject any more."""
-    outcome, subject = decided.outcome, decided.subject
     if not outcome.listing:
         return None
     untils = [r.until_ms for r in outcome.listing]
@@ -246,7 +272,10 @@ def _listing(decided: _Decided, stamp: dict[str, Any]) -> bytes | None:
         "restrictions": codec.restrictions_to_list(outcome.listing),
         "until_ms": None if None in untils else max(u for u in untils if u is not None),
     }
-    return orjson.dumps(entry | decided.entry | stamp)
+    if more:
+        entry |= more
+    entry["rules_version"], entry["policy_version"] = rules_version, policy_version
+    return orjson.dumps(entry)
 
 
 def next_change(listed: tuple[standing.Restriction, ...]) -> int | None:

@@ -1,0 +1,75 @@
+"""The standing tables' pure decisions (streams/state/tables.py), without Kafka: CPU time a violation.
+
+    python -m benchmarks.decisions [--violations 20000] [--rounds 7]
+
+Each violation of the standing benchmark's workload is decided by the user table, and the violation it forwards by
+the group table, with the records kept in dicts, as a batched stage applies them. Times are CPU time of this process
+(so other work on the machine matters less), best and median of the rounds. The digest covers every record and
+output byte, so two versions of the code can be shown to decide the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import time
+
+from benchmarks.standing import _policy, violations
+from streams.state.tables import Applied, Tables, parse
+from streams.topics import GROUP_ACTIONS
+
+START_MS = 1_899_000_000_000  # fixed, so the digest does not depend on the day
+
+
+def decide_all(tables: Tables, pairs: list[tuple[bytes, bytes]]) -> tuple[dict[bytes, bytes], list[Applied]]:
+    records: dict[bytes, bytes] = {}
+    applied: list[Applied] = []
+    now = START_MS + len(pairs)
+    for key, value in pairs:
+        user = tables.user(records.get(b"u/" + key), key, parse(value), now)
+        records[b"u/" + key] = user.record or b""
+        applied.append(user)
+        for out in user.outputs:
+            if out.topic == GROUP_ACTIONS:
+                group = tables.group(records.get(b"g/" + out.key), out.key, parse(out.value), now)
+                records[b"g/" + out.key] = group.record or b""
+                applied.append(group)
+    return records, applied
+
+
+def digest(records: dict[bytes, bytes], applied: list[Applied]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(records):
+        h.update(key + b"\0" + records[key])
+    for a in applied:
+        for out in a.outputs:
+            h.update(out.topic.encode() + b"\0" + out.key + b"\0" + (out.value or b"-"))
+    return h.hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.decisions", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--violations", type=int, default=20_000, help="violations decided a round (default 20000)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds; best and median are reported (default 7)")
+    args = parser.parse_args(argv)
+    if args.violations < 1 or args.rounds < 1:
+        parser.error("--violations and --rounds must be at least 1")
+    policy, version, rules = _policy()
+    work = violations(args.violations, rules, version, start_ms=START_MS)
+    tables = Tables(policy, version)
+    seconds = []
+    for _ in range(args.rounds):
+        started = time.process_time()
+        records, applied = decide_all(tables, work.pairs)
+        seconds.append(time.process_time() - started)
+    per = [s * 1e6 / args.violations for s in seconds]
+    print(
+        f"decisions: {args.violations:,} violations (user then group table): best {min(per):.1f} us/violation, "
+        f"median {statistics.median(per):.1f} us of CPU; digest {digest(records, applied)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,287 @@
+"""A table partition's local store: its records, when each next changes by itself, and the checkpoint they reflect.
+
+One store per table partition, replicated by a compacted changelog topic keyed like the table (as Kafka Streams and
+Quix Streams keep state). Every write is one atomic batch holding the new values together with the changelog offset
+and the input offsets they reflect, so a restart knows exactly where to resume. Expiry times are kept apart from the
+records, so rebuilding the expiry schedule reads them without decoding a single record.
+
+``rocksdb://`` keeps each partition in a RocksDB database of its own; ``memory://`` runs the same code on dicts.
+
+A changelog record is the table's key and value (None: deleted), with two headers: when the record next changes by
+itself, and the input record that last changed it. Recovery restores the first without decoding the value, and uses
+the second to leave out what came from input records that were never committed, which will be applied again.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+import rocksdict
+
+from streams.records import SourceRecord
+
+STORES = ("rocksdb://", "memory://")
+DUE_HEADER = "due_ms"  # epoch milliseconds, in ASCII digits; absent: the record never changes by itself
+SOURCE_HEADER = "source"  # "<input topic>@<offset>" of the input record that last changed the record
+
+# RocksDB key prefixes: one database per partition, three kinds of keys.
+VALUES, EXPIRIES, META = b"v", b"x", b"m"
+_CHECKPOINT = b"checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a store reflects: the changelog up to ``changelog_offset`` and each input topic up to its offset (the
+    next offset not applied, of this store's partition)."""
+
+    changelog_offset: int = 0
+    inputs: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    value: bytes | None  # None: the key is deleted, and its due time with it
+    due_ms: int | None = None  # when the record next changes by itself
+
+
+class ChangelogRecord(SourceRecord, Protocol):
+    headers: Sequence[tuple[str, bytes]]
+
+
+def changelog_headers(due_ms: int | None, source_topic: str, source_offset: int) -> list[tuple[str, bytes]]:
+    """The headers of a changelog record (see the module's docstring)."""
+    headers = [(SOURCE_HEADER, f"{source_topic}@{source_offset}".encode())]
+    if due_ms is not None:
+        headers.append((DUE_HEADER, str(due_ms).encode()))
+    return headers
+
+
+def _from_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[int | None, str | None, int]:
+    """The due time, source topic and source offset a changelog record's headers carry."""
+    due, topic, offset = None, None, -1
+    for name, value in headers:
+        if name == DUE_HEADER:
+            due = int(value)
+        elif name == SOURCE_HEADER:
+            source, _, at = value.decode().rpartition("@")
+            topic, offset = source, int(at)
+    return due, topic, offset
+
+
+# -- backends --------------------------------------------------------------------------------------------------------
+
+
+class Batch(Protocol):
+    def put(self, space: bytes, key: bytes, value: bytes) -> None: ...
+    def delete(self, space: bytes, key: bytes) -> None: ...
+
+
+class Backend(Protocol):
+    def batch(self) -> Batch: ...
+    def write(self, batch: Batch) -> None:
+        """Apply every put and delete of the batch, all or none."""
+
+    def get(self, space: bytes, key: bytes) -> bytes | None: ...
+    def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def wipe(self) -> None:
+        """Remove every key."""
+
+    def close(self) -> None: ...
+
+
+class _MemoryBatch:
+    def __init__(self) -> None:
+        self.ops: list[tuple[bytes, bytes, bytes | None]] = []
+
+    def put(self, space: bytes, key: bytes, value: bytes) -> None:
+        self.ops.append((space, key, value))
+
+    def delete(self, space: bytes, key: bytes) -> None:
+        self.ops.append((space, key, None))
+
+
+class MemoryBackend:
+    """A dict per kind of key. Gone with the process: every start restores from the changelog."""
+
+    def __init__(self) -> None:
+        self._spaces: dict[bytes, dict[bytes, bytes]] = {VALUES: {}, EXPIRIES: {}, META: {}}
+
+    def batch(self) -> _MemoryBatch:
+        return _MemoryBatch()
+
+    def write(self, batch: Batch) -> None:
+        assert isinstance(batch, _MemoryBatch)
+        spaces = self._spaces
+        for space, key, value in batch.ops:
+            if value is None:
+                spaces[space].pop(key, None)
+            else:
+                spaces[space][key] = value
+
+    def get(self, space: bytes, key: bytes) -> bytes | None:
+        return self._spaces[space].get(key)
+
+    def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self._spaces[space].items()))
+
+    def wipe(self) -> None:
+        for keys in self._spaces.values():
+            keys.clear()
+
+    def close(self) -> None:
+        self.wipe()
+
+
+class _RocksBatch:
+    def __init__(self) -> None:
+        self.batch = rocksdict.WriteBatch(raw_mode=True)
+
+    def put(self, space: bytes, key: bytes, value: bytes) -> None:
+        self.batch.put(space + key, value)
+
+    def delete(self, space: bytes, key: bytes) -> None:
+        self.batch.delete(space + key)
+
+
+def _rocksdb_options() -> rocksdict.Options:
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(create_if_missing=True)
+    return options
+
+
+class RocksBackend:
+    """One RocksDB database; each kind of key under its own one-byte prefix."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = rocksdict.Rdict(str(path), _rocksdb_options())
+
+    def batch(self) -> _RocksBatch:
+        return _RocksBatch()
+
+    def write(self, batch: Batch) -> None:
+        assert isinstance(batch, _RocksBatch)
+        self._db.write(batch.batch)
+
+    def get(self, space: bytes, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(space + key)
+        return value
+
+    def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=space):
+            assert isinstance(key, bytes)  # raw mode: keys are bytes
+            if not key.startswith(space):
+                return
+            yield key[len(space) :], value
+
+    def wipe(self) -> None:
+        self._db.close()
+        rocksdict.Rdict.destroy(str(self.path), _rocksdb_options())
+        shutil.rmtree(self.path, ignore_errors=True)  # destroy leaves the folder
+        self._db = rocksdict.Rdict(str(self.path), _rocksdb_options())
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# -- the store -------------------------------------------------------------------------------------------------------
+
+
+def _checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
+    return orjson.dumps({"changelog": checkpoint.changelog_offset, "inputs": dict(checkpoint.inputs)})
+
+
+def _checkpoint(raw: bytes | None) -> Checkpoint:
+    if raw is None:
+        return Checkpoint()
+    doc = orjson.loads(raw)
+    return Checkpoint(int(doc["changelog"]), {str(t): int(o) for t, o in doc["inputs"].items()})
+
+
+def _set(batch: Batch, key: bytes, value: bytes | None, due_ms: int | None) -> None:
+    """A record's new value and due time; a deleted record has nothing due."""
+    if value is None:
+        batch.delete(VALUES, key)
+    else:
+        batch.put(VALUES, key, value)
+    if due_ms is None or value is None:
+        batch.delete(EXPIRIES, key)
+    else:
+        batch.put(EXPIRIES, key, due_ms.to_bytes(8, "big"))
+
+
+class PartitionStore:
+    """The records of one table partition, their expiry times, and the checkpoint they reflect."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.checkpoint = _checkpoint(backend.get(META, _CHECKPOINT))
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._backend.get(VALUES, key)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return self._backend.scan(VALUES)
+
+    def expiries(self) -> Iterator[tuple[bytes, int]]:
+        """Every key that changes by itself, with when: without reading a record."""
+        return ((key, int.from_bytes(due, "big")) for key, due in self._backend.scan(EXPIRIES))
+
+    def write(self, changes: Mapping[bytes, Change], checkpoint: Checkpoint) -> None:
+        """The new values and expiry times, and the checkpoint they reach, in one atomic write."""
+        batch = self._backend.batch()
+        for key, change in changes.items():
+            _set(batch, key, change.value, change.due_ms)
+        self._commit(batch, checkpoint)
+
+    def restore(self, records: Sequence[ChangelogRecord], committed: Mapping[str, int] | None = None) -> int:
+        """Apply records read from the changelog, in offset order, in one write; return how many were applied.
+
+        ``committed``: the committed offset of each input topic (of this partition). A record that came from an
+        input record at or past it is left out: that input will be read and applied again, and must find the state
+        it was first applied to, or its outputs (perhaps never acknowledged) would not be made again."""
+        if not records:
+            return 0
+        batch = self._backend.batch()
+        applied = 0
+        for record in records:
+            due = None
+            if record.headers:
+                due, topic, offset = _from_headers(record.headers)
+                if committed is not None and topic is not None and offset >= committed.get(topic, 0):
+                    continue
+            key = record.key
+            assert key is not None, "a changelog record has the table's key"
+            _set(batch, key, record.value, due)  # the batch applies in order: a key's last record wins
+            applied += 1
+        inputs = dict(self.checkpoint.inputs if committed is None else committed)
+        self._commit(batch, Checkpoint(records[-1].offset + 1, inputs))
+        return applied
+
+    def _commit(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        batch.put(META, _CHECKPOINT, _checkpoint_bytes(checkpoint))
+        self._backend.write(batch)
+        self.checkpoint = checkpoint
+
+    def wipe(self) -> None:
+        """Forget everything, checkpoint included: the next restore reads the whole changelog."""
+        self._backend.wipe()
+        self.checkpoint = Checkpoint()
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+def open_store(store: str, path: Path) -> PartitionStore:
+    """A partition store: ``rocksdb://`` in the database at ``path``, ``memory://`` in dicts (``path`` unused)."""
+    if store == "rocksdb://":
+        return PartitionStore(RocksBackend(path))
+    if store == "memory://":
+        return PartitionStore(MemoryBackend())
+    raise ValueError(f"unknown store {store!r}: use one of {', '.join(STORES)}")
