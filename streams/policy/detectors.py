@@ -84,7 +84,7 @@ _PREMIUM_PHONE = re.compile(
     r"|1(?<![0-9]1)[ -]?(?:900|976)[ -]?[0-9]{3}[ -]?[0-9]{4}(?![0-9])"
 )
 # An SMS short code: 4-6 digits that a "text/send/reply ... to" points at ("txt WIN to 87121", "回复1到10086").
-_SHORTCODE = re.compile(r"(?:to|on|至|到)\s?([0-9]{4,6})(?![0-9.,])")
+_SHORTCODE = re.compile(r"(?:to|on|至|到)\s?([0-9]{4,6})(?![0-9]|[.,][0-9])")  # "to 82277." ends a sentence
 _SHORTCODE_VERB = re.compile(r"(?:txt|text|sms|send|reply|call|ring|dial|发送|回复|编辑|短信)")
 _SHORTCODE_REACH = 40
 # Crypto wallets: Ethereum-style hex, Bitcoin bech32 and base58, Tron (read lower-case, as normal text is).

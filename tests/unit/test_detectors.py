@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.policy import detectors
-from streams.policy.detectors import Signal, detect, detect_batch, domain_of, id_card_valid
+from streams.policy.detectors import Signal, detect, detect_batch, detect_quiet, domain_of, id_card_valid
 from streams.policy.normalize import BOUNDARY, NormalBatch, normalize, normalize_joined
 
 # Computed here independently of the detector (GB 11643).
@@ -364,3 +364,64 @@ def test_a_batch_finds_what_each_of_its_texts_holds(texts: list[str]) -> None:
     normals = normalize_joined(texts).split(BOUNDARY)
     expected = {index: found for index, normal in enumerate(normals) if (found := detect(normal))}
     assert detect_batch(NormalBatch(texts)) == expected
+
+
+# --- the signals combinations name ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "found"),
+    [
+        pytest.param("mail me: deals@promo-mail.co.uk today", "email", "deals@promo-mail.co.uk", id="email"),
+        pytest.param("call +44 7700 900123 now", "intl_phone", "+44 7700 900123", id="intl-plus"),
+        pytest.param("ring 001 415 555 0199 asap", "intl_phone", "001 415 555 0199", id="intl-00"),
+        pytest.param("To claim call 09061701461.", "premium_phone", "09061701461", id="uk-09"),
+        pytest.param("dial 1-900-555-0199 for more", "premium_phone", "1-900-555-0199", id="us-900"),
+        pytest.param(
+            "usdt到 0x52908400098527886e0f7030069857d2e4169ee7 即可",
+            "wallet",
+            "0x52908400098527886e0f7030069857d2e4169ee7",
+            id="eth",
+        ),
+        pytest.param(
+            "btc: bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            "wallet",
+            "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+            id="bech32",
+        ),
+    ],
+)
+def test_the_signals_a_combination_may_name(text: str, kind: str, found: str) -> None:
+    normal = normalize(text)
+    assert [normal[s.start : s.end] for s in detect(normal) if s.kind == kind] == [found]
+
+
+def test_a_mainland_number_with_86_is_a_phone_not_an_international_one() -> None:
+    normal = normalize("+86 138 0013 8000")
+    assert [s.kind for s in detect(normal)] == ["phone"]
+
+
+def test_an_e_mail_address_is_not_a_link_too() -> None:
+    normal = normalize("write to bob@example.com")
+    assert [s.kind for s in detect(normal)] == ["email"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "found"),
+    [
+        pytest.param("Txt WIN to 87121 now", "shortcode", ["87121"], id="shortcode"),
+        pytest.param("回复1到10086", "shortcode", ["10086"], id="shortcode-zh"),
+        pytest.param("Text MQUIZ to 82277.", "shortcode", ["82277"], id="shortcode-ends-a-sentence"),
+        pytest.param("send it to 82277.5 people", "shortcode", [], id="not-a-decimal"),
+        pytest.param("meet me at 10:30 near gate 12345", "shortcode", [], id="no-verb-no-shortcode"),
+        pytest.param(
+            "¥500 or 500元 or $1,000 or £900 or 150p", "money", ["¥500", "500元", "$1,000", "£900", "150p"], id="money"
+        ),
+        pytest.param("伍佰块", "money", ["五百块"], id="money-numerals"),
+        pytest.param("转发十个群", "number", ["十"], id="number-numerals"),
+    ],
+)
+def test_quiet_signals_are_found_only_when_asked(text: str, kind: str, found: list[str]) -> None:
+    normal = normalize(text)
+    assert [s.kind for s in detect(normal)] == []  # never reported alone
+    assert [normal[s.start : s.end] for s in detect_quiet(normal) if s.kind == kind] == found
