@@ -427,7 +427,7 @@ def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iter
             yield "pinyin", " ".join(syllables)
         if len(normal) >= _INITIALS_CHARACTERS:
             initials = lazy_pinyin(normal, style=Style.FIRST_LETTER, errors="ignore")
-            if len(initials) == len(normal):
+            if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat
                 yield "initials", "".join(initials)
     if draft.variants:
         made = 0

@@ -197,6 +197,12 @@ def test_pinyin_initials_and_lookalikes_are_generated(tmp_path: Path) -> None:
     assert kinds == {"", "pinyin", "initials", "lookalike"}
 
 
+def test_initials_of_one_repeated_letter_are_not_generated(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"violence": header("violence") + "rule school\n  血洗学校\n"})
+    assert "xxxx" not in {term.normal for term in c.pack.terms}
+    assert judge(c, "xxxx公司的xxx说了什么")["decision"] == "allow"
+
+
 def test_a_rule_can_opt_out_of_generated_variants(tmp_path: Path) -> None:
     c = classifier(
         tmp_path, {"gambling": GAMBLING + "rule online pinyin=no variants=no\n  网络赌博\n"}, lookalikes="赌 堵\n"
