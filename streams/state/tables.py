@@ -214,15 +214,7 @@ class Tables:
                 {
                     "schema": "moderation.sanction.v1",
                     "sanction_id": sanction_id,
-                    "subject": s.subject,
-                    "kind": s.kind,
-                    "reason": s.reason,
-                    "rule_ids": s.rule_ids,
-                    "evidence": s.evidence,
-                    "start_ms": s.start_ms,
-                    "expires_ms": s.expires_ms,
-                    "notice": s.notice,
-                    "revoked": s.revoked,
+                    **codec.sanction_to_dict(s),  # the schema's order
                     "rules_version": rules_version,
                     "policy_version": policy_version,
                 }
