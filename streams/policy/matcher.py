@@ -29,6 +29,16 @@ _SLOT_REACH = 40  # how far around its literal part a term with slots is looked 
 _TERM, _ALLOW, _WARN = 0, 1, 2
 
 
+_FEWEST_LATIN_SECOND = 4  # letters a Latin word keeps in the second view to be looked for there
+
+
+def _readable_second(form: str) -> bool:
+    """Whether a term is looked for in the second view: not if it reads as a short Latin word there ("rrss" as "rs",
+    "good" as "god"), which common words would match once their repeated letters are read as one. Initials are left
+    out too: they are abbreviations, not words spelled with repeats or leet."""
+    return not form.isascii() or len(form.replace(" ", "")) >= _FEWEST_LATIN_SECOND
+
+
 def _as_bytes(text: str) -> str:
     return text.encode().decode("latin-1")
 
@@ -108,7 +118,11 @@ class Matcher:
         self._normal = _Automaton(keyed)
         # The second view: terms as it reads them, and allow phrases, which must cancel there too.
         second: list[tuple[str, Term | None, int]] = [
-            (second_form(term.normal), term, _TERM) for term in pack.terms if term.pattern is None
+            (form, term, _TERM)
+            for term in pack.terms
+            if term.pattern is None
+            and term.variant != "initials"
+            and _readable_second(form := second_form(term.normal))
         ]
         second += [(second_form(phrase.normal), None, _ALLOW) for phrase in pack.allow]
         self._second = _Automaton(second)

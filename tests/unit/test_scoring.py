@@ -197,6 +197,14 @@ def test_pinyin_initials_and_lookalikes_are_generated(tmp_path: Path) -> None:
     assert kinds == {"", "pinyin", "initials", "lookalike"}
 
 
+def test_the_second_view_reads_no_initials_and_no_short_latin_words(tmp_path: Path) -> None:
+    # The initials of 人肉搜索, "rrss", read "rs" there, as does "rss" in a text that has "zzz" elsewhere.
+    c = classifier(tmp_path, {"privacy": header("privacy") + "rule doxxing\n  人肉搜索\n  seee\n"})
+    assert judge(c, "the rss feed, zzz")["decision"] == "allow"
+    assert judge(c, "rrss 人肉")["decision"] == "block"  # the initials themselves still match in the normal view
+    assert judge(c, "seeeeee zzz")["decision"] == "allow"  # "seee" reads "se": too short to look for there
+
+
 def test_initials_of_one_repeated_letter_are_not_generated(tmp_path: Path) -> None:
     c = classifier(tmp_path, {"violence": header("violence") + "rule school\n  血洗学校\n"})
     assert "xxxx" not in {term.normal for term in c.pack.terms}
