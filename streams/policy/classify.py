@@ -147,13 +147,14 @@ class Classifier:
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
         verdicts = [self._verdict(m, classified_at_ms) for m in messages]
         scorer = self._scorer
-        hit = {index for index, hits in found.hits.items() if scorer.may_fire({hit.term.rule.id for hit in hits})}
+        prospects = {index: scorer.prospects({h.term.rule.id for h in hits}) for index, hits in found.hits.items()}
+        hit = {index for index, (fires, _, _) in prospects.items() if fires}
         for index in sorted(hit | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
             mapped = batch.mapped(index)
             hits = found.hits.get(index, ()) if index in hit else ()
             text_signals = signals.get(index, [])
             if hits:  # a combination may name signals the detectors' screen did not look for in this text
-                loud, quiet = scorer.needs({hit.term.rule.id for hit in hits})
+                _, loud, quiet = prospects[index]
                 if loud and index not in signals:
                     text_signals = detect(mapped.text)
                 if quiet:

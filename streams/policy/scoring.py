@@ -124,26 +124,21 @@ class Scorer:
         }
         return [found[order] for order in sorted(found)]
 
-    def may_fire(self, atoms: set[str]) -> bool:
-        """Whether terms of ``atoms`` can fire a rule: one of them has a weight, or a condition may hold with them.
-        Most texts that hit a term hit only a common word of a set, which fires nothing alone."""
+    def prospects(self, atoms: set[str]) -> tuple[bool, bool, bool]:
+        """What a text whose terms hit ``atoms`` may come to: whether a rule can fire (one of them has a weight, or a
+        condition may hold with them; most texts that hit a term hit only a common word of a set, which fires
+        nothing alone), and whether a condition that may hold needs the text's signals, and its quiet ones (numbers,
+        amounts, short codes), which the detectors' screen may not have looked for."""
         rules = self.pack.rules
-        return any((rule := rules.get(atom)) is not None and rule.scores for atom in atoms) or bool(
-            self._conditions(atoms)
-        )
-
-    def needs(self, atoms: set[str]) -> tuple[bool, bool]:
-        """Whether a text whose terms hit ``atoms`` needs its signals, and its quiet ones (numbers, amounts, short
-        codes): only where a combination could hold with them, its other places all hit."""
+        conditions = self._conditions(atoms)
         loud = quiet = False
-        for filed in self._conditions(atoms):
-            condition = filed.condition
-            missing = [position for position in condition.atoms if position.isdisjoint(atoms)]
-            if condition.every and any(not any(a.startswith("<") for a in position) for position in missing):
-                continue  # a term it needs is not there: no signal can make it hold
-            named = {a for position in missing for a in position if a.startswith("<")}
+        for filed in conditions:
+            named = {
+                a for position in filed.condition.atoms if position.isdisjoint(atoms) for a in position if a[0] == "<"
+            }
             loud, quiet = loud or bool(named - _QUIET_ATOMS), quiet or bool(named & _QUIET_ATOMS)
-        return loud, quiet
+        weighted = any((rule := rules.get(atom)) is not None and rule.scores for atom in atoms)
+        return weighted or bool(conditions), loud, quiet
 
     def score(
         self,
