@@ -253,7 +253,7 @@ def _explained(messages: Sequence[ChatMessage], verdicts: Sequence[dict[str, Any
 
     from streams.explain import render
 
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)  # a file or pipe: nothing cut
     for message, verdict in zip(messages, verdicts, strict=True):
         console.print(render(verdict, message.text))
 
