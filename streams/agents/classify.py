@@ -42,7 +42,7 @@ from streams.kafka.produce import OutRecord, send_batched
 from streams.metrics import SUBJECT_TYPES, Metrics
 from streams.policy.classify import Classifier
 from streams.policy.reload import Followed, Rules
-from streams.policy.rules import RulePackError, load_pack
+from streams.policy.rules import RulePackError, Severity, load_pack
 from streams.records import ChatMessage, InvalidMessage, SourceRecord, parse_message
 from streams.topics import BLACKLIST, DEADLETTER, MESSAGES, SHADOW_VERDICTS, VERDICTS, VIOLATIONS
 
@@ -177,18 +177,25 @@ def _log_failures(pack: str, results: Sequence[dict[str, Any] | Exception]) -> N
         log.error("%s failed on %d of %d messages of a batch", pack, len(failures), len(results), exc_info=failures[0])
 
 
+_SEVERITY_ORDER = [severity.label for severity in Severity]
+
+
 def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
-    """What the user and group tables need of a blocked message (moderation.violations.v1)."""
+    """What the user and group tables need of a blocked message (moderation.violations.v1): the categories that
+    blocked it, their rules and their severity. A category whose evidence only reached review beside them is in the
+    verdict, not in the strike, its sanctions' reasons or a campaign's categories."""
+    decided = tuple(s["category"] for s in verdict["scores"] if s["decision"] == verdict["decision"])
+    categories = decided or verdict["categories"]
+    matches = [m for m in verdict["matches"] if m["category"] in categories]
     return {
         "schema": "moderation.violation.v1",
         "message_id": verdict["message_id"],
         "sender_id": verdict["sender_id"],
         "group_id": verdict["group_id"],
         "at_ms": verdict["classified_at_ms"],
-        "severity": verdict["severity"],
-        "categories": verdict["categories"],
-        # the rules of the categories that decided: weak evidence of another category counts toward no sanction
-        "rule_ids": sorted({m["rule_id"] for m in verdict["matches"] if m["category"] in verdict["categories"]}),
+        "severity": max((m["severity"] for m in matches), key=_SEVERITY_ORDER.index, default=verdict["severity"]),
+        "categories": categories,
+        "rule_ids": sorted({m["rule_id"] for m in matches}),
         "domains": sorted({s["domain"] for s in verdict["signals"] if s["kind"] == "link"}),
         "rules_version": verdict["rules_version"],
     }

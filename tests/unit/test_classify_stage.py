@@ -250,3 +250,31 @@ async def test_each_step_of_a_batch_is_timed(running):
         for step in CLASSIFY_STEPS
     }
     assert counts == {"fetch_wait": 1, "judge": 1, "acknowledge": 1, "commit": 1}
+
+
+def test_a_violation_names_the_categories_that_blocked_its_message_not_those_only_reviewed() -> None:
+    def match(rule_id: str, severity: str) -> dict[str, Any]:
+        return {"rule_id": rule_id, "category": rule_id.partition(".")[0], "severity": severity}
+
+    verdict = {
+        "message_id": "m1",
+        "sender_id": "u1",
+        "group_id": "g1",
+        "classified_at_ms": 1,
+        "decision": "block",
+        "categories": ("false_advertising", "scam"),
+        "severity": "critical",
+        "matches": (match("false_advertising.riches", "critical"), match("scam.task-rebate", "high")),
+        "scores": (
+            {"category": "false_advertising", "decision": "review"},
+            {"category": "scam", "decision": "block"},
+        ),
+        "signals": ({"kind": "link", "domain": "a.example"},),
+        "rules_version": "v",
+    }
+    violation = classify.violation_of(verdict)
+    assert (violation["categories"], violation["rule_ids"], violation["severity"]) == (
+        ("scam",),
+        ["scam.task-rebate"],
+        "high",
+    )
