@@ -147,7 +147,7 @@ class Matcher:
 
     def _find_second(self, batch: NormalBatch, found: Found) -> None:
         """Add the hits of the second view that cover what it undid and that the normal view did not find."""
-        view = second_view(batch.codes)
+        view = second_view(batch.codes, starts=batch.starts())  # the batch found its texts' starts already
         chosen = self._second.prefilter.texts(view.codes)
         if not chosen:
             return

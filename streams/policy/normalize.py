@@ -669,13 +669,14 @@ class SecondView(NamedTuple):
         return _as_text(self.codes)
 
 
-def second_view(codes: _Codes, *, every: bool = False) -> SecondView:
-    """The second view of normal text's code points (texts joined by BOUNDARY); with ``every``, of every text."""
+def second_view(codes: _Codes, *, every: bool = False, starts: list[int] | None = None) -> SecondView:
+    """The second view of normal text's code points (texts joined by BOUNDARY); with ``every``, of every text.
+    ``starts``: where each text begins and where one more would, if known already (``NormalBatch.starts``)."""
     leet = _leet_table()
-    boundaries = np.flatnonzero(codes == BOUNDARY_CODE)
-    starts = np.concatenate(([0], boundaries + 1, [codes.size + 1]))
-    shown = np.ones(boundaries.size + 1, dtype=np.bool_) if every else _shows_evasion(codes, leet)
-    return SecondView(*_second_view(codes, leet, shown, starts))
+    if starts is None:
+        starts = [0, *(np.flatnonzero(codes == BOUNDARY_CODE) + 1).tolist(), codes.size + 1]
+    shown = np.ones(len(starts) - 1, dtype=np.bool_) if every else _shows_evasion(codes, leet)
+    return SecondView(*_second_view(codes, leet, shown, np.asarray(starts, dtype=np.intp)))
 
 
 def second_form(normal: str) -> str:
