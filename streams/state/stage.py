@@ -1,0 +1,119 @@
+"""One batch of one partition of the standing inputs, applied to that partition's table stores.
+
+The pure core of a batched standing stage: the events of a partition's batch are decided in offset order by the
+functions of streams/state/tables.py, each reading its table through an overlay of the batch's own new values. What
+comes out is everything to produce for the batch (outputs, dead letters, and one changelog record per changed key,
+all in one request per partition) and, once those are acknowledged, one write per table store holding the new values
+with the changelog and input offsets they reflect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.agents.classify import dead_letter
+from streams.config import Settings
+from streams.kafka.produce import OutRecord
+from streams.policy.ladder import Sanction
+from streams.records import INVALID_EVENT, SourceRecord
+from streams.state.store import Change, Checkpoint, PartitionStore, changelog_headers
+from streams.state.tables import Applied, InvalidEvent, Tables, parse
+from streams.topics import COMMANDS, GROUP_ACTIONS, GROUP_EVENTS, LINK_ACTIONS, USER_ACTIONS, VIOLATIONS
+
+STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
+USERS, GROUPS, LINKS = "users", "groups", "links"
+TABLE_OF = {  # input topic -> the table that applies it; commands keep no state
+    VIOLATIONS: USERS,
+    USER_ACTIONS: USERS,
+    GROUP_EVENTS: GROUPS,
+    GROUP_ACTIONS: GROUPS,
+    LINK_ACTIONS: LINKS,
+    COMMANDS: None,
+}
+Decide = Callable[[bytes | None, bytes, dict[str, Any], int], Applied]
+
+
+@dataclass(frozen=True, slots=True)
+class _New:
+    value: bytes
+    due_ms: int | None
+    topic: str  # the input record that last changed it
+    offset: int
+
+
+@dataclass
+class PartitionBatch:
+    """What one batch of one partition decided."""
+
+    partition: int
+    outputs: list[OutRecord] = field(default_factory=list)  # outputs and dead letters, in decision order
+    changed: dict[str, dict[bytes, _New]] = field(default_factory=dict)  # table -> key -> its new value
+    inputs: dict[str, int] = field(default_factory=dict)  # input topic -> the next offset to read
+    sanctions: list[Sanction] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)  # dead-letter reasons
+
+    def changelog(self, changelog_topic: Callable[[str], str]) -> dict[str, list[OutRecord]]:
+        """Per table, one changelog record per changed key, for this partition of its changelog."""
+        return {
+            table: [
+                OutRecord(changelog_topic(table), key, new.value, changelog_headers(new.due_ms, new.topic, new.offset))
+                for key, new in changed.items()
+            ]
+            for table, changed in self.changed.items()
+        }
+
+    def write(self, stores: Mapping[str, PartitionStore], changelog_ends: Mapping[str, int]) -> None:
+        """After every record of the batch is acknowledged: each changed store in one write, with the offset after
+        its changelog records (``changelog_ends``) and the input offsets the batch reached."""
+        for table, store in stores.items():
+            changes = {key: Change(new.value, new.due_ms) for key, new in self.changed.get(table, {}).items()}
+            inputs = {**store.checkpoint.inputs, **self.inputs}
+            store.write(changes, Checkpoint(changelog_ends.get(table, store.checkpoint.changelog_offset), inputs))
+
+
+def apply_batch(
+    settings: Settings,
+    tables: Tables,
+    stores: Mapping[str, PartitionStore],
+    partition: int,
+    records: Sequence[SourceRecord],
+    *,
+    now_ms: int,
+    topic_name: Callable[[str], str] = lambda prefixed: prefixed,
+) -> PartitionBatch:
+    """Decide ``records`` (one partition's, in offset order per topic) against ``stores`` and the batch's overlay.
+
+    ``topic_name``: an input record's topic without the deployment's prefix. Stores are read, never written."""
+    decide: dict[str | None, Decide] = {
+        USERS: tables.user,
+        GROUPS: tables.group,
+        LINKS: tables.link,
+        None: lambda _raw, _key, doc, now: Tables.command(doc, now),
+    }
+    batch = PartitionBatch(partition, changed={table: {} for table in stores})
+    for record in records:
+        topic = topic_name(record.topic)
+        table = TABLE_OF[topic]
+        key = record.key or b""
+        batch.inputs[topic] = record.offset + 1
+        try:
+            raw = None
+            if table is not None:
+                new = batch.changed[table].get(key)
+                raw = new.value if new is not None else stores[table].get(key)
+            applied = decide[table](raw, key, parse(record.value), now_ms)
+        except InvalidEvent as exc:
+            batch.outputs.append(dead_letter(settings, record, INVALID_EVENT, str(exc)))
+            batch.dead.append(INVALID_EVENT)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the stage, nor lose the event: kept with the error
+            batch.outputs.append(dead_letter(settings, record, STANDING_ERROR, repr(exc)))
+            batch.dead.append(STANDING_ERROR)
+            continue
+        batch.outputs += [OutRecord(settings.topic(o.topic), o.key, o.value) for o in applied.outputs]
+        batch.sanctions += applied.sanctions
+        if table is not None and applied.record is not None:
+            batch.changed[table][key] = _New(applied.record, applied.due_ms, topic, record.offset)
+    return batch
