@@ -16,12 +16,11 @@ import faust
 from mode import ServiceT
 
 from streams.agents.classify import ClassifyStage
-from streams.agents.standing import Standing
+from streams.agents.standing import StandingStage
 from streams.config import Settings
 from streams.kafka.outage import OutageLog
 from streams.metrics import Metrics, metrics_url, serve
 from streams.policy.reload import Followed, Rules
-from streams.state.recovery import exact_table_manager
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,12 @@ STOP_SECONDS = 8.0  # a stopping worker exits by then: with the broker gone, Fau
 
 
 class App(faust.App):
-    """Starts the metrics endpoint and the classify stage with the app's own services. ``@app.service`` and
-    ``@app.task`` would start them only once the tables are recovered, and the stage keeps no table: started with
-    them, its consumer group join runs beside the app's instead of after it, and the first verdict comes about 5 s
-    sooner, with its metrics already served."""
+    """Starts the metrics endpoint and the stages with the app's own services. ``@app.service`` would start them
+    only once Faust's own recovery is done: started with the app's services, their consumer group joins run beside
+    the app's instead of after it, and the first verdict comes about 5 s sooner, with its metrics already served."""
 
     serve_metrics: Callable[[], None] | None = None
-    classify: Callable[..., ServiceT] | None = None  # called as Faust calls a service class: loop, beacon
+    stages: tuple[Callable[..., ServiceT], ...] = ()  # called as Faust calls a service class: loop, beacon
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -54,8 +52,7 @@ class App(faust.App):
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         services = list(super().on_init_dependencies())
-        if self.classify is not None:
-            services.append(self.classify(loop=self.loop, beacon=self.beacon))
+        services += [stage(loop=self.loop, beacon=self.beacon) for stage in self.stages]
         return services
 
 
@@ -76,6 +73,7 @@ def create_app(settings: Settings) -> faust.App:
     active = Followed("active", settings.rules_dir, with_policy=True)
     rules = active.rules = active.load()  # refused before this point by `groupwarden worker` if broken
     assert rules.policy is not None
+    policy = rules.policy
     metrics = Metrics()
     metrics.describe_rules(rules.version, rules.policy.version, rules.pack.categories)
     follow = [active]
@@ -93,17 +91,21 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=settings.faust_credentials(),
         broker_session_timeout=6,  # the embedded broker holds a new group's first join for half of this
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,  # the changelogs Faust creates
-        store=settings.store,
+        topic_replication_factor=settings.replication_factor,
         datadir=str(settings.data_dir),
-        TableManager=exact_table_manager(settings.kafka_options()),
         web_enabled=False,
     )
-    standing = Standing(app, settings, rules.policy, rules.version, metrics)
+    standing: list[StandingStage] = []
+
+    class Standing(StandingStage):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings, policy, rules.version, metrics, **kwargs)
+            standing.append(self)
 
     def use(new: Rules) -> None:
         assert new.policy is not None
-        standing.use(new.policy, new.version)
+        for stage in standing:
+            stage.use(new.policy, new.version)
 
     class Classify(ClassifyStage):
         def __init__(self, **kwargs: Any) -> None:
@@ -122,7 +124,7 @@ def create_app(settings: Settings) -> faust.App:
         if (address := serve(settings.metrics_host, settings.metrics_port, metrics)) is not None:
             log.info("metrics on %s", metrics_url(*address))
 
-    app.serve_metrics, app.classify = serve_metrics, Classify
+    app.serve_metrics, app.stages = serve_metrics, (Classify, Standing)
     return app
 
 

@@ -34,7 +34,7 @@ class TopicSpec:
     name: str
     config: dict[str, str] = field(default_factory=dict)
     partitions: int | None = None  # None: the settings' partition count, so keyed topics stay co-partitioned
-    prefixed: bool = True  # False: Faust's own topics, named after the consumer group, not the topic prefix
+    prefixed: bool = True  # False: named after the consumer group, not the topic prefix
 
 
 TOPICS = (
@@ -55,12 +55,22 @@ TOPICS = (
 )
 
 
-def faust_topics(settings: Settings) -> tuple[TopicSpec, ...]:
-    """The topics Faust keeps for the worker: its tables' changelogs and its leader topic. Faust creates them when
-    it starts; created here too, so a broker that lost them (restarted empty) gets them back with the right
-    partitions rather than with the ones it gives topics it does not know."""
+def changelog_topic(settings: Settings, table: str) -> str:
+    """A standing table's compacted changelog, partitioned like the table. Named after the consumer group, as Faust
+    names its tables' changelogs: a deployment that kept its tables in Faust's keeps them."""
+    return f"{settings.group_id}-{table}-changelog"
+
+
+def worker_topics(settings: Settings) -> tuple[TopicSpec, ...]:
+    """The topics named after the worker's consumer group: the standing tables' compacted changelogs, and the leader
+    topic Faust keeps (Faust creates it when it starts; created here too, so a broker that lost it, restarted empty,
+    gets it back with the right partitions rather than with the ones it gives topics it does not know)."""
     changelogs = tuple(
-        TopicSpec(f"{settings.group_id}-{table}-changelog", {"cleanup.policy": "compact"}, prefixed=False)
+        TopicSpec(
+            changelog_topic(settings, table),
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+            prefixed=False,
+        )
         for table in TABLES
     )
     return (*changelogs, TopicSpec(f"{settings.group_id}-__assignor-__leader", partitions=1, prefixed=False))
@@ -75,10 +85,9 @@ def _name(settings: Settings, spec: TopicSpec) -> str:
 
 
 async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None = None) -> list[str]:
-    """Create the topics that do not exist yet (by default every one the worker needs, Faust's own too); return the
-    names created."""
+    """Create the topics that do not exist yet (by default every one the worker needs); return the names created."""
     if specs is None:
-        specs = TOPICS + faust_topics(settings)
+        specs = TOPICS + worker_topics(settings)
     admin = AIOKafkaAdminClient(**settings.kafka_options())
     await admin.start()
     try:

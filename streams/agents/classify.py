@@ -1,15 +1,9 @@
 """The classify stage: chat messages in, one verdict each out; bad input to the dead-letter topic.
 
-Classifying is stateless and sees every message, so it runs as a batched consumer-group loop inside the Faust
-worker rather than as a per-event Faust agent: Faust's per-event machinery costs ~90 us a message, the whole
-classify step a few.
-
-The loop is pipelined: while one batch's outputs wait for the broker's acknowledgement, the next batch is fetched and
-judged. A batch is whatever has arrived (no waiting to fill one); when PIPELINE_DEPTH batches are waiting, the loop
-waits too and the next batch grows, so heavy load keeps large batches. Each partition's offset is committed in order
-(streams/kafka/commits.py), only up to the last batch whose outputs are all acknowledged, so a crash or a failed send
-replays from the first unacknowledged offset (at-least-once: a verdict may repeat, with the same message id; none is
-lost).
+Classifying is stateless and sees every message: a pipelined batched loop (streams/kafka/stage.py) rather than a
+per-event Faust agent, whose machinery costs ~90 us a message against a few for the whole classify step. A crash or a
+failed send replays from the first unacknowledged offset: a verdict may repeat, with the same message id; none is
+lost.
 
 A shadow pack (GROUPWARDEN_SHADOW_RULES) judges the same batches beside the active one; its verdicts go to their
 own topic only. Both pack folders are checked for changes every GROUPWARDEN_RULES_POLL_SECONDS and a changed pack is
@@ -19,26 +13,23 @@ swapped in between two batches, so each batch is judged wholly by one version.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
 from collections import Counter as CounterOf
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import mode
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from streams.config import Settings
-from streams.kafka.commits import Batch, InOrderCommits
-from streams.kafka.offsets import reset_past_end
-from streams.kafka.produce import OutRecord, send_batched
+from streams.kafka.produce import OutRecord, send_batched, send_batched_ends
+from streams.kafka.stage import BatchedStage, Ends, InFlight, Records
 from streams.metrics import SUBJECT_TYPES, Metrics
 from streams.policy.classify import Classifier
 from streams.policy.reload import Followed, Rules
@@ -49,17 +40,6 @@ from streams.topics import BLACKLIST, DEADLETTER, MESSAGES, SHADOW_VERDICTS, VER
 log = logging.getLogger(__name__)
 
 CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classifier itself failed on
-_RETRY_SECONDS = 1.0
-LAG_SECONDS = 5.0
-# Batches awaiting their acknowledgements: one is judged while another is acknowledged. More would only queue in the
-# producer, which sends one request at a time, and would replay more after a crash.
-PIPELINE_DEPTH = 2
-# How long the broker may hold a fetch that finds no records. The embedded broker holds it for half of this even when
-# records arrive meanwhile, so it adds to the latency of light traffic (Apache Kafka answers as soon as records
-# arrive); shorter, the empty fetches of an idle worker cost the broker and the worker CPU (4 ms: more latency than
-# 20 ms on a busy 2-core machine).
-FETCH_WAIT_MS = 10
-STOP_COMMIT_SECONDS = 5.0  # how long stopping waits to commit what was acknowledged
 SHADOW_SEND_SECONDS = 5.0  # how long shadow verdicts may hold a batch's commit once its own outputs are acknowledged
 SHADOW_PAUSE_SECONDS = 30.0  # the shadow rests after a failed send, so a broken shadow topic slows nothing down
 
@@ -96,6 +76,14 @@ class Judged:
     out: list[OutRecord]
     messages: list[ChatMessage]
     decisions: list[str | None]
+
+
+@dataclass
+class _Work:
+    """What a batch's outputs do not say: its shadow verdicts and its tally."""
+
+    shadow_out: list[OutRecord]
+    tally: Tally
 
 
 def classify_records(
@@ -201,44 +189,11 @@ def violation_of(verdict: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class _Sent:
-    """A batch judged and its outputs sent, waiting for the broker's acknowledgement."""
-
-    tracked: Batch[TopicPartition]  # its place in the commit order
-    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    records: list[ConsumerRecord[bytes, bytes]]
-    out: list[OutRecord]
-    shadow_out: list[OutRecord]
-    tally: Tally
-    started: float
-    generation: int  # of the assignment it was read under
-
-
-class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the batches in flight finish and commits them before their partitions move to another worker."""
-
-    def __init__(
-        self,
-        lock: asyncio.Lock,
-        metrics: Metrics,
-        assigned: Callable[[set[TopicPartition]], Awaitable[None]],
-        revoked: Callable[[], Awaitable[None]],
-    ) -> None:
-        self._lock, self._metrics, self._assigned, self._revoked = lock, metrics, assigned, revoked
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002 - the interface
-        async with self._lock:  # no batch starts meanwhile
-            await self._revoked()
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("classify stage owns %d partitions", len(assigned))
-        self._metrics.rebalances.labels("classify").inc()
-        await self._assigned(set(assigned))
-
-
-class ClassifyStage(mode.Service):
+class ClassifyStage(BatchedStage):
     """Consumes chat.messages.v1 in batches, classifies, produces verdicts and dead letters, then commits."""
+
+    stage = "classify"
+    decide_step = "judge"
 
     def __init__(
         self,
@@ -252,25 +207,12 @@ class ClassifyStage(mode.Service):
         **kwargs: Any,
     ) -> None:
         """``follow``: the pack folders to reload when they change; ``on_rules``: told of each new active pack."""
-        super().__init__(**kwargs)
-        self.settings = settings
+        super().__init__(settings, metrics or Metrics(CollectorRegistry()), [settings.topic(MESSAGES)], **kwargs)
         self.classifier = classifier or Classifier(load_pack(settings.rules_dir))
         self.shadow = shadow
-        self.metrics = metrics or Metrics(CollectorRegistry())
         self._folders, self._on_rules = list(follow), on_rules
         self._shadow_paused_until = 0.0
         self._listed: dict[bytes, str] = {}  # blacklist key -> subject type, to count entries
-        self._done: dict[TopicPartition, int] = {}  # the next offset to process, per partition owned
-        self._lock = asyncio.Lock()  # held to start a batch, to swap a rule pack, and through a revocation
-        self._commits: InOrderCommits[TopicPartition] = InOrderCommits()
-        self._committing = asyncio.Lock()  # one commit at a time: each carries everything acknowledged before it
-        self._commit_due = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()  # batches waiting for their outputs' acknowledgements
-        self._send_failed = False  # a batch's outputs were refused: read again from the first unacknowledged offsets
-        self._broken: BaseException | None = None  # an unexpected error in a batch in flight: the stage stops
-        self._generation = 0  # counts rebalances: records fetched before one are stale
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
 
     async def on_start(self) -> None:
         self.classifier.warm_up()
@@ -278,42 +220,10 @@ class ClassifyStage(mode.Service):
         # garbage start-up left, then keep the collector from walking the rest again on every full collection.
         gc.collect()
         gc.freeze()
-        options = self.settings.kafka_options()
-        # No linger: send_batched hands the producer whole batches, and lingering would only delay them.
-        self._producer = AIOKafkaProducer(
-            acks="all", linger_ms=0, max_batch_size=1 << 20, max_request_size=4 << 20, **options
-        )
-        self._consumer = AIOKafkaConsumer(
-            group_id=f"{self.settings.group_id}-classify",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.settings.batch_size,
-            max_partition_fetch_bytes=4 << 20,
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-            fetch_max_bytes=16 << 20,
-            session_timeout_ms=6000,  # the embedded broker holds a new group's first join for half of this
-            heartbeat_interval_ms=2000,
-            **options,
-        )
-        await self._producer.start()
-        await self._consumer.start()
-        # Subscribed once started, the consumer joins its group in the background: start-up goes on meanwhile (it
-        # waits for the join when subscribed first).
-        listener = _CommitBeforeRevoke(self._lock, self.metrics, self._assigned, self._revoked)
-        self._consumer.subscribe([self.settings.topic(MESSAGES)], listener=listener)
+        await super().on_start()
         log.info("classify stage started with rule pack %s", self.classifier.version)
         if self.shadow is not None:
             log.info("shadow rule pack %s judges beside it", self.shadow.version)
-
-    async def on_stop(self) -> None:
-        async with self._lock:  # the batches in flight finish and commit first
-            if self._consumer is not None:
-                await self._settle()
-                with contextlib.suppress(TimeoutError):  # with the broker gone, the next owner repeats them instead
-                    await asyncio.wait_for(self._commit(), STOP_COMMIT_SECONDS)
-                await self._consumer.stop()
-            if self._producer is not None:
-                await self._producer.stop()
 
     @mode.Service.task
     async def _follow_campaigns(self) -> None:
@@ -403,118 +313,31 @@ class ClassifyStage(mode.Service):
         self.metrics.rules_reloads.labels(followed.pack, "applied").inc()
         log.info("%s rule pack %s applied, replacing %s", followed.pack, rules.version, running)
 
-    @mode.Service.task
-    async def _consume(self) -> None:
-        assert self._consumer is not None
-        while not self.should_stop:
-            if self._broken is not None:
-                raise self._broken
-            if self._send_failed:
-                await self._replay()
-                continue
-            if len(self._in_flight) >= PIPELINE_DEPTH:  # while the loop waits, records pile up: the next batch grows
-                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            asked = time.monotonic()
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
-            generation = self._generation
-            if batches and not self.should_stop:
-                self.metrics.stage_seconds.labels("fetch_wait").observe(time.monotonic() - asked)
-                async with self._lock:
-                    if generation == self._generation:  # else fetched before a rebalance that reset the positions
-                        self._start(batches)
-
-    def _start(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Judge a batch and send its outputs; their acknowledgement is awaited beside the next batches."""
-        records = [record for partition_records in batches.values() for record in partition_records]
-        started = time.monotonic()
+    def decide(self, records: Records) -> tuple[list[OutRecord], Any]:
+        batch = [record for partition_records in records.values() for record in partition_records]
         now_ms = int(time.time() * 1000)
         tally = Tally()
-        judged = judge_records(records, self.classifier, self.settings, now_ms, tally)
-        shadow_out = self._shadow_records(judged, now_ms, tally)
-        self.metrics.stage_seconds.labels("judge").observe(time.monotonic() - started)
-        spans = {tp: (rs[0].offset, rs[-1].offset + 1) for tp, rs in batches.items()}
-        tracked = self._commits.track(spans)
-        sent = _Sent(tracked, batches, records, judged.out, shadow_out, tally, started, self._generation)
-        task = asyncio.create_task(self._acknowledge(sent))
-        self._in_flight.add(task)
-        task.add_done_callback(self._finished)
+        judged = judge_records(batch, self.classifier, self.settings, now_ms, tally)
+        return judged.out, _Work(self._shadow_records(judged, now_ms, tally), tally)
 
-    async def _acknowledge(self, sent: _Sent) -> None:
-        assert self._producer is not None
-        sending = time.monotonic()
-        shadow = asyncio.ensure_future(send_batched(self._producer, sent.shadow_out)) if sent.shadow_out else None
+    async def send(self, flight: InFlight) -> Ends:
+        """The batch's outputs, and beside them its shadow verdicts, which may fail without holding the batch."""
+        work: _Work = flight.work
+        assert self.producer is not None
+        shadow = asyncio.ensure_future(send_batched(self.producer, work.shadow_out)) if work.shadow_out else None
         try:
-            await send_batched(self._producer, sent.out)
+            ends = await send_batched_ends(self.producer, flight.out)
         except KafkaError:
-            log.exception("sending a batch failed; it will be read and sent again")
             if shadow is not None:  # judged again by both packs when it is read again
                 shadow.cancel()
                 await asyncio.gather(shadow, return_exceptions=True)
-            self._send_failed = True
-            return
+            raise
         if shadow is not None:  # acknowledged before the commit, like the batch's own outputs
-            await self._shadow_acknowledged(shadow, len(sent.shadow_out), sent.tally)
-        self.metrics.stage_seconds.labels("acknowledge").observe(time.monotonic() - sending)
-        self._commits.acknowledge(sent.tracked)
-        # A batch that outlived a rebalance says nothing of the progress on partitions that may now be elsewhere.
-        fresh = sent.generation == self._generation
-        self._measure(sent.batches if fresh else {}, sent.records, sent.tally, sent.started)
-        self._commit_due.set()
+            await self._shadow_acknowledged(shadow, len(work.shadow_out), work.tally)
+        return ends
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            self._broken = self._broken or exc  # raised by the consume loop, which stops the stage as it used to
-
-    @mode.Service.task
-    async def _commit_acknowledged(self) -> None:
-        """Commits as acknowledgements come in; under load one commit carries many batches."""
-        while not self.should_stop:
-            await self._commit_due.wait()
-            self._commit_due.clear()
-            await self._commit()
-
-    async def _commit(self) -> None:
-        """Commit each partition up to its last batch whose outputs are all acknowledged."""
-        assert self._consumer is not None
-        async with self._committing:
-            offsets = self._commits.committable()
-            if not offsets:
-                return
-            started = time.monotonic()
-            try:
-                await self._consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
-            except (CommitFailedError, IllegalStateError):
-                log.warning("commit refused after a rebalance; the new owner reprocesses those batches (duplicates)")
-                return
-            self._commits.committed(offsets)
-            self.metrics.stage_seconds.labels("commit").observe(time.monotonic() - started)
-
-    async def _settle(self) -> None:
-        """Until every batch in flight is acknowledged or has failed."""
-        if self._in_flight:
-            await asyncio.wait(self._in_flight)
-
-    async def _replay(self) -> None:
-        """After a failed send: the batches in flight settle (what they acknowledged is committed as usual), and each
-        partition is read again from its first unacknowledged offset (outputs after it may repeat; none is lost)."""
-        assert self._consumer is not None
-        async with self._lock:
-            await self._settle()
-            self._send_failed = False
-            owned = self._consumer.assignment()
-            for tp, offset in self._commits.rewind().items():
-                if tp in owned:
-                    self._consumer.seek(tp, offset)
-        await asyncio.sleep(_RETRY_SECONDS)
-
-    async def _revoked(self) -> None:
-        """Before partitions go (the caller holds the lock): the batches in flight settle and what they acknowledged
-        is committed; batches fetched before the rebalance are dropped, as the new assignment reads from the commits."""
-        await self._settle()
-        await self._commit()
-        self._generation += 1
+    def observe(self, step: str, seconds: float) -> None:
+        self.metrics.stage_seconds.labels(step).observe(seconds)
 
     def _shadow_records(self, judged: Judged, now_ms: int, tally: Tally) -> list[OutRecord]:
         if self.shadow is None:
@@ -547,19 +370,13 @@ class ClassifyStage(mode.Service):
             tally.shadow_skipped["send_error"] += count
             self._shadow_paused_until = time.monotonic() + SHADOW_PAUSE_SECONDS
 
-    def _measure(
-        self,
-        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-        records: list[ConsumerRecord[bytes, bytes]],
-        tally: Tally,
-        started: float,
-    ) -> None:
+    def measure(self, flight: InFlight) -> None:
         """Metrics of a batch whose outputs the broker has acknowledged."""
-        assert self._consumer is not None
+        tally: Tally = flight.work.tally
         m, now = self.metrics, time.time()
-        m.messages_consumed.inc(len(records))
-        m.batch_duration.observe(time.monotonic() - started)
-        m.batch_size.observe(len(records))
+        m.messages_consumed.inc(flight.count)
+        m.batch_duration.observe(time.monotonic() - flight.started)
+        m.batch_size.observe(flight.count)
         m.last_processed.set(now)
         for decision, count in tally.decisions.items():
             m.verdicts.labels(decision).inc(count)
@@ -576,37 +393,3 @@ class ClassifyStage(mode.Service):
         for timestamp in tally.verdict_timestamps:
             if timestamp > 0:
                 m.latency.observe(max(0.0, now - timestamp / 1000))
-        for tp, partition_records in batches.items():
-            self._done[tp] = partition_records[-1].offset + 1
-        self._report_lag()
-
-    async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        """After a rebalance: reading restarts from the committed offsets (from the start where one is past an end);
-        partitions now elsewhere stop reporting lag."""
-        self._commits.forget()
-        self._send_failed = False
-        self._generation += 1
-        for tp in set(self._done) - assigned:
-            del self._done[tp]
-            self.metrics.lag.remove("classify", tp.topic, str(tp.partition))
-        if self._consumer is not None:
-            await reset_past_end(self._consumer, assigned, self.settings.kafka_options())
-
-    @mode.Service.timer(LAG_SECONDS)
-    async def _measure_lag(self) -> None:
-        """Also between batches: a stalled stage must show its lag growing, not the last value it had."""
-        if self._consumer is None:
-            return
-        for tp in self._consumer.assignment() - set(self._done):  # owned, nothing processed here yet
-            committed = await self._consumer.committed(tp)
-            if committed is not None:
-                self._done.setdefault(tp, committed)
-        self._report_lag()
-
-    def _report_lag(self) -> None:
-        if self._consumer is None:
-            return
-        for tp, done in self._done.items():
-            highwater = self._consumer.highwater(tp)  # from the fetch response: right even where ListOffsets is not
-            if highwater is not None:
-                self.metrics.lag.labels("classify", tp.topic, str(tp.partition)).set(max(0, highwater - done))

@@ -1,281 +1,241 @@
-"""The standing agents: strike tables per user and per group, sanctions, the blacklist and the audit trail.
+"""The standing stage: strike tables per user and per group, link campaigns, sanctions, the blacklist and the audit.
 
-    moderation.violations.v1 (key sender) --+--> user-standing  [Table users, key sender_id] --> sanctions, blacklist,
-    groupwarden.user-actions.v1 (key user) -+        | violations forwarded by group_id           audit
-                                                      v
-    chat.group-events.v1 (key group) -------+--> group-standing [Table groups, key group_id] --> sanctions, blacklist,
-    groupwarden.group-actions.v1 (key group)+        | leaders' liabilities forwarded by user id   audit
-    moderation.commands.v1 --> commands: pardons, unbans and lifts forwarded to both inboxes
-    groupwarden.link-actions.v1 (key domain) --> link-standing [Table links, key domain] --> a domain in violations
-        of many groups is a campaign: blacklisted, and announced on moderation.notices.v1
+    moderation.violations.v1 (key sender) ---+
+    groupwarden.user-actions.v1 (key user) --+--> users table  --> sanctions, blacklist, audit, notices;
+    chat.group-events.v1 (key group) --------+--> groups table     forwards to the inboxes: a violation to its group
+    groupwarden.group-actions.v1 (key group) +--> links table      and its linked domains, a group's liability to its
+    groupwarden.link-actions.v1 (key domain) +                     leaders, expiry ticks to the table itself
+    moderation.commands.v1 ------------------+--> pardons, unbans and lifts forwarded to the inboxes
 
-Every decision is a pure function of streams/state/tables.py, which replays run too. Effects are published, and
-acknowledged, before the table is written: a crash in between replays the event, which then changes nothing but may
-repeat the same outputs (with the same sanction ids). Violations only reach these agents (a few % of traffic), so
-Faust's per-event cost is affordable here.
+The inputs are co-partitioned (keyed like their table, with the same partition count), so one consumer group
+assigns partition p of every input to one worker, which keeps partition p of each table in a store of its own
+(streams/state/store.py: RocksDB, or dicts for memory://) replicated by the table's compacted changelog. Each batch
+is decided a partition at a time by the pure functions of streams/state/tables.py (streams/state/stage.py), reading
+through the values of the batches still in flight; its outputs and one changelog record per changed key go in one
+request per partition. Once the broker has acknowledged all of them, the stores are written in one atomic batch per
+partition with the changelog and input offsets they reflect, and the input offsets are committed after that. A crash
+in between applies the batch again: decisions are idempotent (a message id counts once per user, group and domain),
+so it changes nothing, but outputs may repeat, with the same sanction ids.
+
+Partitions assigned to a worker are restored before it reads their inputs: a warm store reads only its changelog's
+tail, a cold one the whole changelog, in batches, to the Fetch high watermark (streams/state/restore.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
+import os
+import signal
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, cast
+from collections import defaultdict
+from typing import Any, ClassVar
 
-import faust
+import mode
 import orjson
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
-from faust import streams as faust_streams
-from faust.streams import Stream
-from faust.types import EventT, StreamT, TopicT
 
-from streams.agents.classify import dead_letter
 from streams.config import Settings
-from streams.kafka.produce import partition_for
+from streams.kafka.produce import OutRecord, send_batched
+from streams.kafka.stage import BatchedStage, Ends, InFlight, Records
 from streams.metrics import Metrics
-from streams.policy.ladder import Sanction
 from streams.policy.sanctions import SanctionPolicy
-from streams.records import INVALID_EVENT
-from streams.state import codec
 from streams.state.expiries import Expiries
-from streams.state.tables import INBOXES, Applied, InvalidEvent, Tables, next_change, parse
-from streams.topics import (
-    AUDIT,
-    BLACKLIST,
-    COMMANDS,
-    DEADLETTER,
-    GROUP_ACTIONS,
-    GROUP_EVENTS,
-    LINK_ACTIONS,
-    NOTICES,
-    SANCTIONS,
-    USER_ACTIONS,
-    VIOLATIONS,
-)
+from streams.state.recovery import missing_partitions
+from streams.state.restore import restore
+from streams.state.stage import INBOX_OF, TABLE_OF, PartitionBatch, apply_batch
+from streams.state.store import PartitionStore, open_store
+from streams.state.tables import Tables
+from streams.topics import changelog_topic
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-LAG_SECONDS = 5.0
 _MAX_RETRY_SECONDS = 30.0
-BATCH_EVENTS = 500  # events decided together, their outputs sent together: one broker round trip a batch
-BATCH_SECONDS = 0.05  # how long a batch waits to fill
-# How many changelog records may wait in Faust's producer buffer before a table write waits for them to be sent:
-# Faust warns when more than 100 wait, and a batch writes up to BATCH_EVENTS entries.
-CHANGELOG_WAITING = 50
-STANDING_ERROR = "standing_error"  # dead-letter reason for an event the tables failed on (a bug, not bad input)
-_Headers = list[tuple[str, bytes]] | None
-_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+INPUTS = tuple(TABLE_OF)
+TABLES = tuple(INBOX_OF)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+class _Partition:
+    """One partition of every table: its stores, what expires in it, and the batches decided but not written."""
+
+    def __init__(self, stores: dict[str, PartitionStore]) -> None:
+        self.stores = stores
+        self.expiries = Expiries()
+        self.unwritten: list[PartitionBatch] = []  # oldest first
+        for table, store in stores.items():
+            for key, due_ms in store.expiries():
+                self.expiries.schedule(INBOX_OF[table], key, due_ms)
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
 
 
-def _batches(stream: StreamT[bytes]) -> AsyncIterator[Sequence[EventT[bytes]]]:
-    """The stream's events a batch at a time; Faust acknowledges a batch's events once the next one is asked for."""
-    return cast(Stream[bytes], stream).take_events(BATCH_EVENTS, within=BATCH_SECONDS)
+class StandingStage(BatchedStage):
+    """The standing tables of the partitions this worker owns, fed by their inputs in batches."""
 
-
-@contextlib.contextmanager
-def _within(event: EventT[bytes]) -> Iterator[None]:
-    """Table reads and writes as if ``event`` were the one being iterated: Faust's tables take the partition of the
-    store and of the changelog from it, and a batch has none of its own."""
-    token = faust_streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
-
-
-def _bytes(raw: Any) -> bytes:
-    return raw if isinstance(raw, bytes) else b"" if raw is None else str(raw).encode()
-
-
-class Standing:
-    """The topics, tables and schedule of the standing agents of one worker."""
+    stage = "standing"
+    # Partition p of every input to the same worker: the inputs are co-partitioned, and the range assignor gives each
+    # worker the same partition numbers of every topic when the partition counts are equal.
+    consumer_options: ClassVar[dict[str, Any]] = {"partition_assignment_strategy": (RangePartitionAssignor,)}
 
     def __init__(
-        self, app: faust.App, settings: Settings, policy: SanctionPolicy, rules_version: str, metrics: Metrics
+        self, settings: Settings, policy: SanctionPolicy, rules_version: str, metrics: Metrics, **kwargs: Any
     ) -> None:
-        self.app, self.settings, self.metrics = app, settings, metrics
+        super().__init__(settings, metrics, [settings.topic(t) for t in INPUTS], **kwargs)
         self.tables = Tables(policy, rules_version)
-        self.expiries = Expiries()
-
-        def topic(*names: str) -> TopicT:
-            return app.topic(*(settings.topic(n) for n in names), partitions=settings.partitions, **_RAW)
-
-        self.outputs = {name: topic(name) for name in (SANCTIONS, BLACKLIST, AUDIT, NOTICES, DEADLETTER, *INBOXES)}
-        table: dict[str, Any] = {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes}
-        table["schema"] = faust.Schema(**_RAW)  # the changelog's serializers; the types give the store's
-        self.users = app.Table("users", **table)
-        self.groups = app.Table("groups", **table)
-        self.links = app.Table("links", **table)
-
-        self.users.on_recover(self._reschedule_users)
-        self.groups.on_recover(self._reschedule_groups)
-        self.links.on_recover(self._reschedule_links)
-        app.agent(topic(VIOLATIONS, USER_ACTIONS), name="user-standing")(self._user_agent)
-        app.agent(topic(GROUP_EVENTS, GROUP_ACTIONS), name="group-standing")(self._group_agent)
-        app.agent(topic(LINK_ACTIONS), name="link-standing")(self._link_agent)
-        app.agent(topic(COMMANDS), name="commands")(self._command_agent)
-        app.timer(TICK_SECONDS)(self._tick)
-        app.timer(LAG_SECONDS)(self._measure_lag)
-        self._lagging: set[tuple[str, str]] = set()
-        app.on_rebalance_complete.connect(self._rebalanced)
+        self._owned: dict[int, _Partition] = {}
+        self._unprefixed = {settings.topic(t): t for t in INPUTS}
+        self._changelogs = {table: changelog_topic(settings, table) for table in TABLES}
 
     def use(self, policy: SanctionPolicy, rules_version: str) -> None:
-        """Decide later events under a new sanction policy and rule-pack version."""
+        """Decide later batches under a new sanction policy and rule-pack version."""
         self.tables = Tables(policy, rules_version)
 
-    # -- agents ------------------------------------------------------------------------------------------------------
+    # -- a batch ----------------------------------------------------------------------------------------------------
 
-    async def _user_agent(self, stream: StreamT[bytes]) -> None:
-        async for events in _batches(stream):
-            await self._apply(events, self.users, USER_ACTIONS, self.tables.user)
+    def decide(self, records: Records) -> tuple[list[OutRecord], Any]:
+        by_partition: dict[int, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+        for tp, partition_records in records.items():
+            by_partition[tp.partition] += partition_records  # each topic's records stay in offset order
+        now_ms = int(time.time() * 1000)
+        out: list[OutRecord] = []
+        decided: list[PartitionBatch] = []
+        for partition, batch_records in by_partition.items():
+            owned = self._owned[partition]
+            batch = apply_batch(
+                self.settings,
+                self.tables,
+                owned.stores,
+                partition,
+                batch_records,
+                now_ms=now_ms,
+                earlier=owned.unwritten,
+                topic_name=self._unprefixed.__getitem__,
+            )
+            owned.unwritten.append(batch)
+            decided.append(batch)
+            out += batch.outputs
+            for changelog in batch.changelog(self._changelogs.__getitem__).values():
+                out += changelog
+        return out, decided
 
-    async def _group_agent(self, stream: StreamT[bytes]) -> None:
-        async for events in _batches(stream):
-            await self._apply(events, self.groups, GROUP_ACTIONS, self.tables.group)
+    async def acknowledged(self, flight: InFlight, ends: Ends) -> bool:
+        """Once the batch read before is written: write each partition's stores, then let the batch commit."""
+        if flight.previous is not None:
+            await flight.previous.done.wait()
+            if not flight.previous.acknowledged:  # it will be read again, and this one after it
+                return False
+        for batch in flight.work:
+            owned = self._owned[batch.partition]
+            changelog_ends = {
+                table: ends[topic, batch.partition][1]
+                for table, topic in self._changelogs.items()
+                if (topic, batch.partition) in ends
+            }
+            batch.write(owned.stores, changelog_ends)
+            assert owned.unwritten[0] is batch, "batches are written in the order they were decided"
+            del owned.unwritten[0]
+            for table, changed in batch.changed.items():
+                for key, new in changed.items():
+                    owned.expiries.schedule(INBOX_OF[table], key, new.due_ms)
+        return True
 
-    async def _link_agent(self, stream: StreamT[bytes]) -> None:
-        async for events in _batches(stream):
-            await self._apply(events, self.links, LINK_ACTIONS, self.tables.link)
+    def measure(self, flight: InFlight) -> None:
+        m = self.metrics
+        for batch in flight.work:
+            for s in batch.sanctions:
+                m.sanctions.labels(s.kind, "revoked" if s.revoked else "issued").inc()
+            for reason in batch.dead:
+                m.dead_letters.labels(reason).inc()
+            for table, count in batch.applied.items():
+                m.table_events.labels(table).inc(count)
+            for table, count in batch.created.items():
+                m.table_keys.labels(table).inc(count)
 
-    async def _command_agent(self, stream: StreamT[bytes]) -> None:
-        async for events in _batches(stream):
-            await self._apply(events, None, None, lambda _raw, _key, doc, now: Tables.command(doc, now))
+    def rewound(self) -> None:
+        for owned in self._owned.values():
+            owned.unwritten.clear()
 
-    async def _apply(
-        self,
-        events: Sequence[EventT[bytes]],
-        table: Any,
-        inbox: str | None,
-        decide: Callable[[bytes | None, bytes, dict[str, Any], int], Applied],
-    ) -> None:
-        """Decide a batch of events in order, publish every output and wait for every ack, then write the table.
+    # -- partitions -------------------------------------------------------------------------------------------------
 
-        One round trip to the broker a batch, not an event. The events are acknowledged to Faust only after this
-        returns, so a crash before the writes replays the batch, which then changes nothing (decisions are idempotent
-        by message id) but may repeat outputs. An event that cannot be applied goes to the dead-letter topic."""
-        written: dict[bytes, tuple[bytes, int | None, EventT[bytes], bool]] = {}  # key -> (record, due, event, new)
-        out: list[tuple[TopicT, bytes | None, bytes | None, _Headers]] = []
-        sanctions: list[Sanction] = []
-        dead: list[str] = []
-        for event in events:
-            message, key = event.message, _bytes(event.key)
-            try:
-                with _within(event):
-                    raw = written[key][0] if key in written else table.get(key) if table is not None else None
-                applied = decide(raw, key, parse(_bytes(event.value)), _now_ms())
-            except InvalidEvent as exc:
-                # The detail names ids: it goes in the dead letter's headers, never in a log line.
-                log.warning(
-                    "dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, INVALID_EVENT
-                )
-                out.append(self._dead_letter(message, INVALID_EVENT, str(exc)))
-                dead.append(INVALID_EVENT)
-                continue
-            except Exception as exc:  # a bug must not stop the stream, nor lose the event: it is kept with the error
-                log.exception("applying %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                out.append(self._dead_letter(message, STANDING_ERROR, repr(exc)))
-                dead.append(STANDING_ERROR)
-                continue
-            out += [(self.outputs[o.topic], o.key, o.value, None) for o in applied.outputs]
-            sanctions += applied.sanctions
-            if table is not None and applied.record is not None:
-                new = written[key][3] if key in written else raw is None
-                written[key] = (applied.record, applied.due_ms, event, new)
-        await self._send(out)
-        for s in sanctions:
-            self.metrics.sanctions.labels(s.kind, "revoked" if s.revoked else "issued").inc()
-        for reason in dead:
-            self.metrics.dead_letters.labels(reason).inc()
-        if table is None or inbox is None:
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Close the stores of partitions gone elsewhere; restore those newly assigned before reading their inputs."""
+        numbers = {tp.partition for tp in partitions}
+        for gone in set(self._owned) - numbers:
+            self._owned.pop(gone).close()
+        new = sorted(numbers - set(self._owned))
+        if not new:
             return
-        changelog = self.app.producer.buffer  # where Faust keeps a table's changelog records until it sends them
-        for key, (record, due_ms, event, new) in written.items():
-            if changelog.size >= CHANGELOG_WAITING:
-                await changelog.flush()
-            with _within(event):
-                table[key] = record
-            self.expiries.schedule(inbox, key, due_ms)
-            if new:
-                self.metrics.table_keys.labels(table.name).inc()
-        self.metrics.table_events.labels(table.name).inc(len(events) - len(dead))
+        stores = {
+            (table, p): await asyncio.to_thread(
+                open_store, self.settings.store, self.settings.data_dir / "stores" / f"{table}-{p}"
+            )
+            for p in new
+            for table in TABLES
+        }
+        committed: dict[int, dict[str, int]] = {p: {} for p in new}
+        assert self.consumer is not None
+        for tp in partitions:
+            if tp.partition in committed and (offset := await self.consumer.committed(tp)) is not None:
+                committed[tp.partition][self._unprefixed[tp.topic]] = offset
+        changelogs = {TopicPartition(self._changelogs[table], p): store for (table, p), store in stores.items()}
+        options = self.settings.kafka_options()
+        if missing := await missing_partitions(options, changelogs):
+            log.critical(  # the one line to read
+                "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers, delete"
+                " those topics if they exist, run `groupwarden topics create`, then start the workers again",
+                ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
+            )
+            os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
+            await asyncio.Event().wait()  # until the stop cancels this
+        restored = await restore(options, changelogs, committed={tp: committed[tp.partition] for tp in changelogs})
+        log.info(
+            "standing stage restored %d partitions from %d changelog records in %.1f s",
+            len(new),
+            restored.records,
+            restored.seconds,
+        )
+        for p in new:
+            self._owned[p] = _Partition({table: stores[table, p] for table in TABLES})
+        await asyncio.to_thread(self._count_keys)
 
-    def _dead_letter(
-        self, message: Any, reason: str, detail: str
-    ) -> tuple[TopicT, bytes | None, bytes | None, _Headers]:
-        out = dead_letter(self.settings, message, reason, detail)
-        return self.outputs[DEADLETTER], out.key, out.value, list(out.headers)
+    def _count_keys(self) -> None:
+        for table in TABLES:
+            keys = sum(1 for owned in self._owned.values() for _ in owned.stores[table].items())
+            self.metrics.table_keys.labels(table).set(keys)
 
-    # -- outputs -----------------------------------------------------------------------------------------------------
+    async def stopped(self) -> None:
+        for owned in self._owned.values():
+            owned.close()
+        self._owned.clear()
 
-    async def _send(self, records: list[tuple[TopicT, bytes | None, bytes | None, _Headers]]) -> None:
-        """Send and wait until the broker has every record; while it fails, try again (records repeat, none lost)."""
+    # -- expiry -----------------------------------------------------------------------------------------------------
+
+    @mode.Service.timer(TICK_SECONDS)
+    async def _tick(self) -> None:
+        """A tick to each record whose blacklist entry is due to change, on its table's partition."""
+        if self.producer is None:
+            return
+        now_ms = int(time.time() * 1000)
+        tick = orjson.dumps({"action": "tick", "at_ms": now_ms})
+        due = [
+            OutRecord(self.settings.topic(inbox), key, tick, partition=p)
+            for p, owned in self._owned.items()
+            for inbox, key in owned.expiries.pop_due(now_ms)
+        ]
         for attempt in itertools.count():
+            if not due or self.should_stop:
+                return
             try:
-                await asyncio.gather(*[await t.send(key=k, value=v, headers=h) for t, k, v, h in records])
+                await send_batched(self.producer, due)
             except KafkaError:
                 delay = min(_MAX_RETRY_SECONDS, 0.5 * 2**attempt)
-                log.warning("sending %d records failed; again in %.1f s", len(records), delay, exc_info=True)
+                log.warning("sending %d expiry ticks failed; again in %.1f s", len(due), delay, exc_info=True)
                 await asyncio.sleep(delay)
             else:
                 return
-
-    def _rebalanced(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # noqa: ARG002
-        self.metrics.rebalances.labels("standing").inc()
-
-    async def _measure_lag(self) -> None:
-        """Records not yet handed to the agents, per input partition, from the fetch high watermark."""
-        consumer = self.app.consumer
-        changelogs = {t.changelog_topic.get_topic_name() for t in (self.users, self.groups, self.links)}
-        # Faust keeps the last offset it handed to a stream, and the committed one, only in private mappings.
-        read, committed = getattr(consumer, "_read_offset", {}), getattr(consumer, "_committed_offset", {})
-        now: set[tuple[str, str]] = set()
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp) if tp.topic not in changelogs else None
-            last = read.get(tp)
-            done = last + 1 if last is not None else committed.get(tp)
-            if highwater is None or done is None:
-                continue
-            now.add((tp.topic, str(tp.partition)))
-            self.metrics.lag.labels("standing", tp.topic, str(tp.partition)).set(max(0, highwater - done))
-        for topic, partition in self._lagging - now:  # moved to another worker
-            self.metrics.lag.remove("standing", topic, partition)
-        self._lagging = now
-
-    # -- expiry ------------------------------------------------------------------------------------------------------
-
-    async def _tick(self) -> None:
-        now = _now_ms()
-        tick = orjson.dumps({"action": "tick", "at_ms": now})
-        await self._send([(self.outputs[inbox], key, tick, None) for inbox, key in self.expiries.pop_due(now)])
-
-    async def _reschedule_users(self) -> None:
-        for key, raw in self._owned(self.users):
-            self.expiries.schedule(USER_ACTIONS, key, next_change(codec.load_user(raw).listed))
-
-    async def _reschedule_groups(self) -> None:
-        for key, raw in self._owned(self.groups):
-            self.expiries.schedule(GROUP_ACTIONS, key, next_change(codec.load_group(raw).listed))
-
-    async def _reschedule_links(self) -> None:
-        for key, raw in self._owned(self.links):
-            self.expiries.schedule(LINK_ACTIONS, key, next_change(codec.load_link(raw).listed))
-
-    def _owned(self, table: Any) -> list[tuple[bytes, bytes]]:
-        """The records of the partitions this worker owns (its store also holds standby copies of others)."""
-        owned = {
-            tp.partition
-            for tp in self.app.assignor.assigned_actives()
-            if tp.topic == table.changelog_topic.get_topic_name()
-        }
-        items = [(k, v) for k, v in table.items() if partition_for(k, self.settings.partitions) in owned]
-        self.metrics.table_keys.labels(table.name).set(len(items))
-        return items

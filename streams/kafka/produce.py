@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import RecordMetadata
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -19,6 +20,7 @@ class OutRecord:
     key: bytes | None
     value: bytes | None  # None: a tombstone
     headers: Headers = ()
+    partition: int | None = None  # None: the key's partition (murmur2), or round robin for a record without a key
 
 
 @lru_cache(maxsize=65536)
@@ -29,24 +31,40 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 async def send_batched(producer: AIOKafkaProducer, records: Iterable[OutRecord]) -> int:
-    """Send records in per-partition batches and wait until the broker has acknowledged every one."""
+    """Send records in per-partition batches and wait until the broker has acknowledged every one; return how many."""
+    ends = await send_batched_ends(producer, records)
+    return sum(count for count, _ in ends.values())
+
+
+async def send_batched_ends(
+    producer: AIOKafkaProducer, records: Iterable[OutRecord]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """What ``send_batched`` does; per (topic, partition) written, how many records and the offset after the last."""
     counts: dict[str, int] = {}
     grouped: dict[tuple[str, int], list[OutRecord]] = {}
     keyless = 0
     for record in records:
-        if record.topic not in counts:
-            counts[record.topic] = len(await producer.partitions_for(record.topic))
-        if record.key is None:
-            partition, keyless = keyless % counts[record.topic], keyless + 1
-        else:
-            partition = partition_for(record.key, counts[record.topic])
+        partition = record.partition
+        if partition is None:
+            if record.topic not in counts:
+                counts[record.topic] = len(await producer.partitions_for(record.topic))
+            if record.key is None:
+                partition, keyless = keyless % counts[record.topic], keyless + 1
+            else:
+                partition = partition_for(record.key, counts[record.topic])
         grouped.setdefault((record.topic, partition), []).append(record)
-    pending = []
+    pending: list[tuple[tuple[str, int], int, asyncio.Future[RecordMetadata]]] = []
     for (topic, partition), items in grouped.items():
         batch = producer.create_batch()
         for record in items:
             if batch.append(key=record.key, value=record.value, timestamp=None, headers=list(record.headers)) is None:
-                pending.append(await producer.send_batch(batch, topic, partition=partition))
+                pending.append(
+                    (
+                        (topic, partition),
+                        batch.record_count(),
+                        await producer.send_batch(batch, topic, partition=partition),
+                    )
+                )
                 batch = producer.create_batch()
                 if (
                     batch.append(key=record.key, value=record.value, timestamp=None, headers=list(record.headers))
@@ -54,6 +72,12 @@ async def send_batched(producer: AIOKafkaProducer, records: Iterable[OutRecord])
                 ):
                     raise ValueError(f"a record for {topic} is larger than the producer's max batch size")
         if batch.record_count():
-            pending.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*pending)
-    return sum(len(items) for items in grouped.values())
+            pending.append(
+                ((topic, partition), batch.record_count(), await producer.send_batch(batch, topic, partition=partition))
+            )
+    acknowledged = await asyncio.gather(*(future for _, _, future in pending))
+    ends: dict[tuple[str, int], tuple[int, int]] = {}
+    for (where, count, _), metadata in zip(pending, acknowledged, strict=True):
+        sent, end = ends.get(where, (0, 0))
+        ends[where] = (sent + count, max(end, metadata.offset + count))  # the offset acknowledged is the batch's first
+    return ends

@@ -9,9 +9,10 @@ with the changelog and input offsets they reflect.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from streams.agents.classify import dead_letter
 from streams.config import Settings
@@ -32,7 +33,12 @@ TABLE_OF = {  # input topic -> the table that applies it; commands keep no state
     LINK_ACTIONS: LINKS,
     COMMANDS: None,
 }
+INBOX_OF = {USERS: USER_ACTIONS, GROUPS: GROUP_ACTIONS, LINKS: LINK_ACTIONS}  # where a table's ticks go
 Decide = Callable[[bytes | None, bytes, dict[str, Any], int], Applied]
+
+
+class Readable(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +59,20 @@ class PartitionBatch:
     inputs: dict[str, int] = field(default_factory=dict)  # input topic -> the next offset to read
     sanctions: list[Sanction] = field(default_factory=list)
     dead: list[str] = field(default_factory=list)  # dead-letter reasons
+    applied: Counter[str] = field(default_factory=Counter)  # events applied, per table
+    created: Counter[str] = field(default_factory=Counter)  # keys that had no record, per table
 
     def changelog(self, changelog_topic: Callable[[str], str]) -> dict[str, list[OutRecord]]:
         """Per table, one changelog record per changed key, for this partition of its changelog."""
         return {
             table: [
-                OutRecord(changelog_topic(table), key, new.value, changelog_headers(new.due_ms, new.topic, new.offset))
+                OutRecord(
+                    changelog_topic(table),
+                    key,
+                    new.value,
+                    changelog_headers(new.due_ms, new.topic, new.offset),
+                    partition=self.partition,  # the store's partition, whichever partitioner placed the input
+                )
                 for key, new in changed.items()
             ]
             for table, changed in self.changed.items()
@@ -76,16 +90,18 @@ class PartitionBatch:
 def apply_batch(
     settings: Settings,
     tables: Tables,
-    stores: Mapping[str, PartitionStore],
+    stores: Mapping[str, Readable],
     partition: int,
     records: Sequence[SourceRecord],
     *,
     now_ms: int,
+    earlier: Sequence[PartitionBatch] = (),
     topic_name: Callable[[str], str] = lambda prefixed: prefixed,
 ) -> PartitionBatch:
     """Decide ``records`` (one partition's, in offset order per topic) against ``stores`` and the batch's overlay.
 
-    ``topic_name``: an input record's topic without the deployment's prefix. Stores are read, never written."""
+    ``earlier``: batches of the partition decided before this one whose values are not in the stores yet, oldest
+    first. ``topic_name``: an input record's topic without the deployment's prefix. Stores are read, never written."""
     decide: dict[str | None, Decide] = {
         USERS: tables.user,
         GROUPS: tables.group,
@@ -99,10 +115,7 @@ def apply_batch(
         key = record.key or b""
         batch.inputs[topic] = record.offset + 1
         try:
-            raw = None
-            if table is not None:
-                new = batch.changed[table].get(key)
-                raw = new.value if new is not None else stores[table].get(key)
+            raw = _current(table, key, batch, earlier, stores) if table is not None else None
             applied = decide[table](raw, key, parse(record.value), now_ms)
         except InvalidEvent as exc:
             batch.outputs.append(dead_letter(settings, record, INVALID_EVENT, str(exc)))
@@ -115,5 +128,18 @@ def apply_batch(
         batch.outputs += [OutRecord(settings.topic(o.topic), o.key, o.value) for o in applied.outputs]
         batch.sanctions += applied.sanctions
         if table is not None and applied.record is not None:
+            batch.applied[table] += 1
+            if raw is None:
+                batch.created[table] += 1
             batch.changed[table][key] = _New(applied.record, applied.due_ms, topic, record.offset)
     return batch
+
+
+def _current(
+    table: str, key: bytes, batch: PartitionBatch, earlier: Sequence[PartitionBatch], stores: Mapping[str, Readable]
+) -> bytes | None:
+    """A key's value as the events before this one left it: this batch's, an earlier batch's, or the store's."""
+    for decided in (batch, *reversed(earlier)):
+        if (new := decided.changed[table].get(key)) is not None:
+            return new.value
+    return stores[table].get(key)

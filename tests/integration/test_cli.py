@@ -14,7 +14,7 @@ import pytest
 
 from streams.config import Settings
 from streams.kafka.broker import free_port
-from streams.topics import TOPICS, VERDICTS, faust_topics
+from streams.topics import TOPICS, VERDICTS, worker_topics
 from tests.integration.conftest import chat_message, read_until
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,9 @@ async def test_topics_create_produce_and_worker_commands(broker, tmp_path):
     def run(*args: str) -> str:
         return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, check=True).stdout
 
-    assert f"created {len(TOPICS) + len(faust_topics(settings))} topics" in run("topics", "create", "--partitions", "4")
+    assert f"created {len(TOPICS) + len(worker_topics(settings))} topics" in run(
+        "topics", "create", "--partitions", "4"
+    )
     assert "(all existed)" in run("topics", "create", "--partitions", "4")
     source = tmp_path / "messages.jsonl"
     source.write_bytes(b"\n".join(value for _, value in (chat_message(n) for n in range(50))) + b"\n")

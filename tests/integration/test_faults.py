@@ -323,8 +323,8 @@ async def test_a_worker_survives_its_broker_restarting_empty(tmp_path: Path) -> 
         broker.stop()
 
 
-def test_faust_topics_are_named_after_the_group() -> None:
-    names = [spec.name for spec in topics.faust_topics(Settings(group_id="gw"))]
+def test_worker_topics_are_named_after_the_group() -> None:
+    names = [spec.name for spec in topics.worker_topics(Settings(group_id="gw"))]
     assert names == ["gw-users-changelog", "gw-groups-changelog", "gw-links-changelog", "gw-__assignor-__leader"]
 
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from streams.agents import classify
 from streams.agents.classify import ClassifyStage
 from streams.config import Settings
+from streams.kafka import stage as batched
 from streams.kafka.produce import OutRecord
 from streams.metrics import CLASSIFY_STEPS, Metrics
 from streams.policy.classify import Classifier
@@ -102,6 +103,10 @@ class Broker:
         await answer
         return len(out)
 
+    async def send_batched_ends(self, producer: object, records: Any) -> dict[tuple[str, int], tuple[int, int]]:
+        await self.send_batched(producer, records)
+        return {}
+
     def ids(self, n: int) -> list[str]:
         return [orjson.loads(r.value or b"")["message_id"] for r in self.sends[n][0]]
 
@@ -129,18 +134,20 @@ def running(classifier: Classifier, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """A stage with its consume and commit loops running on the fakes: (stage, consumer, broker, start)."""
     broker = Broker()
     monkeypatch.setattr(classify, "send_batched", broker.send_batched)
-    monkeypatch.setattr(classify, "_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(classify, "send_batched_ends", broker.send_batched_ends)
+    monkeypatch.setattr(batched, "RETRY_SECONDS", 0.0)
     stage = ClassifyStage(Settings(), classifier, Metrics(CollectorRegistry()))
     consumer = Consumer()
-    stage._consumer = consumer  # type: ignore[assignment]
-    stage._producer = object()  # type: ignore[assignment]
+    stage.consumer = consumer  # type: ignore[assignment]
+    stage.producer = object()  # type: ignore[assignment]
     tasks: list[asyncio.Task[Any]] = []
 
     def start() -> None:
         # Every background loop of the stage but those that need a real broker.
-        for name, task in vars(ClassifyStage).items():
-            if isinstance(task, ServiceTask) and name not in ("_follow_campaigns", "_measure_lag"):
-                tasks.append(asyncio.ensure_future(task(stage)))
+        for cls in ClassifyStage.__mro__:
+            for name, task in vars(cls).items():
+                if isinstance(task, ServiceTask) and name not in ("_follow_campaigns", "_measure_lag"):
+                    tasks.append(asyncio.ensure_future(task(stage)))
 
     yield stage, consumer, broker, start
     for task in tasks:
@@ -160,7 +167,7 @@ async def test_the_next_batch_is_judged_while_the_previous_one_waits_for_its_ack
 
 async def test_acknowledgements_out_of_order_commit_only_up_to_the_first_batch_still_waiting(running, monkeypatch):
     _, consumer, broker, start = running
-    monkeypatch.setattr(classify, "PIPELINE_DEPTH", 3)
+    monkeypatch.setattr(batched, "PIPELINE_DEPTH", 3)
     start()
     for batch in (fetched(p0=(0, 2), p1=(0, 1)), fetched(p0=(2, 4)), fetched(p1=(1, 3))):
         consumer.queued.put_nowait(batch)
@@ -178,14 +185,14 @@ async def test_acknowledgements_out_of_order_commit_only_up_to_the_first_batch_s
 async def test_the_pipeline_holds_at_most_its_depth_of_unacknowledged_batches(running):
     _, consumer, broker, start = running
     start()
-    for n in range(classify.PIPELINE_DEPTH + 2):
+    for n in range(batched.PIPELINE_DEPTH + 2):
         consumer.queued.put_nowait(fetched(p0=(n, n + 1)))
-    await until(lambda: len(broker.sends) == classify.PIPELINE_DEPTH, "a full pipeline")
+    await until(lambda: len(broker.sends) == batched.PIPELINE_DEPTH, "a full pipeline")
     await asyncio.sleep(0.05)
-    assert len(broker.sends) == classify.PIPELINE_DEPTH
+    assert len(broker.sends) == batched.PIPELINE_DEPTH
     assert consumer.queued.qsize() == 2  # not even fetched: records wait at the broker and make the next batch larger
     broker.ack(0)
-    await until(lambda: len(broker.sends) == classify.PIPELINE_DEPTH + 1, "one more once one is acknowledged")
+    await until(lambda: len(broker.sends) == batched.PIPELINE_DEPTH + 1, "one more once one is acknowledged")
 
 
 async def test_a_failed_send_replays_from_the_first_unacknowledged_offset_and_commits_what_was_acknowledged(running):
@@ -211,7 +218,7 @@ async def test_a_revocation_waits_for_the_batches_in_flight_commits_them_and_dro
     consumer.queued.put_nowait(fetched(p0=(0, 2)))
     consumer.queued.put_nowait(fetched(p1=(0, 3)))
     await until(lambda: len(broker.sends) == 2, "two batches in flight")
-    listener = classify._CommitBeforeRevoke(stage._lock, stage.metrics, stage._assigned, stage._revoked)
+    listener = batched._CommitBeforeRevoke(stage._lock, stage._assigned, stage._revoked)
     revoking = asyncio.ensure_future(listener.on_partitions_revoked({P0, P1}))
     consumer.queued.put_nowait(fetched(p0=(2, 5)))  # fetched while the revocation waits: stale once it is done
     await asyncio.sleep(0.05)

@@ -1,0 +1,332 @@
+"""A pipelined consumer-group loop: the shape of every groupwarden stage.
+
+A stage reads a batch, decides it, sends its outputs, and reads the next batch while the broker acknowledges the
+last one: PIPELINE_DEPTH batches wait for their acknowledgements at most, and a batch is whatever has arrived (no
+waiting to fill one); while the loop waits, records pile up and the next batch grows, so heavy load keeps large
+batches. Each partition's offset is committed in order (streams/kafka/commits.py), only up to the last batch whose
+outputs are all acknowledged, so a crash or a failed send replays from the first unacknowledged offset
+(at-least-once: outputs may repeat, none is lost). Before partitions move to another worker, the batches in flight
+settle and what they acknowledged is committed.
+
+Faust's per-event agents cost ~90 us a record; this loop costs a few per batch. A stage subclasses BatchedStage with
+what it does to a batch (``decide``) and, if it keeps state, what it does once a batch's outputs are acknowledged
+(``acknowledged``) and when partitions are assigned (``assigned``).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import mode
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from streams.config import Settings
+from streams.kafka.commits import Batch, InOrderCommits
+from streams.kafka.offsets import reset_past_end
+from streams.kafka.produce import OutRecord, send_batched_ends
+from streams.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Records = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+Ends = dict[tuple[str, int], tuple[int, int]]  # per (topic, partition) written: records sent, offset after the last
+
+# Batches awaiting their acknowledgements: one is decided while another is acknowledged. More would only queue in
+# the producer, which sends one request at a time, and would replay more after a crash.
+PIPELINE_DEPTH = 2
+# How long the broker may hold a fetch that finds no records. The embedded broker holds it for half of this even when
+# records arrive meanwhile, so it adds to the latency of light traffic (Apache Kafka answers as soon as records
+# arrive); shorter, the empty fetches of an idle worker cost the broker and the worker CPU.
+FETCH_WAIT_MS = 10
+LAG_SECONDS = 5.0
+RETRY_SECONDS = 1.0
+STOP_COMMIT_SECONDS = 5.0  # how long stopping waits to commit what was acknowledged
+
+
+@dataclass
+class InFlight:
+    """A batch decided and its outputs sent, waiting for the broker's acknowledgement."""
+
+    tracked: Batch[TopicPartition]  # its place in the commit order
+    records: Records
+    out: list[OutRecord]
+    work: Any  # what the stage's ``decide`` made of it, beside the outputs
+    started: float
+    generation: int  # of the assignment it was read under
+    previous: InFlight | None  # the batch read before it, while that one was in flight
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    acknowledged: bool = False  # set before ``done``: every output acknowledged and the stage's work after it done
+
+    @property
+    def count(self) -> int:
+        return sum(len(records) for records in self.records.values())
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        lock: asyncio.Lock,
+        assigned: Callable[[set[TopicPartition]], Awaitable[None]],
+        revoked: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._lock, self._assigned, self._revoked = lock, assigned, revoked
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: ARG002 - the interface
+        async with self._lock:  # no batch starts meanwhile
+            await self._revoked()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        async with self._lock:
+            await self._assigned(set(assigned))
+
+
+class BatchedStage(mode.Service, abc.ABC):
+    """Consumes ``topics`` in batches as the consumer group ``<group id>-<stage>``, decides, produces, commits."""
+
+    stage: str  # the stage's name: its consumer group's suffix and its metrics' label
+    consumer_options: ClassVar[dict[str, Any]] = {}  # more for its consumer (an assignor, say)
+    decide_step = "decide"  # the name ``observe`` gives the time ``decide`` takes
+
+    def __init__(self, settings: Settings, metrics: Metrics, topics: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings, self.metrics, self.topics = settings, metrics, list(topics)
+        self._done: dict[TopicPartition, int] = {}  # the next offset to process, per partition owned
+        self._lock = asyncio.Lock()  # held to start a batch, to swap what decides, and through a rebalance
+        self._commits: InOrderCommits[TopicPartition] = InOrderCommits()
+        self._committing = asyncio.Lock()  # one commit at a time: each carries everything acknowledged before it
+        self._commit_due = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._last: InFlight | None = None  # the batch read last
+        self._send_failed = False  # a batch's outputs were refused: read again from the first unacknowledged offsets
+        self._broken: BaseException | None = None  # an unexpected error in a batch in flight: the stage stops
+        self._generation = 0  # counts rebalances: records fetched before one are stale
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    # -- what a stage does ------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def decide(self, records: Records) -> tuple[list[OutRecord], Any]:
+        """A batch's outputs, and anything the stage wants back in ``acknowledged`` and ``measure``."""
+
+    async def send(self, flight: InFlight) -> Ends:
+        """Send the batch's outputs and wait for the broker to acknowledge them; KafkaError: the batch is read
+        again."""
+        assert self.producer is not None
+        return await send_batched_ends(self.producer, flight.out)
+
+    async def acknowledged(self, flight: InFlight, ends: Ends) -> bool:  # noqa: ARG002 - for stages that keep state
+        """Every output of ``flight`` is acknowledged; False: it must be read again (an earlier batch failed)."""
+        return True
+
+    def measure(self, flight: InFlight) -> None:
+        """Metrics of a batch whose work is done."""
+
+    def observe(self, step: str, seconds: float) -> None:
+        """How long a step of the loop took: fetch_wait, ``decide_step``, acknowledge or commit."""
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Partitions assigned to this worker, before any of their records is read."""
+
+    def rewound(self) -> None:
+        """The batches in flight were dropped after a failed send: they will be read again."""
+
+    async def stopped(self) -> None:
+        """The consumer has stopped; the last batches are committed."""
+
+    # -- the loop ---------------------------------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        options = self.settings.kafka_options()
+        # No linger: send_batched hands the producer whole batches, and lingering would only delay them.
+        self.producer = AIOKafkaProducer(
+            acks="all", linger_ms=0, max_batch_size=1 << 20, max_request_size=4 << 20, **options
+        )
+        self.consumer = AIOKafkaConsumer(
+            group_id=f"{self.settings.group_id}-{self.stage}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.batch_size,
+            max_partition_fetch_bytes=4 << 20,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+            fetch_max_bytes=16 << 20,
+            session_timeout_ms=6000,  # the embedded broker holds a new group's first join for half of this
+            heartbeat_interval_ms=2000,
+            **self.consumer_options,
+            **options,
+        )
+        await self.producer.start()
+        await self.consumer.start()
+        # Subscribed once started, the consumer joins its group in the background: start-up goes on meanwhile (it
+        # waits for the join when subscribed first).
+        listener = _CommitBeforeRevoke(self._lock, self._assigned, self._revoked)
+        self.consumer.subscribe(self.topics, listener=listener)
+
+    async def on_stop(self) -> None:
+        async with self._lock:  # the batches in flight finish and commit first
+            if self.consumer is not None:
+                await self._settle()
+                with contextlib.suppress(TimeoutError):  # with the broker gone, the next owner repeats them instead
+                    await asyncio.wait_for(self._commit(), STOP_COMMIT_SECONDS)
+                await self.consumer.stop()
+            if self.producer is not None:
+                await self.producer.stop()
+            await self.stopped()
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop:
+            if self.consumer is None:  # starting
+                await asyncio.sleep(0.05)
+                continue
+            if self._broken is not None:
+                raise self._broken
+            if self._send_failed:
+                await self._replay()
+                continue
+            if len(self._in_flight) >= PIPELINE_DEPTH:  # while the loop waits, records pile up: the next batch grows
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            asked = time.monotonic()
+            records = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
+            generation = self._generation
+            if records and not self.should_stop:
+                self.observe("fetch_wait", time.monotonic() - asked)
+                async with self._lock:
+                    if generation == self._generation:  # else fetched before a rebalance that reset the positions
+                        self._start(records)
+
+    def _start(self, records: Records) -> None:
+        """Decide a batch and send its outputs; their acknowledgement is awaited beside the next batches."""
+        started = time.monotonic()
+        out, work = self.decide(records)
+        self.observe(self.decide_step, time.monotonic() - started)
+        tracked = self._commits.track({tp: (rs[0].offset, rs[-1].offset + 1) for tp, rs in records.items()})
+        previous = self._last if self._last is not None and not self._last.done.is_set() else None
+        flight = self._last = InFlight(tracked, records, out, work, started, self._generation, previous)
+        task = asyncio.create_task(self._acknowledge(flight))
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _acknowledge(self, flight: InFlight) -> None:
+        sending = time.monotonic()
+        try:
+            try:
+                ends = await self.send(flight)
+            except KafkaError:
+                log.exception("sending a batch failed; it will be read and sent again")
+                self._send_failed = True
+                return
+            if not await self.acknowledged(flight, ends):
+                return
+            self.observe("acknowledge", time.monotonic() - sending)
+            flight.acknowledged = True
+            self._commits.acknowledge(flight.tracked)
+            if flight.generation == self._generation:  # else it says nothing of partitions that may be elsewhere now
+                for tp, records in flight.records.items():
+                    self._done[tp] = records[-1].offset + 1
+                self._report_lag()
+            self.measure(flight)
+            self._commit_due.set()
+        finally:
+            flight.done.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._broken = self._broken or exc  # raised by the consume loop, which stops the stage
+
+    @mode.Service.task
+    async def _commit_acknowledged(self) -> None:
+        """Commits as acknowledgements come in; under load one commit carries many batches."""
+        while not self.should_stop:
+            await self._commit_due.wait()
+            self._commit_due.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """Commit each partition up to its last batch whose outputs are all acknowledged."""
+        assert self.consumer is not None
+        async with self._committing:
+            offsets = self._commits.committable()
+            if not offsets:
+                return
+            started = time.monotonic()
+            try:
+                await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
+            except (CommitFailedError, IllegalStateError):
+                log.warning("commit refused after a rebalance; the new owner reprocesses those batches (duplicates)")
+                return
+            self._commits.committed(offsets)
+            self.observe("commit", time.monotonic() - started)
+
+    async def _settle(self) -> None:
+        """Until every batch in flight is acknowledged or has failed."""
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+
+    async def _replay(self) -> None:
+        """After a failed send: the batches in flight settle (what they acknowledged is committed as usual), and each
+        partition is read again from its first unacknowledged offset (outputs after it may repeat; none is lost)."""
+        assert self.consumer is not None
+        async with self._lock:
+            await self._settle()
+            self._send_failed = False
+            self.rewound()
+            owned = self.consumer.assignment()
+            for tp, offset in self._commits.rewind().items():
+                if tp in owned:
+                    self.consumer.seek(tp, offset)
+        await asyncio.sleep(RETRY_SECONDS)
+
+    async def _revoked(self) -> None:
+        """Before partitions go (the caller holds the lock): the batches in flight settle and what they acknowledged
+        is committed; batches fetched before the rebalance are dropped, as the new assignment reads from the commits."""
+        await self._settle()
+        await self._commit()
+        self._generation += 1
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """After a rebalance: reading restarts from the committed offsets (from the start where one is past an end);
+        partitions now elsewhere stop reporting lag."""
+        log.info("%s stage owns %d partitions", self.stage, len(assigned))
+        self.metrics.rebalances.labels(self.stage).inc()
+        self._commits.forget()
+        if self._send_failed:  # the failed batches are read again from the new assignment's commits
+            self._send_failed = False
+            self.rewound()
+        self._generation += 1
+        for tp in set(self._done) - assigned:
+            del self._done[tp]
+            self.metrics.lag.remove(self.stage, tp.topic, str(tp.partition))
+        await self.assigned(assigned)
+        if self.consumer is not None:
+            await reset_past_end(self.consumer, assigned, self.settings.kafka_options())
+
+    @mode.Service.timer(LAG_SECONDS)
+    async def _measure_lag(self) -> None:
+        """Also between batches: a stalled stage must show its lag growing, not the last value it had."""
+        if self.consumer is None:
+            return
+        for tp in self.consumer.assignment() - set(self._done):  # owned, nothing processed here yet
+            committed = await self.consumer.committed(tp)
+            if committed is not None:
+                self._done.setdefault(tp, committed)
+        self._report_lag()
+
+    def _report_lag(self) -> None:
+        if self.consumer is None:
+            return
+        for tp, done in self._done.items():
+            highwater = self.consumer.highwater(tp)  # from the fetch response: right even where ListOffsets is not
+            if highwater is not None:
+                self.metrics.lag.labels(self.stage, tp.topic, str(tp.partition)).set(max(0, highwater - done))
