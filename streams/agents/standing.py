@@ -36,7 +36,7 @@ import mode
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams.config import Settings
 from streams.kafka.produce import OutRecord, send_batched
@@ -45,7 +45,7 @@ from streams.metrics import Metrics
 from streams.policy.sanctions import SanctionPolicy
 from streams.state.expiries import Expiries
 from streams.state.recovery import missing_partitions
-from streams.state.restore import restore
+from streams.state.restore import Restored, restore
 from streams.state.stage import INBOX_OF, TABLE_OF, PartitionBatch, apply_batch
 from streams.state.store import PartitionStore, open_store
 from streams.state.tables import Tables
@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 _MAX_RETRY_SECONDS = 30.0
+_RETRY_SECONDS = 1.0
 INPUTS = tuple(TABLE_OF)
 TABLES = tuple(INBOX_OF)
 
@@ -178,22 +179,13 @@ class StandingStage(BatchedStage):
             for p in new
             for table in TABLES
         }
-        committed: dict[int, dict[str, int]] = {p: {} for p in new}
-        assert self.consumer is not None
-        for tp in partitions:
-            if tp.partition in committed and (offset := await self.consumer.committed(tp)) is not None:
-                committed[tp.partition][self._unprefixed[tp.topic]] = offset
         changelogs = {TopicPartition(self._changelogs[table], p): store for (table, p), store in stores.items()}
-        options = self.settings.kafka_options()
-        if missing := await missing_partitions(options, changelogs):
-            log.critical(  # the one line to read
-                "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers, delete"
-                " those topics if they exist, run `groupwarden topics create`, then start the workers again",
-                ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
-            )
-            os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
-            await asyncio.Event().wait()  # until the stop cancels this
-        restored = await restore(options, changelogs, committed={tp: committed[tp.partition] for tp in changelogs})
+        inputs = [tp for tp in partitions if tp.partition in new]
+        restored = await self._restore(partitions, changelogs, inputs)
+        if restored is None:
+            for store in stores.values():
+                store.close()
+            return
         log.info(
             "standing stage restored %d partitions from %d changelog records in %.1f s",
             len(new),
@@ -203,6 +195,38 @@ class StandingStage(BatchedStage):
         for p in new:
             self._owned[p] = _Partition({table: stores[table, p] for table in TABLES})
         await asyncio.to_thread(self._count_keys)
+
+    async def _restore(
+        self,
+        partitions: set[TopicPartition],
+        changelogs: dict[TopicPartition, PartitionStore],
+        inputs: list[TopicPartition],
+    ) -> Restored | None:
+        """Restore the stores, leaving out what came from input past the committed offsets of ``inputs``; wait for
+        the broker while it is away. None: the changelogs are missing and the worker stops, or it is stopping."""
+        options = self.settings.kafka_options()
+        assert self.consumer is not None
+        while True:
+            try:
+                committed: dict[int, dict[str, int]] = {tp.partition: {} for tp in changelogs}
+                for tp in inputs:
+                    if (offset := await self.consumer.committed(tp)) is not None:
+                        committed[tp.partition][self._unprefixed[tp.topic]] = offset
+                if missing := await missing_partitions(options, changelogs):
+                    log.critical(  # the one line to read
+                        "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers,"
+                        " delete those topics if they exist, run `groupwarden topics create`, then start the workers"
+                        " again",
+                        ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
+                    )
+                    self.consumer.pause(*partitions)  # nothing is read without its table
+                    os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
+                    return None
+                return await restore(options, changelogs, committed={tp: committed[tp.partition] for tp in changelogs})
+            except KafkaConnectionError:  # the broker went away: restoring waits for it, as the consumers do
+                if self.should_stop:
+                    return None
+                await asyncio.sleep(_RETRY_SECONDS)
 
     def _count_keys(self) -> None:
         for table in TABLES:
