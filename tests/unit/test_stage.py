@@ -154,3 +154,32 @@ def test_a_bad_event_is_a_dead_letter_and_the_rest_is_applied(tmp_path: Path) ->
     assert SETTINGS.topic(AUDIT) in {o.topic for o in batch.outputs[2:]}
     assert set(batch.changed[USERS]) == {b"u3"}
     assert batch.inputs == {VIOLATIONS: 3}
+
+
+def test_a_batch_reads_through_the_batches_decided_before_it_that_are_not_written_yet(tmp_path: Path) -> None:
+    """Two batches in flight: the second sees the first's values although the stores have neither."""
+    records = workload(5)
+    half = len(records) // 2
+    expected = run(records, [half], tmp_path / "written")  # each batch written before the next is decided
+
+    s, t = stores(tmp_path / "in-flight"), tables()
+
+    def name(prefixed: str) -> str:
+        return prefixed.removeprefix("p.")
+
+    first = apply_batch(SETTINGS, t, s, 0, records[:half], now_ms=T0, topic_name=name)
+    second = apply_batch(SETTINGS, t, s, 0, records[half:], now_ms=T0, earlier=[first], topic_name=name)
+    assert all(store.get(key) is None for store in s.values() for key in (b"u0", b"g0"))
+    first.write(s, {})
+    second.write(s, {})
+    outputs = [(o.topic, o.key or b"", o.value or b"") for o in first.outputs + second.outputs]
+    state = {table: dict(store.items()) for table, store in s.items()}
+    state |= {"expiries": {table: dict(store.expiries()) for table, store in s.items()}}
+    assert (outputs, state) == expected
+
+
+def test_changelog_records_go_to_the_batch_partition_whatever_their_key_hashes_to(tmp_path: Path) -> None:
+    records = [Record(f"p.{VIOLATIONS}", 0, b"u1", violation(1, "u1", "g1", T0), partition=5)]
+    batch = apply_batch(SETTINGS, tables(), stores(tmp_path), 5, records, now_ms=T0, topic_name=lambda n: n[2:])
+    [record] = batch.changelog(lambda table: f"{table}-changelog")[USERS]
+    assert record.partition == 5
