@@ -238,6 +238,7 @@ class BatchedStage(mode.Service, abc.ABC):
             self.measure(flight)
             self._commit_due.set()
         finally:
+            flight.previous = None  # or each batch in flight would keep every batch before it alive
             flight.done.set()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
