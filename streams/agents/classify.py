@@ -326,7 +326,7 @@ class ClassifyStage(BatchedStage):
         assert self.producer is not None
         shadow = asyncio.ensure_future(send_batched(self.producer, work.shadow_out)) if work.shadow_out else None
         try:
-            ends = await send_batched_ends(self.producer, flight.out)
+            ends = await send_batched_ends(self.producer, flight.out, in_order=self.in_order)
         except KafkaError:
             if shadow is not None:  # judged again by both packs when it is read again
                 shadow.cancel()

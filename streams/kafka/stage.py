@@ -105,6 +105,9 @@ class BatchedStage(mode.Service, abc.ABC):
         self._committing = asyncio.Lock()  # one commit at a time: each carries everything acknowledged before it
         self._commit_due = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Held while a batch's outputs are handed to the producer: batches sent in the order they were read keep that
+        # order on every output partition, so a key's outputs never pass each other between two batches in flight.
+        self.in_order = asyncio.Lock()
         self._last: InFlight | None = None  # the batch read last
         self._send_failed = False  # a batch's outputs were refused: read again from the first unacknowledged offsets
         self._broken: BaseException | None = None  # an unexpected error in a batch in flight: the stage stops
@@ -122,7 +125,7 @@ class BatchedStage(mode.Service, abc.ABC):
         """Send the batch's outputs and wait for the broker to acknowledge them; KafkaError: the batch is read
         again."""
         assert self.producer is not None
-        return await send_batched_ends(self.producer, flight.out)
+        return await send_batched_ends(self.producer, flight.out, in_order=self.in_order)
 
     async def acknowledged(self, flight: InFlight, ends: Ends) -> bool:  # noqa: ARG002 - for stages that keep state
         """Every output of ``flight`` is acknowledged; False: it must be read again (an earlier batch failed)."""

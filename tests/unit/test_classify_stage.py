@@ -103,7 +103,9 @@ class Broker:
         await answer
         return len(out)
 
-    async def send_batched_ends(self, producer: object, records: Any) -> dict[tuple[str, int], tuple[int, int]]:
+    async def send_batched_ends(
+        self, producer: object, records: Any, in_order: object = None
+    ) -> dict[tuple[str, int], tuple[int, int]]:
         await self.send_batched(producer, records)
         return {}
 
