@@ -19,14 +19,14 @@ class Producer:
         self.release = asyncio.Event()
         self.calls = 0
 
-    async def partitions_for(self, topic: str) -> set[int]:  # noqa: ARG002 - the interface
+    async def partitions_for(self, topic: str) -> set[int]:
         return set(range(4))
 
     def create_batch(self) -> Any:
         records: list[bytes | None] = []
         return SimpleNamespace(
             records=records,
-            append=lambda key, value, timestamp, headers: records.append(value) or True,  # noqa: ARG005
+            append=lambda key, value, timestamp, headers: records.append(value) or True,
             record_count=lambda: len(records),
         )
 
