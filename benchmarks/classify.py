@@ -1,6 +1,6 @@
 """Classify-stage throughput against plain pyahocorasick on `str`, measured in the same run.
 
-    python -m benchmarks.classify [--messages 200000] [--rounds 5]
+    python -m benchmarks.classify [--messages 200000] [--rounds 5] [--demo-messages 20000]
 
 Prints messages/s of: the baseline (one automaton of the same keywords over each raw message, no normalisation);
 groupwarden's classifier on batches of 2,000 (normalise, match, allow phrases, detectors, verdicts); the whole stage
@@ -12,6 +12,11 @@ These machines drift by 2x within minutes, so the baseline, the classifier and t
 of 10,000 messages, and the figures are medians over rounds of the whole workload (each round's ratio is against
 that round's baseline). Where the classifier's time goes is measured in each round too, step by step over the same
 batches, and at the end how many texts the keyword prefilter lets through to the automaton.
+
+A second line measures the default rule pack (scored rules, sets of common words for its combinations, generated
+pinyin and look-alike variants) on the demo traffic (``streams/demo.py``: realistic chat, a few percent of spam), in
+microseconds a message, against plain pyahocorasick on `str` with the pack's terms over the same texts, taking turns
+slice by slice in every round as above.
 
 The workload is built and held in memory before measuring; it is then frozen out of the garbage collector's sight
 (``gc.freeze``), as the worker freezes what it builds at start-up, so collections walk only what a batch allocates.
@@ -33,11 +38,14 @@ import ahocorasick
 import orjson
 
 from benchmarks import workload
+from streams import demo
+from streams.config import DEFAULT_RULES
 from streams.policy.classify import Classifier
 from streams.policy.detectors import detect_batch
 from streams.policy.matcher import Matcher
 from streams.policy.normalize import NormalBatch
 from streams.policy.rules import load_pack
+from streams.policy.scoring import Scorer
 from streams.records import ChatMessage, parse_message
 
 BATCH = 2000
@@ -117,6 +125,23 @@ def _round(
     return {name: len(messages) / seconds for name, seconds in spent.items()} | {"hits": hits, "flagged": flagged}
 
 
+def _demo_round(
+    automaton: ahocorasick.Automaton, classifier: Classifier, messages: list[ChatMessage]
+) -> dict[str, float]:
+    """One pass over the demo traffic with the default pack, baseline and classifier taking turns slice by slice:
+    microseconds a message of each, and how many messages the classifier flagged."""
+    base = ours = 0.0
+    flagged = 0
+    for i in range(0, len(messages), SLICE):
+        seconds, _ = _baseline(automaton, [m.text for m in messages[i : i + SLICE]])
+        base += seconds
+        seconds, found = _classify(classifier, messages[i : i + SLICE])
+        ours += seconds
+        flagged += found
+    per_message = 1e6 / len(messages)
+    return {"demo_base_us": base * per_message, "demo_ours_us": ours * per_message, "demo_flagged": flagged}
+
+
 def _steps(matcher: Matcher, messages: list[ChatMessage]) -> dict[str, float]:
     """Microseconds a message for the steps of ``classify_batch`` that run on every message, over the same batches."""
     batches = [[m.text for m in messages[i : i + BATCH]] for i in range(0, len(messages), BATCH)]
@@ -135,7 +160,8 @@ def _steps(matcher: Matcher, messages: list[ChatMessage]) -> dict[str, float]:
 
 
 def _scanned(matcher: Matcher, messages: list[ChatMessage]) -> tuple[float, float]:
-    """The share of texts the prefilter lets through to the automaton, and of texts that hold a keyword."""
+    """The share of texts the prefilter lets through to the automaton, and of texts that hold a keyword that may fire
+    a rule."""
     scanned = holding = 0
     for i in range(0, len(messages), BATCH):
         batch = NormalBatch([m.text for m in messages[i : i + BATCH]])
@@ -197,9 +223,20 @@ class _Cores:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--messages", type=int, default=200_000, help="messages of the synthetic workload (default: 200,000)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds over the whole workload (default: 5)")
+    parser.add_argument(
+        "--demo-messages",
+        type=int,
+        default=20_000,
+        help="demo traffic messages classified with the default rule pack in every round; 0 leaves it out "
+        "(default: 20,000)",
+    )
     args = parser.parse_args()
+    if args.messages < 1 or args.rounds < 1 or args.demo_messages < 0:
+        parser.error("--messages and --rounds must be at least 1, --demo-messages at least 0")
 
     print(f"building the workload: 10,000 keywords, {args.messages:,} messages ...", flush=True)
     work = workload.make(args.messages)
@@ -214,10 +251,19 @@ def main() -> None:
         print(f"  rule pack loaded and automaton built in {time.perf_counter() - start:.2f} s", flush=True)
         messages = _messages(texts)
         raw = _raw(messages)
+        demo_messages = [parse_message(value) for _, value in demo.messages(args.demo_messages, malformed_ratio=0)]
+        default = Classifier(load_pack(DEFAULT_RULES)) if demo_messages else None
+        if default is not None:
+            default.warm_up()
+            demo_automaton = _plain_automaton([term.normal for term in default.pack.terms])
+            print(
+                f"  default pack: {len(default.pack.terms):,} terms; {len(demo_messages):,} demo messages", flush=True
+            )
 
         cores = os.cpu_count() or 1
         on_cores = _Cores(pack_dir, messages, raw, cores) if cores > 1 else None
-        matcher = Matcher(classifier.pack)  # built as the classifier builds its own, to time the steps on their own
+        # Built as the classifier builds its own, to time the steps on their own.
+        matcher = Matcher(classifier.pack, fires=Scorer(classifier.pack).may_fire)
         automaton = _plain_automaton(work.chinese + work.english)
         gc.freeze()
         print(f"measuring, {args.rounds} rounds ...", flush=True)
@@ -234,6 +280,8 @@ def main() -> None:
             else:
                 measured |= {"cores_ours": ours, "cores_stage": stage}
             ratios |= {"cores_ours_x": measured["cores_ours"] / ours, "cores_stage_x": measured["cores_stage"] / stage}
+            if default is not None:
+                measured |= _demo_round(demo_automaton, default, demo_messages)
             rounds.append(measured | ratios | _steps(matcher, messages))
             print(
                 f"  round {number}: baseline {base:,.0f}, classifier {ours:,.0f} ({ours / base:.2f}x), "
@@ -242,9 +290,18 @@ def main() -> None:
                 f"{measured['cores_stage']:,.0f} ({ratios['cores_stage_x']:.2f}x one) msgs/s",
                 flush=True,
             )
+            if default is not None:
+                print(
+                    f"    default pack on demo traffic: baseline {measured['demo_base_us']:.2f} us, classifier "
+                    f"{measured['demo_ours_us']:.2f} us a message",
+                    flush=True,
+                )
         if on_cores is not None:
             on_cores.close()
         scanned, holding = _scanned(matcher, messages)
+        demo_scanned = None
+        if default is not None:
+            demo_scanned = _scanned(Matcher(default.pack, fires=Scorer(default.pack).may_fire), demo_messages)
 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rounds)
@@ -268,7 +325,27 @@ def main() -> None:
         print(f"  {step:<16} {median(step):5.1f} us")
     rest = per_message - sum(median(step) for step in ("normalise", "scan and match", "detectors"))
     print(f"  the rest       {rest:5.1f} us   (verdicts, and spans and explanations for the messages that match)")
-    print(f"the automaton scanned {scanned:.1%} of the texts, where a keyword may start; {holding:.1%} hold one")
+    print(
+        f"the automaton scanned {scanned:.1%} of the texts, where a keyword may start; {holding:.1%} hold one that "
+        "may fire a rule"
+    )
+    if demo_scanned is not None:
+        base_us, ours_us = median("demo_base_us"), median("demo_ours_us")
+        print()
+        print(
+            f"default pack ({len(default.pack.terms):,} terms) on demo traffic, {len(demo_messages):,} messages, "
+            f"medians of {args.rounds}"
+        )
+        print(f"  {'plain pyahocorasick on str, the pack terms (baseline)':<56}{base_us:6.2f} us a message")
+        print(
+            f"  {f'classifier (batches of {BATCH})':<56}{ours_us:6.2f} us a message   "
+            f"{base_us / ours_us:4.2f}x   {rounds[-1]['demo_flagged']:,.0f} flagged"
+        )
+        print(
+            f"  the automaton scanned {demo_scanned[0]:.1%} of the texts; {demo_scanned[1]:.1%} hold terms that may "
+            "fire a rule, whose hits are placed"
+        )
+        print(f"demo: {ours_us:.2f} us a message with the default pack, {base_us / ours_us:.2f}x the baseline")
 
 
 if __name__ == "__main__":

@@ -48,8 +48,9 @@ class Classifier:
             "sent_at_ms": None,
             "classified_at_ms": None,
         }
-        self._matcher = Matcher(pack)
         self._scorer = Scorer(pack)
+        # Hits that can fire no rule (common words of sets, alone) are not worth placing: the matcher leaves them out.
+        self._matcher = Matcher(pack, fires=self._scorer.may_fire)
         self._detector_rules = {
             kind: Rule(rule_id, category.id, category.severity, category.decision, category.block, context=1.0)
             for kind, (rule_id, category_id) in _DETECTOR_RULES.items()

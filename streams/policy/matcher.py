@@ -12,7 +12,7 @@ A term with slots (``转发到{n}个群``) is found by its longest literal part,
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple
@@ -27,6 +27,7 @@ from streams.policy.rules import RulePack, Term
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _SLOT_REACH = 40  # how far around its literal part a term with slots is looked for, in characters
 _TERM, _ALLOW, _WARN = 0, 1, 2
+_MASKS_REMEMBERED = 100_000  # atom sets whose answer the matcher keeps
 
 
 _FEWEST_LATIN_SECOND = 4  # letters a Latin word keeps in the second view to be looked for there
@@ -69,12 +70,13 @@ class _Entry:
     chars: int  # in characters: the key, which is not the term's normal form in the second view
     check_start: bool  # a Latin term must not continue a word on its left...
     check_end: bool  # ...or on its right
+    bit: int  # the bit of the term's atom (its rule or set) in ``Matcher``'s atom masks; 0 for a phrase
 
 
 class _Automaton:
     """One automaton over a set of keys, and where the keys may begin."""
 
-    def __init__(self, keyed: Iterable[tuple[str, Term | None, int]]) -> None:
+    def __init__(self, keyed: Iterable[tuple[str, Term | None, int]], bits: Mapping[str, int]) -> None:
         automaton = ahocorasick.Automaton()
         entries: dict[str, list[_Entry]] = {}
         starts: list[str] = []
@@ -90,6 +92,7 @@ class _Automaton:
                     len(normal),
                     check_start=boundaries and normal[0] in _ALNUM,
                     check_end=boundaries and normal[-1] in _ALNUM,
+                    bit=bits[term.rule.id] if term is not None else 0,
                 )
             )
             if kind == _TERM:
@@ -109,13 +112,20 @@ class _Automaton:
 
 
 class Matcher:
-    """Finds every term of a pack in normalised text, minus the hits that allow phrases cover."""
+    """Finds every term of a pack in normalised text, minus the hits that allow phrases cover.
 
-    def __init__(self, pack: RulePack) -> None:
+    ``fires`` tells whether a text whose terms hit some atoms (rule and set ids) may fire a rule: with it, the hits
+    of texts that cannot are left out, without the work of checking and placing them. A scored pack's sets hold
+    common words (dates, pronouns, everyday verbs) that fire nothing alone, and half of ordinary chat hits one."""
+
+    def __init__(self, pack: RulePack, fires: Callable[[Collection[str]], bool] | None = None) -> None:
+        # Each atom a term belongs to has a bit: a text's atoms are then one int, cheap to build and to look up.
+        self._atoms = sorted({term.rule.id for term in pack.terms})
+        self._bits = {atom: 1 << number for number, atom in enumerate(self._atoms)}
         keyed: list[tuple[str, Term | None, int]] = [(term.normal, term, _TERM) for term in pack.terms]
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
-        self._normal = _Automaton(keyed)
+        self._normal = _Automaton(keyed, self._bits)
         # The second view: terms as it reads them, and allow phrases, which must cancel there too.
         second: list[tuple[str, Term | None, int]] = [
             (form, term, _TERM)
@@ -125,7 +135,9 @@ class Matcher:
             and _readable_second(form := second_form(term.normal))
         ]
         second += [(second_form(phrase.normal), None, _ALLOW) for phrase in pack.allow]
-        self._second = _Automaton(second)
+        self._second = _Automaton(second, self._bits)
+        self._fires = fires
+        self._firing: dict[int, bool] = {}  # what ``fires`` said, by atom bits: chat repeats its few common words
         self.prefilter = self._normal.prefilter
         self.size = self._normal.size
 
@@ -136,32 +148,68 @@ class Matcher:
     def find_batch(self, batch: NormalBatch) -> Found:
         """Hits per text of a batch: text index -> hits with offsets into that text's normal form. Only the texts
         where a term may start are scanned, joined again: one pass of the automaton; then the same for the second
-        view of the texts that have one."""
+        view of the texts that have one. With ``fires``, only the texts whose terms, in either view, may fire a rule
+        have hits."""
+        second = self._second_hits(batch)
         chosen = self._normal.prefilter.texts(batch.codes)
-        scanned = _scan(batch.pick(chosen)[0], self._normal)
+        fires = self._fires is not None
+        also = {index: self._bits_of(hits) for index, hits in second.items()} if fires else {}
+
+        def worth(at: int, bits: int) -> bool:
+            return self._may_fire(bits | also.get(chosen[at], 0))
+
+        scanned = _scan(batch.pick(chosen)[0], self._normal, worth if fires else None)
         found = Found(
             {chosen[index]: hits for index, hits in scanned.hits.items()}, {chosen[i] for i in scanned.warned}
         )
-        self._find_second(batch, found)
+        for index, hits in second.items():  # the second view's hits that the normal view did not find
+            if fires and index not in found.hits and not self._may_fire(also[index]):
+                continue  # its normal hits were left out, or it has none: its atoms fire nothing either way
+            known = {hit.term for hit in found.hits.get(index, ())}
+            for hit in hits:
+                if hit.term not in known:
+                    found.hits.setdefault(index, []).append(hit)
+                    known.add(hit.term)
+            if index in found.hits:
+                found.hits[index].sort(key=lambda h: (h.start, h.end))
         return found
 
-    def _find_second(self, batch: NormalBatch, found: Found) -> None:
-        """Add the hits of the second view that cover what it undid and that the normal view did not find."""
+    def _bits_of(self, hits: Iterable[Hit]) -> int:
+        bits = 0
+        for hit in hits:
+            bits |= self._bits[hit.term.rule.id]
+        return bits
+
+    def _may_fire(self, bits: int) -> bool:
+        """What ``fires`` says of the atoms with these bits."""
+        try:
+            return self._firing[bits]
+        except KeyError:
+            pass
+        assert self._fires is not None
+        if len(self._firing) >= _MASKS_REMEMBERED:
+            self._firing.clear()
+        atoms = [atom for number, atom in enumerate(self._atoms) if bits >> number & 1]
+        self._firing[bits] = firing = self._fires(atoms)
+        return firing
+
+    def _second_hits(self, batch: NormalBatch) -> dict[int, list[Hit]]:
+        """The second view's hits per text, in normal text, that cover what the view undid, in text order."""
         view = second_view(batch.codes, starts=batch.starts())  # the batch found its texts' starts already
         chosen = self._second.prefilter.texts(view.codes)
         if not chosen:
-            return
+            return {}
         starts = [0, *(np.flatnonzero(view.codes == BOUNDARY_CODE) + 1).tolist(), len(view.codes) + 1]
         text = view.text
         picked = BOUNDARY.join(text[starts[index] : starts[index + 1] - 1] for index in chosen)
         normal_starts = batch.starts()
+        second: dict[int, list[Hit]] = {}
         for at, hits in _scan(picked, self._second).hits.items():
             index = chosen[at]
-            known = {hit.term for hit in found.hits.get(index, ())}
             for hit in hits:
                 low, high = starts[index] + hit.start, starts[index] + hit.end
                 undone = view.undone[low:high]
-                if hit.term in known or not undone.any():
+                if not undone.any():
                     continue
                 repeats = (view.last[low:high] > view.first[low:high]) & undone
                 folds = (Fold.REPEAT if repeats.any() else Fold(0)) | (
@@ -169,32 +217,20 @@ class Matcher:
                 )
                 start = int(view.first[low]) - normal_starts[index]
                 end = int(view.last[high - 1]) + 1 - normal_starts[index]
-                found.hits.setdefault(index, []).append(Hit(hit.term, start, end, folds))
-                known.add(hit.term)
-            if index in found.hits:
-                found.hits[index].sort(key=lambda h: (h.start, h.end))
+                second.setdefault(index, []).append(Hit(hit.term, start, end, folds))
+        return second
 
 
-def _scan(joined: str, automaton: _Automaton) -> Found:
-    """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame."""
+_Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit
+
+
+def _scan(joined: str, automaton: _Automaton, worth: Callable[[int, int], bool] | None = None) -> Found:
+    """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame. With
+    ``worth``, only the texts it says yes to, given their index and the bits of the atoms their terms hit before
+    allow phrases and slots are checked, have their hits checked and placed."""
     encoded = joined.encode()
     data = encoded.decode("latin-1")
-    raw: list[tuple[int, int, Term, int]] = []
-    allowed: list[tuple[int, int]] = []
-    warnings: list[int] = []
-    for last, entries in automaton.automaton.iter(data):
-        for entry in entries:
-            start, end = last + 1 - entry.length, last + 1
-            if entry.kind == _ALLOW:
-                allowed.append((start, end))
-            elif entry.kind == _WARN:
-                warnings.append(start)
-            elif (
-                entry.term is not None
-                and not (entry.check_start and start > 0 and data[start - 1] in _ALNUM)
-                and not (entry.check_end and end < len(data) and data[end] in _ALNUM)
-            ):
-                raw.append((start, end, entry.term, entry.chars))
+    raw, allowed, warnings = _matches(data, automaton)
     found = Found()
     if not raw:
         return found
@@ -204,8 +240,10 @@ def _scan(joined: str, automaton: _Automaton) -> Found:
     texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
     # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
     raw.sort(key=itemgetter(0))
+    if worth is not None:
+        raw = _worth_placing(raw, starts, worth)
     index, byte_at, char_at = -1, 0, 0
-    for start, end, term, chars in raw:
+    for start, end, term, chars, _ in raw:
         if _covered(allowed, allowed_ends, start, end, automaton.longest_allow):
             continue
         if index < 0 or (index + 1 < len(starts) and start >= starts[index + 1]):
@@ -232,6 +270,46 @@ def _scan(joined: str, automaton: _Automaton) -> Found:
     for found_hits in found.hits.values():
         found_hits.sort(key=lambda h: (h.start, h.end))
     return found
+
+
+def _matches(data: str, automaton: _Automaton) -> tuple[list[_Raw], list[tuple[int, int]], list[int]]:
+    """What the automaton finds in ``data``: the terms' matches at word boundaries where a Latin term needs them,
+    in the order of their end, the allow phrases' spans, and where warning frames start."""
+    raw: list[_Raw] = []
+    allowed: list[tuple[int, int]] = []
+    warnings: list[int] = []
+    size = len(data)
+    for last, entries in automaton.automaton.iter(data):
+        for entry in entries:
+            start, end = last + 1 - entry.length, last + 1
+            if entry.kind == _ALLOW:
+                allowed.append((start, end))
+            elif entry.kind == _WARN:
+                warnings.append(start)
+            elif (
+                entry.term is not None
+                and not (entry.check_start and start > 0 and data[start - 1] in _ALNUM)
+                and not (entry.check_end and end < size and data[end] in _ALNUM)
+            ):
+                raw.append((start, end, entry.term, entry.chars, entry.bit))
+    return raw, allowed, warnings
+
+
+def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int], bool]) -> list[_Raw]:
+    """The matches (sorted by start) of the texts ``worth`` says yes to, given each text's index and atom bits."""
+    kept: list[_Raw] = []
+    first, count = 0, len(raw)
+    while first < count:
+        index = bisect_right(starts, raw[first][0]) - 1
+        end = starts[index + 1] if index + 1 < len(starts) else None  # None: the last text
+        last, bits = first, 0
+        while last < count and (end is None or raw[last][0] < end):
+            bits |= raw[last][4]
+            last += 1
+        if worth(index, bits):
+            kept += raw[first:last]
+        first = last
+    return kept
 
 
 def _covered(allowed: list[tuple[int, int]], ends: list[int], start: int, end: int, longest: int) -> bool:

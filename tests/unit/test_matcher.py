@@ -241,9 +241,9 @@ def test_find_batch_scans_only_the_texts_where_a_term_may_start(
     scanned: list[str] = []
     scan = matcher_module._scan
 
-    def spy(joined: str, automaton: Any) -> Found:
+    def spy(joined: str, automaton: Any, worth: Any = None) -> Found:
         scanned.append(joined)
-        return scan(joined, automaton)
+        return scan(joined, automaton, worth)
 
     monkeypatch.setattr(matcher_module, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
@@ -254,3 +254,64 @@ def test_find_batch_scans_only_the_texts_where_a_term_may_start(
         5: [("casino", 0, 6)],
     }
     assert scanned == ["刷单\x00a scam 赌博\x00casino"]  # 警惕 begins only an allow phrase: alone it hits nothing
+
+
+# --- texts whose hits can fire nothing ----------------------------------------------------------------------------
+
+COMMON = (
+    header("violence")
+    + """
+set when pinyin=no
+  明天
+  tomorrow
+set harm pinyin=no
+  砍人
+  casino
+rule plan weight=10
+  all: when, harm
+rule strong pinyin=no
+  炸弹
+"""
+)
+
+
+def _firing(atoms: Any) -> bool:
+    """Fires as the COMMON pack's scorer would: a plain rule's term, or both sets."""
+    atoms = set(atoms)
+    return "violence.strong" in atoms or {"violence.when", "violence.harm"} <= atoms
+
+
+def _spans(found: Found) -> dict[int, list[tuple[str, int, int]]]:
+    return {i: [(h.term.normal, h.start, h.end) for h in hits] for i, hits in found.hits.items()}
+
+
+def test_with_fires_only_texts_whose_atoms_may_fire_have_hits(tmp_path: Path) -> None:
+    pack = make_pack(tmp_path, {"violence": COMMON})
+    texts = ["明天见", "明天去砍人", "tomorrow is fine", "炸弹 tomorrow", "caaasino tomorrow", "明天 c4sino"]
+    everything = Matcher(pack).find_batch(NormalBatch(texts))
+    some = Matcher(pack, fires=_firing).find_batch(NormalBatch(texts))
+    # Common words alone are left out; a text that may fire keeps every hit, common words too, in either view.
+    assert _spans(some) == {i: spans for i, spans in _spans(everything).items() if i not in (0, 2)}
+    assert set(_spans(everything)) == {0, 1, 2, 3, 4, 5}
+    assert _spans(some)[4] == [("casino", 0, 8), ("tomorrow", 9, 17)]  # its rarer atom only in the second view
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(["明天", "tomorrow", "砍人", "casino", "caaasino", "炸弹", "你好", " ", "，"]), max_size=8
+        ).map("".join),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_with_fires_a_text_that_may_fire_has_the_hits_it_has_without(tmp_path: Path, texts: list[str]) -> None:
+    pack = make_pack(tmp_path, {"violence": COMMON})
+    everything = Matcher(pack).find_batch(NormalBatch(texts))
+    some = Matcher(pack, fires=_firing).find_batch(NormalBatch(texts))
+    for index, hits in everything.hits.items():  # left out only where the hits cannot fire
+        assert some.hits.get(index) == hits or not _firing({hit.term.rule.id for hit in hits})
+    for index, hits in some.hits.items():  # and never a hit the full search does not find
+        assert hits == everything.hits[index]
+    assert some.warned == everything.warned

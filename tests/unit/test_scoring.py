@@ -4,6 +4,7 @@ variants, and the normalisation views they rely on. Each test builds a small pac
 from __future__ import annotations
 
 import re
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.policy.classify import Classifier
+from streams.policy.matcher import Matcher
 from streams.policy.normalize import BOUNDARY, NormalBatch, normalize, second_form, second_view
-from streams.policy.rules import RulePackError, load_pack
+from streams.policy.rules import RulePack, RulePackError, load_pack
+from streams.policy.scoring import Scorer
 from streams.records import ChatMessage
 
 GAMBLING = header("gambling")
@@ -324,3 +327,41 @@ def test_all_without_a_window_reaches_a_long_message_s_paragraph_not_its_whole(t
     c = classifier(tmp_path, {"drugs": COMBINED})
     assert judge(c, "meth, 加v abc12345")["decision"] == "block"
     assert judge(c, "meth" + " and so on" * 40 + " 加v abc12345")["decision"] == "allow"
+
+
+# --- which texts are worth scoring --------------------------------------------------------------------------------
+
+WORTH = (
+    header("violence")
+    + "set when\n  明天\nset harm\n  砍人\nset where\n  学校\nset tools\n  刀子\n"
+    + 'rule plan weight=6\n  all within 20: when, harm|tools, where\n  any: "杀手"\n'
+    + "rule with-phone weight=3\n  all: tools, <phone>\nrule strong\n  炸弹\n"
+)
+
+
+def test_may_fire_answers_as_the_first_of_prospects(tmp_path: Path) -> None:
+    scorer = Scorer(make_pack(tmp_path, {"violence": WORTH}))
+    atoms = sorted(scorer.pack.rules)
+    for size in range(len(atoms) + 1):
+        for chosen in combinations(atoms, size):
+            assert scorer.may_fire(chosen) == scorer.prospects(set(chosen))[0], chosen
+    assert not scorer.may_fire(["violence.when", "violence.harm"])  # a place of the condition is missing
+    assert scorer.may_fire(["violence.when", "violence.harm", "violence.where"])
+    assert scorer.may_fire(["violence.tools"])  # with a phone number, which the detectors find
+
+
+_PIECES = ["明天", "砍人", "学校", "刀子", "杀手", "炸弹", "13800138000", "你好", "，"]
+
+
+@pytest.fixture(scope="module")
+def worth_pack(tmp_path_factory: pytest.TempPathFactory) -> RulePack:
+    return make_pack(tmp_path_factory.mktemp("pack"), {"violence": WORTH})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join), min_size=1, max_size=6))
+def test_leaving_out_hits_that_fire_nothing_changes_no_verdict(worth_pack: RulePack, texts: list[str]) -> None:
+    messages = [ChatMessage(f"m{i}", "g", "u", 0, text) for i, text in enumerate(texts)]
+    everything = Classifier(worth_pack)
+    everything._matcher = Matcher(worth_pack)  # every hit of every text placed, as without a scorer's help
+    assert Classifier(worth_pack).classify_batch(messages, 1) == everything.classify_batch(messages, 1)
