@@ -136,6 +136,10 @@ class Decided:
     users: dict[bytes, bytes] = field(default_factory=dict)  # user table changelog: key -> last value (live)
     groups: dict[bytes, bytes] = field(default_factory=dict)  # group table changelog (live)
     applied: set[str] = field(default_factory=set)  # violations applied to the user table (audit): progress
+    # For the log: each user's violations in the order they arrived on their partition (repeats too), and in the
+    # order the user table decided them (the first audit record of each).
+    arrived: dict[str, list[str]] = field(default_factory=dict)
+    decided: dict[str, list[str]] = field(default_factory=dict)
     verdict_records: int = 0  # repeats included
 
     def add(self, topic: str, key: bytes | None, value: bytes | None) -> None:
@@ -165,10 +169,13 @@ class Decided:
         elif topic == VIOLATIONS:
             violation = orjson.loads(value)
             self.violations.setdefault(violation["group_id"], set()).add(violation["message_id"])
+            self.arrived.setdefault(violation["sender_id"], []).append(violation["message_id"])
         elif topic == AUDIT and key is not None and key.startswith(b"user:"):
             audit = orjson.loads(value)
-            if audit["input"].get("action", "violation") == "violation":
-                self.applied.add(audit["input"]["message_id"])
+            message_id = audit["input"].get("message_id")
+            if audit["input"].get("action", "violation") == "violation" and message_id not in self.applied:
+                self.applied.add(message_id)
+                self.decided.setdefault(key.decode().removeprefix("user:"), []).append(message_id)
 
     def sanction_counts(self) -> Counter[tuple[str, str, bool, tuple[str, ...]]]:
         """Sanctions by identity, each sanction id once: a repeated output is the same sanction, a decision taken
@@ -267,6 +274,12 @@ def compare(live: Decided, replay: Decided) -> Differences:
     ]
     out.examples += [f"sanction missing: {s}" for s in sorted(missing)[:3]]
     out.examples += [f"sanction extra: {s}" for s in sorted(extra)[:3]]
+    for subject in sorted({s[0] for s in missing + extra if s[0].startswith("user:")})[:3]:
+        user = subject.removeprefix("user:")
+        out.examples.append(
+            f"{subject}: violations sent {' '.join(replay.arrived.get(user, []))}; arrived "
+            f"{' '.join(live.arrived.get(user, []))}; decided {' '.join(live.decided.get(user, []))}"
+        )
     out.examples += [
         f"blacklist {k.decode()}: {live.blacklist[k].decode()}, replay {replay.blacklist[k].decode()}"
         for k in changed[:3]
@@ -317,7 +330,7 @@ class Reader:
 
 def live_topics(settings: Settings) -> dict[str, str]:
     """The outputs compared, and the changelogs of the user and group tables (named after the consumer group)."""
-    topics = {settings.topic(name): name for name in (VERDICTS, SANCTIONS, BLACKLIST, AUDIT)}
+    topics = {settings.topic(name): name for name in (VERDICTS, SANCTIONS, BLACKLIST, AUDIT, VIOLATIONS)}
     return topics | {f"{settings.group_id}-{table}-changelog": table for table in ("users", "groups")}
 
 
