@@ -41,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,12 +51,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.e2e import Process, fmt, producer
 from benchmarks.standing import worker
 from streams import demo
 from streams.config import DEFAULT_RULES, Settings
-from streams.kafka.broker import BrokerError, EmbeddedBroker
+from streams.kafka.broker import BrokerError, EmbeddedBroker, free_port
 from streams.kafka.produce import OutRecord, send_batched
 from streams.policy.classify import Classifier
 from streams.policy.rules import load_pack
@@ -169,7 +171,10 @@ class Decided:
         elif topic == VIOLATIONS:
             violation = orjson.loads(value)
             self.violations.setdefault(violation["group_id"], set()).add(violation["message_id"])
-            self.arrived.setdefault(violation["sender_id"], []).append(violation["message_id"])
+            at = (
+                time.strftime("%H:%M:%S", time.gmtime(violation["at_ms"] // 1000)) + f".{violation['at_ms'] % 1000:03d}"
+            )
+            self.arrived.setdefault(violation["sender_id"], []).append(f"{violation['message_id']}@{at}")
         elif topic == AUDIT and key is not None and key.startswith(b"user:"):
             audit = orjson.loads(value)
             message_id = audit["input"].get("message_id")
@@ -417,10 +422,28 @@ class Workers:
 
     def __init__(self, settings: Settings, store: str, folder: Path) -> None:
         self.settings, self.store, self.folder = settings, store, folder
+        self.ports: dict[str, int] = {}
         self.running = {name: self.start(name) for name in ("a", "b")}
 
     def start(self, name: str) -> Process:
-        return worker(self.settings, self.store, self.folder / f"data-{name}", self.folder / f"worker-{name}.log")
+        self.ports[name] = free_port()
+        data, log = self.folder / f"data-{name}", self.folder / f"worker-{name}.log"
+        return worker(self.settings, self.store, data, log, metrics_port=self.ports[name])
+
+    def standing_assigned(self, name: str) -> bool:
+        """Whether the worker's standing stage has had partitions assigned since it started (its metrics say so):
+        killing one still starting up would prove nothing."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return False
+        return any(
+            sample.labels.get("stage") == "standing" and sample.value >= 1
+            for family in text_string_to_metric_families(text)
+            if family.name == "groupwarden_rebalances"
+            for sample in family.samples
+        )
 
     def stop(self) -> None:
         for running in self.running.values():
@@ -442,7 +465,7 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
     thresholds = [work.blocked * (n + 1) / (args.kills + 1) for n in range(args.kills)]
     kills = unasked = 0
     down_until: float | None = None
-    up_since = started
+    assigned_at: float | None = None  # when worker a's standing stage was first seen with partitions since its start
     publishing = asyncio.create_task(publish_paced(settings, work.pairs, args.rate))
     replaying: asyncio.Task[Decided] | None = None
     replay: Decided | None = None
@@ -463,13 +486,17 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
                         workers.running[name] = workers.start(name)
                 if down_until is not None and now >= down_until:
                     workers.running["a"] = workers.start("a")
-                    down_until, up_since = None, now
+                    down_until, assigned_at = None, None
                     say("worker a restarted on its data dir")
+                elif assigned_at is None and down_until is None and kills < len(thresholds):
+                    if workers.standing_assigned("a"):
+                        assigned_at = now
                 elif (
                     down_until is None
+                    and assigned_at is not None
                     and kills < len(thresholds)
                     and applied >= thresholds[kills]
-                    and now - up_since >= args.min_uptime
+                    and now - assigned_at >= args.min_uptime
                 ):
                     workers.running["a"].kill()
                     kills += 1
@@ -537,7 +564,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=5000, help="messages published a second (default 5000)")
     parser.add_argument("--down", type=float, default=3.0, help="seconds a killed worker stays down (default 3)")
     parser.add_argument(
-        "--min-uptime", type=float, default=10.0, help="seconds a worker runs before it is killed again (default 10)"
+        "--min-uptime",
+        type=float,
+        default=5.0,
+        help="seconds worker a works, once its standing stage has partitions, before it is killed again (default 5)",
     )
     parser.add_argument(
         "--settle", type=float, default=30.0, help="end a run after this many seconds without new output (default 30)"
