@@ -28,7 +28,8 @@ Progress goes to standard error, one line a run to standard output, and last:
 
     crash_loop: <runs> runs, <k> with loss
 
-(exit 1 if k > 0: a run with any difference from its replay).
+where a run with loss is one whose live outputs differ from its replay's in anything compared: a verdict, strike
+count, group window, sanction or blacklist entry missing, or decided otherwise (exit 1 if k > 0).
 """
 
 from __future__ import annotations
@@ -406,7 +407,7 @@ class RunResult:
     def line(self, index: int) -> str:
         replay, live = self.replay, self.live
         strikes = replay.strikes_from_sanctions()
-        outcome = f"LOSS: {self.differences.text()}" if self.differences else "equal to the replay"
+        outcome = f"DIFFERS from the replay: {self.differences.text()}" if self.differences else "equal to the replay"
         facts = (
             f"{fmt(len(replay.verdicts))} verdicts ({fmt(live.verdict_records - len(live.verdicts))} repeated), "
             f"{fmt(strikes.total())} strikes of {fmt(len(strikes))} users, {fmt(len(replay.sanctions))} sanctions, "
