@@ -86,7 +86,8 @@ class Workload:
 
 def workload(violations: int, groups: int, spam_ratio: float, seed: int) -> Workload:
     """Demo chat until ``violations`` messages are blocked. Senders are renamed per group (``u123@g00042``): a user
-    posting in one group has all their messages on one partition, so their violations arrive in the order sent."""
+    posting in one group has all their messages on one partition of the chat topic, which the classify stage reads in
+    order, so the user table can take their violations in the order sent, as the replay does."""
     classifier = Classifier(load_pack(DEFAULT_RULES))
     blocked_texts: dict[str, bool] = {}  # the demo repeats a few hundred texts
     pairs: list[tuple[bytes, bytes]] = []
@@ -510,6 +511,11 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
                 if replay is None and replaying is not None and replaying.done():
                     replay = replaying.result()
                     say(f"replayed: {fmt(len(replay.verdicts))} verdicts, {fmt(len(replay.sanctions))} sanctions")
+                if now - started >= args.timeout:
+                    if replay is None:
+                        raise RunError(f"no replay to compare with after {args.timeout:.0f} s; logs: {folder}")
+                    say(f"still changing after {args.timeout:.0f} s: comparing as it is")
+                    break
                 if replay is None or down_until is not None:
                     continue
                 if now - last_check >= CHECK_SECONDS:
@@ -519,9 +525,6 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
                         break
                 if now - last_new >= args.settle:
                     say(f"no new output for {args.settle:.0f} s: comparing as it is")
-                    break
-                if now - started >= args.timeout:
-                    say(f"still changing after {args.timeout:.0f} s: comparing as it is")
                     break
             bar.done()
             return RunResult(
