@@ -140,9 +140,9 @@ class Decided:
     users: dict[bytes, bytes] = field(default_factory=dict)  # user table changelog: key -> last value (live)
     groups: dict[bytes, bytes] = field(default_factory=dict)  # group table changelog (live)
     applied: set[str] = field(default_factory=set)  # violations applied to the user table (audit): progress
-    # For the log: each user's violations in the order they arrived on their partition (repeats too), and in the
-    # order the user table decided them (the first audit record of each).
-    arrived: dict[str, list[str]] = field(default_factory=dict)
+    # Each user's violations (message id, at_ms) in the order they arrived on their partition, repeats too; and in
+    # the order the user table decided them (the first audit record of each).
+    arrived: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     decided: dict[str, list[str]] = field(default_factory=dict)
     verdict_records: int = 0  # repeats included
 
@@ -173,16 +173,18 @@ class Decided:
         elif topic == VIOLATIONS:
             violation = orjson.loads(value)
             self.violations.setdefault(violation["group_id"], set()).add(violation["message_id"])
-            at = (
-                time.strftime("%H:%M:%S", time.gmtime(violation["at_ms"] // 1000)) + f".{violation['at_ms'] % 1000:03d}"
-            )
-            self.arrived.setdefault(violation["sender_id"], []).append(f"{violation['message_id']}@{at}")
+            arrival = (violation["message_id"], violation["at_ms"])
+            self.arrived.setdefault(violation["sender_id"], []).append(arrival)
         elif topic == AUDIT and key is not None and key.startswith(b"user:"):
             audit = orjson.loads(value)
             message_id = audit["input"].get("message_id")
             if audit["input"].get("action", "violation") == "violation" and message_id not in self.applied:
                 self.applied.add(message_id)
                 self.decided.setdefault(key.decode().removeprefix("user:"), []).append(message_id)
+
+    def arrival_order(self, user: str) -> list[str]:
+        """The user's violations in the order they first arrived."""
+        return list(dict.fromkeys(message_id for message_id, _ in self.arrived.get(user, [])))
 
     def sanction_counts(self) -> Counter[tuple[str, str, bool, tuple[str, ...]]]:
         """Sanctions by identity, each sanction id once: a repeated output is the same sanction, a decision taken
@@ -221,10 +223,16 @@ class Differences:
     blacklist_missing: int = 0
     blacklist_extra: int = 0
     blacklist_changed: int = 0
+    # Users whose violations reached the user table in another order than sent: their ladders may differ from the
+    # replay's with nothing lost. How many there were, and how many of the users that differ were among them.
+    reordered: int = 0
+    users_differing: int = 0
+    users_reordered: int = 0
     examples: list[str] = field(default_factory=list)  # a few of each kind, for the log
 
     def __bool__(self) -> bool:
-        return any(v for k, v in vars(self).items() if k not in ("strikes_live", "strikes_replay", "examples"))
+        counts = ("strikes_live", "strikes_replay", "reordered", "users_differing", "users_reordered", "examples")
+        return any(v for k, v in vars(self).items() if k not in counts)
 
     def text(self) -> str:
         parts = []
@@ -246,12 +254,25 @@ class Differences:
                 f"blacklist {fmt(self.blacklist_missing)} entries missing, {fmt(self.blacklist_extra)} extra, "
                 f"{fmt(self.blacklist_changed)} differ"
             )
+        if self.users_differing:
+            parts.append(
+                f"{fmt(self.users_reordered)} of the {fmt(self.users_differing)} users that differ had their "
+                f"violations arrive out of the order sent ({fmt(self.reordered)} such users in all)"
+            )
         return "; ".join(parts)
 
 
-def differing(a: Counter[str], b: Counter[str]) -> int:
+def _arrivals(arrivals: list[tuple[str, int]]) -> str:
+    """Message ids with the time each was decided (classified) at, UTC."""
+    return " ".join(
+        f"{message_id}@{time.strftime('%H:%M:%S', time.gmtime(at_ms // 1000))}.{at_ms % 1000:03d}"
+        for message_id, at_ms in arrivals
+    )
+
+
+def keys_differing(a: Counter[str], b: Counter[str]) -> set[str]:
     """Keys whose counts differ (a missing key counts 0)."""
-    return sum(1 for key in a.keys() | b.keys() if a[key] != b[key])
+    return {key for key in a.keys() | b.keys() if a[key] != b[key]}
 
 
 def compare(live: Decided, replay: Decided) -> Differences:
@@ -261,10 +282,11 @@ def compare(live: Decided, replay: Decided) -> Differences:
     out.verdicts_extra = len(live.verdicts.keys() - replay.verdicts.keys())
     out.decisions = sum(1 for k, d in replay.verdicts.items() if k in live.verdicts and live.verdicts[k] != d)
     live_strikes, replay_strikes = live.strikes_from_table(), replay.strikes_from_sanctions()
-    out.strikes = differing(live_strikes, replay_strikes)
+    strikes_differ = keys_differing(live_strikes, replay_strikes)
+    out.strikes = len(strikes_differ)
     out.strikes_live, out.strikes_replay = live_strikes.total(), replay_strikes.total()
     live_groups, replay_groups = live.group_counts_from_table(), replay.group_counts_from_violations()
-    out.groups = differing(live_groups, replay_groups)
+    out.groups = len(keys_differing(live_groups, replay_groups))
     live_sanctions, replay_sanctions = live.sanction_counts(), replay.sanction_counts()
     missing, extra = replay_sanctions - live_sanctions, live_sanctions - replay_sanctions
     out.sanctions_missing, out.sanctions_extra = missing.total(), extra.total()
@@ -274,18 +296,20 @@ def compare(live: Decided, replay: Decided) -> Differences:
     out.blacklist_changed = len(changed)
     out.examples += [f"verdict lost: {k}" for k in sorted(replay.verdicts.keys() - live.verdicts.keys())[:3]]
     out.examples += [
-        f"strikes of {u}: {live_strikes[u]}, replay {replay_strikes[u]}"
-        for u in sorted(u for u in live_strikes.keys() | replay_strikes.keys() if live_strikes[u] != replay_strikes[u])[
-            :3
-        ]
+        f"strikes of {u}: {live_strikes[u]}, replay {replay_strikes[u]}" for u in sorted(strikes_differ)[:3]
     ]
     out.examples += [f"sanction missing: {s}" for s in sorted(missing)[:3]]
     out.examples += [f"sanction extra: {s}" for s in sorted(extra)[:3]]
-    for subject in sorted({s[0] for s in missing + extra if s[0].startswith("user:")})[:3]:
-        user = subject.removeprefix("user:")
+    reordered = {user for user in live.arrived if live.arrival_order(user) != replay.arrival_order(user)}
+    differing = set(strikes_differ)
+    differing |= {s[0].removeprefix("user:") for s in missing + extra if s[0].startswith("user:")}
+    blacklist_keys = set(changed) | (replay.blacklist.keys() ^ live.blacklist.keys())
+    differing |= {k.decode().removeprefix("user:") for k in blacklist_keys if k.startswith(b"user:")}
+    out.reordered, out.users_differing, out.users_reordered = len(reordered), len(differing), len(differing & reordered)
+    for user in sorted(differing)[:3]:
         out.examples.append(
-            f"{subject}: violations sent {' '.join(replay.arrived.get(user, []))}; arrived "
-            f"{' '.join(live.arrived.get(user, []))}; decided {' '.join(live.decided.get(user, []))}"
+            f"user:{user}: violations sent {_arrivals(replay.arrived.get(user, []))}; arrived "
+            f"{_arrivals(live.arrived.get(user, []))}; decided {' '.join(live.decided.get(user, []))}"
         )
     out.examples += [
         f"blacklist {k.decode()}: {live.blacklist[k].decode()}, replay {replay.blacklist[k].decode()}"

@@ -49,13 +49,19 @@ def policy() -> SanctionPolicy:
 
 
 def decided(
-    *, late_ms: int = 0, shuffle: int | None = None, lose_write_of: str | None = None, lose_verdict: str | None = None
+    *,
+    late_ms: int = 0,
+    shuffle: int | None = None,
+    lose_write_of: str | None = None,
+    lose_verdict: str | None = None,
+    swap: tuple[int, int] | None = None,
 ) -> Decided:
     """The tables' outputs for violations(), as the live pipeline or the replay would publish them.
 
     ``late_ms``: each violation decided this much later than sent (a live one is dated when it was classified);
     ``shuffle``: the seed of another arrival order at the group and link tables (each user's order kept);
-    ``lose_write_of``: a message id whose user table write is lost after its outputs went out, and never redone."""
+    ``lose_write_of``: a message id whose user table write is lost after its outputs went out, and never redone;
+    ``swap``: two violations (by index) that reach the user table in each other's place."""
     tables = Tables(policy(), "test")
     apply = {"users": tables.user, GROUP_ACTIONS: tables.group, LINK_ACTIONS: tables.link}
     state: dict[str, dict[bytes, bytes]] = {name: {} for name in apply}
@@ -74,7 +80,11 @@ def decided(
             if table in CHANGELOGS:
                 out.add(CHANGELOGS[table], key, applied.record)
 
-    for v in violations():
+    arriving = violations()
+    if swap is not None:
+        first, second = swap
+        arriving[first], arriving[second] = arriving[second], arriving[first]
+    for v in arriving:
         message_id = str(v["message_id"])
         doc = v | {"at_ms": int(v["at_ms"]) + late_ms, "action": "violation"}  # type: ignore[call-overload]
         if message_id != lose_verdict:
@@ -131,7 +141,20 @@ def test_a_user_table_write_lost_mid_ladder_shows_in_the_blacklist():
 
 def test_a_user_table_write_lost_on_the_last_strike_shows_in_the_count():
     differences = compare(decided(late_ms=60_000, shuffle=3, lose_write_of="m33"), decided())
-    assert differences.examples == ["strikes of u3: 2, replay 3"]
+    assert differences.strikes == 1
+    assert "strikes of u3: 2, replay 3" in differences.examples
+    assert not differences.sanctions_missing
+    assert (differences.users_differing, differences.users_reordered, differences.reordered) == (1, 0, 0)
+
+
+def test_a_user_whose_violations_arrive_out_of_order_differs_and_is_named_so():
+    """u3's grave second violation arrives first: it is a mute at once, and the first one, arriving next, a ban."""
+    differences = compare(decided(late_ms=60_000, shuffle=3, swap=(3, 18)), decided())
+    assert differences.strikes == 0
+    assert differences.sanctions_missing == 1
+    assert differences.sanctions_extra == 1
+    assert (differences.users_differing, differences.users_reordered, differences.reordered) == (1, 1, 1)
+    assert "1 of the 1 users that differ had their violations arrive out of the order sent" in differences.text()
 
 
 def test_a_lost_verdict_shows():
