@@ -1,7 +1,7 @@
 """Crash loop: one of two workers killed (SIGKILL) again and again while violations flow, then compared with a replay.
 
     python -m benchmarks.crash_loop [--runs 10] [--violations 100000] [--store rocksdb://|memory://] [--kills 4]
-    python -m benchmarks.crash_loop --quick     # one run of 5,000 violations, about a minute
+    python -m benchmarks.crash_loop --quick     # one run of 5,000 violations, two kills: about two minutes
 
 Each run: an embedded broker on a free port and its topics; two `python -m streams worker` processes with data dirs of
 their own; demo chat (streams/demo.py, with a larger spam share, so about --violations messages are blocked, links
@@ -22,7 +22,9 @@ is dated when it was classified, a replayed one at its message's sent_at: start 
 blacklist lines, the sanction ids that hash them, audit times), and the evidence of sanctions that a count of
 violations reached (a group's steps, a link campaign): which violation crossed the threshold, and so the window it
 names, depends on arrival order, which the replay makes event order. Each sender posts in one group only, so each
-user's violations reach the user table in the order they were sent, as in the replay: a user's ladder is then exact.
+user's violations are classified in the order they were sent, as the replay takes them, and a user's ladder must
+match exactly. Where a user's violations still reach the user table in another order, the ladder may differ with
+nothing lost: a run's line says how many of the users that differ this explains.
 
 Progress goes to standard error, one line a run to standard output, and last:
 
@@ -576,9 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.crash_loop", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, help="runs, each with a broker and workers of its own (default 10)")
     parser.add_argument("--violations", type=int, help="blocked messages a run (default 100000)")
-    parser.add_argument("--kills", type=int, help="kill -9s of worker a a run (default 4)")
+    parser.add_argument("--kills", type=int, help="how many times a run kills worker a (default 4)")
     parser.add_argument(
-        "--quick", action="store_true", help="a small run: 1 run, 5000 violations, 2 kills (about a minute)"
+        "--quick", action="store_true", help="a small run: 1 run, 5000 violations, 2 kills (about two minutes)"
     )
     parser.add_argument(
         "--store",
