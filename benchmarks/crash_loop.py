@@ -23,15 +23,17 @@ blacklist lines, the sanction ids that hash them, audit times), and the evidence
 violations reached (a group's steps, a link campaign): which violation crossed the threshold, and so the window it
 names, depends on arrival order, which the replay makes event order. Each sender posts in one group only, so each
 user's violations are classified in the order they were sent, as the replay takes them, and a user's ladder must
-match exactly. Where a user's violations still reach the user table in another order, the ladder may differ with
-nothing lost: a run's line says how many of the users that differ this explains.
+match exactly. Where a user's violations still reach moderation.violations.v1 in another order (first copies, as
+they arrived), the ladder decides in that order and may differ with nothing lost: that user's sanctions and blacklist
+entry are counted apart, not as loss (their strike count still counts), and the run's line says how many.
 
 Progress goes to standard error, one line a run to standard output, and last:
 
     crash_loop: <runs> runs, <k> with loss
 
-where a run with loss is one whose live outputs differ from its replay's in anything compared: a verdict, strike
-count, group window, sanction or blacklist entry missing, or decided otherwise (exit 1 if k > 0).
+where a run with loss is one whose live outputs differ from its replay's in anything compared (a verdict, strike
+count, group window, sanction or blacklist entry missing, or decided otherwise) beyond what arrival order explains;
+exit 1 if k > 0.
 """
 
 from __future__ import annotations
@@ -213,6 +215,12 @@ class Decided:
 
 @dataclass
 class Differences:
+    """What the live pipeline decided otherwise than its replay.
+
+    The sanctions and blacklist entries of users whose violations reached the user table in another order than sent
+    are counted apart, not as loss: the ladder decides in arrival order and the replay in event order, so these may
+    differ with nothing lost. Their strike counts still count."""
+
     verdicts_lost: int = 0
     verdicts_extra: int = 0
     decisions: int = 0  # message ids with another decision than the replay's
@@ -225,16 +233,15 @@ class Differences:
     blacklist_missing: int = 0
     blacklist_extra: int = 0
     blacklist_changed: int = 0
-    # Users whose violations reached the user table in another order than sent: their ladders may differ from the
-    # replay's with nothing lost. How many there were, and how many of the users that differ were among them.
-    reordered: int = 0
-    users_differing: int = 0
-    users_reordered: int = 0
+    reordered: int = 0  # users whose violations arrived out of the order sent
+    reordered_sanctions: int = 0  # their sanctions missing or extra
+    reordered_blacklist: int = 0  # their blacklist entries that differ
     examples: list[str] = field(default_factory=list)  # a few of each kind, for the log
 
     def __bool__(self) -> bool:
-        counts = ("strikes_live", "strikes_replay", "reordered", "users_differing", "users_reordered", "examples")
-        return any(v for k, v in vars(self).items() if k not in counts)
+        """Whether anything was lost or decided otherwise, beyond what arrival order explains."""
+        apart = ("strikes_live", "strikes_replay", "reordered", "reordered_sanctions", "reordered_blacklist")
+        return any(v for k, v in vars(self).items() if k not in (*apart, "examples"))
 
     def text(self) -> str:
         parts = []
@@ -256,12 +263,16 @@ class Differences:
                 f"blacklist {fmt(self.blacklist_missing)} entries missing, {fmt(self.blacklist_extra)} extra, "
                 f"{fmt(self.blacklist_changed)} differ"
             )
-        if self.users_differing:
-            parts.append(
-                f"{fmt(self.users_reordered)} of the {fmt(self.users_differing)} users that differ had their "
-                f"violations arrive out of the order sent ({fmt(self.reordered)} such users in all)"
-            )
         return "; ".join(parts)
+
+    def reordering(self) -> str:
+        if not self.reordered:
+            return ""
+        return (
+            f"{fmt(self.reordered)} users' violations arrived out of the order sent "
+            f"({fmt(self.reordered_sanctions)} of their sanctions and {fmt(self.reordered_blacklist)} of their "
+            "blacklist entries differ, not counted as loss)"
+        )
 
 
 def _arrivals(arrivals: list[tuple[str, int]]) -> str:
@@ -289,34 +300,44 @@ def compare(live: Decided, replay: Decided) -> Differences:
     out.strikes_live, out.strikes_replay = live_strikes.total(), replay_strikes.total()
     live_groups, replay_groups = live.group_counts_from_table(), replay.group_counts_from_violations()
     out.groups = len(keys_differing(live_groups, replay_groups))
+    reordered = {user for user in live.arrived if live.arrival_order(user) != replay.arrival_order(user)}
+    out.reordered = len(reordered)
+
+    def counted(subject: str) -> bool:
+        kind, _, name = subject.partition(":")
+        return kind != "user" or name not in reordered
+
     live_sanctions, replay_sanctions = live.sanction_counts(), replay.sanction_counts()
     missing, extra = replay_sanctions - live_sanctions, live_sanctions - replay_sanctions
-    out.sanctions_missing, out.sanctions_extra = missing.total(), extra.total()
-    out.blacklist_missing = len(replay.blacklist.keys() - live.blacklist.keys())
-    out.blacklist_extra = len(live.blacklist.keys() - replay.blacklist.keys())
-    changed = sorted(k for k, v in replay.blacklist.items() if k in live.blacklist and live.blacklist[k] != v)
-    out.blacklist_changed = len(changed)
+    out.sanctions_missing = sum(n for s, n in missing.items() if counted(s[0]))
+    out.sanctions_extra = sum(n for s, n in extra.items() if counted(s[0]))
+    out.reordered_sanctions = missing.total() + extra.total() - out.sanctions_missing - out.sanctions_extra
+    lost, added = replay.blacklist.keys() - live.blacklist.keys(), live.blacklist.keys() - replay.blacklist.keys()
+    changed = {k for k, v in replay.blacklist.items() if k in live.blacklist and live.blacklist[k] != v}
+    out.blacklist_missing = sum(1 for k in lost if counted(k.decode()))
+    out.blacklist_extra = sum(1 for k in added if counted(k.decode()))
+    out.blacklist_changed = sum(1 for k in changed if counted(k.decode()))
+    out.reordered_blacklist = len(lost | added | changed) - out.blacklist_missing - out.blacklist_extra
+    out.reordered_blacklist -= out.blacklist_changed
+
     out.examples += [f"verdict lost: {k}" for k in sorted(replay.verdicts.keys() - live.verdicts.keys())[:3]]
     out.examples += [
         f"strikes of {u}: {live_strikes[u]}, replay {replay_strikes[u]}" for u in sorted(strikes_differ)[:3]
     ]
-    out.examples += [f"sanction missing: {s}" for s in sorted(missing)[:3]]
-    out.examples += [f"sanction extra: {s}" for s in sorted(extra)[:3]]
-    reordered = {user for user in live.arrived if live.arrival_order(user) != replay.arrival_order(user)}
-    differing = set(strikes_differ)
-    differing |= {s[0].removeprefix("user:") for s in missing + extra if s[0].startswith("user:")}
-    blacklist_keys = set(changed) | (replay.blacklist.keys() ^ live.blacklist.keys())
-    differing |= {k.decode().removeprefix("user:") for k in blacklist_keys if k.startswith(b"user:")}
-    out.reordered, out.users_differing, out.users_reordered = len(reordered), len(differing), len(differing & reordered)
-    for user in sorted(differing)[:3]:
+    out.examples += [f"sanction missing: {s}" for s in sorted(s for s in missing if counted(s[0]))[:3]]
+    out.examples += [f"sanction extra: {s}" for s in sorted(s for s in extra if counted(s[0]))[:3]]
+    out.examples += [
+        f"blacklist {k.decode()}: {live.blacklist[k].decode()}, replay {replay.blacklist[k].decode()}"
+        for k in sorted(k for k in changed if counted(k.decode()))[:3]
+    ]
+    differing = strikes_differ | {s[0].removeprefix("user:") for s in missing + extra if s[0].startswith("user:")}
+    differing |= {k.decode().removeprefix("user:") for k in lost | added | changed if k.startswith(b"user:")}
+    # A few users that differ, lost first, then one that arrival order explains: how their violations went.
+    for user in [*sorted(differing - reordered)[:3], *sorted(differing & reordered)[:1]]:
         out.examples.append(
             f"user:{user}: violations sent {_arrivals(replay.arrived.get(user, []))}; arrived "
             f"{_arrivals(live.arrived.get(user, []))}; decided {' '.join(live.decided.get(user, []))}"
         )
-    out.examples += [
-        f"blacklist {k.decode()}: {live.blacklist[k].decode()}, replay {replay.blacklist[k].decode()}"
-        for k in changed[:3]
-    ]
     return out
 
 
@@ -434,7 +455,10 @@ class RunResult:
     def line(self, index: int) -> str:
         replay, live = self.replay, self.live
         strikes = replay.strikes_from_sanctions()
-        outcome = f"DIFFERS from the replay: {self.differences.text()}" if self.differences else "equal to the replay"
+        differences = self.differences
+        outcome = f"LOSS: {differences.text()}" if differences else "equal to the replay"
+        if differences.reordered:
+            outcome += f" ({differences.reordering()})"
         facts = (
             f"{fmt(len(replay.verdicts))} verdicts ({fmt(live.verdict_records - len(live.verdicts))} repeated), "
             f"{fmt(strikes.total())} strikes of {fmt(len(strikes))} users, {fmt(len(replay.sanctions))} sanctions, "
