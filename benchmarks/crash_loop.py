@@ -269,9 +269,8 @@ class Differences:
         if not self.reordered:
             return ""
         return (
-            f"{fmt(self.reordered)} users' violations arrived out of the order sent "
-            f"({fmt(self.reordered_sanctions)} of their sanctions and {fmt(self.reordered_blacklist)} of their "
-            "blacklist entries differ, not counted as loss)"
+            f"{fmt(self.reordered)} users' violations arrived out of the order sent: {fmt(self.reordered_sanctions)} "
+            f"of their sanctions and {fmt(self.reordered_blacklist)} of their blacklist entries differ, not counted"
         )
 
 
@@ -458,7 +457,7 @@ class RunResult:
         differences = self.differences
         outcome = f"LOSS: {differences.text()}" if differences else "equal to the replay"
         if differences.reordered:
-            outcome += f" ({differences.reordering()})"
+            outcome += f"; {differences.reordering()}"
         facts = (
             f"{fmt(len(replay.verdicts))} verdicts ({fmt(live.verdict_records - len(live.verdicts))} repeated), "
             f"{fmt(strikes.total())} strikes of {fmt(len(strikes))} users, {fmt(len(replay.sanctions))} sanctions, "

@@ -152,7 +152,7 @@ def test_a_ladder_decided_in_arrival_order_is_counted_apart_not_as_loss():
     differences = compare(decided(late_ms=60_000, shuffle=3, swap=(3, 18)), decided())
     assert not differences
     assert (differences.reordered, differences.reordered_sanctions, differences.reordered_blacklist) == (1, 2, 1)
-    assert differences.reordering().startswith("1 users' violations arrived out of the order sent (2 of their")
+    assert differences.reordering().startswith("1 users' violations arrived out of the order sent: 2 of their")
 
 
 def test_a_strike_lost_by_a_user_whose_violations_arrived_out_of_order_is_a_loss():
