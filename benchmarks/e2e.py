@@ -91,6 +91,11 @@ class Process:
     def stop(self) -> None:
         process.stop(self.process)
 
+    def kill(self) -> None:
+        """SIGKILL: no batch finished, nothing committed or flushed."""
+        self.process.kill()
+        self.process.wait()
+
 
 def groupwarden_worker(settings: Settings, log_path: Path) -> Process:
     env = {

@@ -146,7 +146,8 @@ def violations(count: int, rules: list[str], version: str, seed: int = 7, start_
     return Workload(pairs, users, groups)
 
 
-def worker(settings: Settings, store: str, data_dir: Path, log_path: Path) -> Process:
+def worker(settings: Settings, store: str, data_dir: Path, log_path: Path, metrics_port: int | None = None) -> Process:
+    """A `python -m streams worker`; its metrics on ``metrics_port``, or $GROUPWARDEN_METRICS_PORT, or any free port."""
     env = {
         "GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "GROUPWARDEN_TOPIC_PREFIX": settings.topic_prefix,
@@ -154,7 +155,9 @@ def worker(settings: Settings, store: str, data_dir: Path, log_path: Path) -> Pr
         "GROUPWARDEN_PARTITIONS": str(settings.partitions),
         "GROUPWARDEN_STORE": store,
         "GROUPWARDEN_DATA_DIR": str(data_dir),
-        "GROUPWARDEN_METRICS_PORT": os.environ.get("GROUPWARDEN_METRICS_PORT", "0"),  # others may hold the default
+        "GROUPWARDEN_METRICS_PORT": str(metrics_port)
+        if metrics_port is not None
+        else os.environ.get("GROUPWARDEN_METRICS_PORT", "0"),  # others may hold the default
     }
     args = [sys.executable, "-m", "streams", "worker", "--loglevel", LOGLEVEL]
     return Process(f"groupwarden worker ({store})", args, env, log_path)
