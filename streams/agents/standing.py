@@ -90,6 +90,7 @@ class StandingStage(BatchedStage):
         super().__init__(settings, metrics, [settings.topic(t) for t in INPUTS], **kwargs)
         self.tables = Tables(policy, rules_version)
         self._owned: dict[int, _Partition] = {}
+        self._counting: asyncio.Future[None] | None = None
         self._unprefixed = {settings.topic(t): t for t in INPUTS}
         self._changelogs = {table: changelog_topic(settings, table) for table in TABLES}
 
@@ -167,6 +168,7 @@ class StandingStage(BatchedStage):
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """Close the stores of partitions gone elsewhere; restore those newly assigned before reading their inputs."""
         numbers = {tp.partition for tp in partitions}
+        await self._counted()
         for gone in set(self._owned) - numbers:
             self._owned.pop(gone).close()
         new = sorted(numbers - set(self._owned))
@@ -194,7 +196,14 @@ class StandingStage(BatchedStage):
         )
         for p in new:
             self._owned[p] = _Partition({table: stores[table, p] for table in TABLES})
-        await asyncio.to_thread(self._count_keys)
+        # Counted beside the stage, which does not wait for a scan of every key to make its first decision.
+        self._counting = asyncio.ensure_future(asyncio.to_thread(self._count_keys))
+
+    async def _counted(self) -> None:
+        """Until the last count of the keys is done: no store closes while it is read."""
+        if self._counting is not None:
+            await asyncio.gather(self._counting, return_exceptions=True)
+            self._counting = None
 
     async def _restore(
         self,
@@ -234,6 +243,7 @@ class StandingStage(BatchedStage):
             self.metrics.table_keys.labels(table).set(keys)
 
     async def stopped(self) -> None:
+        await self._counted()
         for owned in self._owned.values():
             owned.close()
         self._owned.clear()

@@ -302,7 +302,7 @@ class BatchedStage(mode.Service, abc.ABC):
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance: reading restarts from the committed offsets (from the start where one is past an end);
         partitions now elsewhere stop reporting lag."""
-        log.info("%s stage owns %d partitions", self.stage, len(assigned))
+        log.info("%s stage owns %d partitions of %d topics", self.stage, len(assigned), len(self.topics))
         self.metrics.rebalances.labels(self.stage).inc()
         self._commits.forget()
         if self._send_failed:  # the failed batches are read again from the new assignment's commits
@@ -315,16 +315,20 @@ class BatchedStage(mode.Service, abc.ABC):
         await self.assigned(assigned)
         if self.consumer is not None:
             await reset_past_end(self.consumer, assigned, self.settings.kafka_options())
+            await self._start_lag(assigned - set(self._done))
+
+    async def _start_lag(self, partitions: set[TopicPartition]) -> None:
+        """Where each partition new to this worker starts, so its lag shows before its first batch: its committed
+        offset, or its first one when nothing is committed."""
+        assert self.consumer is not None
+        committed = {tp: await self.consumer.committed(tp) for tp in partitions}
+        if fresh := [tp for tp, offset in committed.items() if offset is None]:
+            committed |= await self.consumer.beginning_offsets(fresh)
+        self._done |= {tp: offset for tp, offset in committed.items() if offset is not None}
 
     @mode.Service.timer(LAG_SECONDS)
     async def _measure_lag(self) -> None:
         """Also between batches: a stalled stage must show its lag growing, not the last value it had."""
-        if self.consumer is None:
-            return
-        for tp in self.consumer.assignment() - set(self._done):  # owned, nothing processed here yet
-            committed = await self.consumer.committed(tp)
-            if committed is not None:
-                self._done.setdefault(tp, committed)
         self._report_lag()
 
     def _report_lag(self) -> None:

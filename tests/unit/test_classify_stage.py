@@ -82,6 +82,9 @@ class Consumer:
         tests, in test_offsets.py and tests/integration/test_faults.py, cover offsets past an end)."""
         return None
 
+    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 0)
+
     def assignment(self) -> set[TopicPartition]:
         return set(self.owned)
 
