@@ -1,7 +1,8 @@
 """Restoring partition stores from their changelogs: a batched read-and-write loop, to the true end of each changelog.
 
 A store that has a checkpoint (a warm restart) reads only the changelog after it; an empty one (a cold start, or a
-partition that moved here) reads the whole changelog. Each fetch of a partition is written in one batch. The end
+partition that moved here) reads the whole changelog. Each fetch of a partition is written in one batch, without the
+write-ahead log; the stores are flushed once at the end. The end
 to read to is each changelog's high watermark when the restore begins, taken from a Fetch response: the embedded
 broker under-reports ListOffsets, and a restore that trusted it would miss the last batch of records.
 """
@@ -123,6 +124,9 @@ async def _read(
                 raise RestoreError(f"no changelog record in {stall_seconds:.0f} s; records left: {left}")
         if writing is not None:
             await writing
+        # Restore writes skip the write-ahead log: made durable here, once, before the stores take logged writes.
+        for tp in starts:
+            await asyncio.to_thread(stores[tp].flush)
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait([writing])  # a write in its thread finishes before anyone may close its store

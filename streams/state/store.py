@@ -61,16 +61,21 @@ def changelog_headers(due_ms: int | None, source_topic: str, source_offset: int)
     return headers
 
 
-def _from_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[int | None, str | None, int]:
-    """The due time, source topic and source offset a changelog record's headers carry."""
-    due, topic, offset = None, None, -1
+def _from_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[int | None, bytes | None]:
+    """The due time and the source ("<input topic>@<offset>", undecoded) a changelog record's headers carry."""
+    due = source = None
     for name, value in headers:
         if name == DUE_HEADER:
             due = int(value)
         elif name == SOURCE_HEADER:
-            source, _, at = value.decode().rpartition("@")
-            topic, offset = source, int(at)
-    return due, topic, offset
+            source = value
+    return due, source
+
+
+def _uncommitted(source: bytes, committed: Mapping[bytes, int]) -> bool:
+    """Whether the input record a changelog record came from is at or past its topic's committed offset."""
+    topic, _, offset = source.rpartition(b"@")
+    return int(offset) >= committed.get(topic, 0)
 
 
 # -- backends --------------------------------------------------------------------------------------------------------
@@ -83,8 +88,12 @@ class Batch(Protocol):
 
 class Backend(Protocol):
     def batch(self) -> Batch: ...
-    def write(self, batch: Batch) -> None:
-        """Apply every put and delete of the batch, all or none."""
+    def write(self, batch: Batch, *, logged: bool = True) -> None:
+        """Apply every put and delete of the batch, all or none. ``logged=False``: the write may be lost in a crash
+        until the next flush (with the writes after it), which makes restoring cheaper."""
+
+    def flush(self) -> None:
+        """Make every write so far durable."""
 
     def get(self, space: bytes, key: bytes) -> bytes | None: ...
     def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]: ...
@@ -114,7 +123,7 @@ class MemoryBackend:
     def batch(self) -> _MemoryBatch:
         return _MemoryBatch()
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch, *, logged: bool = True) -> None:  # noqa: ARG002 - a dict has no log
         assert isinstance(batch, _MemoryBatch)
         spaces = self._spaces
         for space, key, value in batch.ops:
@@ -128,6 +137,9 @@ class MemoryBackend:
 
     def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._spaces[space].items()))
+
+    def flush(self) -> None:
+        pass
 
     def wipe(self) -> None:
         for keys in self._spaces.values():
@@ -154,6 +166,12 @@ def _rocksdb_options() -> rocksdict.Options:
     return options
 
 
+def _unlogged() -> rocksdict.WriteOptions:
+    options = rocksdict.WriteOptions()
+    options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; rocksdict's stub says method
+    return options
+
+
 class RocksBackend:
     """One RocksDB database; each kind of key under its own one-byte prefix."""
 
@@ -161,13 +179,27 @@ class RocksBackend:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = rocksdict.Rdict(str(path), _rocksdb_options())
+        self._unflushed = False  # unlogged writes only in memory: a crash would lose them
 
     def batch(self) -> _RocksBatch:
         return _RocksBatch()
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch, *, logged: bool = True) -> None:
+        """Unlogged writes skip the write-ahead log. Before a logged write they are flushed: after a crash the log
+        is replayed onto the files, and a logged write replayed without the unlogged ones before it would leave a
+        checkpoint that claims records the store lost."""
         assert isinstance(batch, _RocksBatch)
-        self._db.write(batch.batch)
+        if logged:
+            self.flush()
+            self._db.write(batch.batch)
+        else:
+            self._db.write(batch.batch, _unlogged())
+            self._unflushed = True
+
+    def flush(self) -> None:
+        if self._unflushed:
+            self._db.flush(wait=True)
+            self._unflushed = False
 
     def get(self, space: bytes, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(space + key)
@@ -185,8 +217,10 @@ class RocksBackend:
         rocksdict.Rdict.destroy(str(self.path), _rocksdb_options())
         shutil.rmtree(self.path, ignore_errors=True)  # destroy leaves the folder
         self._db = rocksdict.Rdict(str(self.path), _rocksdb_options())
+        self._unflushed = False
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
 
 
@@ -204,16 +238,24 @@ def _checkpoint(raw: bytes | None) -> Checkpoint:
     return Checkpoint(int(doc["changelog"]), {str(t): int(o) for t, o in doc["inputs"].items()})
 
 
-def _set(batch: Batch, key: bytes, value: bytes | None, due_ms: int | None) -> None:
-    """A record's new value and due time; a deleted record has nothing due."""
-    if value is None:
-        batch.delete(VALUES, key)
-    else:
-        batch.put(VALUES, key, value)
-    if due_ms is None or value is None:
-        batch.delete(EXPIRIES, key)
-    else:
-        batch.put(EXPIRIES, key, due_ms.to_bytes(8, "big"))
+def _put(batch: Batch, changes: Mapping[bytes, tuple[bytes | None, int | None]]) -> None:
+    """New values and due times by key; a deleted record has nothing due.
+
+    In key order, the values before the due times: RocksDB takes keys in order into its memtable several times
+    faster than keys at random (measured on restoring 1M users)."""
+    keys = sorted(changes)
+    for key in keys:
+        value = changes[key][0]
+        if value is None:
+            batch.delete(VALUES, key)
+        else:
+            batch.put(VALUES, key, value)
+    for key in keys:
+        value, due_ms = changes[key]
+        if due_ms is None or value is None:
+            batch.delete(EXPIRIES, key)
+        else:
+            batch.put(EXPIRIES, key, due_ms.to_bytes(8, "big"))
 
 
 class PartitionStore:
@@ -236,8 +278,7 @@ class PartitionStore:
     def write(self, changes: Mapping[bytes, Change], checkpoint: Checkpoint) -> None:
         """The new values and expiry times, and the checkpoint they reach, in one atomic write."""
         batch = self._backend.batch()
-        for key, change in changes.items():
-            _set(batch, key, change.value, change.due_ms)
+        _put(batch, {key: (change.value, change.due_ms) for key, change in changes.items()})
         self._commit(batch, checkpoint)
 
     def restore(self, records: Sequence[ChangelogRecord], committed: Mapping[str, int] | None = None) -> int:
@@ -245,28 +286,36 @@ class PartitionStore:
 
         ``committed``: the committed offset of each input topic (of this partition). A record that came from an
         input record at or past it is left out: that input will be read and applied again, and must find the state
-        it was first applied to, or its outputs (perhaps never acknowledged) would not be made again."""
+        it was first applied to, or its outputs (perhaps never acknowledged) would not be made again.
+
+        The write skips the write-ahead log: a crash loses restored records (never part of one), and the restore
+        reads them again; ``flush`` (or the next ``write``, or ``close``) makes them durable."""
         if not records:
             return 0
-        batch = self._backend.batch()
+        inputs = None if committed is None else {topic.encode(): offset for topic, offset in committed.items()}
+        latest: dict[bytes, tuple[bytes | None, int | None]] = {}
         applied = 0
         for record in records:
-            due = None
-            if record.headers:
-                due, topic, offset = _from_headers(record.headers)
-                if committed is not None and topic is not None and offset >= committed.get(topic, 0):
-                    continue
+            due, source = _from_headers(record.headers)
+            if inputs is not None and source is not None and _uncommitted(source, inputs):
+                continue
             key = record.key
             assert key is not None, "a changelog record has the table's key"
-            _set(batch, key, record.value, due)  # the batch applies in order: a key's last record wins
+            latest[key] = (record.value, due)  # a key's last record wins
             applied += 1
-        inputs = dict(self.checkpoint.inputs if committed is None else committed)
-        self._commit(batch, Checkpoint(records[-1].offset + 1, inputs))
+        batch = self._backend.batch()
+        _put(batch, latest)
+        inputs_reached = dict(self.checkpoint.inputs if committed is None else committed)
+        self._commit(batch, Checkpoint(records[-1].offset + 1, inputs_reached), logged=False)
         return applied
 
-    def _commit(self, batch: Batch, checkpoint: Checkpoint) -> None:
+    def flush(self) -> None:
+        """Make restored records durable."""
+        self._backend.flush()
+
+    def _commit(self, batch: Batch, checkpoint: Checkpoint, *, logged: bool = True) -> None:
         batch.put(META, _CHECKPOINT, _checkpoint_bytes(checkpoint))
-        self._backend.write(batch)
+        self._backend.write(batch, logged=logged)
         self.checkpoint = checkpoint
 
     def wipe(self) -> None:
