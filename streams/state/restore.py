@@ -87,7 +87,8 @@ async def _read(
     """Read each changelog partition from its start to its end, one write per partition and fetch.
 
     Reading and writing overlap: the consumer asks for the next records only once it has handed over the last ones,
-    so a loop that wrote between its reads would wait for the broker after every write."""
+    so a loop that wrote between its reads would wait for the broker after every write. (rocksdict holds the GIL
+    while it writes: what the thread gains is the next fetch in flight, not a second core.)"""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
