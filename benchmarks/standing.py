@@ -84,7 +84,7 @@ OFFSET_KEY = b"__faust\0offset__"  # Faust's own bookkeeping key in every partit
 RECOVERY_WAIT = 600.0
 LOGLEVEL = "info"  # recovery is timed from INFO lines; at "warning" Faust's spinner turns every logger up to DEBUG
 MiB = 1 << 20
-DISTINCT_USERS = 20_000  # user records built for the recovery changelog; more users repeat them under their own ids
+DISTINCT_USERS = 10_000  # user records built for the recovery changelog; more users repeat them under their own ids
 
 
 def _policy() -> tuple[SanctionPolicy, str, list[str]]:
