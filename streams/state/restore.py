@@ -2,9 +2,9 @@
 
 A store that has a checkpoint (a warm restart) reads only the changelog after it; an empty one (a cold start, or a
 partition that moved here) reads the whole changelog. Each fetch of a partition is written in one batch, without the
-write-ahead log; the stores are flushed once at the end. The end
-to read to is each changelog's high watermark when the restore begins, taken from a Fetch response: the embedded
-broker under-reports ListOffsets, and a restore that trusted it would miss the last batch of records.
+write-ahead log; the stores are flushed once at the end. The end to read to is each changelog's high watermark when
+the restore begins, taken from a Fetch response: the embedded broker under-reports ListOffsets, and a restore that
+trusted it would miss the last batch of records.
 """
 
 from __future__ import annotations

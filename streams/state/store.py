@@ -257,8 +257,8 @@ class PartitionStore:
         input record at or past it is left out: that input will be read and applied again, and must find the state
         it was first applied to, or its outputs (perhaps never acknowledged) would not be made again.
 
-        The write skips the write-ahead log: a crash loses restored records (never part of one), and the restore
-        reads them again; ``flush`` (or the next ``write``, or ``close``) makes them durable."""
+        The write skips the write-ahead log: a crash before ``flush`` (or the next ``write``, or ``close``) loses
+        what restores wrote since the last one, checkpoint included, so the next restore reads it again."""
         if not records:
             return 0
         inputs = None if committed is None else {topic.encode(): offset for topic, offset in committed.items()}
