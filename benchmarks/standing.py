@@ -13,16 +13,18 @@
    violation) into per-partition RocksDB databases opened with Faust's own options; disk after flush and after
    compaction, RSS growth, scaled to 1M users. Baselines: the raw size of the encoded records, and a plain dict of
    the same records (what the memory:// store holds), measured with tracemalloc.
-3. recovery: a users changelog of M records (the final record of each user) produced straight to
-   "<app id>-users-changelog", then a worker started with an empty data dir (cold) and again with its data dir kept
-   (warm); times come from the worker's log and from the audit of a violation, published once the worker is ready,
-   of a user whose strikes are only in the changelog (its sanction shows whether the record was recovered), and
-   from the verdict of a chat message published before the start (the classify stage does not wait for the tables).
+3. recovery: a users changelog of M records (the final record of each user, with the headers the standing stage
+   writes, in the order users last changed) produced straight to "<app id>-users-changelog", then a worker started
+   with an empty data dir (cold) and again with its data dir kept (warm); times come from the worker's log and from
+   the audit of a violation, published once the worker is ready, of a user whose strikes are only in the changelog
+   (its sanction shows whether the record was recovered), and from the verdict of a chat message published before
+   the start (the classify stage does not wait for the tables).
    Before the workers, the same changelog restored into the standing stage's own stores (streams/state/store.py,
    RocksDB, one per partition) in this process: cold (empty stores: the whole changelog, a write batch per fetch),
    then warm (the stores reopened: only the tail after their checkpoint), and the stores compared with the
-   changelog. Baseline: reading the same changelog with a plain aiokafka consumer, in the same run. Below 1M records
-   the figures are scaled to 1M.
+   changelog (values and due times); their disk and this process's RSS growth. Baseline: reading the same changelog
+   with a plain aiokafka consumer, in the same run; wall and CPU time of both, with the machine's load average.
+   Below 1M records the figures are scaled to 1M.
 """
 
 from __future__ import annotations
