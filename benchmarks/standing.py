@@ -13,16 +13,18 @@
    violation) into per-partition RocksDB databases opened with Faust's own options; disk after flush and after
    compaction, RSS growth, scaled to 1M users. Baselines: the raw size of the encoded records, and a plain dict of
    the same records (what the memory:// store holds), measured with tracemalloc.
-3. recovery: a users changelog of M records (the final record of each user) produced straight to
-   "<app id>-users-changelog", then a worker started with an empty data dir (cold) and again with its data dir kept
-   (warm); times come from the worker's log and from the audit of a violation, published once the worker is ready,
-   of a user whose strikes are only in the changelog (its sanction shows whether the record was recovered), and
-   from the verdict of a chat message published before the start (the classify stage does not wait for the tables).
+3. recovery: a users changelog of M records (the final record of each user, with the headers the standing stage
+   writes, in the order users last changed) produced straight to "<app id>-users-changelog", then a worker started
+   with an empty data dir (cold) and again with its data dir kept (warm); times come from the worker's log and from
+   the audit of a violation, published once the worker is ready, of a user whose strikes are only in the changelog
+   (its sanction shows whether the record was recovered), and from the verdict of a chat message published before
+   the start (the classify stage does not wait for the tables).
    Before the workers, the same changelog restored into the standing stage's own stores (streams/state/store.py,
    RocksDB, one per partition) in this process: cold (empty stores: the whole changelog, a write batch per fetch),
    then warm (the stores reopened: only the tail after their checkpoint), and the stores compared with the
-   changelog. Baseline: reading the same changelog with a plain aiokafka consumer, in the same run. Below 1M records
-   the figures are scaled to 1M.
+   changelog (values and due times); their disk and this process's RSS growth. Baseline: reading the same changelog
+   with a plain aiokafka consumer, in the same run; wall and CPU time of both, with the machine's load average.
+   Below 1M records the figures are scaled to 1M.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from aiokafka import TopicPartition
 from faust.stores.rocksdb import RocksDBOptions
 
 from benchmarks.e2e import (
+    PUBLISH_CHUNK,
     Process,
     consumer,
     copied_all,
@@ -71,7 +74,7 @@ from streams.policy.rules import Severity, load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
 from streams.state import codec
 from streams.state.restore import restore as restore_stores
-from streams.state.store import PartitionStore, open_store
+from streams.state.store import PartitionStore, changelog_headers, open_store
 from streams.topics import AUDIT, MESSAGES, SANCTIONS, VERDICTS, VIOLATIONS, TopicSpec, create_topics
 
 PARTITIONS = 8  # passthrough_app.py declares its topics with the same count
@@ -83,6 +86,7 @@ OFFSET_KEY = b"__faust\0offset__"  # Faust's own bookkeeping key in every partit
 RECOVERY_WAIT = 600.0
 LOGLEVEL = "info"  # recovery is timed from INFO lines; at "warning" Faust's spinner turns every logger up to DEBUG
 MiB = 1 << 20
+DISTINCT_USERS = 10_000  # user records built for the recovery changelog; more users repeat them under their own ids
 
 
 def _policy() -> tuple[SanctionPolicy, str, list[str]]:
@@ -634,16 +638,63 @@ def count_rocksdb_keys(data_dir: Path) -> int:
 class StoreRestore:
     """The standing stage's own stores (streams/state/store.py) restored from the changelog, in this process."""
 
-    cold_seconds: float  # empty stores: the whole changelog read into RocksDB
+    cold_seconds: float  # empty stores: the whole changelog read into RocksDB, the stores made durable
     warm_seconds: float  # the stores reopened from their files: only the tail after the checkpoint is read
     cold_read: int
     warm_read: int
-    exact: bool  # the stores hold exactly the changelog's last record of each key
+    exact: bool  # the stores hold exactly the changelog's last record of each key, and its due time
     cpu_seconds: float  # this process's CPU while restoring cold
+    disk: tuple[int, int]  # bytes in SST files and in other files, after the cold restore
+    rss_growth: int  # this process's RSS growth from opening the stores to the end of the cold restore
+
+
+def changelog_records(
+    users: int, policy: SanctionPolicy, rules: list[str], rng: random.Random
+) -> tuple[list[int], list[tuple[bytes, bytes, int | None]]]:
+    """Each user's strikes and final record with its due time, in a shuffled order: a changelog holds users in the
+    order they last changed, not by id. Records are built by the real pure code for up to DISTINCT_USERS users;
+    further users repeat one of them under their own id (building each costs ~0.3 ms)."""
+    now_ms = int(time.time() * 1000)
+    built = min(users, DISTINCT_USERS)
+    strikes = _strikes(rng, built)
+    templates = []
+    for n, count in enumerate(strikes):
+        record = user_versions(n, count, policy, rules, rng, now_ms)[-1]
+        listed = codec.load_user(record).listed
+        due = min((r.until_ms for r in listed if r.until_ms is not None), default=None)  # as the stage finds it
+        templates.append((record, due))
+    records = []
+    for n in range(users):
+        record, due = templates[n % built]
+        if n >= built:
+            record = record.replace(_user(n % built).encode(), _user(n).encode())
+        records.append((_user(n).encode(), record, due))
+    rng.shuffle(records)
+    return [strikes[n % built] for n in range(users)], records
+
+
+async def publish_changelog(bootstrap_servers: str, topic: str, records: list[tuple[bytes, bytes, int | None]]) -> None:
+    """The records with the headers the standing stage writes: the due time, and the input record each came from."""
+    started = time.perf_counter()
+    client = producer(bootstrap_servers)
+    await client.start()
+    try:
+        for i in range(0, len(records), PUBLISH_CHUNK):
+            chunk = records[i : i + PUBLISH_CHUNK]
+            await send_batched(
+                client,
+                (
+                    OutRecord(topic, key, value, changelog_headers(due, VIOLATIONS, i + n))
+                    for n, (key, value, due) in enumerate(chunk)
+                ),
+            )
+    finally:
+        await client.stop()
+    progress(f"published {fmt(len(records))} changelog records to {topic} in {time.perf_counter() - started:.1f} s")
 
 
 async def own_store_restore(
-    settings: Settings, changelog: str, pairs: list[tuple[bytes, bytes]], folder: Path
+    settings: Settings, changelog: str, records: list[tuple[bytes, bytes, int | None]], folder: Path
 ) -> StoreRestore:
     tps = [TopicPartition(changelog, p) for p in range(settings.partitions)]
 
@@ -655,26 +706,34 @@ async def own_store_restore(
             store.close()
 
     try:
+        before = rss()
         started, cpu = time.perf_counter(), time.process_time()
         stores = open_all()
         cold = await restore_stores(settings.kafka_options(), stores)
         cold_seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        rss_growth = rss() - before
         close_all(stores)
+        on_disk = disk(folder)
         progress(f"own stores, cold: {fmt(cold.records)} records restored in {cold_seconds:.1f} s")
         started = time.perf_counter()
         stores = open_all()
         warm = await restore_stores(settings.kafka_options(), stores)
         warm_seconds = time.perf_counter() - started
         progress(f"own stores, warm: {fmt(warm.records)} records read in {warm_seconds:.1f} s")
-        expected = dict(pairs)
-        exact = sum(1 for store in stores.values() for _ in store.items()) == len(expected) and all(
-            stores[TopicPartition(changelog, partition_for(key, settings.partitions))].get(key) == value
-            for key, value in expected.items()
+
+        def store_of(key: bytes) -> PartitionStore:
+            return stores[TopicPartition(changelog, partition_for(key, settings.partitions))]
+
+        dues = {key: due for key, _, due in records if due is not None}
+        exact = (
+            sum(1 for store in stores.values() for _ in store.items()) == len(records)
+            and all(store_of(key).get(key) == value for key, value, _ in records)
+            and {key: due for store in stores.values() for key, due in store.expiries()} == dues
         )
         close_all(stores)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return StoreRestore(cold_seconds, warm_seconds, cold.records, warm.records, exact, cpu_seconds)
+    return StoreRestore(cold_seconds, warm_seconds, cold.records, warm.records, exact, cpu_seconds, on_disk, rss_growth)
 
 
 @dataclass
@@ -682,10 +741,12 @@ class Recovery:
     users: int
     record_bytes: int
     plain_seconds: float
+    plain_cpu: float  # this process's CPU while reading plainly
     own: StoreRestore
     cold: Restart | None
     warm: Restart | None
     stored_users: int
+    load: tuple[float, float]  # the machine's 1-minute load average before and after the plain read and restores
 
 
 async def recovery(
@@ -702,23 +763,26 @@ async def recovery(
     changelog = f"{settings.group_id}-users-changelog"  # Faust's name: "<app id>-<table>-changelog"
     await create_topics(replace(settings, topic_prefix=""), (TopicSpec(changelog, {"cleanup.policy": "compact"}),))
 
-    rng = random.Random(13)
-    now_ms = int(time.time() * 1000)
     started = time.perf_counter()
-    strikes = _strikes(rng, users)
-    pairs = [(_user(n).encode(), user_versions(n, s, policy, rules, rng, now_ms)[-1]) for n, s in enumerate(strikes)]
+    strikes, records = changelog_records(users, policy, rules, random.Random(13))
     progress(f"built {fmt(users)} user records in {time.perf_counter() - started:.1f} s")
-    await publish(bootstrap_servers, changelog, pairs)
+    await publish_changelog(bootstrap_servers, changelog, records)
+    pairs = {key: value for key, value, _ in records}
+    record_bytes = sum(len(value) for value in pairs.values())
 
+    load_before = os.getloadavg()[0]
+    cpu = time.process_time()
     plain_seconds = await plain_read(settings, changelog, users, RECOVERY_WAIT, max_partition_fetch_bytes=4 * MiB)
+    plain_cpu = time.process_time() - cpu
     progress(f"a plain aiokafka consumer read the changelog in {plain_seconds:.1f} s")
-    own = await own_store_restore(settings, changelog, pairs, root / "own-stores")
+    own = await own_store_restore(settings, changelog, records, root / "own-stores")
+    load = (load_before, os.getloadavg()[0])
     if not faust_restarts:
-        return Recovery(users, sum(len(v) for _, v in pairs), plain_seconds, own, None, None, 0)
+        return Recovery(users, record_bytes, plain_seconds, plain_cpu, own, None, None, 0, load)
 
     def pick(wanted: int, n: int) -> Probe:
         index = next(i for i, s in enumerate(strikes) if s == wanted)
-        return probe(_user(index), pairs[index][1], policy, version, n)
+        return probe(_user(index), pairs[_user(index).encode()], policy, version, n)
 
     data_dir = root / "recovery-data"
     try:
@@ -728,7 +792,7 @@ async def recovery(
         progress(f"the worker's RocksDB holds {fmt(stored)} users")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-    return Recovery(users, sum(len(v) for _, v in pairs), plain_seconds, own, cold, warm, stored)
+    return Recovery(users, record_bytes, plain_seconds, plain_cpu, own, cold, warm, stored, load)
 
 
 # -- report ------------------------------------------------------------------------------------------------------
@@ -802,8 +866,13 @@ def report_recovery(r: Recovery) -> None:
         f"{PARTITIONS} partitions, one worker, RocksDB store{note}"
     )
     print(
+        f"  machine load (1-minute average) {r.load[0]:.1f} before the plain read, {r.load[1]:.1f} after the restores, "
+        f"on {os.cpu_count()} cores"
+    )
+    print(
         f"  plain aiokafka read of the changelog (baseline)  {r.plain_seconds:6.1f} s  "
-        f"{fmt(r.users / r.plain_seconds):>9} records/s   per 1M: {r.plain_seconds * scale:6.1f} s"
+        f"{fmt(r.users / r.plain_seconds):>9} records/s   per 1M: {r.plain_seconds * scale:6.1f} s   "
+        f"CPU {r.plain_cpu:.1f} s"
     )
     own = r.own
     # The warm restore reads nothing: its time is the fixed part (end offsets, opening the databases); the rest of a
@@ -813,12 +882,20 @@ def report_recovery(r: Recovery) -> None:
         f"  own stores (streams/state/store.py), cold     {own.cold_seconds:6.1f} s  "
         f"{fmt(own.cold_read / max(own.cold_seconds, 0.001)):>9} records/s   "
         f"per 1M: {own_1m:6.1f} s   "
-        f"{own.cold_seconds / r.plain_seconds:5.1f}x the plain read; {own.cpu_seconds / own.cold_seconds:.2f} cores"
+        f"{own.cold_seconds / r.plain_seconds:5.1f}x the plain read; CPU {own.cpu_seconds:.1f} s, "
+        f"{own.cpu_seconds / max(r.plain_cpu, 0.001):.1f}x the plain read's"
     )
     print(
         f"  own stores, warm (files kept)                {own.warm_seconds:6.1f} s  "
         f"{fmt(own.warm_read):>9} records read (the tail after the checkpoint); "
-        f"stores {'equal' if own.exact else 'NOT EQUAL'} to the changelog"
+        f"stores {'equal' if own.exact else 'NOT EQUAL'} to the changelog (values and due times)"
+    )
+    sst, other = own.disk
+    print(
+        f"  own stores' footprint: disk {mb(sst + other)} ({mb(sst)} SST files), per 1M users "
+        f"{mb(per_million(sst + other, r.users))}; RSS growth while restoring {mb(own.rss_growth)}, "
+        f"per 1M users {mb(per_million(own.rss_growth, r.users))}"
+        + ("" if scale == 1 else " (fixed memory of 8 databases included)")
     )
     for run in (r.cold, r.warm):
         if run is None:

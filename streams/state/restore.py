@@ -1,9 +1,10 @@
 """Restoring partition stores from their changelogs: a batched read-and-write loop, to the true end of each changelog.
 
 A store that has a checkpoint (a warm restart) reads only the changelog after it; an empty one (a cold start, or a
-partition that moved here) reads the whole changelog. Each fetch of a partition is written in one batch. The end
-to read to is each changelog's high watermark when the restore begins, taken from a Fetch response: the embedded
-broker under-reports ListOffsets, and a restore that trusted it would miss the last batch of records.
+partition that moved here) reads the whole changelog. Each fetch of a partition is written in one batch, without the
+write-ahead log; the stores are flushed once at the end. The end to read to is each changelog's high watermark when
+the restore begins, taken from a Fetch response: the embedded broker under-reports ListOffsets, and a restore that
+trusted it would miss the last batch of records.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ async def _read(
     """Read each changelog partition from its start to its end, one write per partition and fetch.
 
     Reading and writing overlap: the consumer asks for the next records only once it has handed over the last ones,
-    so a loop that wrote between its reads would wait for the broker after every write."""
+    so a loop that wrote between its reads would wait for the broker after every write. (rocksdict holds the GIL
+    while it writes: what the thread gains is the next fetch in flight, not a second core.)"""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -123,6 +125,9 @@ async def _read(
                 raise RestoreError(f"no changelog record in {stall_seconds:.0f} s; records left: {left}")
         if writing is not None:
             await writing
+        # Restore writes skip the write-ahead log: made durable here, once, before the stores take logged writes.
+        for tp in starts:
+            await asyncio.to_thread(stores[tp].flush)
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait([writing])  # a write in its thread finishes before anyone may close its store

@@ -61,30 +61,36 @@ def changelog_headers(due_ms: int | None, source_topic: str, source_offset: int)
     return headers
 
 
-def _from_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[int | None, str | None, int]:
-    """The due time, source topic and source offset a changelog record's headers carry."""
-    due, topic, offset = None, None, -1
+def _from_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[int | None, bytes | None]:
+    """The due time and the source ("<input topic>@<offset>", undecoded) a changelog record's headers carry."""
+    due = source = None
     for name, value in headers:
         if name == DUE_HEADER:
             due = int(value)
         elif name == SOURCE_HEADER:
-            source, _, at = value.decode().rpartition("@")
-            topic, offset = source, int(at)
-    return due, topic, offset
+            source = value
+    return due, source
+
+
+def _uncommitted(source: bytes, committed: Mapping[bytes, int]) -> bool:
+    """Whether the input record a changelog record came from is at or past its topic's committed offset."""
+    topic, _, offset = source.rpartition(b"@")
+    return int(offset) >= committed.get(topic, 0)
 
 
 # -- backends --------------------------------------------------------------------------------------------------------
 
 
-class Batch(Protocol):
-    def put(self, space: bytes, key: bytes, value: bytes) -> None: ...
-    def delete(self, space: bytes, key: bytes) -> None: ...
+Changes = Mapping[bytes, tuple[bytes | None, int | None]]  # key -> new value (None: deleted) and due time
 
 
 class Backend(Protocol):
-    def batch(self) -> Batch: ...
-    def write(self, batch: Batch) -> None:
-        """Apply every put and delete of the batch, all or none."""
+    def write(self, changes: Changes, checkpoint: bytes, *, logged: bool = True) -> None:
+        """New values and due times (a deleted record has nothing due) and the checkpoint, all or none.
+        ``logged=False``: a crash may lose the write until the next flush, which makes restoring cheaper."""
+
+    def flush(self) -> None:
+        """Make every write so far durable."""
 
     def get(self, space: bytes, key: bytes) -> bytes | None: ...
     def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]: ...
@@ -94,40 +100,33 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class _MemoryBatch:
-    def __init__(self) -> None:
-        self.ops: list[tuple[bytes, bytes, bytes | None]] = []
-
-    def put(self, space: bytes, key: bytes, value: bytes) -> None:
-        self.ops.append((space, key, value))
-
-    def delete(self, space: bytes, key: bytes) -> None:
-        self.ops.append((space, key, None))
-
-
 class MemoryBackend:
     """A dict per kind of key. Gone with the process: every start restores from the changelog."""
 
     def __init__(self) -> None:
         self._spaces: dict[bytes, dict[bytes, bytes]] = {VALUES: {}, EXPIRIES: {}, META: {}}
 
-    def batch(self) -> _MemoryBatch:
-        return _MemoryBatch()
-
-    def write(self, batch: Batch) -> None:
-        assert isinstance(batch, _MemoryBatch)
-        spaces = self._spaces
-        for space, key, value in batch.ops:
+    def write(self, changes: Changes, checkpoint: bytes, *, logged: bool = True) -> None:  # noqa: ARG002 - no log
+        values, expiries = self._spaces[VALUES], self._spaces[EXPIRIES]
+        for key, (value, due_ms) in changes.items():
             if value is None:
-                spaces[space].pop(key, None)
+                values.pop(key, None)
             else:
-                spaces[space][key] = value
+                values[key] = value
+            if due_ms is None or value is None:
+                expiries.pop(key, None)
+            else:
+                expiries[key] = due_ms.to_bytes(8, "big")
+        self._spaces[META][_CHECKPOINT] = checkpoint
 
     def get(self, space: bytes, key: bytes) -> bytes | None:
         return self._spaces[space].get(key)
 
     def scan(self, space: bytes) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._spaces[space].items()))
+
+    def flush(self) -> None:
+        pass
 
     def wipe(self) -> None:
         for keys in self._spaces.values():
@@ -137,20 +136,15 @@ class MemoryBackend:
         self.wipe()
 
 
-class _RocksBatch:
-    def __init__(self) -> None:
-        self.batch = rocksdict.WriteBatch(raw_mode=True)
-
-    def put(self, space: bytes, key: bytes, value: bytes) -> None:
-        self.batch.put(space + key, value)
-
-    def delete(self, space: bytes, key: bytes) -> None:
-        self.batch.delete(space + key)
-
-
 def _rocksdb_options() -> rocksdict.Options:
     options = rocksdict.Options(raw_mode=True)
     options.create_if_missing(create_if_missing=True)
+    return options
+
+
+def _unlogged() -> rocksdict.WriteOptions:
+    options = rocksdict.WriteOptions()
+    options.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; rocksdict's stub says method
     return options
 
 
@@ -161,13 +155,42 @@ class RocksBackend:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = rocksdict.Rdict(str(path), _rocksdb_options())
+        self._unflushed = False  # unlogged writes only in memory: a crash would lose them
 
-    def batch(self) -> _RocksBatch:
-        return _RocksBatch()
+    def write(self, changes: Changes, checkpoint: bytes, *, logged: bool = True) -> None:
+        """One WriteBatch, its keys in order and the values before the due times: RocksDB takes keys in order into
+        its memtable several times faster than keys at random (measured on restoring 1M users).
 
-    def write(self, batch: Batch) -> None:
-        assert isinstance(batch, _RocksBatch)
-        self._db.write(batch.batch)
+        Unlogged writes skip the write-ahead log. Before a logged write they are flushed: after a crash the log is
+        replayed onto the files, and a logged write replayed without the unlogged ones before it would leave a
+        checkpoint that claims records the store lost."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
+        keys = sorted(changes)
+        for key in keys:
+            value = changes[key][0]
+            if value is None:
+                delete(VALUES + key)
+            else:
+                put(VALUES + key, value)
+        for key in keys:
+            value, due_ms = changes[key]
+            if due_ms is None or value is None:
+                delete(EXPIRIES + key)
+            else:
+                put(EXPIRIES + key, due_ms.to_bytes(8, "big"))
+        put(META + _CHECKPOINT, checkpoint)
+        if logged:
+            self.flush()
+            self._db.write(batch)
+        else:
+            self._db.write(batch, _unlogged())
+            self._unflushed = True
+
+    def flush(self) -> None:
+        if self._unflushed:
+            self._db.flush(wait=True)
+            self._unflushed = False
 
     def get(self, space: bytes, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(space + key)
@@ -185,8 +208,10 @@ class RocksBackend:
         rocksdict.Rdict.destroy(str(self.path), _rocksdb_options())
         shutil.rmtree(self.path, ignore_errors=True)  # destroy leaves the folder
         self._db = rocksdict.Rdict(str(self.path), _rocksdb_options())
+        self._unflushed = False
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
 
 
@@ -202,18 +227,6 @@ def _checkpoint(raw: bytes | None) -> Checkpoint:
         return Checkpoint()
     doc = orjson.loads(raw)
     return Checkpoint(int(doc["changelog"]), {str(t): int(o) for t, o in doc["inputs"].items()})
-
-
-def _set(batch: Batch, key: bytes, value: bytes | None, due_ms: int | None) -> None:
-    """A record's new value and due time; a deleted record has nothing due."""
-    if value is None:
-        batch.delete(VALUES, key)
-    else:
-        batch.put(VALUES, key, value)
-    if due_ms is None or value is None:
-        batch.delete(EXPIRIES, key)
-    else:
-        batch.put(EXPIRIES, key, due_ms.to_bytes(8, "big"))
 
 
 class PartitionStore:
@@ -235,38 +248,40 @@ class PartitionStore:
 
     def write(self, changes: Mapping[bytes, Change], checkpoint: Checkpoint) -> None:
         """The new values and expiry times, and the checkpoint they reach, in one atomic write."""
-        batch = self._backend.batch()
-        for key, change in changes.items():
-            _set(batch, key, change.value, change.due_ms)
-        self._commit(batch, checkpoint)
+        self._commit({key: (change.value, change.due_ms) for key, change in changes.items()}, checkpoint)
 
     def restore(self, records: Sequence[ChangelogRecord], committed: Mapping[str, int] | None = None) -> int:
         """Apply records read from the changelog, in offset order, in one write; return how many were applied.
 
         ``committed``: the committed offset of each input topic (of this partition). A record that came from an
         input record at or past it is left out: that input will be read and applied again, and must find the state
-        it was first applied to, or its outputs (perhaps never acknowledged) would not be made again."""
+        it was first applied to, or its outputs (perhaps never acknowledged) would not be made again.
+
+        The write skips the write-ahead log: a crash before ``flush`` (or the next ``write``, or ``close``) loses
+        what restores wrote since the last one, checkpoint included, so the next restore reads it again."""
         if not records:
             return 0
-        batch = self._backend.batch()
+        inputs = None if committed is None else {topic.encode(): offset for topic, offset in committed.items()}
+        latest: dict[bytes, tuple[bytes | None, int | None]] = {}
         applied = 0
         for record in records:
-            due = None
-            if record.headers:
-                due, topic, offset = _from_headers(record.headers)
-                if committed is not None and topic is not None and offset >= committed.get(topic, 0):
-                    continue
+            due, source = _from_headers(record.headers)
+            if inputs is not None and source is not None and _uncommitted(source, inputs):
+                continue
             key = record.key
             assert key is not None, "a changelog record has the table's key"
-            _set(batch, key, record.value, due)  # the batch applies in order: a key's last record wins
+            latest[key] = (record.value, due)  # a key's last record wins
             applied += 1
-        inputs = dict(self.checkpoint.inputs if committed is None else committed)
-        self._commit(batch, Checkpoint(records[-1].offset + 1, inputs))
+        inputs_reached = dict(self.checkpoint.inputs if committed is None else committed)
+        self._commit(latest, Checkpoint(records[-1].offset + 1, inputs_reached), logged=False)
         return applied
 
-    def _commit(self, batch: Batch, checkpoint: Checkpoint) -> None:
-        batch.put(META, _CHECKPOINT, _checkpoint_bytes(checkpoint))
-        self._backend.write(batch)
+    def flush(self) -> None:
+        """Make restored records durable."""
+        self._backend.flush()
+
+    def _commit(self, changes: Changes, checkpoint: Checkpoint, *, logged: bool = True) -> None:
+        self._backend.write(changes, _checkpoint_bytes(checkpoint), logged=logged)
         self.checkpoint = checkpoint
 
     def wipe(self) -> None:

@@ -6,6 +6,7 @@ Every test runs on both stores: memory:// is the same code on dicts.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,3 +164,72 @@ def test_a_deleted_record_has_nothing_due(store: PartitionStore) -> None:
     store.write({b"u1": Change(b"one", 1_000)}, Checkpoint(1))
     store.write({b"u1": Change(None, 2_000)}, Checkpoint(2))
     assert contents(store) == ({}, {})
+
+
+def crashed_copy(store_path: Path, to: Path) -> PartitionStore:
+    """The store as a restart after a crash finds it: the files on disk as they are now, nothing closed or flushed."""
+    shutil.copytree(store_path, to)
+    return open_store("rocksdb://", to)
+
+
+def changelog(first: int, count: int) -> list[Record]:
+    return [Record(n, b"u%d" % n, b"v%d" % n, changelog_headers(n, VIOLATIONS, n)) for n in range(first, first + count)]
+
+
+def test_a_crash_in_a_restore_leaves_the_store_as_before_it(tmp_path: Path) -> None:
+    """Restore writes skip the write-ahead log: a crash loses them all, checkpoint included, and the next restore
+    reads the same tail again. What was written before the restore stays."""
+    store = open_store("rocksdb://", tmp_path / "users-0")
+    store.write({b"u0": Change(b"v0", 0)}, Checkpoint(1, {VIOLATIONS: 1}))
+    store.restore(changelog(1, 50))
+    crashed = crashed_copy(tmp_path / "users-0", tmp_path / "crashed")
+    try:
+        assert contents(crashed) == ({b"u0": b"v0"}, {b"u0": 0})
+        assert crashed.checkpoint == Checkpoint(1, {VIOLATIONS: 1})
+    finally:
+        crashed.close()
+        store.close()
+
+
+def test_restored_records_outlive_a_crash_once_flushed(tmp_path: Path) -> None:
+    store = open_store("rocksdb://", tmp_path / "users-0")
+    store.restore(changelog(0, 50))
+    store.flush()
+    crashed = crashed_copy(tmp_path / "users-0", tmp_path / "crashed")
+    try:
+        assert contents(crashed) == contents(store)
+        assert crashed.checkpoint == Checkpoint(50, {})
+    finally:
+        crashed.close()
+        store.close()
+
+
+def test_a_write_after_a_restore_survives_a_crash_with_what_was_restored(tmp_path: Path) -> None:
+    """The write's checkpoint claims the restored records: they are made durable before it is logged."""
+    store = open_store("rocksdb://", tmp_path / "users-0")
+    store.restore(changelog(0, 50))
+    store.write({b"u50": Change(b"v50")}, Checkpoint(51, {VIOLATIONS: 51}))
+    crashed = crashed_copy(tmp_path / "users-0", tmp_path / "crashed")
+    try:
+        values, dues = contents(crashed)
+        assert values == {b"u%d" % n: b"v%d" % n for n in range(51)}
+        assert dues == {b"u%d" % n: n for n in range(50)}
+        assert crashed.checkpoint == Checkpoint(51, {VIOLATIONS: 51})
+    finally:
+        crashed.close()
+        store.close()
+
+
+def test_restore_writes_each_key_once_with_its_last_value(store: PartitionStore) -> None:
+    """Records of one fetch, many per key: the last decides the value and the due time, a tombstone included."""
+    records = [
+        Record(0, b"u1", b"u1 v1", changelog_headers(1_000, VIOLATIONS, 0)),
+        Record(1, b"u2", b"u2 v1", changelog_headers(2_000, VIOLATIONS, 1)),
+        Record(2, b"u1", b"u1 v2", changelog_headers(None, VIOLATIONS, 2)),
+        Record(3, b"u2", None, changelog_headers(None, VIOLATIONS, 3)),
+        Record(4, b"u2", b"u2 v3", changelog_headers(4_000, VIOLATIONS, 4)),
+        Record(5, b"u3", b"u3 v1", changelog_headers(5_000, VIOLATIONS, 5)),
+        Record(6, b"u3", None, changelog_headers(None, VIOLATIONS, 6)),
+    ]
+    assert store.restore(records) == 7
+    assert contents(store) == ({b"u1": b"u1 v2", b"u2": b"u2 v3"}, {b"u2": 4_000})
