@@ -640,15 +640,29 @@ class Restored:
     seconds: float
 
 
-def restored_lines(log_path: Path, started: float) -> list[Restored]:
+MARKERS = {  # first lines of a worker log that mark its way to the first decision
+    "starting": "[^Worker]: Starting...",  # after the imports and the rule pack
+    "owns": "standing stage owns",  # the standing consumer group joined
+    "restored": "standing stage restored",  # its tables restored: it reads its inputs
+}
+
+
+def log_lines(log_path: Path, started: float) -> tuple[dict[str, float], list[Restored]]:
+    """When each marker first appears in a worker log (seconds after ``started``), and every restore line."""
+    marks: dict[str, float] = {}
     found = []
     for line in log_path.read_text(errors="replace").splitlines():
-        stamp, restored = _LOG_TIME.match(line), _RESTORED.search(line)
-        if stamp and restored:
-            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        stamp = _LOG_TIME.match(line)
+        if not stamp:
+            continue
+        at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - started
+        for name, text in MARKERS.items():
+            if text in line:
+                marks.setdefault(name, at)
+        if restored := _RESTORED.search(line):
             partitions, records, seconds = restored.groups()
-            found.append(Restored(at - started, int(partitions), int(records), float(seconds)))
-    return found
+            found.append(Restored(at, int(partitions), int(records), float(seconds)))
+    return marks, found
 
 
 @dataclass
@@ -681,6 +695,7 @@ class Restart:
     label: str
     to_decision: float | None  # worker start to the probe's audit record; None: no decision in RECOVERY_WAIT
     restored: list[Restored]  # the worker's restore lines (more than one: a rebalance)
+    marks: dict[str, float]  # MARKERS: seconds after the start
     sanctions: list[str]
     recovered: bool
     cpu: dict[str, float]  # cores used from the start to the decision
@@ -731,8 +746,8 @@ async def restart(
     started = process.started
     to_decision = None if decided_ms is None else decided_ms / 1000 - started
     cpu = sampler.between(started, decided_ms / 1000) if decided_ms is not None else {}
-    restored = restored_lines(log_path, started)
-    result = Restart(label, to_decision, restored, sanctions, sanctions == check.expected, cpu)
+    marks, restored = log_lines(log_path, started)
+    result = Restart(label, to_decision, restored, marks, sanctions, sanctions == check.expected, cpu)
     progress(
         f"{label}: "
         + ("no decision" if to_decision is None else f"decided {to_decision:.1f} s after the start")
@@ -1031,6 +1046,17 @@ def report_recovery(r: Recovery) -> float | None:
             )
         if len(run.restored) > 1:
             print("    (restored more than once: a rebalance)")
+        steps = [
+            ("start to Faust's 'Starting...' (imports, rule pack)", None, "starting"),
+            ("to 'standing stage owns' (the consumer group joined)", "starting", "owns"),
+            ("to 'standing stage restored' (stores opened, restore)", "owns", "restored"),
+        ]
+        for text, since, until in steps:
+            if until in run.marks and (since is None or since in run.marks):
+                took = run.marks[until] - (run.marks[since] if since else 0.0)
+                print(f"    {text:<56}{took:6.1f} s")
+        if "restored" in run.marks:
+            print(f"    {'to the decision':<56}{run.to_decision - run.marks['restored']:6.1f} s")
         if run is r.cold:
             cold_1m = at_1m
             if at_1m is not None:
@@ -1111,7 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--store-users",
         type=int,
-        help="users for the store footprint (default: --recovery-users up to 200000; 0 skips)",
+        help="users for the store footprint (default: --recovery-users up to 200000, 0 below 100000; 0 skips)",
     )
     parser.add_argument("--recovery-users", type=int, help="changelog records to recover (default 1000000; 0 skips)")
     parser.add_argument(
@@ -1129,8 +1155,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, value)
     if args.two_workers is None:
         args.two_workers = args.violations if args.violations >= 20_000 else 0
-    if args.store_users is None:
-        args.store_users = min(args.recovery_users, 200_000)
+    if args.store_users is None:  # too few users say little about a store, and take time
+        args.store_users = min(args.recovery_users, 200_000) if args.recovery_users >= 100_000 else 0
     for name in ("violations", "two_workers", "store_users", "recovery_users"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
