@@ -278,8 +278,14 @@ class CpuSampler:
         return cores
 
 
-def cpu_text(cpu: dict[str, float]) -> str:
-    parts = [f"{name} {cores:.2f} cores" for name, cores in cpu.items() if name != "machine"]
+def cpu_text(cpu: dict[str, float], rate: float | None = None, unit: str = "violation") -> str:
+    """Cores each process used; with ``rate`` (units/s), also its CPU time a unit, which the machine's load moves
+    less than the rate."""
+    parts = [
+        f"{name} {cores:.2f} cores" + (f" ({cores / rate * 1e6:,.0f} us a {unit})" if rate else "")
+        for name, cores in cpu.items()
+        if name != "machine"
+    ]
     if "machine" in cpu:
         parts.append(f"machine {cpu['machine']:.0%} busy")
     return ", ".join(parts)
@@ -925,7 +931,7 @@ def report_throughput(work: Workload, base: Throughput, memory: Throughput, rock
     )
     print(
         f"  per-event Faust passthrough (baseline)      {fmt(base.rate):>7} msgs/s         "
-        f"({base.seconds:.1f} s first to last output; {cpu_text(base.cpu)})"
+        f"({base.seconds:.1f} s first to last output; {cpu_text(base.cpu, base.rate, 'message')})"
     )
     for name, run in (("memory:// store", memory), ("rocksdb:// store", rocksdb)):
         print(
@@ -934,7 +940,7 @@ def report_throughput(work: Workload, base: Throughput, memory: Throughput, rock
             f"({run.seconds:.1f} s first to last audit, {run.with_startup:.1f} s with start-up; "
             f"{fmt(run.campaigns)} campaigns)" + (f"  {run.note}" if run.note else "")
         )
-        print(f"    first quarter {fmt(run.early)}/s, last quarter {fmt(run.late)}/s; {cpu_text(run.cpu)}")
+        print(f"    first quarter {fmt(run.early)}/s, last quarter {fmt(run.late)}/s; {cpu_text(run.cpu, run.rate)}")
     print(f"  rocksdb / memory                            {rocksdb.rate / memory.rate:5.2f}x")
     print(
         f"  targets (RocksDB): >= {fmt(TARGET_RATE)} violations/s: {met(rocksdb.rate >= TARGET_RATE)}; "
@@ -960,16 +966,22 @@ def report_two_workers(work: Workload, one: Throughput, two: Throughput) -> None
         )
         owned = "?" if share.owned is None else str(share.owned)
         print(f"  {share.name}: {applied} applied; owned {owned} input partitions at the end")
-    print(f"  CPU: {cpu_text(two.cpu)}")
+    print(f"  CPU: {cpu_text(two.cpu, two.rate)}")
     busy = two.cpu.get("machine", 0.0)
     used = sum(cores for name, cores in two.cpu.items() if name != "machine")
     cores = os.cpu_count() or 1
-    limit = (
-        f"the machine: {busy:.0%} of its {cores} cores busy ({used:.2f} cores for the broker and the workers, "
-        "the rest for other work), so a second worker takes CPU from the first and from the broker"
-        if busy >= 0.85
-        else f"not the machine's CPU ({busy:.0%} busy): the broker or the stage's waits for acknowledgements"
-    )
+    if busy < 0.85:
+        limit = f"not the CPU ({busy:.0%} of the machine busy): the workers wait for the broker's acknowledgements"
+    elif used < 0.8 * busy * cores:
+        limit = (
+            f"the CPU, taken by other work: the machine was {busy:.0%} busy, the broker and the workers had "
+            f"{used:.2f} of its {cores} cores"
+        )
+    else:
+        limit = (
+            f"the {cores} cores, shared by the broker and the workers ({used:.2f} cores, the machine {busy:.0%} busy): "
+            "a second worker takes CPU from the first and from the broker"
+        )
     print(f"  what limits it: {limit}")
 
 
