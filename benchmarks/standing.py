@@ -840,10 +840,12 @@ class Recovery:
         return 1_000_000 / self.users
 
     def per_million(self, run: Restart) -> float | None:
-        """Start to decision at 1M users: the fixed part as measured, the worker's restore times the scale."""
+        """Start to decision at 1M users: the fixed part as measured, the worker's restore times the scale for the
+        share of the changelog it read (all of it cold; a warm restart reads only the tail, a fixed cost)."""
         if run.to_decision is None or run.restore_seconds is None:
             return None
-        return run.to_decision + run.restore_seconds * (self.scale - 1)
+        share = min(1.0, sum(r.records for r in run.restored) / self.users)
+        return run.to_decision + run.restore_seconds * share * (self.scale - 1)
 
 
 async def recovery(
