@@ -248,8 +248,8 @@ _UNDERSCORE = ord("_")
 
 # The joins, in order, each on what the one before left:
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
-# 2. runs of non-word characters (spaces, punctuation, symbols, emoji) between two Chinese characters, or between a
-#    Chinese character and a digit, go: "转*发*5*个群" is "转发5个群";
+# 2. runs of non-word characters (spaces, punctuation, symbols, emoji) and underscores between two Chinese
+#    characters, or between a Chinese character and a digit, go: "转*发*5*个群" is "转发5个群", "大_麻" is "大麻";
 # 3. three or more single Latin letters or digits, each set apart by the same one to three non-word characters, are
 #    joined: "v.i.a.g.r.a". The separator must repeat, so the gap between two spelled words stays: "f.r.e.e c.a.s.h"
 #    is "free cash". The first two are made while folding, the third with these regexes.
@@ -336,7 +336,7 @@ def _fold_and_join(
         for k in range(several):
             out = expansions.codes[row, k] if folded == _EXPAND else folded
             kind = kinds[out]
-            if kind & _WORD:
+            if kind & _WORD and out != _UNDERSCORE:  # "_" separates like a symbol between Chinese characters
                 if run_start >= 0 and (  # join 2: the run between two Chinese, or Chinese and a digit
                     (han_before and kind & (_HAN_CHAR | _DIGIT)) or (digit_before and kind & _HAN_CHAR)
                 ):

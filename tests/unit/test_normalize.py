@@ -58,6 +58,9 @@ EVASIONS = [
     pytest.param("兼*职*刷*单", "兼职刷单", ["separator"], id="han-symbols-between-every-character"),
     # ... also when the inserted run is longer than one character
     pytest.param("刷**单", "刷单", ["separator"], id="han-two-symbols"),
+    pytest.param("大_麻", "大麻", ["separator"], id="han-underscore"),
+    pytest.param("刷_单_5_个", "刷单5个", ["separator"], id="han-underscores-and-a-digit"),
+    pytest.param("a_b", "a_b", [], id="latin-underscore-stays"),
     pytest.param("刷  单", "刷单", ["separator"], id="han-two-spaces"),
     pytest.param("刷 🔥 单", "刷单", ["separator"], id="han-space-emoji-space"),
     pytest.param("刷🔥🔥单", "刷单", ["separator"], id="han-two-emoji"),
@@ -249,7 +252,7 @@ def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> 
 # The definition the array code implements, as a chain of regex substitutions on the folded text.
 _HAN = normalize_module._HAN
 _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
-_DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])[^\w\x00]+(?=[{_HAN}0-9])|(?<=[0-9])[^\w\x00]+(?=[{_HAN}])")
+_DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])")
 _DEFINED_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])([^\w\x00]{1,3})[a-z0-9](?![^\W_])(?:\1[a-z0-9](?![^\W_]))+")
 
 
