@@ -69,9 +69,12 @@ def _exit_now() -> None:
     os._exit(1)
 
 
-def create_app(settings: Settings) -> faust.App:
-    active = Followed("active", settings.rules_dir, with_policy=True)
-    rules = active.rules = active.load()  # refused before this point by `groupwarden worker` if broken
+def create_app(settings: Settings, active: Followed | None = None) -> faust.App:
+    """``active``: the active rule pack, if already loaded (the worker command loads it to refuse a broken one before
+    anything starts, and a pack takes seconds to load)."""
+    if active is None:
+        active = Followed("active", settings.rules_dir, with_policy=True)
+    rules = active.rules = active.rules or active.load()
     assert rules.policy is not None
     policy = rules.policy
     metrics = Metrics()
@@ -128,4 +131,9 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-app = create_app(Settings.from_env())
+def __getattr__(name: str) -> Any:
+    """``app``, made from the environment when first asked for (``faust -A streams.app``)."""
+    if name == "app":
+        globals()["app"] = made = create_app(Settings.from_env())
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -281,12 +281,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from streams.policy.rules import RulePackError, load_pack
-    from streams.policy.sanctions import load_sanctions
+    from streams.policy.reload import Followed
+    from streams.policy.rules import RulePackError
 
     settings = _settings(args)  # refuse inconsistent settings and broken rule packs before Faust starts
+    active = Followed("active", settings.rules_dir, with_policy=True)
     try:
-        load_sanctions(settings.rules_dir / "sanctions.toml", load_pack(settings.rules_dir).ids())
+        active.rules = active.load()
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
@@ -302,8 +303,9 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     import faust
 
-    from streams.app import app
+    from streams.app import create_app
 
+    app = create_app(Settings.from_env(), active)
     faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
     return 0
 
