@@ -123,13 +123,16 @@ def _same(a: Sanction, b: Sanction) -> bool:
 
 def _hold(held: tuple[Sanction, ...], changes: list[Sanction]) -> tuple[Sanction, ...]:
     """Held sanctions after some were issued and some revoked."""
-    kept = [h for h in held if not any(c.revoked and _same(c, h) for c in changes)]
+    if not changes:
+        return held
+    revoked = [c for c in changes if c.revoked]
+    kept = [h for h in held if not any(_same(c, h) for c in revoked)] if revoked else list(held)
     kept += [c for c in changes if not c.revoked and c.kind in HELD_KINDS and not any(_same(c, h) for h in kept)]
     return tuple(kept)
 
 
 def _in_force(held: tuple[Sanction, ...], now_ms: int) -> tuple[Sanction, ...]:
-    return tuple(s for s in held if s.expires_ms is None or s.expires_ms > now_ms)
+    return tuple([s for s in held if s.expires_ms is None or s.expires_ms > now_ms])
 
 
 def _restrictions(held: tuple[Sanction, ...]) -> list[Restriction]:
@@ -141,9 +144,15 @@ def _settle(
 ) -> tuple[tuple[Sanction, ...], tuple[Restriction, ...], tuple[Restriction, ...] | None, int | None]:
     """Drop what has expired; return held, the entry now, the entry if it changed, and when it next changes."""
     held = _in_force(held, now_ms)
-    entry = tuple(sorted({*_restrictions(held), *extra}, key=lambda r: (r.kind, r.until_ms or 0, r.reason)))
-    due = min((r.until_ms for r in entry if r.until_ms is not None), default=None)
+    if not held and not extra:  # most records: nothing restricts the subject
+        return held, (), (() if listed else None), None
+    entry = tuple(sorted({*_restrictions(held), *extra}, key=_restriction_order))
+    due = min([r.until_ms for r in entry if r.until_ms is not None], default=None)
     return held, entry, (entry if entry != listed else None), due
+
+
+def _restriction_order(r: Restriction) -> tuple[str, int, str]:
+    return r.kind, r.until_ms or 0, r.reason
 
 
 # -- users ---------------------------------------------------------------------------------------------------------
