@@ -36,6 +36,28 @@ def sanction_to_dict(s: Sanction) -> dict[str, Any]:
     }
 
 
+def sanction_message(s: Sanction, sanction_id: str, rules_version: Any, policy_version: str) -> bytes:
+    """A moderation.sanctions.v1 record: sanction_to_dict's keys in its order, between the id and the versions,
+    written in one dict."""
+    return orjson.dumps(
+        {
+            "schema": "moderation.sanction.v1",
+            "sanction_id": sanction_id,
+            "subject": s.subject,
+            "kind": s.kind,
+            "reason": s.reason,
+            "rule_ids": s.rule_ids,
+            "evidence": s.evidence,
+            "start_ms": s.start_ms,
+            "expires_ms": s.expires_ms,
+            "notice": s.notice,
+            "revoked": s.revoked,
+            "rules_version": rules_version,
+            "policy_version": policy_version,
+        }
+    )
+
+
 def sanction_from_dict(d: dict[str, Any]) -> Sanction:
     return Sanction(  # in the order of its fields, positional: records hold many, and keywords cost
         d["subject"],
