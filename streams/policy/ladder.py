@@ -93,16 +93,16 @@ def _ladder_sanction(
     rung = policy.user.ladder[strike.rung]
     duration = rung.duration_ms
     days = duration / DAY_MS if duration is not None else None
-    return Sanction(  # positional: the decisions build many, and keywords cost
+    return Sanction(  # positional, in the order of its fields: every violation builds one, and keywords cost
         f"user:{user_id}",  # subject
         _KINDS[rung.action],  # kind
         f"strike {count}: {', '.join(strike.categories)}",  # reason
-        strike.rule_ids,
+        strike.rule_ids,  # rule_ids
         (strike.message_id,),  # evidence
         strike.at_ms,  # start_ms
         strike.at_ms + duration if duration is not None else None,  # expires_ms
-        _notice(policy.notices[rung.action], strike.categories, days, count),
-        revoked,
+        _notice(policy.notices[rung.action], strike.categories, days, count),  # notice
+        revoked,  # revoked
     )
 
 
