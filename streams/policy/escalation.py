@@ -7,7 +7,7 @@ the state, an event, the policy and the event's own time; every violation counts
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from streams.policy.ladder import Sanction, Violation
 from streams.policy.sanctions import DAY_MS, GroupPolicy, SanctionPolicy
@@ -25,8 +25,7 @@ GROUP_EVENT_KINDS = (
 STEPS = {WARNED: "warn", SUSPENDED: "suspend", SHUT_DOWN: "shut_down"}
 
 
-@dataclass(frozen=True, slots=True)
-class GroupState:
+class GroupState(NamedTuple):
     owner: str | None = None
     managers: frozenset[str] = frozenset()
     members: frozenset[str] = frozenset()
@@ -34,8 +33,7 @@ class GroupState:
     level: int = NONE
 
 
-@dataclass(frozen=True, slots=True)
-class Liability:
+class Liability(NamedTuple):
     """Credit an owner or manager loses for their group; applied in the user table, keyed by the user."""
 
     user_id: str
@@ -48,17 +46,17 @@ class Liability:
 def apply_group_event(state: GroupState, kind: str, user_id: str) -> GroupState:
     """created | member_joined | member_left | manager_added | manager_removed | ownership_transferred."""
     if kind == "created":
-        return replace(state, owner=user_id, members=state.members | {user_id})
+        return state._replace(owner=user_id, members=state.members | {user_id})
     if kind == "member_joined":
-        return replace(state, members=state.members | {user_id})
+        return state._replace(members=state.members | {user_id})
     if kind == "member_left":
-        return replace(state, members=state.members - {user_id}, managers=state.managers - {user_id})
+        return state._replace(members=state.members - {user_id}, managers=state.managers - {user_id})
     if kind == "manager_added":
-        return replace(state, managers=state.managers | {user_id})
+        return state._replace(managers=state.managers | {user_id})
     if kind == "manager_removed":
-        return replace(state, managers=state.managers - {user_id})
+        return state._replace(managers=state.managers - {user_id})
     if kind == "ownership_transferred":
-        return replace(state, owner=user_id, managers=state.managers - {user_id}, members=state.members | {user_id})
+        return state._replace(owner=user_id, managers=state.managers - {user_id}, members=state.members | {user_id})
     raise ValueError(f"unknown group event kind {kind!r}")
 
 
@@ -80,13 +78,13 @@ def record_group_violation(
     policy: SanctionPolicy,
 ) -> tuple[GroupState, list[Sanction], list[Liability]]:
     """Count a violation against its group once; a new level sanctions the group and holds its leaders liable."""
-    if any(message_id == violation.message_id for message_id, _, _ in state.violations):
+    if violation.message_id in [v[0] for v in state.violations]:
         return state, [], []
     now, group = violation.at_ms, policy.group
-    if state.violations and now <= max(at for _, at, _ in state.violations) - group.window_ms:
+    if state.violations and now <= max([v[1] for v in state.violations]) - group.window_ms:
         return state, [], []  # older than the window of what we have seen: a replay, or too late to count
     window = (
-        *(v for v in state.violations if v[1] > now - group.window_ms),
+        *[v for v in state.violations if v[1] > now - group.window_ms],
         (violation.message_id, now, violation.categories),
     )
     level = max(state.level, level_for(len(window), group))  # a group does not climb back down by waiting

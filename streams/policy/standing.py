@@ -9,7 +9,7 @@ next needs a look (an expiry). Pure and idempotent; streams/agents/standing.py w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from streams.policy.escalation import (
     STEPS,
@@ -47,8 +47,7 @@ _LEADER_KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Restriction:
+class Restriction(NamedTuple):
     """One line of a blacklist entry."""
 
     kind: str
@@ -66,8 +65,7 @@ def liability_parts(key: str) -> tuple[str, str, str]:
     return str(group_id), str(step), str(message_id)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaderLiability:
+class LeaderLiability(NamedTuple):
     """To the user table: a group leader's credit falls and the leader sanctions take effect, once per key."""
 
     user_id: str
@@ -77,8 +75,7 @@ class LeaderLiability:
     at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class LiftLiability:
+class LiftLiability(NamedTuple):
     """To the user table: a leader sanction is revoked; on a pardon the credit it took comes back too."""
 
     user_id: str
@@ -90,16 +87,14 @@ class LiftLiability:
 Forward = LeaderLiability | LiftLiability
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    sanctions: list[Sanction] = field(default_factory=list)
-    listing: tuple[Restriction, ...] | None = None  # the new blacklist entry if it changed; () is a tombstone
-    forwards: list[Forward] = field(default_factory=list)
-    due_ms: int | None = None  # the next time a restriction ends
+class Outcome(NamedTuple):  # no defaults: each outcome has lists of its own
+    sanctions: list[Sanction]
+    listing: tuple[Restriction, ...] | None  # the new blacklist entry if it changed; () is a tombstone
+    forwards: list[Forward]
+    due_ms: int | None  # the next time a restriction ends
 
 
-@dataclass(frozen=True, slots=True)
-class UserRecord:
+class UserRecord(NamedTuple):
     state: UserState
     held: tuple[Sanction, ...] = ()  # restricting sanctions in force (ladder and leader ones)
     liabilities: tuple[tuple[str, float], ...] = ()  # (key, credit taken) of each leader liability applied
@@ -107,9 +102,8 @@ class UserRecord:
     listed: tuple[Restriction, ...] = ()  # what the blacklist says now
 
 
-@dataclass(frozen=True, slots=True)
-class GroupRecord:
-    state: GroupState = field(default_factory=GroupState)
+class GroupRecord(NamedTuple):
+    state: GroupState = GroupState()
     held: tuple[Sanction, ...] = ()
     liable: tuple[tuple[str, str, str], ...] = ()  # (user id, step, liability key) of each leader held liable
     pardoned: frozenset[str] = frozenset()
@@ -123,13 +117,16 @@ def _same(a: Sanction, b: Sanction) -> bool:
 
 def _hold(held: tuple[Sanction, ...], changes: list[Sanction]) -> tuple[Sanction, ...]:
     """Held sanctions after some were issued and some revoked."""
-    kept = [h for h in held if not any(c.revoked and _same(c, h) for c in changes)]
+    if not changes:
+        return held
+    revoked = [c for c in changes if c.revoked]
+    kept = [h for h in held if not any(_same(c, h) for c in revoked)] if revoked else list(held)
     kept += [c for c in changes if not c.revoked and c.kind in HELD_KINDS and not any(_same(c, h) for h in kept)]
     return tuple(kept)
 
 
 def _in_force(held: tuple[Sanction, ...], now_ms: int) -> tuple[Sanction, ...]:
-    return tuple(s for s in held if s.expires_ms is None or s.expires_ms > now_ms)
+    return tuple([s for s in held if s.expires_ms is None or s.expires_ms > now_ms])
 
 
 def _restrictions(held: tuple[Sanction, ...]) -> list[Restriction]:
@@ -141,9 +138,15 @@ def _settle(
 ) -> tuple[tuple[Sanction, ...], tuple[Restriction, ...], tuple[Restriction, ...] | None, int | None]:
     """Drop what has expired; return held, the entry now, the entry if it changed, and when it next changes."""
     held = _in_force(held, now_ms)
-    entry = tuple(sorted({*_restrictions(held), *extra}, key=lambda r: (r.kind, r.until_ms or 0, r.reason)))
-    due = min((r.until_ms for r in entry if r.until_ms is not None), default=None)
+    if not held and not extra:  # most records: nothing restricts the subject
+        return held, (), (() if listed else None), None
+    entry = tuple(sorted({*_restrictions(held), *extra}, key=_restriction_order))
+    due = min([r.until_ms for r in entry if r.until_ms is not None], default=None)
     return held, entry, (entry if entry != listed else None), due
+
+
+def _restriction_order(r: Restriction) -> tuple[str, int, str]:
+    return r.kind, r.until_ms or 0, r.reason
 
 
 # -- users ---------------------------------------------------------------------------------------------------------
@@ -190,7 +193,8 @@ def _settle_user(
 
 def _unchanged(record: UserRecord) -> tuple[UserRecord, Outcome]:
     """A redelivery: nothing changes. Settling at its own, older time could list again what a later tick removed."""
-    return record, Outcome(due_ms=min((r.until_ms for r in record.listed if r.until_ms is not None), default=None))
+    due = min([r.until_ms for r in record.listed if r.until_ms is not None], default=None)
+    return record, Outcome([], None, [], due)
 
 
 def new_user_record(policy: SanctionPolicy) -> UserRecord:
@@ -212,7 +216,7 @@ def user_liability(record: UserRecord, action: LeaderLiability, policy: Sanction
     now = action.at_ms
     before = credit_at(record.state, policy.credit, now)
     points = min(before, action.liability.points)
-    state = replace(record.state, credit=before - points, credit_ms=now)
+    state = record.state._replace(credit=before - points, credit_ms=now)
     evidence = action.liability.evidence[-1] if action.liability.evidence else action.key
     sanctions = [
         *action.sanctions,
@@ -234,14 +238,14 @@ def user_lift_liability(
         return _unchanged(record)  # lifted already; only the credit of a lift that kept it may still come back
     group_id, step, _ = liability_parts(action.key)
     revoked = [
-        replace(s, revoked=True)
+        s._replace(revoked=True)
         for s in record.held
         if s.kind in _LEADER_KINDS.get(step, set()) and s.reason.startswith(f"group {group_id} ")
     ]
     state = record.state
     if action.restore_credit and points:
-        state = replace(
-            state, credit=min(policy.credit.start, credit_at(state, policy.credit, now) + points), credit_ms=now
+        state = state._replace(
+            credit=min(policy.credit.start, credit_at(state, policy.credit, now) + points), credit_ms=now
         )
     liabilities = (
         record.liabilities
@@ -264,7 +268,7 @@ def user_pardon(
 def user_unban(record: UserRecord, reason: str, policy: SanctionPolicy, now_ms: int) -> tuple[UserRecord, Outcome]:
     """An operator lets a user post again: bans and mutes in force are revoked (strikes stay on the record)."""
     revoked = [
-        replace(s, revoked=True, reason=f"{s.reason}; lifted: {reason}")
+        s._replace(revoked=True, reason=f"{s.reason}; lifted: {reason}")
         for s in _in_force(record.held, now_ms)
         if s.kind in {"ban", "mute"}
     ]
@@ -353,7 +357,7 @@ def group_pardon(
     window = tuple(v for v in state.violations if v[0] != message_id)
     level = min(state.level, level_for(len(window), policy.group))
     undone = {STEPS[n] for n in STEPS if level < n <= state.level}
-    revoked = [replace(s, revoked=True) for s in record.held if s.kind in {_STEP_KINDS[step] for step in undone}]
+    revoked = [s._replace(revoked=True) for s in record.held if s.kind in {_STEP_KINDS[step] for step in undone}]
     if "warn" in undone:  # a warning is not held; say it no longer stands
         revoked.append(
             Sanction(
@@ -370,7 +374,7 @@ def group_pardon(
         revoked,
         now_ms,
         forwards,
-        state=replace(state, violations=window, level=level),
+        state=state._replace(violations=window, level=level),
         liable=tuple(entry for entry in record.liable if entry[1] not in undone),
         pardoned=record.pardoned | {message_id},
     )
@@ -379,7 +383,7 @@ def group_pardon(
 def group_lift_suspension(record: GroupRecord, reason: str, now_ms: int) -> tuple[GroupRecord, Outcome]:
     """An operator lifts a suspension: the group and its leaders' management rights are restored."""
     revoked = [
-        replace(s, revoked=True, reason=f"{s.reason}; lifted: {reason}")
+        s._replace(revoked=True, reason=f"{s.reason}; lifted: {reason}")
         for s in _in_force(record.held, now_ms)
         if s.kind == "group_suspension"
     ]
@@ -400,8 +404,7 @@ def group_tick(record: GroupRecord, now_ms: int) -> tuple[GroupRecord, Outcome]:
 # -- links ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LinkRecord:
+class LinkRecord(NamedTuple):
     sightings: tuple[tuple[str, int, str, tuple[str, ...]], ...] = ()  # (group, at ms, message id, categories)
     held: tuple[Sanction, ...] = ()
     listed: tuple[Restriction, ...] = ()

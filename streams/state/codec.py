@@ -36,25 +36,50 @@ def sanction_to_dict(s: Sanction) -> dict[str, Any]:
     }
 
 
+def sanction_message(s: Sanction, sanction_id: str, rules_version: Any, policy_version: str) -> bytes:
+    """A moderation.sanctions.v1 record: sanction_to_dict's keys in its order, between the id and the versions,
+    written in one dict."""
+    return orjson.dumps(
+        {
+            "schema": "moderation.sanction.v1",
+            "sanction_id": sanction_id,
+            "subject": s.subject,
+            "kind": s.kind,
+            "reason": s.reason,
+            "rule_ids": s.rule_ids,
+            "evidence": s.evidence,
+            "start_ms": s.start_ms,
+            "expires_ms": s.expires_ms,
+            "notice": s.notice,
+            "revoked": s.revoked,
+            "rules_version": rules_version,
+            "policy_version": policy_version,
+        }
+    )
+
+
 def sanction_from_dict(d: dict[str, Any]) -> Sanction:
-    return Sanction(
-        subject=d["subject"],
-        kind=d["kind"],
-        reason=d["reason"],
-        rule_ids=tuple(d["rule_ids"]),
-        evidence=tuple(d["evidence"]),
-        start_ms=d["start_ms"],
-        expires_ms=d["expires_ms"],
-        notice=d["notice"],
-        revoked=d["revoked"],
+    return Sanction(  # in the order of its fields, positional: records hold many, and keywords cost
+        d["subject"],
+        d["kind"],
+        d["reason"],
+        tuple(d["rule_ids"]),
+        tuple(d["evidence"]),
+        d["start_ms"],
+        d["expires_ms"],
+        d["notice"],
+        d["revoked"],
     )
 
 
 def sanction_id(s: Sanction) -> str:
     """The same action always has the same id, so a consumer can drop a redelivered one."""
     what = orjson.dumps((s.subject, s.kind, s.start_ms, s.evidence))  # unambiguous, whatever the ids hold
-    issued = f"{s.subject}/{s.kind}/{hashlib.sha256(what).hexdigest()[:16]}"
+    issued = f"{s.subject}/{s.kind}/{hashlib.sha256(what).digest()[:8].hex()}"
     return f"{issued}/revoked" if s.revoked else issued
+
+
+_SEVERITIES = dict(Severity.__members__)  # a plain dict: Severity[name] goes through the enum's metaclass
 
 
 def violation_from_dict(d: dict[str, Any]) -> Violation:
@@ -64,7 +89,7 @@ def violation_from_dict(d: dict[str, Any]) -> Violation:
         sender_id=str(d["sender_id"]),
         group_id=str(d["group_id"]),
         at_ms=int(d["at_ms"]),
-        severity=Severity[str(d["severity"]).upper()],
+        severity=_SEVERITIES[str(d["severity"]).upper()],
         categories=tuple(d["categories"]),
         rule_ids=tuple(d["rule_ids"]),
     )
@@ -87,7 +112,7 @@ def restrictions_to_list(entry: tuple[Restriction, ...]) -> list[dict[str, Any]]
 
 
 def _restrictions(items: list[dict[str, Any]]) -> tuple[Restriction, ...]:
-    return tuple(Restriction(r["kind"], r["until_ms"], r["reason"]) for r in items)
+    return tuple([Restriction(r["kind"], r["until_ms"], r["reason"]) for r in items])
 
 
 # -- forwarded actions (to the internal user and group action topics) ------------------------------------------------
@@ -155,12 +180,12 @@ def dump_user(r: UserRecord) -> bytes:
 def load_user(raw: bytes) -> UserRecord:
     d = orjson.loads(raw)
     strikes = tuple(
-        Strike(m, at, rung, pen, tuple(cats), tuple(rules)) for m, at, rung, pen, cats, rules in d["strikes"]
+        [Strike(m, at, rung, pen, tuple(cats), tuple(rules)) for m, at, rung, pen, cats, rules in d["strikes"]]
     )
     return UserRecord(
         state=UserState(d["credit"], d["credit_ms"], strikes, frozenset(d["pardoned"])),
-        held=tuple(sanction_from_dict(h) for h in d["held"]),
-        liabilities=tuple((key, float(points)) for key, points in d["liabilities"]),
+        held=tuple([sanction_from_dict(h) for h in d["held"]]),
+        liabilities=tuple([(key, float(points)) for key, points in d["liabilities"]]),
         lifted=frozenset(d["lifted"]),
         listed=_restrictions(d["listed"]),
     )
@@ -192,13 +217,13 @@ def load_group(raw: bytes) -> GroupRecord:
         owner=d["owner"],
         managers=frozenset(d["managers"]),
         members=frozenset(d["members"]),
-        violations=tuple((m, at, tuple(cats)) for m, at, cats in d["violations"]),
+        violations=tuple([(m, at, tuple(cats)) for m, at, cats in d["violations"]]),
         level=d["level"],
     )
     return GroupRecord(
         state=state,
-        held=tuple(sanction_from_dict(h) for h in d["held"]),
-        liable=tuple((u, step, key) for u, step, key in d["liable"]),
+        held=tuple([sanction_from_dict(h) for h in d["held"]]),
+        liable=tuple([(u, step, key) for u, step, key in d["liable"]]),
         pardoned=frozenset(d["pardoned"]),
         flagged=d["flagged"],
         listed=_restrictions(d["listed"]),

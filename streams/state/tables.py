@@ -101,9 +101,10 @@ class Tables:
             forward["action"], forward["rules_version"] = "violation", doc.get("rules_version")
             extra = ((GROUP_ACTIONS, violation.group_id.encode(), forward),)
             domains = doc.get("domains") or []
-            if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
-                raise InvalidEvent("'domains' must be a list of domains")
-            extra += tuple((LINK_ACTIONS, d.encode(), forward) for d in domains)  # each linked domain counts it
+            if domains:  # most violations link nowhere
+                if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+                    raise InvalidEvent("'domains' must be a list of domains")
+                extra += tuple((LINK_ACTIONS, d.encode(), forward) for d in domains)  # each linked domain counts it
         elif action in ("liability", "lift_liability"):
             forwarded = _parsed(codec.forward_from_dict, doc)
             if isinstance(forwarded, standing.LeaderLiability):
@@ -210,21 +211,15 @@ class Tables:
         for s in outcome.sanctions:
             sanction_id = codec.sanction_id(s)
             sanction_ids.append(sanction_id)
-            value = orjson.dumps(
-                {
-                    "schema": "moderation.sanction.v1",
-                    "sanction_id": sanction_id,
-                    **codec.sanction_to_dict(s),  # the schema's order
-                    "rules_version": rules_version,
-                    "policy_version": policy_version,
-                }
-            )
-            out.append(Output(SANCTIONS, s.subject.encode(), value))
+            value = codec.sanction_message(s, sanction_id, rules_version, policy_version)
+            sanctioned = s.subject.encode()
+            out.append(Output(SANCTIONS, sanctioned, value))
             if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
-                out.append(Output(NOTICES, s.subject.encode(), value))
+                out.append(Output(NOTICES, sanctioned, value))
+        subject_key = subject.encode()
         if outcome.listing is not None:
             listing = _listing(subject, outcome, entry, rules_version, policy_version)
-            out.append(Output(BLACKLIST, subject.encode(), listing))
+            out.append(Output(BLACKLIST, subject_key, listing))
         forwards: list[tuple[str, bytes, dict[str, Any]]] = []
         for f in outcome.forwards:
             action = codec.forward_to_dict(f)
@@ -244,7 +239,7 @@ class Tables:
                 "rules_version": rules_version,
                 "policy_version": policy_version,
             }
-            out.append(Output(AUDIT, subject.encode(), orjson.dumps(audit)))
+            out.append(Output(AUDIT, subject_key, orjson.dumps(audit)))
         return Applied(record, out, outcome.sanctions, outcome.due_ms)
 
 

@@ -5,8 +5,6 @@ The clock is explicit: a violation carries its own time (at_ms); nothing reads a
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from conftest import DEFAULT_PACK_DIR
 
@@ -445,4 +443,4 @@ def test_recording_does_not_touch_membership() -> None:
     group = run_group()
     state, _, _, _ = play(hourly(10), group)
     assert (state.owner, state.managers, state.members) == (group.owner, group.managers, group.members)
-    assert replace(state, violations=(), level=NONE) == group
+    assert state._replace(violations=(), level=NONE) == group

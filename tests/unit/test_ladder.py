@@ -5,7 +5,6 @@ The clock is explicit: a violation carries its own time (at_ms) and a pardon its
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -559,15 +558,15 @@ def test_pardon_steps_later_strikes_down(
     originals = {out[0].evidence[0]: out[0] for out in outputs}
     for s in emitted:
         if s.revoked:
-            assert s == replace(originals[s.evidence[0]], revoked=True)
+            assert s == originals[s.evidence[0]]._replace(revoked=True)
 
 
 def test_pardon_of_the_second_of_four_turns_the_ban_into_a_mute() -> None:
     state, outputs = four_strikes()
     _, emitted = pardon(state, USER, "m2", POLICY, T0 + 3 * D)
     assert emitted == [
-        replace(outputs[1][0], revoked=True),
-        replace(outputs[3][0], revoked=True),
+        outputs[1][0]._replace(revoked=True),
+        outputs[3][0]._replace(revoked=True),
         Sanction(
             subject=f"user:{USER}",
             kind="mute",
@@ -630,7 +629,7 @@ def test_pardon_of_an_unknown_message_only_records_it() -> None:
     state, _ = four_strikes()
     after, emitted = pardon(state, USER, "nope", POLICY, T0 + 5 * D)
     assert emitted == []
-    assert after == replace(state, pardoned=frozenset({"nope"}))
+    assert after == state._replace(pardoned=frozenset({"nope"}))
 
 
 def test_recording_a_pardoned_message_again_changes_nothing() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 from conftest import DEFAULT_PACK_DIR
@@ -944,7 +943,7 @@ def test_a_pardon_revokes_the_held_suspension_itself() -> None:
     record, outcomes = run_group(group_hourly(6))
     [suspension] = outcomes[-1].sanctions
     record, outcome = group_pardon(record, GROUP, "m2", POLICY, GP)
-    assert outcome.sanctions == [replace(suspension, revoked=True)]
+    assert outcome.sanctions == [suspension._replace(revoked=True)]
     assert record.held == ()
     assert [(u, step) for u, step, _ in record.liable] == [(OWNER, "warn"), (MGR_A, "warn"), (MGR_B, "warn")]
 
