@@ -46,7 +46,6 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,10 +55,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.e2e import Process, fmt, producer
-from benchmarks.standing import worker
+from benchmarks.standing import scraped, worker
 from streams import demo
 from streams.config import DEFAULT_RULES, Settings
 from streams.kafka.broker import BrokerError, EmbeddedBroker, free_port
@@ -484,14 +482,11 @@ class Workers:
     def standing_assigned(self, name: str) -> bool:
         """Whether the worker's standing stage has had partitions assigned since it started (its metrics say so):
         killing one still starting up would prove nothing."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
+        if (families := scraped(self.ports[name], timeout=2)) is None:
             return False
         return any(
             sample.labels.get("stage") == "standing" and sample.value >= 1
-            for family in text_string_to_metric_families(text)
+            for family in families
             if family.name == "groupwarden_rebalances"
             for sample in family.samples
         )

@@ -56,6 +56,7 @@ from pathlib import Path
 import orjson
 import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.e2e import (
@@ -365,16 +366,22 @@ async def read_audits(reader: AIOKafkaConsumer, expected: int, processes: list[P
             last_report = now
 
 
+def scraped(port: int, timeout: float = 5) -> list[Metric] | None:
+    """A worker's metrics, from its endpoint; None if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+            return list(text_string_to_metric_families(response.read().decode()))
+    except OSError:
+        return None
+
+
 def table_events(port: int) -> float | None:
     """Events a worker's tables applied, from its metrics endpoint; None if it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
+    if (families := scraped(port)) is None:
         return None
     return sum(
         sample.value
-        for family in text_string_to_metric_families(text)
+        for family in families
         for sample in family.samples
         if sample.name == "groupwarden_table_events_total"
     )
