@@ -321,9 +321,12 @@ class BatchedStage(mode.Service, abc.ABC):
         """Where each partition new to this worker starts, so its lag shows before its first batch: its committed
         offset, or its first one when nothing is committed."""
         assert self.consumer is not None
-        committed = {tp: await self.consumer.committed(tp) for tp in partitions}
-        if fresh := [tp for tp, offset in committed.items() if offset is None]:
-            committed |= await self.consumer.beginning_offsets(fresh)
+        try:
+            committed = {tp: await self.consumer.committed(tp) for tp in partitions}
+            if fresh := [tp for tp, offset in committed.items() if offset is None]:
+                committed |= await self.consumer.beginning_offsets(fresh)
+        except KafkaError:  # the broker is away or lost the topics: the lag shows once a batch is done
+            return
         self._done |= {tp: offset for tp, offset in committed.items() if offset is not None}
 
     @mode.Service.timer(LAG_SECONDS)
