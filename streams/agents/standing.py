@@ -166,36 +166,32 @@ class StandingStage(BatchedStage):
     # -- partitions -------------------------------------------------------------------------------------------------
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
-        """Close the stores of partitions gone elsewhere; restore those newly assigned before reading their inputs."""
+        """Close the stores of partitions gone elsewhere; bring every store of this assignment up to its changelog
+        before reading its inputs: those new here, and those kept, whose changelog the broker may have lost."""
         numbers = {tp.partition for tp in partitions}
         await self._counted()
         for gone in set(self._owned) - numbers:
             self._owned.pop(gone).close()
-        new = sorted(numbers - set(self._owned))
-        if not new:
-            return
-        stores = {
-            (table, p): await asyncio.to_thread(
-                open_store, self.settings.store, self.settings.data_dir / "stores" / f"{table}-{p}"
-            )
-            for p in new
-            for table in TABLES
-        }
+        stores = {(table, p): owned.stores[table] for p, owned in self._owned.items() for table in TABLES}
+        for p in sorted(numbers - set(self._owned)):
+            for table in TABLES:
+                path = self.settings.data_dir / "stores" / f"{table}-{p}"
+                stores[table, p] = await asyncio.to_thread(open_store, self.settings.store, path)
         changelogs = {TopicPartition(self._changelogs[table], p): store for (table, p), store in stores.items()}
-        inputs = [tp for tp in partitions if tp.partition in new]
-        restored = await self._restore(partitions, changelogs, inputs)
+        restored = await self._restore(partitions, changelogs, list(partitions))
         if restored is None:
-            for store in stores.values():
-                store.close()
+            for p in numbers - set(self._owned):
+                for table in TABLES:
+                    stores[table, p].close()
             return
         log.info(
             "standing stage restored %d partitions from %d changelog records in %.1f s",
-            len(new),
+            len(numbers),
             restored.records,
             restored.seconds,
         )
-        for p in new:
-            self._owned[p] = _Partition({table: stores[table, p] for table in TABLES})
+        # The expiry schedules anew: a store ahead of its changelog (the broker lost it) was rebuilt.
+        self._owned = {p: _Partition({table: stores[table, p] for table in TABLES}) for p in numbers}
         # Counted beside the stage, which does not wait for a scan of every key to make its first decision.
         self._counting = asyncio.ensure_future(asyncio.to_thread(self._count_keys))
 

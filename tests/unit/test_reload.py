@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ def test_loading_checks_the_sanctions_against_the_new_packs_ids(tmp_path: Path) 
 
     weapons = folder / "weapons.rules"  # sanctions.toml names weapons.firearms as severe
     weapons.write_text(
-        weapons.read_text(encoding="utf-8").replace("\nrule firearms\n", "\nrule guns\n"), encoding="utf-8"
+        re.sub(r"\nrule firearms\b", "\nrule guns", weapons.read_text(encoding="utf-8")), encoding="utf-8"
     )
     with pytest.raises(RulePackError, match=r"sanctions.toml: user\.severe\.weapons.*no such category or rule"):
         load_rules(folder, with_policy=True)
