@@ -1,7 +1,7 @@
 """Replays: the whole pipeline in one process and in event order, so the same input and rule pack give the same
 verdicts and sanctions every time.
 
-The live pipeline spreads a user's messages over many partitions and workers; the order in which its agents see them
+The live pipeline spreads a user's messages over many partitions and workers; the order in which its stages see them
 depends on timing. A replay removes the timing: it takes messages in the order they were sent (``sent_at``, then
 their place in the source), runs on their clock (each is classified at its ``sent_at``; a mute that ends before the
 next message is lifted before it) and passes every event between the tables first in, first out. The decisions are

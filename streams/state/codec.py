@@ -1,4 +1,4 @@
-"""Table records and topic payloads as JSON: what the standing agents store and send, and read back."""
+"""Table records and topic payloads as JSON: what the standing stage stores and sends, and read back."""
 
 from __future__ import annotations
 

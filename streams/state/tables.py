@@ -1,6 +1,6 @@
 """What each standing table does with one input: its stored record and the event in, its new record and outputs out.
 
-Pure: no Faust, no broker, the clock passed in. The standing agents (streams/agents/standing.py) run these on the
+Pure: no Faust, no broker, the clock passed in. The standing stage (streams/agents/standing.py) runs these on the
 partitions a worker owns; a replay (streams/replay.py) runs the same functions in one process, in event order.
 """
 
