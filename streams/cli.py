@@ -194,16 +194,15 @@ def _open(name: str) -> Iterator[IO[bytes]]:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from streams.policy.classify import Classifier
-    from streams.policy.rules import RulePackError, load_pack
+    from streams.policy.reload import load_classifier
+    from streams.policy.rules import RulePackError
     from streams.policy.sanctions import load_sanctions
 
     settings = _settings(args)
     try:
-        pack = load_pack(settings.rules_dir)
+        classifier = load_classifier(settings.rules_dir)
         if (sanctions := settings.rules_dir / "sanctions.toml").exists():  # the worker would refuse it: say so now
-            load_sanctions(sanctions, pack.ids())
-        classifier = Classifier(pack)
+            load_sanctions(sanctions, classifier.pack.ids())
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
@@ -339,12 +338,11 @@ def _replay_input(
 
 
 def _pipeline(rules_dir: Path) -> replay.Pipeline:
-    from streams.policy.classify import Classifier
-    from streams.policy.rules import load_pack
-    from streams.policy.sanctions import load_sanctions
+    from streams.policy.reload import load_rules
 
-    pack = load_pack(rules_dir)
-    return replay.Pipeline(Classifier(pack), load_sanctions(rules_dir / "sanctions.toml", pack.ids()))
+    rules = load_rules(rules_dir, with_policy=True)
+    assert rules.policy is not None
+    return replay.Pipeline(rules.classifier, rules.policy)
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -32,8 +32,8 @@ from streams.kafka.produce import OutRecord, send_batched, send_batched_ends
 from streams.kafka.stage import BatchedStage, Ends, InFlight, Records
 from streams.metrics import SUBJECT_TYPES, Metrics
 from streams.policy.classify import Classifier
-from streams.policy.reload import Followed, Rules
-from streams.policy.rules import RulePackError, Severity, load_pack
+from streams.policy.reload import Followed, Rules, load_classifier
+from streams.policy.rules import RulePackError, Severity
 from streams.records import ChatMessage, InvalidMessage, SourceRecord, parse_message
 from streams.topics import BLACKLIST, DEADLETTER, MESSAGES, SHADOW_VERDICTS, VERDICTS, VIOLATIONS
 
@@ -208,7 +208,7 @@ class ClassifyStage(BatchedStage):
     ) -> None:
         """``follow``: the pack folders to reload when they change; ``on_rules``: told of each new active pack."""
         super().__init__(settings, metrics or Metrics(CollectorRegistry()), [settings.topic(MESSAGES)], **kwargs)
-        self.classifier = classifier or Classifier(load_pack(settings.rules_dir))
+        self.classifier = classifier or load_classifier(settings.rules_dir)
         self.shadow = shadow
         self._folders, self._on_rules = list(follow), on_rules
         self._shadow_paused_until = 0.0

@@ -62,8 +62,7 @@ class Found:
     warned: set[int] = field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, read back from the cache
     term: Term | None  # None: an allow phrase or a warning frame
     kind: int  # _TERM, _ALLOW or _WARN
     length: int  # in bytes
@@ -74,17 +73,18 @@ class _Entry:
 
 
 class _Automaton:
-    """One automaton over a set of keys, and where the keys may begin."""
+    """One automaton over a set of keys, and where the keys may begin. The automaton stores ints, the index of a
+    key's entries in ``entries``: it then pickles in one block, and with the pack, not a copy of it per key."""
 
     def __init__(self, keyed: Iterable[tuple[str, Term | None, int]], bits: Mapping[str, int]) -> None:
-        automaton = ahocorasick.Automaton()
-        entries: dict[str, list[_Entry]] = {}
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        by_key: dict[str, list[_Entry]] = {}
         starts: list[str] = []
         longest_allow = 0
         for normal, term, kind in keyed:
             key = _as_bytes(normal)
             boundaries = kind == _TERM and term is not None and term.pattern is None  # a pattern checks its own
-            entries.setdefault(key, []).append(
+            by_key.setdefault(key, []).append(
                 _Entry(
                     term,
                     kind,
@@ -101,14 +101,16 @@ class _Automaton:
                 longest_allow = max(longest_allow, len(key))
         # A node looks its children up one by one, in the order keys were added: adding the keys that start with
         # a multi-byte character first puts the lead bytes of Chinese characters at the front of the root's list.
-        for key, found in sorted(entries.items(), key=lambda entry: entry[0].isascii()):
-            automaton.add_word(key, tuple(found))
+        self.entries: list[tuple[_Entry, ...]] = []
+        for key, found in sorted(by_key.items(), key=lambda entry: entry[0].isascii()):
+            automaton.add_word(key, len(self.entries))
+            self.entries.append(tuple(found))
         automaton.make_automaton()
         self.automaton = automaton
         # Allow phrases and warning frames alone hit nothing; an English term begins a word (check_start).
         self.prefilter = Prefilter(starts, word_starts=True)
         self.longest_allow = longest_allow
-        self.size = len(entries)
+        self.size = len(by_key)
 
 
 class Matcher:
@@ -279,8 +281,9 @@ def _matches(data: str, automaton: _Automaton) -> tuple[list[_Raw], list[tuple[i
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
     size = len(data)
-    for last, entries in automaton.automaton.iter(data):
-        for entry in entries:
+    entries = automaton.entries
+    for last, number in automaton.automaton.iter(data):
+        for entry in entries[number]:
             start, end = last + 1 - entry.length, last + 1
             if entry.kind == _ALLOW:
                 allowed.append((start, end))

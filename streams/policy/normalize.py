@@ -28,6 +28,7 @@ import numpy as np
 import opencc
 from numpy.typing import NDArray
 
+from streams.policy.cache import key, remembered
 from streams.policy.compiled import compiled
 
 # The table covers the Basic Multilingual Plane and the Supplementary one (styled mathematical letters, enclosed
@@ -188,6 +189,11 @@ class _Tables:
 
 @cache
 def _tables() -> _Tables:
+    """The tables, read back from the cache folder when this code built them before (building takes seconds)."""
+    return remembered("normalize-tables", key(), _build_tables)
+
+
+def _build_tables() -> _Tables:
     steps = _steps(_traditional_to_simplified())
     translate: list[str | int | None] = list(range(_TABLE_SIZE))
     folds = [0] * _TABLE_SIZE

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.policy import cache
 from streams.policy.classify import Classifier
 from streams.policy.rules import RulePack, load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
@@ -97,11 +98,24 @@ class Rules:
         )
 
 
+def load_classifier(directory: Path) -> Classifier:
+    """The classifier of the pack in ``directory``, built as ``load_pack`` reads it, or raise RulePackError. One built
+    before from the same files by the same code is read back instead (``streams.policy.cache``)."""
+    before = digest(directory, stats(directory))
+    return cache.remembered(
+        "classifier",
+        cache.key(before.encode()),
+        lambda: Classifier(load_pack(directory)),
+        keep=lambda: digest(directory, stats(directory)) == before,  # not if the folder changed while it was read
+    )
+
+
 def load_rules(directory: Path, *, with_policy: bool) -> Rules:
     """Load and check a pack folder (and its sanctions.toml against the pack's ids), or raise RulePackError."""
-    pack = load_pack(directory)
+    classifier = load_classifier(directory)
+    pack = classifier.pack
     policy = load_sanctions(directory / "sanctions.toml", pack.ids()) if with_policy else None
-    return Rules(pack, Classifier(pack), policy)
+    return Rules(pack, classifier, policy)
 
 
 class Followed:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pypinyin import Style, lazy_pinyin
 
@@ -99,8 +99,9 @@ class Rule:
         return self.weight > 0
 
 
-@dataclass(frozen=True, slots=True)
-class Term:
+class Term(NamedTuple):
+    """A term of a rule. A named tuple: a pack holds tens of thousands, and they are read back from the cache."""
+
     text: str  # as written in the pack
     normal: str  # as matched: the whole term, or for a term with slots the literal part the automaton finds
     rule: Rule

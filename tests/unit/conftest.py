@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.policy.reload import load_classifier
 from streams.policy.rules import RulePack, load_pack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,5 +42,5 @@ def make_pack(directory: Path, files: dict[str, str | bytes], *, manifest: str |
 
 @pytest.fixture(scope="session")
 def default_pack() -> RulePack:
-    """The pack shipped in rules/, loaded once for the whole run."""
-    return load_pack(DEFAULT_PACK_DIR)
+    """The pack shipped in rules/, loaded once for the whole run (read back from the suite's cache folder)."""
+    return load_classifier(DEFAULT_PACK_DIR).pack
