@@ -7,9 +7,10 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import DATA_DIR
+from conftest import DATA_DIR, DEFAULT_PACK_DIR
 
 from streams.policy.classify import VERDICT_SCHEMA, Classifier
+from streams.policy.reload import load_classifier
 from streams.policy.rules import RulePack
 from streams.records import ChatMessage
 
@@ -17,8 +18,8 @@ CLASSIFIED_AT = 1795311000123
 
 
 @pytest.fixture(scope="module")
-def classifier(default_pack: RulePack) -> Classifier:
-    return Classifier(default_pack)
+def classifier() -> Classifier:
+    return load_classifier(DEFAULT_PACK_DIR)
 
 
 def message(text: str, *, message_id: str = "m1", links: tuple[str, ...] = ()) -> ChatMessage:

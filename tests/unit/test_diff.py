@@ -11,9 +11,7 @@ from conftest import DEFAULT_PACK_DIR
 
 from streams import cli
 from streams.diff import compare, render
-from streams.policy.classify import Classifier
-from streams.policy.rules import load_pack
-from streams.policy.sanctions import load_sanctions
+from streams.policy.reload import load_rules
 from streams.replay import Pipeline, file_records
 
 T0 = 1_790_000_000_000
@@ -53,8 +51,9 @@ def recorded() -> tuple[list[bytes], set[str]]:
 
 
 def run(folder: Path, lines: list[bytes]) -> Pipeline:
-    pack = load_pack(folder)
-    return Pipeline(Classifier(pack), load_sanctions(folder / "sanctions.toml", pack.ids()))
+    rules = load_rules(folder, with_policy=True)
+    assert rules.policy is not None
+    return Pipeline(rules.classifier, rules.policy)
 
 
 def test_a_one_term_change_affects_exactly_the_messages_that_carry_it(tmp_path: Path) -> None:

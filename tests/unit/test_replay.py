@@ -12,9 +12,7 @@ from conftest import DEFAULT_PACK_DIR
 
 from streams.config import Settings
 from streams.kafka.produce import OutRecord
-from streams.policy.classify import Classifier
-from streams.policy.rules import RulePack
-from streams.policy.sanctions import load_sanctions
+from streams.policy.reload import load_rules
 from streams.replay import SEND_CHUNK, Emitted, InputRecord, Pipeline, file_records, parse_time, send_chunks
 from streams.topics import BLACKLIST, DEADLETTER, SANCTIONS, VERDICTS, VIOLATIONS
 
@@ -29,8 +27,11 @@ def message(n: int, sender: str, group: str, text: str, at_ms: int, links: list[
     return orjson.dumps(doc | ({"links": links} if links else {}))
 
 
-def pipeline(pack: RulePack) -> Pipeline:
-    return Pipeline(Classifier(pack), load_sanctions(DEFAULT_PACK_DIR / "sanctions.toml", pack.ids()))
+def pipeline() -> Pipeline:
+    """A fresh pipeline on the shipped pack (its classifier read back from the suite's cache)."""
+    rules = load_rules(DEFAULT_PACK_DIR, with_policy=True)
+    assert rules.policy is not None
+    return Pipeline(rules.classifier, rules.policy)
 
 
 def records(lines: list[bytes]) -> list[InputRecord]:
@@ -59,25 +60,25 @@ def traffic() -> list[bytes]:
     return lines
 
 
-def test_the_same_input_gives_the_same_outputs_every_time(default_pack: RulePack) -> None:
-    first = list(pipeline(default_pack).run(records(traffic())))
-    second = list(pipeline(default_pack).run(records(traffic())))
+def test_the_same_input_gives_the_same_outputs_every_time() -> None:
+    first = list(pipeline().run(records(traffic())))
+    second = list(pipeline().run(records(traffic())))
     assert first == second
     assert of(first, SANCTIONS), "the traffic is meant to cause sanctions"
 
 
-def test_messages_are_taken_in_the_order_they_were_sent(default_pack: RulePack) -> None:
+def test_messages_are_taken_in_the_order_they_were_sent() -> None:
     lines = traffic()
     shuffled = lines[:]
     random.Random(3).shuffle(shuffled)
-    ordered = [o for o in pipeline(default_pack).run(records(lines)) if o.topic != DEADLETTER]
-    mixed = [o for o in pipeline(default_pack).run(records(shuffled)) if o.topic != DEADLETTER]
+    ordered = [o for o in pipeline().run(records(lines)) if o.topic != DEADLETTER]
+    mixed = [o for o in pipeline().run(records(shuffled)) if o.topic != DEADLETTER]
     assert ordered == mixed
 
 
-def test_every_message_has_one_verdict_classified_at_its_sent_at(default_pack: RulePack) -> None:
+def test_every_message_has_one_verdict_classified_at_its_sent_at() -> None:
     lines = traffic()
-    outputs = list(pipeline(default_pack).run(records(lines)))
+    outputs = list(pipeline().run(records(lines)))
     verdicts = of(outputs, VERDICTS)
     assert len(verdicts) == len(lines) - 1
     assert len({v["message_id"] for v in verdicts}) == len(verdicts)
@@ -88,8 +89,8 @@ def test_every_message_has_one_verdict_classified_at_its_sent_at(default_pack: R
     ]
 
 
-def test_a_broken_line_is_a_dead_letter_naming_the_file_and_line(default_pack: RulePack) -> None:
-    outputs = list(pipeline(default_pack).run(records(traffic())))
+def test_a_broken_line_is_a_dead_letter_naming_the_file_and_line() -> None:
+    outputs = list(pipeline().run(records(traffic())))
     dead = [o for o in outputs if o.topic == DEADLETTER]
     assert len(dead) == 1
     headers = dict(dead[0].headers)
@@ -99,9 +100,9 @@ def test_a_broken_line_is_a_dead_letter_naming_the_file_and_line(default_pack: R
     assert dead[0].value == b'{"message_id": "broken"'
 
 
-def test_the_ladder_climbs_and_a_mute_ends_on_the_replay_clock(default_pack: RulePack) -> None:
+def test_the_ladder_climbs_and_a_mute_ends_on_the_replay_clock() -> None:
     lines = [message(i, "spammer", f"g{i}", SCAM, T0 + i * 8 * DAY_MS) for i in range(5)]
-    outputs = list(pipeline(default_pack).run(records(lines)))
+    outputs = list(pipeline().run(records(lines)))
     kinds = [(s["kind"], s["revoked"]) for s in of(outputs, SANCTIONS) if s["subject"] == "user:spammer"]
     ladder = [k for k, revoked in kinds if k in ("warning", "mute", "ban") and not revoked]
     assert ladder == ["warning", "mute", "mute", "ban", "ban"]
@@ -112,11 +113,11 @@ def test_the_ladder_climbs_and_a_mute_ends_on_the_replay_clock(default_pack: Rul
     assert muted["until_ms"] == T0 + 8 * DAY_MS + 7 * DAY_MS
 
 
-def test_a_link_campaign_blocks_the_domain_for_later_messages(default_pack: RulePack) -> None:
+def test_a_link_campaign_blocks_the_domain_for_later_messages() -> None:
     link = "http://promo.example-spam.cn/x"
     lines = [message(i, f"s{i}", f"g{i}", f"{SCAM} {link}", T0 + i * 60_000) for i in range(5)]
     lines.append(message(99, "innocent", "g99", "看这个", T0 + 3600_000, links=[link]))
-    outputs = list(pipeline(default_pack).run(records(lines)))
+    outputs = list(pipeline().run(records(lines)))
     listed = [o for o in outputs if o.topic == BLACKLIST and o.key == b"link:promo.example-spam.cn"]
     assert listed, "five groups in a day make a campaign"
     last = of(outputs, VERDICTS)[-1]
@@ -142,12 +143,12 @@ def test_a_replay_of_a_file_reads_only_its_lines(tmp_path: Path) -> None:
     assert [(r.offset, r.value) for r in got] == [(1, b'{"a": 1}'), (4, b'{"b": 2}')]
 
 
-def test_group_events_make_the_owner_answer_for_the_group(default_pack: RulePack) -> None:
+def test_group_events_make_the_owner_answer_for_the_group() -> None:
     lines = [message(i, f"s{i}", "g1", SCAM, T0 + i * 60_000) for i in range(6)]
     created = orjson.dumps({"group_id": "g1", "kind": "created", "user_id": "boss", "at_ms": T0 - 1})
     broken = b'{"kind": "created"}'
-    with_events = list(pipeline(default_pack).run(records(lines), records([created, broken])))
-    without = list(pipeline(default_pack).run(records(lines)))
+    with_events = list(pipeline().run(records(lines), records([created, broken])))
+    without = list(pipeline().run(records(lines)))
 
     def owner_sanctions(outputs: list[Emitted]) -> list[object]:
         return [s["kind"] for s in of(outputs, SANCTIONS) if s["subject"] == "user:boss"]

@@ -9,8 +9,7 @@ import jsonschema
 import orjson
 import pytest
 
-from streams.policy.classify import Classifier
-from streams.policy.rules import load_pack
+from streams.policy.reload import load_classifier
 from streams.records import InvalidMessage, parse_message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +77,7 @@ def test_both_accept_and_refuse_something():
 
 
 def test_verdicts_conform_to_the_verdict_schema():
-    classifier = Classifier(load_pack(ROOT / "rules"))
+    classifier = load_classifier(ROOT / "rules")
     texts = [
         "今晚一起吃饭吗",
         "刷*單*返*利 加V: abc12345 138-0013-8000",
