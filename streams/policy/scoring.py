@@ -32,6 +32,7 @@ def quotations(original: str) -> list[tuple[int, int]]:
 
 
 _QUIET_ATOMS = frozenset(f"<{kind}>" for kind in QUIET)
+_ADDRESSES = frozenset({"<link>", "<blocked_link>", "<email>"})
 _MOST_CHOICES = 256
 # "Anywhere in the message" reaches this many characters: a chat message is shorter, and in a long e-mail a product
 # word and a phone number paragraphs apart are not an offer.
@@ -229,6 +230,18 @@ def _holds(condition: Condition, by_atom: Mapping[str, list[Evidence]]) -> tuple
         choices.append(found)
     within = MESSAGE_REACH if condition.within is None else condition.within
     for chosen in islice(product(*choices), _MOST_CHOICES):
-        if max(e.end for e in chosen) - min(e.start for e in chosen) <= within:
+        if max(e.end for e in chosen) - min(e.start for e in chosen) <= within and _distinct(chosen):
             return tuple(chosen)
     return None
+
+
+def _distinct(chosen: Sequence[Evidence]) -> bool:
+    """Whether each position holds on its own piece of evidence: two positions that may take the same atom ask for
+    two of its hits, not one hit counted twice; and a word inside an address (``dave@chyp.com``, a link) is part of
+    that address, not a second piece of evidence beside it."""
+    if len({(e.atom, e.start, e.end) for e in chosen}) < len(chosen):
+        return False
+    addresses = [e for e in chosen if e.atom in _ADDRESSES]
+    return not any(
+        a.start <= e.start and e.end <= a.end for a in addresses for e in chosen if not e.atom.startswith("<")
+    )
