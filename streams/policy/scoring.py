@@ -175,6 +175,7 @@ class Scorer:
             if rule is not None and rule.scores and atom not in fired_ids:
                 fired_ids.add(atom)
                 scored.fired.append(_fire(rule, tuple(items), None, warned=warned, quoted=quoted))
+        by_atom = _words_said(by_atom)
         present = by_atom.keys()
         for filed in self._conditions(present):
             rule, condition = filed.rule, filed.condition
@@ -237,11 +238,19 @@ def _holds(condition: Condition, by_atom: Mapping[str, list[Evidence]]) -> tuple
 
 def _distinct(chosen: Sequence[Evidence]) -> bool:
     """Whether each position holds on its own piece of evidence: two positions that may take the same atom ask for
-    two of its hits, not one hit counted twice; and a word inside an address (``dave@chyp.com``, a link) is part of
-    that address, not a second piece of evidence beside it."""
-    if len({(e.atom, e.start, e.end) for e in chosen}) < len(chosen):
-        return False
-    addresses = [e for e in chosen if e.atom in _ADDRESSES]
-    return not any(
-        a.start <= e.start and e.end <= a.end for a in addresses for e in chosen if not e.atom.startswith("<")
-    )
+    two of its hits, not one hit counted twice."""
+    return len({(e.atom, e.start, e.end) for e in chosen}) == len(chosen)
+
+
+def _words_said(by_atom: dict[str, list[Evidence]]) -> dict[str, list[Evidence]]:
+    """The evidence without the words inside a link or an e-mail address (``chyp`` in ``www.chyp.com``): a
+    combination asks for what the text says beside the address, and the address is one piece of evidence."""
+    addresses = [(e.start, e.end) for atom in _ADDRESSES for e in by_atom.get(atom, ())]
+    if not addresses:
+        return by_atom
+    said: dict[str, list[Evidence]] = {}
+    for atom, items in by_atom.items():
+        kept = [e for e in items if atom[0] == "<" or not any(a <= e.start and e.end <= b for a, b in addresses)]
+        if kept:
+            said[atom] = kept
+    return said

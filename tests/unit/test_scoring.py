@@ -127,6 +127,7 @@ def test_two_places_that_take_the_same_set_need_two_of_its_hits(tmp_path: Path) 
 def test_a_word_inside_an_address_is_not_evidence_beside_it(tmp_path: Path) -> None:
     c = classifier(tmp_path, {"drugs": COMBINED})
     assert judge(c, "questions to john@meth.org please")["decision"] == "allow"  # the word is the address
+    assert judge(c, "see www.meth.org, or write to bob@example.org")["decision"] == "allow"  # another address
     assert judge(c, "meth for you, write to john@example.org")["decision"] == "block"
 
 
