@@ -37,14 +37,39 @@ _LONGEST_NAME = 253
 # a hyphen or a dot.
 _NAME_NOT_A_WORD = re.compile(r"[0-9.-]")
 _HOST = re.compile(r"^(?:https?://)?([^/:?#\s]+)")
+# Link shorteners under top-level domains too rare in chat to be read as links on their own ("bit.ly/abc" is a
+# link, "was.it" is a typo): a short link is one of these hosts followed by a path.
+_SHORTENERS = frozenset(
+    {
+        "bit.ly",
+        "ow.ly",
+        "cutt.ly",
+        "rebrand.ly",
+        "buff.ly",
+        "adf.ly",
+        "goo.gl",
+        "is.gd",
+        "v.gd",
+        "rb.gy",
+        "shorturl.at",
+        "s.id",
+        "lnkd.in",
+        "dlvr.it",
+        "mcaf.ee",
+        "bl.ink",
+    }
+)
+_SHORT_TLD = re.compile(r"[.](ly|gl|gd|gy|at|id|in|it|ee|ink)/[a-z0-9_-]+")
 
 # Mainland mobile numbers: 11 digits from 13x-19x, optionally +86, with spaces or dashes; also spelled out in
 # Chinese numerals (一三八...), a common way around digit filters.
-_PHONE = re.compile(r"1(?<![0-9]1)[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
+_PHONE = re.compile(r"1(?<![0-9]1)(?<![0-9][.,]1)[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
 _PHONE_86 = re.compile(r"86(?<![0-9]86)[ -]?1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])")
 _NUMERAL_CHARACTERS = "0123456789〇零一幺二两三四五六七八九"
 _NUMERALS = "0-9〇零一幺二两三四五六七八九"
-_PHONE_SPELLED = re.compile(rf"[1一幺](?<![{_NUMERALS}][1一幺])[3-9三四五六七八九][{_NUMERALS}]{{9}}(?![{_NUMERALS}])")
+_PHONE_SPELLED = re.compile(
+    rf"[1一幺](?<![{_NUMERALS}][1一幺])(?<![0-9][.,]1)[3-9三四五六七八九][{_NUMERALS}]{{9}}(?![{_NUMERALS}])"
+)
 
 # IM ids: the words that introduce one, and what follows them up to the id's end. The three run as one pattern,
 # each alternative a literal word, so the regex engine skips ahead on their first characters; the word's first
@@ -76,11 +101,21 @@ _ID_CARD = re.compile(
     r"[1-9](?<![0-9][1-9])[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9x](?![0-9a-z])",
 )
 _EMAIL = re.compile(r"[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?![a-z0-9-])")
+# Addresses that are mail's own machinery, not a way to reach whoever wrote: a quoted or forwarded header line
+# ("> From: ...", "Sent: ..."), an attribution ("... <a@b.c> wrote:"), a mailto: link, and the addresses of
+# mailing lists and mail servers in their footers and bounces.
+_HEADER_LINE = re.compile(r"(?:[a-z]{0,8}>|[\s>|])*(?:(?:from|to|cc|reply-to|sender|sent|return-path) ?:|quoting )")
+_MACHINE_MAILBOX = re.compile(
+    r"(?:postmaster|mailer-daemon|majordomo|listserv|owner-.*|.*-(?:admin|request|owner|bounces|list|users|devel"
+    r"|announce|discuss))@"
+)
+_ATTRIBUTION = ("wrote:", "writes:", "said:")
 # International numbers, +86 excepted (a mainland mobile is a phone): "+44 7700 900123", "001 415 555 0199".
 _INTL_PHONE = re.compile(r"(?:\+|00)(?<![0-9]00)(?!86)[1-9][0-9]{0,2}[ -]?(?:[0-9][ -]?){6,11}[0-9](?![0-9])")
-# Premium-rate lines: UK 09xx and 087x, North American 1-900 and 976.
+# Premium-rate lines: UK 09xx and 087x, North American 1-900 and 976. Neither they nor mobiles follow a decimal
+# point: "3.09090909091" is a fraction.
 _PREMIUM_PHONE = re.compile(
-    r"0(?<![0-9]0)(?:9[0-9]{2}|87[0-9])[ -]?[0-9]{3}[ -]?[0-9]{3,4}(?![0-9])"
+    r"0(?<![0-9]0)(?<![0-9][.,]0)(?:9[0-9]{2}|87[0-9])[ -]?[0-9]{3}[ -]?[0-9]{3,4}(?![0-9])"
     r"|1(?<![0-9]1)[ -]?(?:900|976)[ -]?[0-9]{3}[ -]?[0-9]{4}(?![0-9])"
 )
 # An SMS short code: 4-6 digits that a "text/send/reply ... to" points at ("txt WIN to 87121", "回复1到10086").
@@ -165,10 +200,25 @@ def _inside(spans: list[tuple[int, int]], at: int) -> bool:
     return index >= 0 and at < spans[index][1]
 
 
+def _mail_machinery(normal: str, start: int, end: int) -> bool:
+    """Whether the e-mail address at ``start:end`` is a header's, an attribution's, a mailto: link's or a mailing
+    list's (``_HEADER_LINE``): mail carries them in every reply and footer."""
+    line_start = normal.rfind("\n", 0, start) + 1
+    line_end = normal.find("\n", end)
+    before, after = normal[line_start:start], normal[end : None if line_end < 0 else line_end]
+    return (
+        _HEADER_LINE.match(before) is not None
+        or before.endswith(("mailto:", "mailto: "))
+        or any(word in after for word in _ATTRIBUTION)
+        or _MACHINE_MAILBOX.match(normal, start, end) is not None
+    )
+
+
 def detect(normal: str) -> list[Signal]:
     """Every signal in normalised text but the quiet ones (``detect_quiet``), in text order."""
     signals: list[Signal] = []
-    emails = [m.span() for m in _EMAIL.finditer(normal)]
+    found_emails = [m.span() for m in _EMAIL.finditer(normal)]
+    emails = [span for span in found_emails if not _mail_machinery(normal, *span)]
     signals.extend(Signal("email", start, end) for start, end in emails)
     urls = []
     for m in _URL.finditer(normal):
@@ -177,7 +227,7 @@ def detect(normal: str) -> list[Signal]:
             urls.append(m.span())
     for pattern in (_TLD_DOT, _TLD_WORD):
         for m in pattern.finditer(normal):
-            if _inside(urls, m.start()) or _inside(emails, m.start()):
+            if _inside(urls, m.start()) or _inside(found_emails, m.start()):
                 continue  # part of a URL or an e-mail address already found
             found = _name_before(normal, m.start())
             if not found or _inside(urls, found[0]):
@@ -187,6 +237,10 @@ def detect(normal: str) -> list[Signal]:
                 continue
             if domain := domain_of(f"{name}.{m.group(1)}"):
                 signals.append(Signal("link", start, m.end(), domain))
+    for m in _SHORT_TLD.finditer(normal):
+        found = _name_before(normal, m.start())
+        if found and not _inside(urls, m.start()) and (domain := f"{found[1]}.{m.group(1)}") in _SHORTENERS:
+            signals.append(Signal("link", found[0], m.end(), domain))
     phones: list[list[tuple[int, int]]] = []  # per pattern: a number the one before found is not found again
     for pattern in (_PHONE_86, _PHONE, _PHONE_SPELLED):
         phones.append(
@@ -229,7 +283,7 @@ def _signal_words() -> Prefilter:
     word that introduces an IM id."""
     tlds = [f"{dot}{tld}" for dot in ".点。" for tld in _TLD_NAMES]
     im_words = (word for words, _ in _IM_IDS.values() for word in words)
-    return Prefilter(["http", "www.", "dot", "0x", "bc1", *tlds, *im_words])
+    return Prefilter(["http", "www.", "dot", "0x", "bc1", *tlds, *im_words, *_SHORTENERS])
 
 
 @cache

@@ -32,6 +32,7 @@ def quotations(original: str) -> list[tuple[int, int]]:
 
 
 _QUIET_ATOMS = frozenset(f"<{kind}>" for kind in QUIET)
+_ADDRESSES = frozenset({"<link>", "<blocked_link>", "<email>"})
 _MOST_CHOICES = 256
 # "Anywhere in the message" reaches this many characters: a chat message is shorter, and in a long e-mail a product
 # word and a phone number paragraphs apart are not an offer.
@@ -174,6 +175,7 @@ class Scorer:
             if rule is not None and rule.scores and atom not in fired_ids:
                 fired_ids.add(atom)
                 scored.fired.append(_fire(rule, tuple(items), None, warned=warned, quoted=quoted))
+        by_atom = _words_said(by_atom)
         present = by_atom.keys()
         for filed in self._conditions(present):
             rule, condition = filed.rule, filed.condition
@@ -229,6 +231,26 @@ def _holds(condition: Condition, by_atom: Mapping[str, list[Evidence]]) -> tuple
         choices.append(found)
     within = MESSAGE_REACH if condition.within is None else condition.within
     for chosen in islice(product(*choices), _MOST_CHOICES):
-        if max(e.end for e in chosen) - min(e.start for e in chosen) <= within:
+        if max(e.end for e in chosen) - min(e.start for e in chosen) <= within and _distinct(chosen):
             return tuple(chosen)
     return None
+
+
+def _distinct(chosen: Sequence[Evidence]) -> bool:
+    """Whether each position holds on its own piece of evidence: two positions that may take the same atom ask for
+    two of its hits, not one hit counted twice."""
+    return len({(e.atom, e.start, e.end) for e in chosen}) == len(chosen)
+
+
+def _words_said(by_atom: dict[str, list[Evidence]]) -> dict[str, list[Evidence]]:
+    """The evidence without the words inside a link or an e-mail address (``chyp`` in ``www.chyp.com``): a
+    combination asks for what the text says beside the address, and the address is one piece of evidence."""
+    addresses = [(e.start, e.end) for atom in _ADDRESSES for e in by_atom.get(atom, ())]
+    if not addresses:
+        return by_atom
+    said: dict[str, list[Evidence]] = {}
+    for atom, items in by_atom.items():
+        kept = [e for e in items if atom[0] == "<" or not any(a <= e.start and e.end <= b for a, b in addresses)]
+        if kept:
+            said[atom] = kept
+    return said

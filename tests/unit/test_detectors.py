@@ -407,6 +407,63 @@ def test_an_e_mail_address_is_not_a_link_too() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "matched", "domain"),
+    [
+        pytest.param("see bit.ly/3xYz9 now", "bit.ly/3xyz9", "bit.ly", id="bit.ly"),
+        pytest.param("goo.gl/abc", "goo.gl/abc", "goo.gl", id="goo.gl"),
+        pytest.param("领取: is.gd/q1", "is.gd/q1", "is.gd", id="is.gd"),
+        pytest.param("cutt.ly/win", "cutt.ly/win", "cutt.ly", id="cutt.ly"),
+        pytest.param("rb.gy/x7", "rb.gy/x7", "rb.gy", id="rb.gy"),
+        pytest.param("t.co/xyz", "t.co", "t.co", id="t.co"),
+        pytest.param("t.cn/A6xyz", "t.cn", "t.cn", id="t.cn"),
+        pytest.param("tinyurl.com/x", "tinyurl.com", "tinyurl.com", id="tinyurl"),
+        pytest.param("url.cn/x", "url.cn", "url.cn", id="url.cn"),
+        pytest.param("dwz.cn/x", "dwz.cn", "dwz.cn", id="dwz.cn"),
+    ],
+)
+def test_a_short_link_without_a_scheme_is_a_link(text: str, matched: str, domain: str) -> None:
+    assert of_kind(text, "link") == [(matched, domain)]
+    in_batch = detect_batch(NormalBatch(["nothing here", text]))  # the batch's screen lets its text through
+    assert [(s.kind, s.value) for s in in_batch[1]] == [("link", domain)]
+
+
+@pytest.mark.parametrize("text", ["was.it/ok", "bit.ly", "she said so.it/was"])
+def test_a_rare_top_level_domain_is_a_link_only_as_a_known_short_link(text: str) -> None:
+    assert of_kind(text, "link") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["false neg 34 3.09090909091", "ratio 2.13800138000", "3.0870 123 4567"],
+)
+def test_a_number_after_a_decimal_point_is_no_phone(text: str) -> None:
+    normal = normalize(text)
+    assert [s.kind for s in detect(normal)] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("> From: fork-admin@xent.com\n> Sent: Monday", id="quoted-header"),
+        pytest.param("bmn> To: Bob <bob@example.com>", id="quoted-header-with-initials"),
+        pytest.param("Quoting cout@eircom.net (cout@eircom.net):", id="quoting"),
+        pytest.param("On Sat, Tom <tom@example.com> wrote:", id="attribution"),
+        pytest.param("R. A. Hettinga <mailto: rah@ibuc.com>", id="mailto"),
+        pytest.param("RPM-List mailing list <RPM-List@freshrpms.net>", id="list-address"),
+        pytest.param("bounced: postmaster@example.org", id="postmaster"),
+    ],
+)
+def test_mail_machinery_addresses_are_not_contacts_nor_links(text: str) -> None:
+    normal = normalize(text)
+    assert [s.kind for s in detect(normal) if s.kind in {"email", "link"}] == []
+
+
+def test_an_address_to_write_to_is_a_contact_even_after_from() -> None:
+    normal = normalize("From now on write to bob@example.com, or to: alice@example.org")
+    assert [normal[s.start : s.end] for s in detect(normal)] == ["bob@example.com", "alice@example.org"]
+
+
+@pytest.mark.parametrize(
     ("text", "kind", "found"),
     [
         pytest.param("Txt WIN to 87121 now", "shortcode", ["87121"], id="shortcode"),

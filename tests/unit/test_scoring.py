@@ -111,6 +111,26 @@ def test_signals_are_atoms_of_a_combination(tmp_path: Path) -> None:
     assert judge(c, "a documentary about meth")["decision"] == "allow"
 
 
+def test_two_places_that_take_the_same_set_need_two_of_its_hits(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path,
+        {
+            "gambling": GAMBLING + "set pitch\n  to the moon\n  guaranteed returns\nrule pitch-twice weight=10\n"
+            "  all within 60: pitch, pitch\n"
+        },
+    )
+    assert judge(c, "this coin goes to the moon")["decision"] == "allow"  # one hit is not two pieces of evidence
+    assert judge(c, "to the moon, guaranteed returns")["decision"] == "block"
+    assert judge(c, "to the moon and again to the moon")["decision"] == "block"
+
+
+def test_a_word_inside_an_address_is_not_evidence_beside_it(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": COMBINED})
+    assert judge(c, "questions to john@meth.org please")["decision"] == "allow"  # the word is the address
+    assert judge(c, "see www.meth.org, or write to bob@example.org")["decision"] == "allow"  # another address
+    assert judge(c, "meth for you, write to john@example.org")["decision"] == "block"
+
+
 def test_any_and_inline_quoted_terms(tmp_path: Path) -> None:
     c = classifier(
         tmp_path,
