@@ -1,9 +1,11 @@
 """Evasion survival: how much of what the rule pack catches as written it still catches once the words are evaded.
 
     python -m benchmarks.evasion [--rules DIR] [--corpus DIR] [--seed N] [--kinds K,K] [--styles] [--misses N]
+                                 [--evaded-too]
 
 Takes the violating messages of the corpus's dev slice (``tests/data/corpus/dev-*.jsonl``; the held-aside slice is
-never read) that the pack flags (review or block) as written, evades them the ways spam does, and classifies them
+never read) written plainly (``evasion: none``; with ``--evaded-too`` the already evaded ones as well, which then
+carry two evasions) that the pack flags (review or block) as written, evades them the ways spam does, and classifies them
 again. Each evasion kind has several styles (zero-width: between every character, some, soft hyphens, variation
 selectors, tag characters; width: full-width, mathematical bold, script, fraktur, circled, small capitals, ...), and
 each style is applied twice: to the whole message, and only to the words the verdict said it scored on (the spans of
@@ -561,6 +563,11 @@ def main() -> None:
     parser.add_argument(
         "--kinds", metavar="K,K", help="only these evasion kinds, comma-separated (default: every kind)"
     )
+    parser.add_argument(
+        "--evaded-too",
+        action="store_true",
+        help="also evade the dev messages the corpus already evades (default: only those written plainly)",
+    )
     parser.add_argument("--styles", action="store_true", help="also print the survival of each style of each kind")
     parser.add_argument(
         "--misses",
@@ -583,7 +590,11 @@ def main() -> None:
     out = Console(soft_wrap=True)
     try:
         classifier = Classifier(load_pack(args.rules))
-        rows = [r for r in read_rows(sorted(args.corpus.glob("dev-*.jsonl"))) if r.violating]
+        rows = [
+            r
+            for r in read_rows(sorted(args.corpus.glob("dev-*.jsonl")))
+            if r.violating and (args.evaded_too or r.evasion == "none")
+        ]
         if not rows:
             warn(f"no violating messages in {args.corpus}/dev-*.jsonl")
             sys.exit(1)

@@ -128,7 +128,8 @@ class Matcher:
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
         self._normal = _Automaton(keyed, self._bits)
-        # The second view: terms as it reads them, and allow phrases, which must cancel there too.
+        # The second view: terms as it reads them, allow phrases, which must cancel there too, and warning frames, as
+        # a text may hold terms only the second view finds and so never be scanned in the normal view.
         second: list[tuple[str, Term | None, int]] = [
             (form, term, _TERM)
             for term in pack.terms
@@ -137,6 +138,7 @@ class Matcher:
             and _readable_second(form := second_form(term.normal))
         ]
         second += [(second_form(phrase.normal), None, _ALLOW) for phrase in pack.allow]
+        second += [(second_form(phrase.normal), None, _WARN) for phrase in pack.warn]
         self._second = _Automaton(second, self._bits)
         self._fires = fires
         self._firing: dict[int, bool] = {}  # what ``fires`` said, by atom bits: chat repeats its few common words
@@ -152,7 +154,7 @@ class Matcher:
         where a term may start are scanned, joined again: one pass of the automaton; then the same for the second
         view of the texts that have one. With ``fires``, only the texts whose terms, in either view, may fire a rule
         have hits."""
-        second = self._second_hits(batch)
+        second, second_warned = self._second_hits(batch)
         chosen = self._normal.prefilter.texts(batch.codes)
         fires = self._fires is not None
         also = {index: self._bits_of(hits) for index, hits in second.items()} if fires else {}
@@ -162,7 +164,8 @@ class Matcher:
 
         scanned = _scan(batch.pick(chosen)[0], self._normal, worth if fires else None)
         found = Found(
-            {chosen[index]: hits for index, hits in scanned.hits.items()}, {chosen[i] for i in scanned.warned}
+            {chosen[index]: hits for index, hits in scanned.hits.items()},
+            {chosen[i] for i in scanned.warned} | second_warned,
         )
         for index, hits in second.items():  # the second view's hits that the normal view did not find
             if fires and index not in found.hits and not self._may_fire(also[index]):
@@ -195,18 +198,20 @@ class Matcher:
         self._firing[bits] = firing = self._fires(atoms)
         return firing
 
-    def _second_hits(self, batch: NormalBatch) -> dict[int, list[Hit]]:
-        """The second view's hits per text, in normal text, that cover what the view undid, in text order."""
+    def _second_hits(self, batch: NormalBatch) -> tuple[dict[int, list[Hit]], set[int]]:
+        """The second view's hits per text, in normal text, that cover what the view undid, in text order; and the
+        texts it scanned that hold a warning frame."""
         view = second_view(batch.codes, starts=batch.starts())  # the batch found its texts' starts already
         chosen = self._second.prefilter.texts(view.codes)
         if not chosen:
-            return {}
+            return {}, set()
         starts = [0, *(np.flatnonzero(view.codes == BOUNDARY_CODE) + 1).tolist(), len(view.codes) + 1]
         text = view.text
         picked = BOUNDARY.join(text[starts[index] : starts[index + 1] - 1] for index in chosen)
         normal_starts = batch.starts()
         second: dict[int, list[Hit]] = {}
-        for at, hits in _scan(picked, self._second).hits.items():
+        scanned = _scan(picked, self._second)
+        for at, hits in scanned.hits.items():
             index = chosen[at]
             for hit in hits:
                 low, high = starts[index] + hit.start, starts[index] + hit.end
@@ -220,7 +225,7 @@ class Matcher:
                 start = int(view.first[low]) - normal_starts[index]
                 end = int(view.last[high - 1]) + 1 - normal_starts[index]
                 second.setdefault(index, []).append(Hit(hit.term, start, end, folds))
-        return second
+        return second, {chosen[at] for at in scanned.warned}
 
 
 _Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit

@@ -71,14 +71,19 @@ FOLD_NAMES = {
 _INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180E, 0x3164, 0xFFA0}
 _INVISIBLE.update(range(0xFE00, 0xFE10))  # variation selectors
 
-# Look-alikes of Latin letters from Cyrillic and Greek, the ones spam uses (after casefolding).
+# Look-alikes of Latin letters from Cyrillic, Greek, Armenian and the phonetic letters, the ones spam uses (after
+# casefolding).
 _LOOKALIKES = dict(
     zip(
-        "аеорсуххіјѕԁһԛԝьвкмнтѵӏαβεικνορτυχϲ",
-        "aeopcyxxijsdhqwbbkmhtvlabeiknoptuxc",
+        "аеорсуххіјѕԁһԛԝьвкмнтѵӏαβεικνορτυχϲηıɑɡɩօսոցһ",
+        "aeopcyxxijsdhqwbbkmhtvlabeiknoptuxcniagiounqh",
         strict=True,
     ),
 )
+# Capitals whose small letter looks like another Latin letter: Greek Eta is H, but eta is n; Nu is N, but nu is v.
+_CAPITAL_LOOKALIKES = dict(zip("ΗΝΜΖΚΤΡΧΥΙΑΒΕΟ", "HNMZKTPXYIABEO", strict=True))
+# Small capitals (ᴀ ʙ ᴄ, "LATIN LETTER SMALL CAPITAL A") have no compatibility form: read off their names.
+_SMALL_CAPITAL = re.compile(r"^LATIN LETTER SMALL CAPITAL ([A-Z])$")
 
 _FINANCIAL_NUMERALS = dict(zip("壹贰叁肆伍陆柒捌玖拾佰仟", "一二三四五六七八九十百千", strict=True))
 
@@ -112,6 +117,7 @@ def _per_char(table: dict[str, str]) -> Callable[[str], str]:
 def _steps(t2s: dict[str, str]) -> _Steps:
     """What follows NFKC, in order; each step that changes a character adds its Fold."""
     return (
+        (_per_char(_CAPITAL_LOOKALIKES), Fold.LOOKALIKE),
         (str.casefold, Fold.CASE),
         (_strip_latin_accents, Fold.ACCENT),
         (_per_char(_LOOKALIKES), Fold.LOOKALIKE),
@@ -133,6 +139,8 @@ def _fold_char(ch: str, steps: _Steps) -> tuple[str, Fold]:
     for first, last in _LETTER_LOOKALIKE_BLOCKS:
         if first <= cp <= last:
             s = chr(ord("a") + cp - first)
+    if small_capital := _SMALL_CAPITAL.match(unicodedata.name(ch, "")):
+        s = small_capital.group(1).lower()
     if s != ch:
         if any(c.isdigit() or c in _HAN_NUMERALS for c in s):
             folds |= Fold.DIGIT_FORM
@@ -256,11 +264,18 @@ _UNDERSCORE = ord("_")
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
 # 2. runs of non-word characters (spaces, punctuation, symbols, emoji) and underscores between two Chinese
 #    characters, or between a Chinese character and a digit, go: "转*发*5*个群" is "转发5个群", "大_麻" is "大麻";
-# 3. three or more single Latin letters or digits, each set apart by the same one to three non-word characters, are
-#    joined: "v.i.a.g.r.a". The separator must repeat, so the gap between two spelled words stays: "f.r.e.e c.a.s.h"
-#    is "free cash". The first two are made while folding, the third with these regexes.
+# 3. three or more single Latin letters or digits, each set apart by one to three non-word characters or underscores,
+#    are joined: "v.i.a.g.r.a", "f_r_e_e", "c🔥a💰s🔥h", and digits beside Chinese: "日赚5/0/0元" is "日赚500元".
+#    Either the separator repeats, or none holds white space, so the gap between two spelled words stays:
+#    "f.r.e.e c.a.s.h" is "free cash", "f r e e" is "free". The first two are made while folding, the third with
+#    these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
-_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])([^\w\x00]{1,3})[a-z0-9](?![^\W_])(?:\1[a-z0-9](?![^\W_]))+")
+_WORD_NOT_HAN = rf"(?![{_HAN}])[^\W_]"  # a word character that sets a spelled letter apart: not "_", not Chinese
+_LETTER = rf"[a-z0-9](?!{_WORD_NOT_HAN})"
+_SPELLED = re.compile(
+    rf"[a-z0-9](?<!{_WORD_NOT_HAN}[a-z0-9])"
+    rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+|(?:(?:[^\w\s\x00]|_){{1,3}}{_LETTER}){{2,}})"
+)
 
 
 def as_codes(text: str) -> _Codes:
@@ -291,7 +306,7 @@ def _normalise(text: str, table: _Codes) -> _Normal:
         spans = np.array(spelled, dtype=np.intp)
         removed = np.zeros(len(codes), dtype=np.bool_)
         removed[_positions(spans[:, 0], spans[:, 1])] = True
-        removed &= (kinds & _WORD) == 0
+        removed &= ((kinds & _WORD) == 0) | (codes == _UNDERSCORE)
         codes, origin, kinds = _without(removed, codes, origin, kinds, joined)
         folded = _as_text(codes)
     return _Normal(folded, codes, origin, np.concatenate(joined))
@@ -397,16 +412,17 @@ def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple
 
 @compiled
 def _spelled_starts(codes: _Codes, kinds: NDArray[np.uint8]) -> _Positions:
-    """Where ``_SPELLED`` can match: a letter or digit that follows a non-word character, ``_``, BOUNDARY or nothing
-    (its lookbehind) and precedes a non-word character other than BOUNDARY, or nothing."""
+    """Where ``_SPELLED`` can match: a letter or digit that follows a non-word character, ``_``, a Chinese character,
+    BOUNDARY or nothing (its lookbehind) and precedes a non-word character other than BOUNDARY, ``_``, or nothing."""
     starts = np.empty(codes.size, dtype=np.intp)
     count = 0
     for at in range(codes.size):
         if not kinds[at] & _SPELLABLE:
             continue
-        if at > 0 and kinds[at - 1] & _WORD and codes[at - 1] != _UNDERSCORE and codes[at - 1] != BOUNDARY_CODE:
+        before = kinds[at - 1] if at > 0 else 0
+        if before & _WORD and not before & _HAN_CHAR and codes[at - 1] != _UNDERSCORE and codes[at - 1] != BOUNDARY_CODE:
             continue
-        if at + 1 < codes.size and kinds[at + 1] & _WORD:  # BOUNDARY counts as a word character in kinds
+        if at + 1 < codes.size and kinds[at + 1] & _WORD and codes[at + 1] != _UNDERSCORE:  # BOUNDARY is a word
             continue
         starts[count] = at
         count += 1
@@ -540,12 +556,17 @@ def fold_names(folds: int) -> tuple[str, ...]:
 
 
 # The second view: what a literal match cannot see through, undone where a text shows it. Leetspeak inside a Latin
-# word ("c0ca1ne", "fr33", "ca$ino": a word that mixes letters with these digits or symbols) and runs of a repeated
-# letter ("caaasino", "赌赌博博") are common evasions, but folding them in the normal text would turn ordinary numbers
-# and words ("100", "哈哈", "good") into others. So a text that holds a leet word, three of a Latin letter in a row or
-# a repeated Chinese character is matched a second time with its leet letters read as letters and every run of a
-# repeated letter as one; terms are read the same way, and a hit there counts only if it covers what was undone.
-_LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+# word ("c0ca1ne", "fr33", "ca$ino", "pi||s": a word that mixes letters with these digits or symbols) and runs of a
+# repeated letter ("caaasino", "ccaassiinnoo", "赌赌博博") are common evasions, but folding them in the normal text
+# would turn ordinary numbers and words ("100", "哈哈", "good") into others. So a text that holds a leet word, three
+# of a Latin letter in a row, two doubled letters in a row or a repeated Chinese character is matched a second time
+# with its leet letters read as letters and every run of a repeated letter as one; terms are read the same way, and a
+# hit there counts only if it covers what was undone. "1", "|" and "!" stand for "i" as well as "l", so the view
+# reads those letters and symbols as one letter, I_OR_L, and a run of the same one as one ("pi11s", "pills" and "p1lls"
+# read alike, "kiss" differently); "!" and "|" count only inside a word ("wow!" is no leet).
+_LEET = {"0": "o", "1": "1", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "|": "1", "!": "1"}
+I_OR_L = ord("1")
+_INNER_ONLY = (ord("!"), ord("|"))
 
 
 @cache
@@ -577,38 +598,59 @@ def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
 
 
 @compiled
+def _inner_only(code: int) -> bool:
+    """Whether ``code`` is leet only inside a word: "!" and "|" end many a word as punctuation."""
+    return code in (_INNER_ONLY[0], _INNER_ONLY[1])
+
+
+@compiled
+def _leet_symbol(code: int, leet: NDArray[np.uint32]) -> bool:
+    return code < 128 and leet[code] != 0 and not _latin_letter(code)
+
+
+@compiled
 def _read(code: int, leet: NDArray[np.uint32], spelled: bool) -> int:  # noqa: FBT001 - compiled
-    """A character as the second view reads it: a leet digit or symbol as its letter in a word that ``spelled``."""
-    if spelled and code < 128 and leet[code] != 0 and not _latin_letter(code):
+    """A character as the second view reads it: "i" and "l" as I_OR_L, a leet digit or symbol as its letter in a
+    word that ``spelled``."""
+    if code in (ord("i"), ord("l")):
+        return I_OR_L
+    if spelled and _leet_symbol(code, leet):
         return int(leet[code])
     return int(code)
 
 
 @compiled
 def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]:
-    """Per text (joined by BOUNDARY): whether it holds a leet word, a Chinese character twice in a row or a Latin
-    letter three times. One pass, as most texts hold none."""
+    """Per text (joined by BOUNDARY): whether it holds a leet word, a Chinese character twice in a row, a Latin
+    letter three times or two doubled Latin letters in a row ("ccaa"). One pass, as most texts hold none."""
     shown = np.zeros(codes.size + 1, dtype=np.bool_)
     text = 0
-    letters = symbols = False  # in the word being read: Latin letters, leet digits or symbols
+    letters = symbols = pending = False  # in the word being read: Latin letters, leet digits or symbols, a "!"
     for at in range(codes.size):
         code = codes[at]
         if code == BOUNDARY_CODE:
             text += 1
-            letters = symbols = False
+            letters = symbols = pending = False
             continue
         if shown[text]:
             continue
         if _latin_letter(code):
             letters = True
+            symbols |= pending  # a "!" or "|" between letters
+            pending = False
             if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
                 shown[text] = True
+            elif at >= 3 and codes[at - 1] == code and codes[at - 3] == codes[at - 2] != code:  # noqa: PLR2004
+                shown[text] = _latin_letter(codes[at - 2])
         elif code < 128 and leet[code]:
-            symbols = True
+            if _inner_only(code):
+                pending = letters or symbols
+            else:
+                symbols = True
         elif at >= 1 and codes[at - 1] == code and _han(code):
             shown[text] = True
         if not _leet_word(code, leet):
-            letters = symbols = False
+            letters = symbols = pending = False
         if letters and symbols and (at + 1 == codes.size or not _leet_word(codes[at + 1], leet)):
             shown[text] = True
     return shown[: text + 1]
@@ -635,27 +677,38 @@ def _second_view(
             continue
         at, end = starts[text], starts[text + 1] - 1
         while at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
-            word_end, letters, symbols = at, False, False
+            word_end = at
             while word_end < end and _leet_word(codes[word_end], leet):
-                if _latin_letter(codes[word_end]):
-                    letters = True
-                elif codes[word_end] < 128 and leet[codes[word_end]]:
-                    symbols = True
                 word_end += 1
             if word_end == at:  # not a word that leet can spell: a Chinese character's run goes on to the text's end
                 word_end = at + 1
                 while word_end < end and codes[word_end] == codes[at]:
                     word_end += 1
+            # A "!" or "|" before or after a word is punctuation: read as it is.
+            inner_start, inner_end = at, word_end
+            while inner_start < inner_end and _inner_only(codes[inner_start]):
+                inner_start += 1
+            while inner_end > inner_start and _inner_only(codes[inner_end - 1]):
+                inner_end -= 1
+            letters = symbols = False
+            for k in range(inner_start, inner_end):
+                letters |= _latin_letter(codes[k])
+                symbols |= _leet_symbol(codes[k], leet)
             spelled = letters and symbols
             k = at
             while k < word_end:  # then every run of a repeated letter as one, as leet reads them
-                read = _read(codes[k], leet, spelled)
+                inside = inner_start <= k < inner_end
+                read = _read(codes[k], leet, spelled and inside)
                 run = k
-                if _latin_letter(read) or _han(read):
-                    while run + 1 < word_end and _read(codes[run + 1], leet, spelled) == read:
+                if inside and (_latin_letter(read) or _han(read) or (read == I_OR_L and letters)):
+                    while (
+                        run + 1 < inner_end
+                        and _read(codes[run + 1], leet, spelled) == read
+                        and (read != I_OR_L or codes[run + 1] == codes[k])  # "ll" is one letter, "il" two
+                    ):
                         run += 1
                 out[count], first[count], last[count] = read, k, run
-                undone[count] = read != codes[k] or run > k
+                undone[count] = (spelled and inside and _leet_symbol(codes[k], leet)) or run > k
                 count += 1
                 k = run + 1
             at = word_end

@@ -426,6 +426,11 @@ def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iter
         if len(syllables) == len(normal) and len(joined := "".join(syllables)) >= _PINYIN_LETTERS:
             yield "pinyin", joined
             yield "pinyin", " ".join(syllables)
+            # Tone numbers, as typed without a pinyin keyboard (du4bo2); tone marks are accents, which fold away.
+            numbered = lazy_pinyin(normal, style=Style.TONE3, errors="ignore")
+            if len(numbered) == len(normal) and numbered != syllables:
+                yield "pinyin", "".join(numbered)
+                yield "pinyin", " ".join(numbered)
         if len(normal) >= _INITIALS_CHARACTERS:
             initials = lazy_pinyin(normal, style=Style.FIRST_LETTER, errors="ignore")
             if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat

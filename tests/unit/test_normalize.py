@@ -253,13 +253,17 @@ def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> 
 _HAN = normalize_module._HAN
 _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
 _DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])")
-_DEFINED_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])([^\w\x00]{1,3})[a-z0-9](?![^\W_])(?:\1[a-z0-9](?![^\W_]))+")
+_DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_])"
+_DEFINED_SPELLED = re.compile(
+    rf"[a-z0-9](?<!(?![{_HAN}])[^\W_][a-z0-9])(?:((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"
+    rf"|(?:(?:[^\w\s\x00]|_){{1,3}}{_DEFINED_LETTER}){{2,}})"
+)
 
 
 def _defined(text: str) -> str:
     folded = re.sub("[\U000e0000-\U000e007f]+", "", text.translate(normalize_module._tables().translate))
     folded = _DEFINED_HAN_GAP.sub("", _DEFINED_EXTRA_SPACE.sub("", folded))
-    return _DEFINED_SPELLED.sub(lambda m: re.sub(r"[^\w\x00]+", "", m.group()), folded)
+    return _DEFINED_SPELLED.sub(lambda m: re.sub(r"(?:[^\w\x00]|_)+", "", m.group()), folded)
 
 
 @settings(max_examples=500, deadline=None)
