@@ -5,8 +5,8 @@
 
 Takes the violating messages of the corpus's dev slice (``tests/data/corpus/dev-*.jsonl``; the held-aside slice is
 never read) written plainly (``evasion: none``; with ``--evaded-too`` the already evaded ones as well, which then
-carry two evasions) that the pack flags (review or block) as written, evades them the ways spam does, and classifies them
-again. Each evasion kind has several styles (zero-width: between every character, some, soft hyphens, variation
+carry two evasions) that the pack flags (review or block) as written, evades them the ways spam does, and classifies
+them again. Each evasion kind has several styles (zero-width: between every character, some, soft hyphens, variation
 selectors, tag characters; width: full-width, mathematical bold, script, fraktur, circled, small capitals, ...), and
 each style is applied twice: to the whole message, and only to the words the verdict said it scored on (the spans of
 its terms; for digit forms, of its numbers too), as spammers evade the trigger word and leave the rest. A message a

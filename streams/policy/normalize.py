@@ -266,15 +266,15 @@ _UNDERSCORE = ord("_")
 #    characters, or between a Chinese character and a digit, go: "转*发*5*个群" is "转发5个群", "大_麻" is "大麻";
 # 3. three or more single Latin letters or digits, each set apart by one to three non-word characters or underscores,
 #    are joined: "v.i.a.g.r.a", "f_r_e_e", "c🔥a💰s🔥h", and digits beside Chinese: "日赚5/0/0元" is "日赚500元".
-#    Either the separator repeats, or none holds white space, so the gap between two spelled words stays:
-#    "f.r.e.e c.a.s.h" is "free cash", "f r e e" is "free". The first two are made while folding, the third with
-#    these regexes.
+#    Either the separator repeats, or each is symbols beyond ASCII (emoji, "·", "。"), so the gap between two words
+#    stays: "f.r.e.e c.a.s.h" is "free cash", "f r e e" is "free", "t&c's" stays. The first two are made while
+#    folding, the third with these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _WORD_NOT_HAN = rf"(?![{_HAN}])[^\W_]"  # a word character that sets a spelled letter apart: not "_", not Chinese
 _LETTER = rf"[a-z0-9](?!{_WORD_NOT_HAN})"
 _SPELLED = re.compile(
     rf"[a-z0-9](?<!{_WORD_NOT_HAN}[a-z0-9])"
-    rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+|(?:(?:[^\w\s\x00]|_){{1,3}}{_LETTER}){{2,}})"
+    rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+|(?:[^\w\s\x00-\x7f]{{1,3}}{_LETTER}){{2,}})"
 )
 
 
@@ -420,7 +420,12 @@ def _spelled_starts(codes: _Codes, kinds: NDArray[np.uint8]) -> _Positions:
         if not kinds[at] & _SPELLABLE:
             continue
         before = kinds[at - 1] if at > 0 else 0
-        if before & _WORD and not before & _HAN_CHAR and codes[at - 1] != _UNDERSCORE and codes[at - 1] != BOUNDARY_CODE:
+        if (
+            before & _WORD
+            and not before & _HAN_CHAR
+            and codes[at - 1] != _UNDERSCORE
+            and codes[at - 1] != BOUNDARY_CODE
+        ):
             continue
         if at + 1 < codes.size and kinds[at + 1] & _WORD and codes[at + 1] != _UNDERSCORE:  # BOUNDARY is a word
             continue
@@ -640,7 +645,7 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
             pending = False
             if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
                 shown[text] = True
-            elif at >= 3 and codes[at - 1] == code and codes[at - 3] == codes[at - 2] != code:  # noqa: PLR2004
+            elif at >= 3 and codes[at - 1] == code and codes[at - 3] == codes[at - 2] != code:
                 shown[text] = _latin_letter(codes[at - 2])
         elif code < 128 and leet[code]:
             if _inner_only(code):
@@ -654,6 +659,21 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
         if letters and symbols and (at + 1 == codes.size or not _leet_word(codes[at + 1], leet)):
             shown[text] = True
     return shown[: text + 1]
+
+
+@compiled
+def _inside_word(codes: _Codes, leet: NDArray[np.uint32], start: int, end: int) -> tuple[int, int, bool, bool]:
+    """The word [start, end) without the "!" and "|" before or after it, which are punctuation there, and whether it
+    holds Latin letters and leet digits or symbols."""
+    while start < end and _inner_only(codes[start]):
+        start += 1
+    while end > start and _inner_only(codes[end - 1]):
+        end -= 1
+    letters = symbols = False
+    for k in range(start, end):
+        letters |= _latin_letter(codes[k])
+        symbols |= _leet_symbol(codes[k], leet)
+    return start, end, letters, symbols
 
 
 @compiled
@@ -684,16 +704,7 @@ def _second_view(
                 word_end = at + 1
                 while word_end < end and codes[word_end] == codes[at]:
                     word_end += 1
-            # A "!" or "|" before or after a word is punctuation: read as it is.
-            inner_start, inner_end = at, word_end
-            while inner_start < inner_end and _inner_only(codes[inner_start]):
-                inner_start += 1
-            while inner_end > inner_start and _inner_only(codes[inner_end - 1]):
-                inner_end -= 1
-            letters = symbols = False
-            for k in range(inner_start, inner_end):
-                letters |= _latin_letter(codes[k])
-                symbols |= _leet_symbol(codes[k], leet)
+            inner_start, inner_end, letters, symbols = _inside_word(codes, leet, at, word_end)
             spelled = letters and symbols
             k = at
             while k < word_end:  # then every run of a repeated letter as one, as leet reads them

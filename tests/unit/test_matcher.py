@@ -315,3 +315,51 @@ def test_with_fires_a_text_that_may_fire_has_the_hits_it_has_without(tmp_path: P
     for index, hits in some.hits.items():  # and never a hit the full search does not find
         assert hits == everything.hits[index]
     assert some.warned == everything.warned
+
+
+EVADED = (
+    header("drugs")
+    + """
+rule pills-and-casinos pinyin=no
+  pills
+  casino
+rule task-rebate
+  刷单返利
+warn
+  beware
+"""
+)
+
+
+@pytest.fixture
+def evaded(tmp_path: Path) -> Matcher:
+    return Matcher(make_pack(tmp_path, {"drugs": EVADED}))
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        pytest.param("ccaassiinnoo tonight", "casino", id="every-letter-doubled"),
+        pytest.param("cheap pi||s", "pills", id="pipes-for-l"),
+        pytest.param("cheap p!lls", "pills", id="exclamation-mark-for-i"),
+        pytest.param("cheap p1lls", "pills", id="one-for-i"),
+        pytest.param("cheap pi11s", "pills", id="ones-for-l"),
+        pytest.param("cas!!!no", "casino", id="a-run-of-exclamation-marks-inside-a-word"),
+        pytest.param("shua1dan1fan3li4", "刷单返利", id="pinyin-with-tone-numbers"),
+        pytest.param("shua1 dan1 fan3 li4", "刷单返利", id="spaced-pinyin-with-tone-numbers"),
+        pytest.param("shuā dān fǎn lì", "刷单返利", id="pinyin-with-tone-marks"),
+    ],
+)
+def test_evaded_terms_are_found(evaded: Matcher, text: str, term: str) -> None:
+    assert [hit.term.text for hit in evaded.find(normalize(text))] == [term]
+
+
+@pytest.mark.parametrize("text", ["sooo piss", "wow!! nice pils", "coffee, bookkeeper, pls"])
+def test_the_second_view_keeps_different_words_apart(evaded: Matcher, text: str) -> None:
+    assert [hit.term.text for hit in evaded.find(normalize(text))] == []
+
+
+def test_a_warning_frame_covers_hits_only_the_second_view_finds(evaded: Matcher) -> None:
+    found = evaded.find_batch(NormalBatch(["hello", "beware of caaasino sites"]))
+    assert [hit.term.text for hit in found.hits[1]] == ["casino"]
+    assert found.warned == {1}

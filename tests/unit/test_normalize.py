@@ -41,6 +41,9 @@ EVASIONS = [
     pytest.param("саsino", "casino", ["lookalike"], id="cyrillic-lookalike"),
     pytest.param("ВЕТ", "bet", ["case", "lookalike"], id="cyrillic-capital-lookalike"),
     pytest.param("ΒΕΤ", "bet", ["case", "lookalike"], id="greek-capital-lookalike"),
+    pytest.param("ΗΟΤ ΝΕΤ", "hot net", ["case", "lookalike"], id="greek-capitals-unlike-their-small-letters"),
+    pytest.param("ɡօӏԁ ıɑ", "gold ia", ["lookalike"], id="armenian-and-phonetic-lookalikes"),
+    pytest.param("ꜰʀᴇᴇ ʙᴇᴛ", "free bet", ["styled"], id="small-capitals"),
     # digit forms
     pytest.param("①②③", "123", ["digit_form"], id="circled-digits"),
     pytest.param("⁹", "9", ["digit_form"], id="superscript-digit"),
@@ -68,6 +71,14 @@ EVASIONS = [
     pytest.param("v.i.a.g.r.a", "viagra", ["separator"], id="spelled-dots"),
     pytest.param("v i a g r a", "viagra", ["separator"], id="spelled-spaces"),
     pytest.param("V-I-A-G-R-A", "viagra", ["case", "separator"], id="spelled-hyphens-upper"),
+    pytest.param("f_r_e_e c_a_s_h", "free cash", ["separator"], id="spelled-underscores"),
+    pytest.param("c🔥a💰s🔥h", "cash", ["separator"], id="spelled-with-different-emoji"),
+    pytest.param("W·h·o w·a。n•t、s", "who wants", ["case", "separator"], id="spelled-with-mixed-punctuation"),
+    pytest.param("t&c's", "t&c's", [], id="ascii-punctuation-must-repeat-to-spell"),
+    # digits spelled out beside Chinese characters
+    pytest.param("日赚5/0/0元", "日赚500元", ["separator"], id="digits-spelled-between-han"),
+    pytest.param("日 赚 5 0 0 元", "日赚500元", ["separator"], id="digits-and-han-spaced"),
+    pytest.param("加微_1_3_8", "加微138", ["separator"], id="digits-underscored-after-han"),
     # runs of white space
     pytest.param("click   farming", "click farming", ["separator"], id="space-run"),
     pytest.param("click \t\n farming", "click farming", ["separator"], id="mixed-white-space-run"),
@@ -256,7 +267,7 @@ _DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?
 _DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_])"
 _DEFINED_SPELLED = re.compile(
     rf"[a-z0-9](?<!(?![{_HAN}])[^\W_][a-z0-9])(?:((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"
-    rf"|(?:(?:[^\w\s\x00]|_){{1,3}}{_DEFINED_LETTER}){{2,}})"
+    rf"|(?:[^\w\s\x00-\x7f]{{1,3}}{_DEFINED_LETTER}){{2,}})"
 )
 
 
