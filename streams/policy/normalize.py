@@ -75,8 +75,8 @@ _INVISIBLE.update(range(0xFE00, 0xFE10))  # variation selectors
 # casefolding).
 _LOOKALIKES = dict(
     zip(
-        "аеорсуххіјѕԁһԛԝьвкмнтѵӏαβεικνορτυχϲηıɑɡɩօսոցһ",
-        "aeopcyxxijsdhqwbbkmhtvlabeiknoptuxcniagiounqh",
+        "аеорсуххіјѕԁһԛԝьвкмнтѵӏαβεικνορτυχϲηıɑɡɩօսոցһ℘",
+        "aeopcyxxijsdhqwbbkmhtvlabeikvoptuxcniagiounqhp",
         strict=True,
     ),
 )
@@ -271,9 +271,10 @@ _UNDERSCORE = ord("_")
 #    folding, the third with these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _WORD_NOT_HAN = rf"(?![{_HAN}])[^\W_]"  # a word character that sets a spelled letter apart: not "_", not Chinese
-_LETTER = rf"[a-z0-9](?!{_WORD_NOT_HAN})"
+# Nor do leet symbols beside letters: "te$t!f!e$" is leetspeak, not "t", "f", "e" spelled out.
+_LETTER = rf"[a-z0-9](?!{_WORD_NOT_HAN}|[$@])"
 _SPELLED = re.compile(
-    rf"[a-z0-9](?<!{_WORD_NOT_HAN}[a-z0-9])"
+    rf"[a-z0-9](?<!(?:{_WORD_NOT_HAN}|[$@!|])[a-z0-9])"
     rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+|(?:[^\w\s\x00-\x7f]{{1,3}}{_LETTER}){{2,}})"
 )
 
@@ -531,6 +532,15 @@ class NormalBatch:
             boundaries = np.flatnonzero(self.codes == BOUNDARY_CODE) + 1
             self._starts = [0, *boundaries.tolist(), len(self.text) + 1]
         return self._starts
+
+    def apart(self) -> list[int]:
+        """Positions in ``text`` of Latin letters or digits whose original is not next to that of the letter or digit
+        before: a join or a deletion took what stood between ("f r e e c a s h" is "freecash", "c\u200basino" is
+        "casino"), so a word may begin there, as the writer meant it."""
+        codes, origin = self.codes, self._normal.origin
+        latin = ((codes >= ord("a")) & (codes <= ord("z"))) | ((codes >= ord("0")) & (codes <= ord("9")))
+        gaps: list[int] = (np.flatnonzero(latin[1:] & latin[:-1] & (np.diff(origin) > 1)) + 1).tolist()
+        return gaps
 
     def pick(self, chosen: list[int]) -> tuple[str, list[int]]:
         """The normal texts ``chosen`` (ascending indices) joined by BOUNDARY, and where each begins in the result.

@@ -75,6 +75,7 @@ EVASIONS = [
     pytest.param("c🔥a💰s🔥h", "cash", ["separator"], id="spelled-with-different-emoji"),
     pytest.param("W·h·o w·a。n•t、s", "who wants", ["case", "separator"], id="spelled-with-mixed-punctuation"),
     pytest.param("t&c's", "t&c's", [], id="ascii-punctuation-must-repeat-to-spell"),
+    pytest.param("te$t!f!e$", "te$t!f!e$", [], id="leet-symbols-are-no-spelling"),
     # digits spelled out beside Chinese characters
     pytest.param("日赚5/0/0元", "日赚500元", ["separator"], id="digits-spelled-between-han"),
     pytest.param("日 赚 5 0 0 元", "日赚500元", ["separator"], id="digits-and-han-spaced"),
@@ -264,9 +265,9 @@ def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> 
 _HAN = normalize_module._HAN
 _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
 _DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])")
-_DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_])"
+_DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_]|[$@])"
 _DEFINED_SPELLED = re.compile(
-    rf"[a-z0-9](?<!(?![{_HAN}])[^\W_][a-z0-9])(?:((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"
+    rf"[a-z0-9](?<!(?:(?![{_HAN}])[^\W_]|[$@!|])[a-z0-9])(?:((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"
     rf"|(?:[^\w\s\x00-\x7f]{{1,3}}{_DEFINED_LETTER}){{2,}})"
 )
 
