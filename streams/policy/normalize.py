@@ -266,16 +266,22 @@ _UNDERSCORE = ord("_")
 #    characters, or between a Chinese character and a digit, go: "转*发*5*个群" is "转发5个群", "大_麻" is "大麻";
 # 3. three or more single Latin letters or digits, each set apart by one to three non-word characters or underscores,
 #    are joined: "v.i.a.g.r.a", "f_r_e_e", "c🔥a💰s🔥h", and digits beside Chinese: "日赚5/0/0元" is "日赚500元".
-#    Either the separator repeats, or each is symbols beyond ASCII (emoji, "·", "。"), so the gap between two words
-#    stays: "f.r.e.e c.a.s.h" is "free cash", "f r e e" is "free", "t&c's" stays. The first two are made while
-#    folding, the third with these regexes.
+#    Either the separator repeats, or none holds white space and all are letters ("c🔥a💰s·h"), so the gap between
+#    two words stays: "f.r.e.e c.a.s.h" is "free cash", "f r e e" is "free"; an apostrophe, "&", "$" or "@" must
+#    repeat ("t&c's" stays). The first two are made while folding, the third with these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _WORD_NOT_HAN = rf"(?![{_HAN}])[^\W_]"  # a word character that sets a spelled letter apart: not "_", not Chinese
 # Nor do leet symbols beside letters: "te$t!f!e$" is leetspeak, not "t", "f", "e" spelled out.
 _LETTER = rf"[a-z0-9](?!{_WORD_NOT_HAN}|[$@])"
+# Two letters (not digits: "3.5" stays) set apart by one to three non-word characters ("u/p", "i.t") are a spelled word
+# only where white space alone parts them from a spelled word, or from such a pair beside one: "p/u/l/l u/p" is
+# "pull up", "e.g. example.com" stays.
+_PAIR = re.compile(r"[a-z](?<![^\W_][a-z])(?:[^\w\s\x00'&]|_){1,3}[a-z](?![^\W_])")
+_WHITE_SPACE = re.compile(r"\s+")
 _SPELLED = re.compile(
     rf"[a-z0-9](?<!(?:{_WORD_NOT_HAN}|[$@!|])[a-z0-9])"
-    rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+|(?:[^\w\s\x00-\x7f]{{1,3}}{_LETTER}){{2,}})"
+    rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+"
+    rf"|(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_LETTER}){{2,}})"
 )
 
 
@@ -304,6 +310,7 @@ def _normalise(text: str, table: _Codes) -> _Normal:
     joined = [joined_first]
     folded = _as_text(codes)
     if spelled := _spelled(folded, codes, kinds):  # the non-word characters inside each go
+        spelled += _pairs_beside(folded, spelled)
         spans = np.array(spelled, dtype=np.intp)
         removed = np.zeros(len(codes), dtype=np.bool_)
         removed[_positions(spans[:, 0], spans[:, 1])] = True
@@ -409,6 +416,25 @@ def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple
             spans.append(m.span())
             after = m.end()
     return spans
+
+
+def _pairs_beside(folded: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans of two letters set apart (``_PAIR``) that white space alone parts from a spelled word or from such a
+    pair beside one, on either side."""
+    pairs: list[tuple[int, int]] = []
+    for start, end in spans:
+        at = end
+        while (gap := _WHITE_SPACE.match(folded, at)) and (pair := _PAIR.match(folded, gap.end())):
+            pairs.append(pair.span())
+            at = pair.end()
+        at = start
+        while (before := len(folded[:at].rstrip())) < at:  # the white space before ``at`` ends at ``before``
+            pair = next(filter(None, (_PAIR.fullmatch(folded, k, before) for k in range(before - 5, before - 2))), None)
+            if pair is None:
+                break
+            pairs.append(pair.span())
+            at = pair.start()
+    return pairs
 
 
 @compiled

@@ -76,6 +76,9 @@ EVASIONS = [
     pytest.param("W·h·o w·a。n•t、s", "who wants", ["case", "separator"], id="spelled-with-mixed-punctuation"),
     pytest.param("t&c's", "t&c's", [], id="ascii-punctuation-must-repeat-to-spell"),
     pytest.param("te$t!f!e$", "te$t!f!e$", [], id="leet-symbols-are-no-spelling"),
+    pytest.param("p/u/l/l u/p o/n y/o/u", "pull up on you", ["separator"], id="two-letter-words-beside-spelled-ones"),
+    pytest.param("i.t s.h.e w.o.n't", "it she won't", ["separator"], id="two-letter-word-before-spelled-ones"),
+    pytest.param("e.g. a.m.", "e.g. a.m.", [], id="two-letters-alone-stay"),
     # digits spelled out beside Chinese characters
     pytest.param("日赚5/0/0元", "日赚500元", ["separator"], id="digits-spelled-between-han"),
     pytest.param("日 赚 5 0 0 元", "日赚500元", ["separator"], id="digits-and-han-spaced"),
@@ -268,14 +271,35 @@ _DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?
 _DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_]|[$@])"
 _DEFINED_SPELLED = re.compile(
     rf"[a-z0-9](?<!(?:(?![{_HAN}])[^\W_]|[$@!|])[a-z0-9])(?:((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"
-    rf"|(?:[^\w\s\x00-\x7f]{{1,3}}{_DEFINED_LETTER}){{2,}})"
+    rf"|(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_DEFINED_LETTER}){{2,}})"
 )
+
+
+_DEFINED_PAIR = re.compile(r"[a-z](?<![^\W_][a-z])(?:[^\w\s\x00'&]|_){1,3}[a-z](?![^\W_])")
+
+
+def _defined_pairs(folded: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every two letters set apart that white space alone parts from a spelled word or from such a pair."""
+    candidates = {m.span() for at in range(len(folded)) if (m := _DEFINED_PAIR.match(folded, at))}
+    joined, added = list(spans), True
+    while added:
+        added = False
+        for pair in sorted(candidates - set(joined)):
+            if any(
+                re.fullmatch(r"\s+", folded[end : pair[0]]) or re.fullmatch(r"\s+", folded[pair[1] : start])
+                for start, end in joined
+            ):
+                joined.append(pair)
+                added = True
+    return joined
 
 
 def _defined(text: str) -> str:
     folded = re.sub("[\U000e0000-\U000e007f]+", "", text.translate(normalize_module._tables().translate))
     folded = _DEFINED_HAN_GAP.sub("", _DEFINED_EXTRA_SPACE.sub("", folded))
-    return _DEFINED_SPELLED.sub(lambda m: re.sub(r"(?:[^\w\x00]|_)+", "", m.group()), folded)
+    spans = _defined_pairs(folded, [m.span() for m in _DEFINED_SPELLED.finditer(folded)])
+    inside = {at for start, end in spans for at in range(start, end)}
+    return "".join(c for at, c in enumerate(folded) if at not in inside or not re.fullmatch(r"[^\w\x00]|_", c))
 
 
 @settings(max_examples=500, deadline=None)
