@@ -468,9 +468,21 @@ def evade(text: str, spans: Sequence[tuple[int, int]] | None, transform: Transfo
         return transform(text, rng)
     pieces, at = [], 0
     for start, end in spans:
-        pieces += [text[at:start], transform(text[start:end], rng)]
+        evaded = transform(text[start:end], rng)
+        # Letters and digits that came to touch those beside the span are set apart, as a writer would ("到账88" in
+        # pinyin is "daozhang 88").
+        if evaded and start > 0 and _touch(text[start - 1], evaded[0]) and not _touch(text[start - 1], text[start]):
+            evaded = " " + evaded
+        if evaded and end < len(text) and _touch(evaded[-1], text[end]) and not _touch(text[end - 1], text[end]):
+            evaded += " "
+        pieces += [text[at:start], evaded]
         at = end
     return "".join([*pieces, text[at:]])
+
+
+def _touch(left: str, right: str) -> bool:
+    """Whether two characters side by side run into one word: both Latin letters or digits."""
+    return left.isascii() and right.isascii() and left.isalnum() and right.isalnum()
 
 
 @dataclass

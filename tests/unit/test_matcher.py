@@ -325,6 +325,8 @@ rule pills-and-casinos pinyin=no
   casino
 rule task-rebate
   刷单返利
+rule gambling
+  赌博
 warn
   beware
 """
@@ -348,13 +350,16 @@ def evaded(tmp_path: Path) -> Matcher:
         pytest.param("shua1dan1fan3li4", "刷单返利", id="pinyin-with-tone-numbers"),
         pytest.param("shua1 dan1 fan3 li4", "刷单返利", id="spaced-pinyin-with-tone-numbers"),
         pytest.param("shuā dān fǎn lì", "刷单返利", id="pinyin-with-tone-marks"),
+        pytest.param("du bo", "赌博", id="short-pinyin-spaced"),
+        pytest.param("dǔ bó", "赌博", id="short-pinyin-with-tone-marks"),
+        pytest.param("du3bo2", "赌博", id="short-pinyin-with-tone-numbers"),
     ],
 )
 def test_evaded_terms_are_found(evaded: Matcher, text: str, term: str) -> None:
     assert [hit.term.text for hit in evaded.find(normalize(text))] == [term]
 
 
-@pytest.mark.parametrize("text", ["sooo piss", "wow!! nice pils", "coffee, bookkeeper, pls"])
+@pytest.mark.parametrize("text", ["sooo piss", "wow!! nice pils", "coffee, bookkeeper, pls", "dubo"])
 def test_the_second_view_keeps_different_words_apart(evaded: Matcher, text: str) -> None:
     assert [hit.term.text for hit in evaded.find(normalize(text))] == []
 
