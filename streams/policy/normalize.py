@@ -604,7 +604,7 @@ def fold_names(folds: int) -> tuple[str, ...]:
 # with its leet letters read as letters and every run of a repeated letter as one; terms are read the same way, and a
 # hit there counts only if it covers what was undone. "1", "|" and "!" stand for "i" as well as "l", so the view
 # reads those letters and symbols as one letter, I_OR_L, and a run of the same one as one ("pi11s", "pills" and "p1lls"
-# read alike, "kiss" differently); "!" is punctuation at the end of a word ("wow!" is no leet, "!nfected" is).
+# read alike, "kiss" differently); "!" is a letter only between two ("w!th"): "wow!" and "好!ppt" are no leet.
 _LEET = {"0": "o", "1": "1", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "|": "1", "!": "1"}
 I_OR_L = ord("1")
 _EXCLAMATION = ord("!")
@@ -640,7 +640,7 @@ def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
 
 @compiled
 def _inner_only(code: int) -> bool:
-    """Whether ``code`` is leet only before a letter: "!" ends many a word as punctuation."""
+    """Whether ``code`` is leet only between letters: "!" ends many a word as punctuation."""
     return code == _EXCLAMATION
 
 
@@ -677,7 +677,7 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
             continue
         if _latin_letter(code):
             letters = True
-            symbols |= pending  # a "!" before a letter
+            symbols |= pending  # a "!" between letters
             pending = False
             if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
                 shown[text] = True
@@ -685,7 +685,7 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
                 shown[text] = _latin_letter(codes[at - 2])
         elif code < 128 and leet[code]:
             if _inner_only(code):
-                pending = True
+                pending = letters or symbols
             else:
                 symbols = True
         elif at >= 1 and codes[at - 1] == code and _han(code):
@@ -699,8 +699,10 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
 
 @compiled
 def _inside_word(codes: _Codes, leet: NDArray[np.uint32], start: int, end: int) -> tuple[int, int, bool, bool]:
-    """The word [start, end) without the "!" after it, which are punctuation there, and whether it holds Latin
-    letters and leet digits or symbols."""
+    """The word [start, end) without the "!" before or after it, which are punctuation there ("好!ppt"), and
+    whether it holds Latin letters and leet digits or symbols."""
+    while start < end and _inner_only(codes[start]):
+        start += 1
     while end > start and _inner_only(codes[end - 1]):
         end -= 1
     letters = symbols = False

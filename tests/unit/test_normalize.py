@@ -16,6 +16,7 @@ from streams.policy.normalize import (
     normalize,
     normalize_joined,
     normalize_mapped,
+    second_view,
 )
 
 # (original, exact normal form, fold names reported for the whole original text)
@@ -350,3 +351,17 @@ def test_every_normal_character_comes_from_its_origin(text: str) -> None:
             normalize_module._tables().translate
         )
     assert all(0 <= index < len(text) for index in mapped.joined)
+
+
+@pytest.mark.parametrize(
+    ("text", "view"),
+    [
+        pytest.param("w!th d!$creet", "w1th d1scret", id="exclamation-marks-between-letters"),
+        pytest.param("好!ppt", "", id="exclamation-mark-before-a-word-is-punctuation"),
+        pytest.param("wow!! 好", "", id="exclamation-marks-after-a-word-are-punctuation"),
+        pytest.param("ccaassiinnoo", "cas1no", id="doubled-letters"),
+        pytest.param("pi||s", "p11s", id="pipes"),
+    ],
+)
+def test_the_second_view_of_leet_and_doubled_letters(text: str, view: str) -> None:
+    assert second_view(NormalBatch([normalize(text)]).codes).text == view

@@ -294,9 +294,10 @@ _LEET_READ = str.maketrans("013457@$|!il", "o1eastas1111")  # "1", "|", "!", "i"
 
 
 def _defined_word(word: str) -> str:
-    """A word as the second view reads it: a "!" ending it is punctuation; leet symbols read as letters if the rest
-    mixes them with letters; "i" and "l" as "1"; a run of a letter as one, of "1" only if its characters are alike."""
-    core = word.rstrip("!")
+    """A word as the second view reads it: a "!" beginning or ending it is punctuation; leet symbols read as letters
+    if the rest mixes them with letters; "i" and "l" as "1"; a run of a letter as one, of "1" only if its characters
+    are alike."""
+    core = word.strip("!")
     letters = re.search("[a-z]", core) is not None
     spelled = letters and _LEET_SYMBOL.search(core) is not None
     read = [(c.translate(_LEET_READ) if spelled or c in "il" else c, c) for c in core]
@@ -309,15 +310,14 @@ def _defined_word(word: str) -> str:
         ):
             continue
         out.append((letter, written))
-    return "".join(letter for letter, _ in out) + word[len(core) :]
+    before = word[: len(word) - len(word.lstrip("!"))]
+    return before + "".join(letter for letter, _ in out) + word[len(before) + len(core) :]
 
 
 def _defined_second(text: str, *, every: bool = False) -> str:
     shown = (
         every
-        or any(
-            re.search("[a-z]", w.rstrip("!")) and _LEET_SYMBOL.search(w.rstrip("!")) for w in _LEET_WORD.findall(text)
-        )
+        or any(re.search("[a-z]", w.strip("!")) and _LEET_SYMBOL.search(w.strip("!")) for w in _LEET_WORD.findall(text))
         or re.search(rf"([{_HAN_CLASS}])\1|([a-z])\2\2|([a-z])\3(?!\3)([a-z])\4", text)
     )
     read = _LEET_WORD.sub(lambda m: _defined_word(m.group()), text)
