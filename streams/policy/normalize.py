@@ -604,7 +604,7 @@ def fold_names(folds: int) -> tuple[str, ...]:
 # with its leet letters read as letters and every run of a repeated letter as one; terms are read the same way, and a
 # hit there counts only if it covers what was undone. "1", "|" and "!" stand for "i" as well as "l", so the view
 # reads those letters and symbols as one letter, I_OR_L, and a run of the same one as one ("pi11s", "pills" and "p1lls"
-# read alike, "kiss" differently); "!" is a letter only between two ("w!th"): "wow!" and "好!ppt" are no leet.
+# read alike, "kiss" differently); "!" is a letter only between letters ("w!th"): "wow!", "好!ppt" are no leet.
 _LEET = {"0": "o", "1": "1", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "|": "1", "!": "1"}
 I_OR_L = ord("1")
 _EXCLAMATION = ord("!")
@@ -639,9 +639,24 @@ def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
 
 
 @compiled
-def _inner_only(code: int) -> bool:
-    """Whether ``code`` is leet only between letters: "!" ends many a word as punctuation."""
-    return code == _EXCLAMATION
+def _word_character(codes: _Codes, at: int, leet: NDArray[np.uint32]) -> bool:
+    """Whether the character at ``at`` can be part of a word that leetspeak spells (``_leet_word``); a run of "!"
+    only between Latin letters or the symbols "$", "@", "|" ("w!th", "th!$"), as it ends many a word as punctuation
+    ("wow!", "好!ppt", "ppt!12")."""
+    if codes[at] != _EXCLAMATION:
+        return _leet_word(codes[at], leet)
+    before, after = at - 1, at + 1
+    while before >= 0 and codes[before] == _EXCLAMATION:
+        before -= 1
+    while after < codes.size and codes[after] == _EXCLAMATION:
+        after += 1
+    return before >= 0 and after < codes.size and _spells_beside(codes[before]) and _spells_beside(codes[after])
+
+
+@compiled
+def _spells_beside(code: int) -> bool:
+    """Whether a "!" beside ``code`` may stand for a letter: a Latin letter or a leet symbol other than a digit."""
+    return _latin_letter(code) or code in (ord("$"), ord("@"), ord("|"))
 
 
 @compiled
@@ -666,50 +681,41 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
     letter three times or two doubled Latin letters in a row ("ccaa"). One pass, as most texts hold none."""
     shown = np.zeros(codes.size + 1, dtype=np.bool_)
     text = 0
-    letters = symbols = pending = False  # in the word being read: Latin letters, leet digits or symbols, a "!"
+    letters = symbols = False  # in the word being read: Latin letters, leet digits or symbols
     for at in range(codes.size):
         code = codes[at]
         if code == BOUNDARY_CODE:
             text += 1
-            letters = symbols = pending = False
+            letters = symbols = False
             continue
         if shown[text]:
             continue
+        word = _word_character(codes, at, leet)
         if _latin_letter(code):
             letters = True
-            symbols |= pending  # a "!" between letters
-            pending = False
             if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
                 shown[text] = True
             elif at >= 3 and codes[at - 1] == code and codes[at - 3] == codes[at - 2] != code:
                 shown[text] = _latin_letter(codes[at - 2])
         elif code < 128 and leet[code]:
-            if _inner_only(code):
-                pending = letters or symbols
-            else:
-                symbols = True
+            symbols |= word
         elif at >= 1 and codes[at - 1] == code and _han(code):
             shown[text] = True
-        if not _leet_word(code, leet):
-            letters = symbols = pending = False
-        if letters and symbols and (at + 1 == codes.size or not _leet_word(codes[at + 1], leet)):
+        if not word:
+            letters = symbols = False
+        if letters and symbols and (at + 1 == codes.size or not _word_character(codes, at + 1, leet)):
             shown[text] = True
     return shown[: text + 1]
 
 
 @compiled
-def _inside_word(codes: _Codes, leet: NDArray[np.uint32], start: int, end: int) -> tuple[int, int, bool, bool]:
-    """The word [start, end) without the "!" before or after it, which are punctuation there ("好!ppt"), and
-    whether it holds Latin letters and leet digits or symbols."""
-    while start < end and _inner_only(codes[start]):
-        start += 1
-    while end > start and _inner_only(codes[end - 1]):
-        end -= 1
+def _word_holds(codes: _Codes, leet: NDArray[np.uint32], start: int, end: int) -> tuple[bool, bool]:
+    """Whether the word [start, end) holds Latin letters, and leet digits or symbols."""
     letters = symbols = False
     for k in range(start, end):
         letters |= _latin_letter(codes[k])
         symbols |= _leet_symbol(codes[k], leet)
-    return start, end, letters, symbols
+    return letters, symbols
 
 
 @compiled
@@ -734,28 +740,27 @@ def _second_view(
         at, end = starts[text], starts[text + 1] - 1
         while at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
             word_end = at
-            while word_end < end and _leet_word(codes[word_end], leet):
+            while word_end < end and _word_character(codes, word_end, leet):
                 word_end += 1
             if word_end == at:  # not a word that leet can spell: a Chinese character's run goes on to the text's end
                 word_end = at + 1
                 while word_end < end and codes[word_end] == codes[at]:
                     word_end += 1
-            inner_start, inner_end, letters, symbols = _inside_word(codes, leet, at, word_end)
+            letters, symbols = _word_holds(codes, leet, at, word_end)
             spelled = letters and symbols
             k = at
             while k < word_end:  # then every run of a repeated letter as one, as leet reads them
-                inside = inner_start <= k < inner_end
-                read = _read(codes[k], leet, spelled and inside)
+                read = _read(codes[k], leet, spelled)
                 run = k
-                if inside and (_latin_letter(read) or _han(read) or (read == I_OR_L and letters)):
+                if _latin_letter(read) or _han(read) or (read == I_OR_L and letters):
                     while (
-                        run + 1 < inner_end
+                        run + 1 < word_end
                         and _read(codes[run + 1], leet, spelled) == read
                         and (read != I_OR_L or codes[run + 1] == codes[k])  # "ll" is one letter, "il" two
                     ):
                         run += 1
                 out[count], first[count], last[count] = read, k, run
-                undone[count] = (spelled and inside and _leet_symbol(codes[k], leet)) or run > k
+                undone[count] = (spelled and _leet_symbol(codes[k], leet)) or run > k
                 count += 1
                 k = run + 1
             at = word_end
