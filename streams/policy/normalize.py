@@ -642,9 +642,13 @@ def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
 def _word_character(codes: _Codes, at: int, leet: NDArray[np.uint32]) -> bool:
     """Whether the character at ``at`` can be part of a word that leetspeak spells (``_leet_word``); a run of "!"
     only between Latin letters or the symbols "$", "@", "|" ("w!th", "th!$"), as it ends many a word as punctuation
-    ("wow!", "好!ppt", "ppt!12")."""
-    if codes[at] != _EXCLAMATION:
-        return _leet_word(codes[at], leet)
+    ("wow!", "好!ppt", "ppt!12"). The test of "!" is a call of its own: this one runs for every character."""
+    code = codes[at]
+    return _leet_word(code, leet) and (code != _EXCLAMATION or _exclamation_in_word(codes, at))
+
+
+@compiled
+def _exclamation_in_word(codes: _Codes, at: int) -> bool:
     before, after = at - 1, at + 1
     while before >= 0 and codes[before] == _EXCLAMATION:
         before -= 1
@@ -690,32 +694,25 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
             continue
         if shown[text]:
             continue
-        word = _word_character(codes, at, leet)
         if _latin_letter(code):
             letters = True
-            if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
-                shown[text] = True
-            elif at >= 3 and codes[at - 1] == code and codes[at - 3] == codes[at - 2] != code:
-                shown[text] = _latin_letter(codes[at - 2])
+            if at >= 2 and codes[at - 1] == code:  # noqa: SIM102 - the common case tests one pair only
+                if codes[at - 2] == code or (
+                    at >= 3 and codes[at - 3] == codes[at - 2] and _latin_letter(codes[at - 2])
+                ):
+                    shown[text] = True
         elif code < 128 and leet[code]:
-            symbols |= word
+            if code != _EXCLAMATION or _exclamation_in_word(codes, at):
+                symbols = True
+            else:  # punctuation: the word ends
+                letters = symbols = False
         elif at >= 1 and codes[at - 1] == code and _han(code):
             shown[text] = True
-        if not word:
+        if not _leet_word(code, leet):
             letters = symbols = False
         if letters and symbols and (at + 1 == codes.size or not _word_character(codes, at + 1, leet)):
             shown[text] = True
     return shown[: text + 1]
-
-
-@compiled
-def _word_holds(codes: _Codes, leet: NDArray[np.uint32], start: int, end: int) -> tuple[bool, bool]:
-    """Whether the word [start, end) holds Latin letters, and leet digits or symbols."""
-    letters = symbols = False
-    for k in range(start, end):
-        letters |= _latin_letter(codes[k])
-        symbols |= _leet_symbol(codes[k], leet)
-    return letters, symbols
 
 
 @compiled
@@ -739,14 +736,15 @@ def _second_view(
             continue
         at, end = starts[text], starts[text + 1] - 1
         while at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
-            word_end = at
+            word_end, letters, symbols = at, False, False
             while word_end < end and _word_character(codes, word_end, leet):
+                letters |= _latin_letter(codes[word_end])
+                symbols |= _leet_symbol(codes[word_end], leet)
                 word_end += 1
             if word_end == at:  # not a word that leet can spell: a Chinese character's run goes on to the text's end
                 word_end = at + 1
                 while word_end < end and codes[word_end] == codes[at]:
                     word_end += 1
-            letters, symbols = _word_holds(codes, leet, at, word_end)
             spelled = letters and symbols
             k = at
             while k < word_end:  # then every run of a repeated letter as one, as leet reads them
