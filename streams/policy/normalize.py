@@ -640,21 +640,17 @@ def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
 
 @compiled
 def _word_character(codes: _Codes, at: int, leet: NDArray[np.uint32]) -> bool:
-    """Whether the character at ``at`` can be part of a word that leetspeak spells (``_leet_word``); a run of "!"
-    only between Latin letters or the symbols "$", "@", "|" ("w!th", "th!$"), as it ends many a word as punctuation
-    ("wow!", "好!ppt", "ppt!12"). The test of "!" is a call of its own: this one runs for every character."""
+    """Whether the character at ``at`` can be part of a word that leetspeak spells (``_leet_word``); "!" only between
+    Latin letters or the symbols "$", "@", "|" ("w!th", "th!$"), as it ends many a word as punctuation ("wow!",
+    "好!ppt", "ppt!12")."""
     code = codes[at]
-    return _leet_word(code, leet) and (code != _EXCLAMATION or _exclamation_in_word(codes, at))
+    return _leet_word(code, leet) and (code != _EXCLAMATION or _exclamation_spells(codes, at))
 
 
 @compiled
-def _exclamation_in_word(codes: _Codes, at: int) -> bool:
-    before, after = at - 1, at + 1
-    while before >= 0 and codes[before] == _EXCLAMATION:
-        before -= 1
-    while after < codes.size and codes[after] == _EXCLAMATION:
-        after += 1
-    return before >= 0 and after < codes.size and _spells_beside(codes[before]) and _spells_beside(codes[after])
+def _exclamation_spells(codes: _Codes, at: int) -> bool:
+    """Whether the "!" at ``at`` stands between what spells a word with it."""
+    return 0 < at < codes.size - 1 and _spells_beside(codes[at - 1]) and _spells_beside(codes[at + 1])
 
 
 @compiled
@@ -702,7 +698,7 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
                 ):
                     shown[text] = True
         elif code < 128 and leet[code]:
-            if code != _EXCLAMATION or _exclamation_in_word(codes, at):
+            if code != _EXCLAMATION or _exclamation_spells(codes, at):
                 symbols = True
             else:  # punctuation: the word ends
                 letters = symbols = False

@@ -346,7 +346,7 @@ def evaded(tmp_path: Path) -> Matcher:
         pytest.param("cheap p!lls", "pills", id="exclamation-mark-for-i"),
         pytest.param("cheap p1lls", "pills", id="one-for-i"),
         pytest.param("cheap pi11s", "pills", id="ones-for-l"),
-        pytest.param("cas!!!no", "casino", id="a-run-of-exclamation-marks-inside-a-word"),
+        pytest.param("c@s!no", "casino", id="an-exclamation-mark-beside-a-leet-symbol"),
         pytest.param("shua1dan1fan3li4", "刷单返利", id="pinyin-with-tone-numbers"),
         pytest.param("shua1 dan1 fan3 li4", "刷单返利", id="spaced-pinyin-with-tone-numbers"),
         pytest.param("shuā dān fǎn lì", "刷单返利", id="pinyin-with-tone-marks"),

@@ -288,7 +288,7 @@ def test_the_second_view_does_not_turn_ordinary_words_into_terms(tmp_path: Path)
 
 # The second view's definition, as regex substitutions over normal text: what the compiled passes must give.
 _HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
-_LEET_WORD = re.compile(r"(?:[a-z0-9@$|]|(?<=[a-z$@|])!+(?=[a-z$@|]))+")  # "!" between letters or symbols
+_LEET_WORD = re.compile(r"(?:[a-z0-9@$|]|(?<=[a-z$@|])!(?=[a-z$@|]))+")  # "!" between letters or symbols
 _LEET_SYMBOL = re.compile(r"[013457@$|!]")
 _LEET_READ = str.maketrans("013457@$|!il", "o1eastas1111")  # "1", "|", "!", "i" and "l" read as one letter, "1"
 
