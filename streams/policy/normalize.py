@@ -676,6 +676,13 @@ def _read(code: int, leet: NDArray[np.uint32], spelled: bool) -> int:  # noqa: F
 
 
 @compiled
+def _repeated(third: int, second: int, code: int) -> bool:
+    """Whether a Latin letter ``code`` that doubles the one before it, and the two before those, make a run of three
+    ("aaa") or two doubled letters ("ccaa")."""
+    return second == code or (third == second and _latin_letter(second))
+
+
+@compiled
 def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]:
     """Per text (joined by BOUNDARY): whether it holds a leet word, a Chinese character twice in a row, a Latin
     letter three times or two doubled Latin letters in a row ("ccaa"). One pass, as most texts hold none."""
@@ -692,13 +699,13 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
             continue
         if _latin_letter(code):
             letters = True
-            if at >= 2 and codes[at - 1] == code:  # noqa: SIM102 - the common case tests one pair only
-                if codes[at - 2] == code or (
-                    at >= 3 and codes[at - 3] == codes[at - 2] and _latin_letter(codes[at - 2])
-                ):
-                    shown[text] = True
+            if at >= 2 and codes[at - 1] == code:
+                shown[text] = _repeated(codes[at - 3] if at >= 3 else 0, codes[at - 2], code)
         elif code < 128 and leet[code]:
-            if code != _EXCLAMATION or _exclamation_spells(codes, at):
+            # Written out rather than a call of _word_character, which takes the array: that costs here.
+            if code != _EXCLAMATION or (
+                0 < at < codes.size - 1 and _spells_beside(codes[at - 1]) and _spells_beside(codes[at + 1])
+            ):
                 symbols = True
             else:  # punctuation: the word ends
                 letters = symbols = False
@@ -706,8 +713,13 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
             shown[text] = True
         if not _leet_word(code, leet):
             letters = symbols = False
-        if letters and symbols and (at + 1 == codes.size or not _word_character(codes, at + 1, leet)):
-            shown[text] = True
+        if letters and symbols:
+            after = codes[at + 1] if at + 1 < codes.size else BOUNDARY_CODE
+            if not _leet_word(after, leet) or (
+                after == _EXCLAMATION
+                and not (_spells_beside(code) and at + 2 < codes.size and _spells_beside(codes[at + 2]))
+            ):
+                shown[text] = True
     return shown[: text + 1]
 
 
