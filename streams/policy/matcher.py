@@ -70,31 +70,58 @@ class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, re
     check_start: bool  # a Latin term must not continue a word on its left...
     check_end: bool  # ...or on its right
     bit: int  # the bit of the term's atom (its rule or set) in ``Matcher``'s atom masks; 0 for a phrase
+    breaks_words: bool  # a Latin term may begin or end inside letters where a join or deletion broke a word...
+    spaces: tuple[int, ...]  # ...and a key of a term's words written together holds only where it had its spaces
+
+
+# Spelled-out words lose the spaces between them ("f r e e c a s h" is "freecash"), so a Latin term of this many
+# characters or more, but no initials, is also found where such a join breaks a word.
+_FEWEST_BREAKING = 4
 
 
 class _Automaton:
     """One automaton over a set of keys, and where the keys may begin. The automaton stores ints, the index of a
     key's entries in ``entries``: it then pickles in one block, and with the pack, not a copy of it per key."""
 
-    def __init__(self, keyed: Iterable[tuple[str, Term | None, int]], bits: Mapping[str, int]) -> None:
+    def __init__(
+        self, keyed: Iterable[tuple[str, Term | None, int]], bits: Mapping[str, int], *, spelled: bool = False
+    ) -> None:
         automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
         by_key: dict[str, list[_Entry]] = {}
+        written: set[str] = set()
         starts: list[str] = []
         longest_allow = 0
         for normal, term, kind in keyed:
             key = _as_bytes(normal)
             boundaries = kind == _TERM and term is not None and term.pattern is None  # a pattern checks its own
-            by_key.setdefault(key, []).append(
-                _Entry(
-                    term,
-                    kind,
-                    len(key),
-                    len(normal),
-                    check_start=boundaries and normal[0] in _ALNUM,
-                    check_end=boundaries and normal[-1] in _ALNUM,
-                    bit=bits[term.rule.id] if term is not None else 0,
-                )
+            breaks = (
+                spelled
+                and boundaries
+                and term is not None
+                and term.variant != "initials"
+                and len(normal) >= _FEWEST_BREAKING
+                and normal.isascii()
             )
+            entry = _Entry(
+                term,
+                kind,
+                len(key),
+                len(normal),
+                check_start=boundaries and normal[0] in _ALNUM,
+                check_end=boundaries and normal[-1] in _ALNUM,
+                bit=bits[term.rule.id] if term is not None else 0,
+                breaks_words=breaks,
+                spaces=(),
+            )
+            by_key.setdefault(key, []).append(entry)
+            written.add(key)
+            if breaks and " " in normal:  # its words written together, as spelling them out leaves them
+                together = normal.replace(" ", "")
+                spaces = tuple(at - number for number, at in enumerate(i for i, c in enumerate(normal) if c == " "))
+                by_key.setdefault(together, []).append(
+                    entry._replace(length=len(together), chars=len(together), spaces=spaces)
+                )
+                starts.append(together)
             if kind == _TERM:
                 starts.append(normal)
             elif kind == _ALLOW:
@@ -110,7 +137,7 @@ class _Automaton:
         # Allow phrases and warning frames alone hit nothing; an English term begins a word (check_start).
         self.prefilter = Prefilter(starts, word_starts=True)
         self.longest_allow = longest_allow
-        self.size = len(by_key)
+        self.size = len(written)  # the keys of the pack, not those of words written together
 
 
 class Matcher:
@@ -127,8 +154,9 @@ class Matcher:
         keyed: list[tuple[str, Term | None, int]] = [(term.normal, term, _TERM) for term in pack.terms]
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
-        self._normal = _Automaton(keyed, self._bits)
-        # The second view: terms as it reads them, and allow phrases, which must cancel there too.
+        self._normal = _Automaton(keyed, self._bits, spelled=True)
+        # The second view: terms as it reads them, allow phrases, which must cancel there too, and warning frames, as
+        # a text may hold terms only the second view finds and so never be scanned in the normal view.
         second: list[tuple[str, Term | None, int]] = [
             (form, term, _TERM)
             for term in pack.terms
@@ -137,6 +165,7 @@ class Matcher:
             and _readable_second(form := second_form(term.normal))
         ]
         second += [(second_form(phrase.normal), None, _ALLOW) for phrase in pack.allow]
+        second += [(second_form(phrase.normal), None, _WARN) for phrase in pack.warn]
         self._second = _Automaton(second, self._bits)
         self._fires = fires
         self._firing: dict[int, bool] = {}  # what ``fires`` said, by atom bits: chat repeats its few common words
@@ -152,7 +181,7 @@ class Matcher:
         where a term may start are scanned, joined again: one pass of the automaton; then the same for the second
         view of the texts that have one. With ``fires``, only the texts whose terms, in either view, may fire a rule
         have hits."""
-        second = self._second_hits(batch)
+        second, second_warned = self._second_hits(batch)
         chosen = self._normal.prefilter.texts(batch.codes)
         fires = self._fires is not None
         also = {index: self._bits_of(hits) for index, hits in second.items()} if fires else {}
@@ -160,9 +189,15 @@ class Matcher:
         def worth(at: int, bits: int) -> bool:
             return self._may_fire(bits | also.get(chosen[at], 0))
 
-        scanned = _scan(batch.pick(chosen)[0], self._normal, worth if fires else None)
+        apart = batch.apart()
+        if apart:  # a text with letters joined is scanned whatever the prefilter says: its words may begin anywhere
+            starts = batch.starts()
+            chosen = sorted({*chosen, *(bisect_right(starts, position) - 1 for position in apart)})
+        picked = batch.pick(chosen)[0]
+        scanned = _scan(picked, self._normal, worth if fires else None, _apart_by_text(batch, chosen, apart))
         found = Found(
-            {chosen[index]: hits for index, hits in scanned.hits.items()}, {chosen[i] for i in scanned.warned}
+            {chosen[index]: hits for index, hits in scanned.hits.items()},
+            {chosen[i] for i in scanned.warned} | second_warned,
         )
         for index, hits in second.items():  # the second view's hits that the normal view did not find
             if fires and index not in found.hits and not self._may_fire(also[index]):
@@ -195,18 +230,20 @@ class Matcher:
         self._firing[bits] = firing = self._fires(atoms)
         return firing
 
-    def _second_hits(self, batch: NormalBatch) -> dict[int, list[Hit]]:
-        """The second view's hits per text, in normal text, that cover what the view undid, in text order."""
+    def _second_hits(self, batch: NormalBatch) -> tuple[dict[int, list[Hit]], set[int]]:
+        """The second view's hits per text, in normal text, that cover what the view undid, in text order; and the
+        texts it scanned that hold a warning frame."""
         view = second_view(batch.codes, starts=batch.starts())  # the batch found its texts' starts already
         chosen = self._second.prefilter.texts(view.codes)
         if not chosen:
-            return {}
+            return {}, set()
         starts = [0, *(np.flatnonzero(view.codes == BOUNDARY_CODE) + 1).tolist(), len(view.codes) + 1]
         text = view.text
         picked = BOUNDARY.join(text[starts[index] : starts[index + 1] - 1] for index in chosen)
         normal_starts = batch.starts()
         second: dict[int, list[Hit]] = {}
-        for at, hits in _scan(picked, self._second).hits.items():
+        scanned = _scan(picked, self._second)
+        for at, hits in scanned.hits.items():
             index = chosen[at]
             for hit in hits:
                 low, high = starts[index] + hit.start, starts[index] + hit.end
@@ -220,23 +257,54 @@ class Matcher:
                 start = int(view.first[low]) - normal_starts[index]
                 end = int(view.last[high - 1]) + 1 - normal_starts[index]
                 second.setdefault(index, []).append(Hit(hit.term, start, end, folds))
-        return second
+        return second, {chosen[at] for at in scanned.warned}
 
 
 _Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit
 
 
-def _scan(joined: str, automaton: _Automaton, worth: Callable[[int, int], bool] | None = None) -> Found:
+def _apart_by_text(batch: NormalBatch, chosen: list[int], positions: list[int]) -> dict[int, list[int]]:
+    """``positions`` (``NormalBatch.apart``) in the texts ``chosen``, by their index in ``chosen``, in each text's
+    characters."""
+    if not positions:
+        return {}
+    starts = batch.starts()
+    where = {text: at for at, text in enumerate(chosen)}
+    apart: dict[int, list[int]] = {}
+    for position in positions:
+        text = bisect_right(starts, position) - 1
+        if (at := where.get(text)) is not None:
+            apart.setdefault(at, []).append(position - starts[text])
+    return apart
+
+
+def _scan(
+    joined: str,
+    automaton: _Automaton,
+    worth: Callable[[int, int], bool] | None = None,
+    apart: Mapping[int, list[int]] | None = None,
+) -> Found:
     """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame. With
     ``worth``, only the texts it says yes to, given their index and the bits of the atoms their terms hit before
-    allow phrases and slots are checked, have their hits checked and placed."""
+    allow phrases and slots are checked, have their hits checked and placed. ``apart``: per text, the positions
+    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``)."""
     encoded = joined.encode()
     data = encoded.decode("latin-1")
-    raw, allowed, warnings = _matches(data, automaton)
+    starts: list[int] | None = None
+    word_breaks: set[int] = set()  # byte offsets of the positions ``apart``
+    if apart:
+        starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist(), len(encoded) + 1]
+        for at, positions in apart.items():
+            text = encoded[starts[at] : starts[at + 1] - 1].decode()
+            word_breaks.update(starts[at] + len(text[:position].encode()) for position in positions)
+    raw, allowed, warnings = _matches(data, automaton, word_breaks)
     found = Found()
     if not raw:
         return found
-    starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
+    if starts is None:
+        starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
+    else:
+        starts.pop()
     found.warned = {bisect_right(starts, at) - 1 for at in warnings}
     allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
     texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
@@ -274,9 +342,12 @@ def _scan(joined: str, automaton: _Automaton, worth: Callable[[int, int], bool] 
     return found
 
 
-def _matches(data: str, automaton: _Automaton) -> tuple[list[_Raw], list[tuple[int, int]], list[int]]:
-    """What the automaton finds in ``data``: the terms' matches at word boundaries where a Latin term needs them,
-    in the order of their end, the allow phrases' spans, and where warning frames start."""
+def _matches(
+    data: str, automaton: _Automaton, word_breaks: Collection[int] = ()
+) -> tuple[list[_Raw], list[tuple[int, int]], list[int]]:
+    """What the automaton finds in ``data``: the terms' matches at word boundaries where a Latin term needs them
+    (or at ``word_breaks``, byte offsets where a word may break inside letters), in the order of their end, the allow
+    phrases' spans, and where warning frames start."""
     raw: list[_Raw] = []
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
@@ -291,8 +362,19 @@ def _matches(data: str, automaton: _Automaton) -> tuple[list[_Raw], list[tuple[i
                 warnings.append(start)
             elif (
                 entry.term is not None
-                and not (entry.check_start and start > 0 and data[start - 1] in _ALNUM)
-                and not (entry.check_end and end < size and data[end] in _ALNUM)
+                and not (
+                    entry.check_start
+                    and start > 0
+                    and data[start - 1] in _ALNUM
+                    and not (entry.breaks_words and start in word_breaks)
+                )
+                and not (
+                    entry.check_end
+                    and end < size
+                    and data[end] in _ALNUM
+                    and not (entry.breaks_words and end in word_breaks)
+                )
+                and not (entry.spaces and any(start + space not in word_breaks for space in entry.spaces))
             ):
                 raw.append((start, end, entry.term, entry.chars, entry.bit))
     return raw, allowed, warnings

@@ -71,14 +71,19 @@ FOLD_NAMES = {
 _INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180E, 0x3164, 0xFFA0}
 _INVISIBLE.update(range(0xFE00, 0xFE10))  # variation selectors
 
-# Look-alikes of Latin letters from Cyrillic and Greek, the ones spam uses (after casefolding).
+# Look-alikes of Latin letters from Cyrillic, Greek, Armenian and the phonetic letters, the ones spam uses (after
+# casefolding).
 _LOOKALIKES = dict(
     zip(
-        "аеорсуххіјѕԁһԛԝьвкмнтѵӏαβεικνορτυχϲ",
-        "aeopcyxxijsdhqwbbkmhtvlabeiknoptuxc",
+        "аеорсуххіјѕԁһԛԝьвкмнтѵӏαβεικνορτυχϲηıɑɡɩօսոցһ℘",
+        "aeopcyxxijsdhqwbbkmhtvlabeikvoptuxcniagiounqhp",
         strict=True,
     ),
 )
+# Capitals whose small letter looks like another Latin letter: Greek Eta is H, but eta is n; Nu is N, but nu is v.
+_CAPITAL_LOOKALIKES = dict(zip("ΗΝΜΖΚΤΡΧΥΙΑΒΕΟ", "HNMZKTPXYIABEO", strict=True))
+# Small capitals (ᴀ ʙ ᴄ, "LATIN LETTER SMALL CAPITAL A") have no compatibility form: read off their names.
+_SMALL_CAPITAL = re.compile(r"^LATIN LETTER SMALL CAPITAL ([A-Z])$")
 
 _FINANCIAL_NUMERALS = dict(zip("壹贰叁肆伍陆柒捌玖拾佰仟", "一二三四五六七八九十百千", strict=True))
 
@@ -112,6 +117,7 @@ def _per_char(table: dict[str, str]) -> Callable[[str], str]:
 def _steps(t2s: dict[str, str]) -> _Steps:
     """What follows NFKC, in order; each step that changes a character adds its Fold."""
     return (
+        (_per_char(_CAPITAL_LOOKALIKES), Fold.LOOKALIKE),
         (str.casefold, Fold.CASE),
         (_strip_latin_accents, Fold.ACCENT),
         (_per_char(_LOOKALIKES), Fold.LOOKALIKE),
@@ -133,6 +139,8 @@ def _fold_char(ch: str, steps: _Steps) -> tuple[str, Fold]:
     for first, last in _LETTER_LOOKALIKE_BLOCKS:
         if first <= cp <= last:
             s = chr(ord("a") + cp - first)
+    if small_capital := _SMALL_CAPITAL.match(unicodedata.name(ch, "")):
+        s = small_capital.group(1).lower()
     if s != ch:
         if any(c.isdigit() or c in _HAN_NUMERALS for c in s):
             folds |= Fold.DIGIT_FORM
@@ -256,11 +264,25 @@ _UNDERSCORE = ord("_")
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
 # 2. runs of non-word characters (spaces, punctuation, symbols, emoji) and underscores between two Chinese
 #    characters, or between a Chinese character and a digit, go: "转*发*5*个群" is "转发5个群", "大_麻" is "大麻";
-# 3. three or more single Latin letters or digits, each set apart by the same one to three non-word characters, are
-#    joined: "v.i.a.g.r.a". The separator must repeat, so the gap between two spelled words stays: "f.r.e.e c.a.s.h"
-#    is "free cash". The first two are made while folding, the third with these regexes.
+# 3. three or more single Latin letters or digits, each set apart by one to three non-word characters or underscores,
+#    are joined: "v.i.a.g.r.a", "f_r_e_e", "c🔥a💰s🔥h", and digits beside Chinese: "日赚5/0/0元" is "日赚500元".
+#    Either the separator repeats, or none holds white space and all are letters ("c🔥a💰s·h"), so the gap between
+#    two words stays: "f.r.e.e c.a.s.h" is "free cash", "f r e e" is "free"; an apostrophe, "&", "$" or "@" must
+#    repeat ("t&c's" stays). The first two are made while folding, the third with these regexes.
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
-_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])([^\w\x00]{1,3})[a-z0-9](?![^\W_])(?:\1[a-z0-9](?![^\W_]))+")
+_WORD_NOT_HAN = rf"(?![{_HAN}])[^\W_]"  # a word character that sets a spelled letter apart: not "_", not Chinese
+# Nor do leet symbols beside letters: "te$t!f!e$" is leetspeak, not "t", "f", "e" spelled out.
+_LETTER = rf"[a-z0-9](?!{_WORD_NOT_HAN}|[$@])"
+# Two letters (not digits: "3.5" stays) set apart by one to three non-word characters ("u/p", "i.t") are a spelled word
+# only where white space alone parts them from a spelled word, or from such a pair beside one: "p/u/l/l u/p" is
+# "pull up", "e.g. example.com" stays.
+_PAIR = re.compile(r"[a-z](?<![^\W_][a-z])(?:[^\w\s\x00'&]|_){1,3}[a-z](?![^\W_])")
+_WHITE_SPACE = re.compile(r"\s+")
+_SPELLED = re.compile(
+    rf"[a-z0-9](?<!(?:{_WORD_NOT_HAN}|[$@!|])[a-z0-9])"
+    rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+"
+    rf"|(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_LETTER}){{2,}})"
+)
 
 
 def as_codes(text: str) -> _Codes:
@@ -288,10 +310,11 @@ def _normalise(text: str, table: _Codes) -> _Normal:
     joined = [joined_first]
     folded = _as_text(codes)
     if spelled := _spelled(folded, codes, kinds):  # the non-word characters inside each go
+        spelled += _pairs_beside(folded, spelled)
         spans = np.array(spelled, dtype=np.intp)
         removed = np.zeros(len(codes), dtype=np.bool_)
         removed[_positions(spans[:, 0], spans[:, 1])] = True
-        removed &= (kinds & _WORD) == 0
+        removed &= ((kinds & _WORD) == 0) | (codes == _UNDERSCORE)
         codes, origin, kinds = _without(removed, codes, origin, kinds, joined)
         folded = _as_text(codes)
     return _Normal(folded, codes, origin, np.concatenate(joined))
@@ -395,18 +418,43 @@ def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple
     return spans
 
 
+def _pairs_beside(folded: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The spans of two letters set apart (``_PAIR``) that white space alone parts from a spelled word or from such a
+    pair beside one, on either side."""
+    pairs: list[tuple[int, int]] = []
+    for start, end in spans:
+        at = end
+        while (gap := _WHITE_SPACE.match(folded, at)) and (pair := _PAIR.match(folded, gap.end())):
+            pairs.append(pair.span())
+            at = pair.end()
+        at = start
+        while (before := len(folded[:at].rstrip())) < at:  # the white space before ``at`` ends at ``before``
+            pair = next(filter(None, (_PAIR.fullmatch(folded, k, before) for k in range(before - 5, before - 2))), None)
+            if pair is None:
+                break
+            pairs.append(pair.span())
+            at = pair.start()
+    return pairs
+
+
 @compiled
 def _spelled_starts(codes: _Codes, kinds: NDArray[np.uint8]) -> _Positions:
-    """Where ``_SPELLED`` can match: a letter or digit that follows a non-word character, ``_``, BOUNDARY or nothing
-    (its lookbehind) and precedes a non-word character other than BOUNDARY, or nothing."""
+    """Where ``_SPELLED`` can match: a letter or digit that follows a non-word character, ``_``, a Chinese character,
+    BOUNDARY or nothing (its lookbehind) and precedes a non-word character other than BOUNDARY, ``_``, or nothing."""
     starts = np.empty(codes.size, dtype=np.intp)
     count = 0
     for at in range(codes.size):
         if not kinds[at] & _SPELLABLE:
             continue
-        if at > 0 and kinds[at - 1] & _WORD and codes[at - 1] != _UNDERSCORE and codes[at - 1] != BOUNDARY_CODE:
+        before = kinds[at - 1] if at > 0 else 0
+        if (
+            before & _WORD
+            and not before & _HAN_CHAR
+            and codes[at - 1] != _UNDERSCORE
+            and codes[at - 1] != BOUNDARY_CODE
+        ):
             continue
-        if at + 1 < codes.size and kinds[at + 1] & _WORD:  # BOUNDARY counts as a word character in kinds
+        if at + 1 < codes.size and kinds[at + 1] & _WORD and codes[at + 1] != _UNDERSCORE:  # BOUNDARY is a word
             continue
         starts[count] = at
         count += 1
@@ -511,6 +559,15 @@ class NormalBatch:
             self._starts = [0, *boundaries.tolist(), len(self.text) + 1]
         return self._starts
 
+    def apart(self) -> list[int]:
+        """Positions in ``text`` of Latin letters or digits whose original is not next to that of the letter or digit
+        before: a join or a deletion took what stood between ("f r e e c a s h" is "freecash", "c\u200basino" is
+        "casino"), so a word may begin there, as the writer meant it."""
+        codes, origin = self.codes, self._normal.origin
+        latin = ((codes >= ord("a")) & (codes <= ord("z"))) | ((codes >= ord("0")) & (codes <= ord("9")))
+        gaps: list[int] = (np.flatnonzero(latin[1:] & latin[:-1] & (np.diff(origin) > 1)) + 1).tolist()
+        return gaps
+
     def pick(self, chosen: list[int]) -> tuple[str, list[int]]:
         """The normal texts ``chosen`` (ascending indices) joined by BOUNDARY, and where each begins in the result.
         Only the chosen texts are copied."""
@@ -540,12 +597,17 @@ def fold_names(folds: int) -> tuple[str, ...]:
 
 
 # The second view: what a literal match cannot see through, undone where a text shows it. Leetspeak inside a Latin
-# word ("c0ca1ne", "fr33", "ca$ino": a word that mixes letters with these digits or symbols) and runs of a repeated
-# letter ("caaasino", "赌赌博博") are common evasions, but folding them in the normal text would turn ordinary numbers
-# and words ("100", "哈哈", "good") into others. So a text that holds a leet word, three of a Latin letter in a row or
-# a repeated Chinese character is matched a second time with its leet letters read as letters and every run of a
-# repeated letter as one; terms are read the same way, and a hit there counts only if it covers what was undone.
-_LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+# word ("c0ca1ne", "fr33", "ca$ino", "pi||s": a word that mixes letters with these digits or symbols) and runs of a
+# repeated letter ("caaasino", "ccaassiinnoo", "赌赌博博") are common evasions, but folding them in the normal text
+# would turn ordinary numbers and words ("100", "哈哈", "good") into others. So a text that holds a leet word, three
+# of a Latin letter in a row, two doubled letters in a row or a repeated Chinese character is matched a second time
+# with its leet letters read as letters and every run of a repeated letter as one; terms are read the same way, and a
+# hit there counts only if it covers what was undone. "1", "|" and "!" stand for "i" as well as "l", so the view
+# reads those letters and symbols as one letter, I_OR_L, and a run of the same one as one ("pi11s", "pills" and "p1lls"
+# read alike, "kiss" differently); "!" is a letter only between letters ("w!th"): "wow!", "好!ppt" are no leet.
+_LEET = {"0": "o", "1": "1", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "|": "1", "!": "1"}
+I_OR_L = ord("1")
+_EXCLAMATION = ord("!")
 
 
 @cache
@@ -577,17 +639,53 @@ def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
 
 
 @compiled
+def _word_character(codes: _Codes, at: int, leet: NDArray[np.uint32]) -> bool:
+    """Whether the character at ``at`` can be part of a word that leetspeak spells (``_leet_word``); "!" only between
+    Latin letters or the symbols "$", "@", "|" ("w!th", "th!$"), as it ends many a word as punctuation ("wow!",
+    "好!ppt", "ppt!12")."""
+    code = codes[at]
+    return _leet_word(code, leet) and (code != _EXCLAMATION or _exclamation_spells(codes, at))
+
+
+@compiled
+def _exclamation_spells(codes: _Codes, at: int) -> bool:
+    """Whether the "!" at ``at`` stands between what spells a word with it."""
+    return 0 < at < codes.size - 1 and _spells_beside(codes[at - 1]) and _spells_beside(codes[at + 1])
+
+
+@compiled
+def _spells_beside(code: int) -> bool:
+    """Whether a "!" beside ``code`` may stand for a letter: a Latin letter or a leet symbol other than a digit."""
+    return _latin_letter(code) or code in (ord("$"), ord("@"), ord("|"))
+
+
+@compiled
+def _leet_symbol(code: int, leet: NDArray[np.uint32]) -> bool:
+    return code < 128 and leet[code] != 0 and not _latin_letter(code)
+
+
+@compiled
 def _read(code: int, leet: NDArray[np.uint32], spelled: bool) -> int:  # noqa: FBT001 - compiled
-    """A character as the second view reads it: a leet digit or symbol as its letter in a word that ``spelled``."""
-    if spelled and code < 128 and leet[code] != 0 and not _latin_letter(code):
+    """A character as the second view reads it: "i" and "l" as I_OR_L, a leet digit or symbol as its letter in a
+    word that ``spelled``."""
+    if code in (ord("i"), ord("l")):
+        return I_OR_L
+    if spelled and _leet_symbol(code, leet):
         return int(leet[code])
     return int(code)
 
 
 @compiled
+def _repeated(third: int, second: int, code: int) -> bool:
+    """Whether a Latin letter ``code`` that doubles the one before it, and the two before those, make a run of three
+    ("aaa") or two doubled letters ("ccaa")."""
+    return second == code or (third == second and _latin_letter(second))
+
+
+@compiled
 def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]:
-    """Per text (joined by BOUNDARY): whether it holds a leet word, a Chinese character twice in a row or a Latin
-    letter three times. One pass, as most texts hold none."""
+    """Per text (joined by BOUNDARY): whether it holds a leet word, a Chinese character twice in a row, a Latin
+    letter three times or two doubled Latin letters in a row ("ccaa"). One pass, as most texts hold none."""
     shown = np.zeros(codes.size + 1, dtype=np.bool_)
     text = 0
     letters = symbols = False  # in the word being read: Latin letters, leet digits or symbols
@@ -601,16 +699,27 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
             continue
         if _latin_letter(code):
             letters = True
-            if at >= 2 and codes[at - 1] == code and codes[at - 2] == code:
-                shown[text] = True
+            if at >= 2 and codes[at - 1] == code:
+                shown[text] = _repeated(codes[at - 3] if at >= 3 else 0, codes[at - 2], code)
         elif code < 128 and leet[code]:
-            symbols = True
+            # Written out rather than a call of _word_character, which takes the array: that costs here.
+            if code != _EXCLAMATION or (
+                0 < at < codes.size - 1 and _spells_beside(codes[at - 1]) and _spells_beside(codes[at + 1])
+            ):
+                symbols = True
+            else:  # punctuation: the word ends
+                letters = symbols = False
         elif at >= 1 and codes[at - 1] == code and _han(code):
             shown[text] = True
         if not _leet_word(code, leet):
             letters = symbols = False
-        if letters and symbols and (at + 1 == codes.size or not _leet_word(codes[at + 1], leet)):
-            shown[text] = True
+        if letters and symbols:
+            after = codes[at + 1] if at + 1 < codes.size else BOUNDARY_CODE
+            if not _leet_word(after, leet) or (
+                after == _EXCLAMATION
+                and not (_spells_beside(code) and at + 2 < codes.size and _spells_beside(codes[at + 2]))
+            ):
+                shown[text] = True
     return shown[: text + 1]
 
 
@@ -636,11 +745,9 @@ def _second_view(
         at, end = starts[text], starts[text + 1] - 1
         while at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
             word_end, letters, symbols = at, False, False
-            while word_end < end and _leet_word(codes[word_end], leet):
-                if _latin_letter(codes[word_end]):
-                    letters = True
-                elif codes[word_end] < 128 and leet[codes[word_end]]:
-                    symbols = True
+            while word_end < end and _word_character(codes, word_end, leet):
+                letters |= _latin_letter(codes[word_end])
+                symbols |= _leet_symbol(codes[word_end], leet)
                 word_end += 1
             if word_end == at:  # not a word that leet can spell: a Chinese character's run goes on to the text's end
                 word_end = at + 1
@@ -651,11 +758,15 @@ def _second_view(
             while k < word_end:  # then every run of a repeated letter as one, as leet reads them
                 read = _read(codes[k], leet, spelled)
                 run = k
-                if _latin_letter(read) or _han(read):
-                    while run + 1 < word_end and _read(codes[run + 1], leet, spelled) == read:
+                if _latin_letter(read) or _han(read) or (read == I_OR_L and letters):
+                    while (
+                        run + 1 < word_end
+                        and _read(codes[run + 1], leet, spelled) == read
+                        and (read != I_OR_L or codes[run + 1] == codes[k])  # "ll" is one letter, "il" two
+                    ):
                         run += 1
                 out[count], first[count], last[count] = read, k, run
-                undone[count] = read != codes[k] or run > k
+                undone[count] = (spelled and _leet_symbol(codes[k], leet)) or run > k
                 count += 1
                 k = run + 1
             at = word_end

@@ -177,6 +177,7 @@ _SLOT_PATTERNS = {"n": NUMBER, "price": MONEY}
 # Generated variants: pinyin needs this many letters, initials this many characters, so they do not collide with
 # common English words; a term gets at most this many look-alike variants.
 _PINYIN_LETTERS = 5
+_SPACED_PINYIN_LETTERS = 4  # "du bo", "du4bo2"; "dubo" would be a word of English or of other languages
 _INITIALS_CHARACTERS = 4
 _MOST_LOOKALIKES = 24
 
@@ -423,9 +424,16 @@ def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iter
         return
     if draft.pinyin:
         syllables = lazy_pinyin(normal, errors="ignore")
-        if len(syllables) == len(normal) and len(joined := "".join(syllables)) >= _PINYIN_LETTERS:
-            yield "pinyin", joined
+        letters = len("".join(syllables)) if len(syllables) == len(normal) else 0
+        if letters >= _PINYIN_LETTERS:
+            yield "pinyin", "".join(syllables)
+        if letters >= _SPACED_PINYIN_LETTERS:  # spaced or with tone numbers, short pinyin is no English word
             yield "pinyin", " ".join(syllables)
+            # Tone numbers, as typed without a pinyin keyboard (du4bo2); tone marks are accents, which fold away.
+            numbered = lazy_pinyin(normal, style=Style.TONE3, errors="ignore")
+            if len(numbered) == len(normal) and numbered != syllables:
+                yield "pinyin", "".join(numbered)
+                yield "pinyin", " ".join(numbered)
         if len(normal) >= _INITIALS_CHARACTERS:
             initials = lazy_pinyin(normal, style=Style.FIRST_LETTER, errors="ignore")
             if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat

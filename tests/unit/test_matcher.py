@@ -241,9 +241,9 @@ def test_find_batch_scans_only_the_texts_where_a_term_may_start(
     scanned: list[str] = []
     scan = matcher_module._scan
 
-    def spy(joined: str, automaton: Any, worth: Any = None) -> Found:
+    def spy(joined: str, automaton: Any, worth: Any = None, apart: Any = None) -> Found:
         scanned.append(joined)
-        return scan(joined, automaton, worth)
+        return scan(joined, automaton, worth, apart)
 
     monkeypatch.setattr(matcher_module, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
@@ -315,3 +315,102 @@ def test_with_fires_a_text_that_may_fire_has_the_hits_it_has_without(tmp_path: P
     for index, hits in some.hits.items():  # and never a hit the full search does not find
         assert hits == everything.hits[index]
     assert some.warned == everything.warned
+
+
+EVADED = (
+    header("drugs")
+    + """
+rule pills-and-casinos pinyin=no
+  pills
+  casino
+rule task-rebate
+  刷单返利
+rule gambling
+  赌博
+warn
+  beware
+"""
+)
+
+
+@pytest.fixture
+def evaded(tmp_path: Path) -> Matcher:
+    return Matcher(make_pack(tmp_path, {"drugs": EVADED}))
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        pytest.param("ccaassiinnoo tonight", "casino", id="every-letter-doubled"),
+        pytest.param("cheap pi||s", "pills", id="pipes-for-l"),
+        pytest.param("cheap p!lls", "pills", id="exclamation-mark-for-i"),
+        pytest.param("cheap p1lls", "pills", id="one-for-i"),
+        pytest.param("cheap pi11s", "pills", id="ones-for-l"),
+        pytest.param("c@s!no", "casino", id="an-exclamation-mark-beside-a-leet-symbol"),
+        pytest.param("shua1dan1fan3li4", "刷单返利", id="pinyin-with-tone-numbers"),
+        pytest.param("shua1 dan1 fan3 li4", "刷单返利", id="spaced-pinyin-with-tone-numbers"),
+        pytest.param("shuā dān fǎn lì", "刷单返利", id="pinyin-with-tone-marks"),
+        pytest.param("du bo", "赌博", id="short-pinyin-spaced"),
+        pytest.param("dǔ bó", "赌博", id="short-pinyin-with-tone-marks"),
+        pytest.param("du3bo2", "赌博", id="short-pinyin-with-tone-numbers"),
+    ],
+)
+def test_evaded_terms_are_found(evaded: Matcher, text: str, term: str) -> None:
+    assert [hit.term.text for hit in evaded.find(normalize(text))] == [term]
+
+
+@pytest.mark.parametrize("text", ["sooo piss", "wow!! nice pils", "coffee, bookkeeper, pls", "dubo"])
+def test_the_second_view_keeps_different_words_apart(evaded: Matcher, text: str) -> None:
+    assert [hit.term.text for hit in evaded.find(normalize(text))] == []
+
+
+def test_a_warning_frame_covers_hits_only_the_second_view_finds(evaded: Matcher) -> None:
+    found = evaded.find_batch(NormalBatch(["hello", "beware of caaasino sites"]))
+    assert [hit.term.text for hit in found.hits[1]] == ["casino"]
+    assert found.warned == {1}
+
+
+SPELLED = (
+    header("gambling")
+    + """
+rule casinos pinyin=no
+  casino
+  free cash
+  bet365 app
+rule shorthand pinyin=no
+  fp
+"""
+)
+
+
+@pytest.fixture
+def spelled(tmp_path: Path) -> Matcher:
+    return Matcher(make_pack(tmp_path, {"gambling": SPELLED}))
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        pytest.param("w i n a t o u r c a s i n o", ["casino"], id="a-word-inside-spaced-letters"),
+        pytest.param("g e t f r e e c a s h", ["free cash"], id="words-whose-space-the-spelling-took"),
+        pytest.param("c\u200basino", ["casino"], id="after-a-zero-width-space"),
+        pytest.param("x\u200bcasino", ["casino"], id="a-zero-width-space-breaks-the-word-before"),
+        pytest.param("b e t 3 6 5 a p p", ["bet365 app"], id="letters-and-digits"),
+    ],
+)
+def test_spelled_out_words_are_found_where_their_letters_join_others(
+    spelled: Matcher, text: str, terms: list[str]
+) -> None:
+    assert [hit.term.normal for hit in spelled.find_batch(NormalBatch([text])).hits.get(0, [])] == terms
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("casinos and freecash", id="whole-words-still-whole"),
+        pytest.param("o f p e n", id="no-short-terms-inside-spelled-letters"),
+        pytest.param("bestcasino", id="no-join-no-break"),
+    ],
+)
+def test_words_break_only_where_letters_were_joined(spelled: Matcher, text: str) -> None:
+    assert spelled.find_batch(NormalBatch([text])).hits == {}

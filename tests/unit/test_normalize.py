@@ -16,6 +16,7 @@ from streams.policy.normalize import (
     normalize,
     normalize_joined,
     normalize_mapped,
+    second_view,
 )
 
 # (original, exact normal form, fold names reported for the whole original text)
@@ -41,6 +42,9 @@ EVASIONS = [
     pytest.param("саsino", "casino", ["lookalike"], id="cyrillic-lookalike"),
     pytest.param("ВЕТ", "bet", ["case", "lookalike"], id="cyrillic-capital-lookalike"),
     pytest.param("ΒΕΤ", "bet", ["case", "lookalike"], id="greek-capital-lookalike"),
+    pytest.param("ΗΟΤ ΝΕΤ", "hot net", ["case", "lookalike"], id="greek-capitals-unlike-their-small-letters"),
+    pytest.param("ɡօӏԁ ıɑ", "gold ia", ["lookalike"], id="armenian-and-phonetic-lookalikes"),
+    pytest.param("ꜰʀᴇᴇ ʙᴇᴛ", "free bet", ["styled"], id="small-capitals"),
     # digit forms
     pytest.param("①②③", "123", ["digit_form"], id="circled-digits"),
     pytest.param("⁹", "9", ["digit_form"], id="superscript-digit"),
@@ -68,6 +72,18 @@ EVASIONS = [
     pytest.param("v.i.a.g.r.a", "viagra", ["separator"], id="spelled-dots"),
     pytest.param("v i a g r a", "viagra", ["separator"], id="spelled-spaces"),
     pytest.param("V-I-A-G-R-A", "viagra", ["case", "separator"], id="spelled-hyphens-upper"),
+    pytest.param("f_r_e_e c_a_s_h", "free cash", ["separator"], id="spelled-underscores"),
+    pytest.param("c🔥a💰s🔥h", "cash", ["separator"], id="spelled-with-different-emoji"),
+    pytest.param("W·h·o w·a。n•t、s", "who wants", ["case", "separator"], id="spelled-with-mixed-punctuation"),
+    pytest.param("t&c's", "t&c's", [], id="ascii-punctuation-must-repeat-to-spell"),
+    pytest.param("te$t!f!e$", "te$t!f!e$", [], id="leet-symbols-are-no-spelling"),
+    pytest.param("p/u/l/l u/p o/n y/o/u", "pull up on you", ["separator"], id="two-letter-words-beside-spelled-ones"),
+    pytest.param("i.t s.h.e w.o.n't", "it she won't", ["separator"], id="two-letter-word-before-spelled-ones"),
+    pytest.param("e.g. a.m.", "e.g. a.m.", [], id="two-letters-alone-stay"),
+    # digits spelled out beside Chinese characters
+    pytest.param("日赚5/0/0元", "日赚500元", ["separator"], id="digits-spelled-between-han"),
+    pytest.param("日 赚 5 0 0 元", "日赚500元", ["separator"], id="digits-and-han-spaced"),
+    pytest.param("加微_1_3_8", "加微138", ["separator"], id="digits-underscored-after-han"),
     # runs of white space
     pytest.param("click   farming", "click farming", ["separator"], id="space-run"),
     pytest.param("click \t\n farming", "click farming", ["separator"], id="mixed-white-space-run"),
@@ -253,13 +269,38 @@ def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> 
 _HAN = normalize_module._HAN
 _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
 _DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])")
-_DEFINED_SPELLED = re.compile(r"[a-z0-9](?<![^\W_][a-z0-9])([^\w\x00]{1,3})[a-z0-9](?![^\W_])(?:\1[a-z0-9](?![^\W_]))+")
+_DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_]|[$@])"
+_DEFINED_SPELLED = re.compile(
+    rf"[a-z0-9](?<!(?:(?![{_HAN}])[^\W_]|[$@!|])[a-z0-9])(?:((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"
+    rf"|(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_DEFINED_LETTER}){{2,}})"
+)
+
+
+_DEFINED_PAIR = re.compile(r"[a-z](?<![^\W_][a-z])(?:[^\w\s\x00'&]|_){1,3}[a-z](?![^\W_])")
+
+
+def _defined_pairs(folded: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every two letters set apart that white space alone parts from a spelled word or from such a pair."""
+    candidates = {m.span() for at in range(len(folded)) if (m := _DEFINED_PAIR.match(folded, at))}
+    joined, added = list(spans), True
+    while added:
+        added = False
+        for pair in sorted(candidates - set(joined)):
+            if any(
+                re.fullmatch(r"\s+", folded[end : pair[0]]) or re.fullmatch(r"\s+", folded[pair[1] : start])
+                for start, end in joined
+            ):
+                joined.append(pair)
+                added = True
+    return joined
 
 
 def _defined(text: str) -> str:
     folded = re.sub("[\U000e0000-\U000e007f]+", "", text.translate(normalize_module._tables().translate))
     folded = _DEFINED_HAN_GAP.sub("", _DEFINED_EXTRA_SPACE.sub("", folded))
-    return _DEFINED_SPELLED.sub(lambda m: re.sub(r"[^\w\x00]+", "", m.group()), folded)
+    spans = _defined_pairs(folded, [m.span() for m in _DEFINED_SPELLED.finditer(folded)])
+    inside = {at for start, end in spans for at in range(start, end)}
+    return "".join(c for at, c in enumerate(folded) if at not in inside or not re.fullmatch(r"[^\w\x00]|_", c))
 
 
 @settings(max_examples=500, deadline=None)
@@ -310,3 +351,17 @@ def test_every_normal_character_comes_from_its_origin(text: str) -> None:
             normalize_module._tables().translate
         )
     assert all(0 <= index < len(text) for index in mapped.joined)
+
+
+@pytest.mark.parametrize(
+    ("text", "view"),
+    [
+        pytest.param("w!th d!$creet", "w1th d1scret", id="exclamation-marks-between-letters"),
+        pytest.param("好!ppt", "", id="exclamation-mark-before-a-word-is-punctuation"),
+        pytest.param("wow!! 好", "", id="exclamation-marks-after-a-word-are-punctuation"),
+        pytest.param("ccaassiinnoo", "cas1no", id="doubled-letters"),
+        pytest.param("pi||s", "p11s", id="pipes"),
+    ],
+)
+def test_the_second_view_of_leet_and_doubled_letters(text: str, view: str) -> None:
+    assert second_view(NormalBatch([normalize(text)]).codes).text == view

@@ -308,21 +308,40 @@ def test_the_second_view_does_not_turn_ordinary_words_into_terms(tmp_path: Path)
 
 # The second view's definition, as regex substitutions over normal text: what the compiled passes must give.
 _HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
-_LEET_WORD = re.compile(r"[a-z0-9@$]+")
-_LEET_READ = str.maketrans("013457@$", "oieasta" + "s")
+_LEET_WORD = re.compile(r"(?:[a-z0-9@$|]|(?<=[a-z$@|])!(?=[a-z$@|]))+")  # "!" between letters or symbols
+_LEET_SYMBOL = re.compile(r"[013457@$|!]")
+_LEET_READ = str.maketrans("013457@$|!il", "o1eastas1111")  # "1", "|", "!", "i" and "l" read as one letter, "1"
+
+
+def _defined_word(word: str) -> str:
+    """A word as the second view reads it: leet symbols read as letters if it mixes them with letters; "i" and "l"
+    as "1"; a run of a letter as one, of "1" only if its characters are alike."""
+    letters = re.search("[a-z]", word) is not None
+    spelled = letters and _LEET_SYMBOL.search(word) is not None
+    read = [(c.translate(_LEET_READ) if spelled or c in "il" else c, c) for c in word]
+    out: list[tuple[str, str]] = []
+    for letter, written in read:
+        if (
+            out
+            and letter == out[-1][0]
+            and ("a" <= letter <= "z" or (letter == "1" and letters and written == out[-1][1]))
+        ):
+            continue
+        out.append((letter, written))
+    return "".join(letter for letter, _ in out)
 
 
 def _defined_second(text: str, *, every: bool = False) -> str:
-    def leet(word: re.Match[str]) -> str:
-        spelled = re.search("[a-z]", word.group()) and re.search("[013457@$]", word.group())
-        return word.group().translate(_LEET_READ) if spelled else word.group()
+    shown = (
+        every
+        or any(re.search("[a-z]", w) and _LEET_SYMBOL.search(w) for w in _LEET_WORD.findall(text))
+        or re.search(rf"([{_HAN_CLASS}])\1|([a-z])\2\2|([a-z])\3(?!\3)([a-z])\4", text)
+    )
+    read = _LEET_WORD.sub(lambda m: _defined_word(m.group()), text)
+    return re.sub(rf"([{_HAN_CLASS}])\1+", r"\1", read) if shown else ""
 
-    read = _LEET_WORD.sub(leet, text)
-    shown = every or read != text or re.search(rf"([{_HAN_CLASS}])\1|([a-z])\2\2", text)
-    return re.sub(rf"([a-z{_HAN_CLASS}])\1+", r"\1", read) if shown else ""
 
-
-_VIEW_TEXTS = st.text(alphabet=st.sampled_from("ab c0134$@赌博博哈.x57"), max_size=24)
+_VIEW_TEXTS = st.text(alphabet=st.sampled_from("ab c0134$@赌博博哈.x57il|!"), max_size=24)
 
 
 @settings(max_examples=400, deadline=None)
