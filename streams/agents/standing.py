@@ -30,6 +30,7 @@ import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import mode
@@ -54,6 +55,7 @@ from streams.topics import changelog_topic
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+_COUNT_SLICE = 5_000  # keys counted between two turns of the event loop
 _MAX_RETRY_SECONDS = 30.0
 _RETRY_SECONDS = 1.0
 INPUTS = tuple(TABLE_OF)
@@ -165,7 +167,7 @@ class StandingStage(BatchedStage):
 
     # -- partitions -------------------------------------------------------------------------------------------------
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
+    async def assigned(self, partitions: set[TopicPartition], committed: Mapping[TopicPartition, int | None]) -> None:
         """Close the stores of partitions gone elsewhere; bring every store of this assignment up to its changelog
         before reading its inputs: those new here, and those kept, whose changelog the broker may have lost."""
         numbers = {tp.partition for tp in partitions}
@@ -173,12 +175,9 @@ class StandingStage(BatchedStage):
         for gone in set(self._owned) - numbers:
             self._owned.pop(gone).close()
         stores = {(table, p): owned.stores[table] for p, owned in self._owned.items() for table in TABLES}
-        for p in sorted(numbers - set(self._owned)):
-            for table in TABLES:
-                path = self.settings.data_dir / "stores" / f"{table}-{p}"
-                stores[table, p] = await asyncio.to_thread(open_store, self.settings.store, path)
+        stores |= await self._open([(table, p) for p in sorted(numbers - set(self._owned)) for table in TABLES])
         changelogs = {TopicPartition(self._changelogs[table], p): store for (table, p), store in stores.items()}
-        restored = await self._restore(partitions, changelogs, list(partitions))
+        restored = await self._restore(partitions, changelogs, committed)
         if restored is None:
             for p in numbers - set(self._owned):
                 for table in TABLES:
@@ -193,11 +192,29 @@ class StandingStage(BatchedStage):
         # The expiry schedules anew: a store ahead of its changelog (the broker lost it) was rebuilt.
         self._owned = {p: _Partition({table: stores[table, p] for table in TABLES}) for p in numbers}
         # Counted beside the stage, which does not wait for a scan of every key to make its first decision.
-        self._counting = asyncio.ensure_future(asyncio.to_thread(self._count_keys))
+        self._counting = asyncio.ensure_future(self._count_keys())
+
+    async def _open(self, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], PartitionStore]:
+        """The stores of these (table, partition) pairs, opened side by side (a new RocksDB database takes tens of
+        milliseconds to create); if one cannot be opened, none stays open."""
+        opened = await asyncio.gather(
+            *(
+                asyncio.to_thread(open_store, self.settings.store, self.settings.data_dir / "stores" / f"{table}-{p}")
+                for table, p in wanted
+            ),
+            return_exceptions=True,
+        )
+        stores = [store for store in opened if isinstance(store, PartitionStore)]
+        if len(stores) < len(opened):
+            for store in stores:
+                store.close()
+            raise next(exc for exc in opened if isinstance(exc, BaseException))
+        return dict(zip(wanted, stores, strict=True))
 
     async def _counted(self) -> None:
-        """Until the last count of the keys is done: no store closes while it is read."""
+        """The last count of the keys given up: no store closes while it is read."""
         if self._counting is not None:
+            self._counting.cancel()
             await asyncio.gather(self._counting, return_exceptions=True)
             self._counting = None
 
@@ -205,18 +222,18 @@ class StandingStage(BatchedStage):
         self,
         partitions: set[TopicPartition],
         changelogs: dict[TopicPartition, PartitionStore],
-        inputs: list[TopicPartition],
+        committed: Mapping[TopicPartition, int | None],
     ) -> Restored | None:
-        """Restore the stores, leaving out what came from input past the committed offsets of ``inputs``; wait for
-        the broker while it is away. None: the changelogs are missing and the worker stops, or it is stopping."""
+        """Restore the stores, leaving out what came from input past its ``committed`` offset; wait for the broker
+        while it is away. None: the changelogs are missing and the worker stops, or it is stopping."""
         options = self.settings.kafka_options()
         assert self.consumer is not None
+        inputs: dict[int, dict[str, int]] = {tp.partition: {} for tp in changelogs}
+        for tp, offset in committed.items():
+            if offset is not None:
+                inputs[tp.partition][self._unprefixed[tp.topic]] = offset
         while True:
             try:
-                committed: dict[int, dict[str, int]] = {tp.partition: {} for tp in changelogs}
-                for tp in inputs:
-                    if (offset := await self.consumer.committed(tp)) is not None:
-                        committed[tp.partition][self._unprefixed[tp.topic]] = offset
                 if missing := await missing_partitions(options, changelogs):
                     log.critical(  # the one line to read
                         "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers,"
@@ -227,15 +244,22 @@ class StandingStage(BatchedStage):
                     self.consumer.pause(*partitions)  # nothing is read without its table
                     os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
                     return None
-                return await restore(options, changelogs, committed={tp: committed[tp.partition] for tp in changelogs})
+                return await restore(options, changelogs, committed={tp: inputs[tp.partition] for tp in changelogs})
             except KafkaConnectionError:  # the broker went away: restoring waits for it, as the consumers do
                 if self.should_stop:
                     return None
                 await asyncio.sleep(_RETRY_SECONDS)
 
-    def _count_keys(self) -> None:
+    async def _count_keys(self) -> None:
+        """A slice of keys at a time, on the event loop: a scan of a million keys in a thread of its own would keep
+        the interpreter from the stage's first batches for a second or more after a restore."""
         for table in TABLES:
-            keys = sum(1 for owned in self._owned.values() for _ in owned.stores[table].items())
+            keys = 0
+            for owned in self._owned.values():
+                for _ in owned.stores[table].items():
+                    keys += 1
+                    if keys % _COUNT_SLICE == 0:
+                        await asyncio.sleep(0)
             self.metrics.table_keys.labels(table).set(keys)
 
     async def stopped(self) -> None:
