@@ -31,22 +31,24 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import mode
 import orjson
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams.config import Settings
+from streams.kafka.offsets import committed_offsets
 from streams.kafka.produce import OutRecord, send_batched
 from streams.kafka.stage import BatchedStage, Ends, InFlight, Records
 from streams.metrics import Metrics
 from streams.policy.sanctions import SanctionPolicy
 from streams.state.expiries import Expiries
 from streams.state.recovery import missing_partitions
-from streams.state.restore import Restored, restore
+from streams.state.restore import Restored, RestoreError, restore
 from streams.state.stage import INBOX_OF, TABLE_OF, PartitionBatch, apply_batch
 from streams.state.store import PartitionStore, open_store
 from streams.state.tables import Tables
@@ -78,6 +80,15 @@ class _Partition:
             store.close()
 
 
+@dataclass
+class _Ahead:
+    """Stores restored before the assignment, from the committed offsets of the inputs as they were then."""
+
+    stores: dict[tuple[str, int], PartitionStore] = field(default_factory=dict)
+    committed: dict[TopicPartition, int | None] = field(default_factory=dict)
+    restored: Restored = field(default_factory=Restored)
+
+
 class StandingStage(BatchedStage):
     """The standing tables of the partitions this worker owns, fed by their inputs in batches."""
 
@@ -95,6 +106,12 @@ class StandingStage(BatchedStage):
         self._counting: asyncio.Future[None] | None = None
         self._unprefixed = {settings.topic(t): t for t in INPUTS}
         self._changelogs = {table: changelog_topic(settings, table) for table in TABLES}
+        self._ahead: asyncio.Future[_Ahead] | None = None
+        self._stop_ahead = asyncio.Event()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self._ahead = asyncio.ensure_future(self._restore_ahead())
 
     def use(self, policy: SanctionPolicy, rules_version: str) -> None:
         """Decide later batches under a new sanction policy and rule-pack version."""
@@ -175,7 +192,11 @@ class StandingStage(BatchedStage):
         for gone in set(self._owned) - numbers:
             self._owned.pop(gone).close()
         stores = {(table, p): owned.stores[table] for p, owned in self._owned.items() for table in TABLES}
-        stores |= await self._open([(table, p) for p in sorted(numbers - set(self._owned)) for table in TABLES])
+        ahead = await self._ahead_taken(numbers - set(self._owned), committed)
+        stores |= ahead.stores
+        stores |= await self._open(
+            [(table, p) for p in sorted(numbers - set(self._owned)) for table in TABLES if (table, p) not in stores]
+        )
         changelogs = {TopicPartition(self._changelogs[table], p): store for (table, p), store in stores.items()}
         restored = await self._restore(partitions, changelogs, committed)
         if restored is None:
@@ -184,15 +205,79 @@ class StandingStage(BatchedStage):
                     stores[table, p].close()
             return
         log.info(
-            "standing stage restored %d partitions from %d changelog records in %.1f s",
+            "standing stage restored %d partitions from %d changelog records in %.1f s (%d of them, in %.1f s, while"
+            " its consumer group was joined)",
             len(numbers),
-            restored.records,
-            restored.seconds,
+            ahead.restored.records + restored.records,
+            ahead.restored.seconds + restored.seconds,
+            ahead.restored.records,
+            ahead.restored.seconds,
         )
         # The expiry schedules anew: a store ahead of its changelog (the broker lost it) was rebuilt.
         self._owned = {p: _Partition({table: stores[table, p] for table in TABLES}) for p in numbers}
         # Counted beside the stage, which does not wait for a scan of every key to make its first decision.
         self._counting = asyncio.ensure_future(self._count_keys())
+
+    async def _restore_ahead(self) -> _Ahead:
+        """While the consumer group is joined (the broker may hold a new group's first join for seconds): the stores
+        of every partition, restored from the inputs' committed offsets as they are now, until the assignment says
+        which partitions are this worker's. Any failure leaves the rest to the assignment."""
+        options = self.settings.kafka_options()
+        numbers = range(self.settings.partitions)
+        ahead = _Ahead()
+        try:
+            # A consumer of its own: the stage's consumer asks nothing until the broker answers its join.
+            reader = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, **options)
+            await reader.start()
+            try:
+                ahead.committed = await committed_offsets(
+                    reader, [TopicPartition(t, p) for t in self.topics for p in numbers]
+                )
+            finally:
+                await reader.stop()
+            changelogs = [TopicPartition(self._changelogs[table], p) for table in TABLES for p in numbers]
+            if self._stop_ahead.is_set() or await missing_partitions(options, changelogs):
+                return ahead  # the assignment says which are missing
+            ahead.stores = await self._open([(table, p) for p in numbers for table in TABLES])
+            stores = {TopicPartition(self._changelogs[table], p): store for (table, p), store in ahead.stores.items()}
+            inputs = self._inputs(ahead.committed)
+            ahead.restored = await restore(
+                options, stores, committed={tp: inputs[tp.partition] for tp in stores}, stop=self._stop_ahead
+            )
+        except (KafkaError, RestoreError, OSError) as exc:
+            log.warning("restoring ahead of the assignment stopped (%r); the assignment restores its stores", exc)
+        return ahead
+
+    async def _ahead_taken(self, numbers: set[int], committed: Mapping[TopicPartition, int | None]) -> _Ahead:
+        """The stores restored ahead of the assignment that it can go on from: of partitions newly assigned here,
+        whose inputs' committed offsets have not moved since (a store restored from other offsets would leave out
+        other records). The others are closed, or wiped when they are this worker's now."""
+        if self._ahead is None:
+            return _Ahead()
+        self._stop_ahead.set()
+        ahead = await self._ahead
+        self._ahead = None
+        kept: dict[tuple[str, int], PartitionStore] = {}
+        for (table, p), store in ahead.stores.items():
+            if p not in numbers:
+                store.close()
+                continue
+            if any(ahead.committed.get(tp) != offset for tp, offset in committed.items() if tp.partition == p):
+                log.info("%s store of partition %d restored anew: its inputs were committed meanwhile", table, p)
+                await asyncio.to_thread(store.wipe)
+                ahead.restored.read.pop(TopicPartition(self._changelogs[table], p), None)
+            kept[table, p] = store
+        ahead.stores = kept
+        ahead.restored.read = {tp: n for tp, n in ahead.restored.read.items() if tp.partition in numbers}
+        return ahead
+
+    def _inputs(self, committed: Mapping[TopicPartition, int | None]) -> dict[int, dict[str, int]]:
+        """Per partition, the committed offset of each input topic (unprefixed), where one is committed."""
+        inputs: dict[int, dict[str, int]] = defaultdict(dict)
+        for tp, offset in committed.items():
+            if offset is not None:
+                inputs[tp.partition][self._unprefixed[tp.topic]] = offset
+        return inputs
 
     async def _open(self, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], PartitionStore]:
         """The stores of these (table, partition) pairs, opened side by side (a new RocksDB database takes tens of
@@ -228,10 +313,7 @@ class StandingStage(BatchedStage):
         while it is away. None: the changelogs are missing and the worker stops, or it is stopping."""
         options = self.settings.kafka_options()
         assert self.consumer is not None
-        inputs: dict[int, dict[str, int]] = {tp.partition: {} for tp in changelogs}
-        for tp, offset in committed.items():
-            if offset is not None:
-                inputs[tp.partition][self._unprefixed[tp.topic]] = offset
+        inputs = self._inputs(committed)
         while True:
             try:
                 if missing := await missing_partitions(options, changelogs):
@@ -264,6 +346,7 @@ class StandingStage(BatchedStage):
 
     async def stopped(self) -> None:
         await self._counted()
+        await self._ahead_taken(set(), {})
         for owned in self._owned.values():
             owned.close()
         self._owned.clear()

@@ -99,6 +99,7 @@ class BatchedStage(mode.Service, abc.ABC):
     def __init__(self, settings: Settings, metrics: Metrics, topics: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings, self.metrics, self.topics = settings, metrics, list(topics)
+        self.group_id = f"{settings.group_id}-{self.stage}"
         self._done: dict[TopicPartition, int] = {}  # the next offset to process, per partition owned
         self._lock = asyncio.Lock()  # held to start a batch, to swap what decides, and through a rebalance
         self._commits: InOrderCommits[TopicPartition] = InOrderCommits()
@@ -160,7 +161,7 @@ class BatchedStage(mode.Service, abc.ABC):
             acks="all", linger_ms=0, max_batch_size=1 << 20, max_request_size=4 << 20, **options
         )
         self.consumer = AIOKafkaConsumer(
-            group_id=f"{self.settings.group_id}-{self.stage}",
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.batch_size,

@@ -48,15 +48,20 @@ async def restore(
     *,
     committed: Mapping[TopicPartition, Mapping[str, int]] | None = None,
     stall_seconds: float = 60.0,
+    stop: asyncio.Event | None = None,
 ) -> Restored:
     """Bring every store up to its changelog partition's end.
 
     ``committed``: per changelog partition, the committed offset of each input topic: changelog records from input
     past it are left out (see PartitionStore.restore). ``stall_seconds``: RestoreError when no record arrives for
-    that long while some remain to be read."""
+    that long while some remain to be read. ``stop``: once set, return after the write in progress, each store at
+    the checkpoint of its last write (a later restore goes on from there), and unflushed."""
     started = time.perf_counter()
     result = Restored()
     ends = await true_end_offsets(options, list(stores))
+    if stop is not None and stop.is_set():
+        result.seconds = time.perf_counter() - started
+        return result
     starts: dict[TopicPartition, int] = {}
     for tp, store in stores.items():
         start = store.checkpoint.changelog_offset
@@ -69,7 +74,7 @@ async def restore(
         if start < ends[tp]:
             starts[tp] = start
     if starts:
-        await _read(options, stores, starts, ends, result, committed=committed, stall_seconds=stall_seconds)
+        await _read(options, stores, starts, ends, result, committed=committed, stall_seconds=stall_seconds, stop=stop)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -83,6 +88,7 @@ async def _read(
     *,
     committed: Mapping[TopicPartition, Mapping[str, int]] | None,
     stall_seconds: float,
+    stop: asyncio.Event | None,
 ) -> None:
     """Read each changelog partition from its start to its end, one write per partition and fetch.
 
@@ -110,7 +116,7 @@ async def _read(
             consumer.seek(tp, start)
         pending = set(starts)
         progressed = time.monotonic()
-        while pending:
+        while pending and not (stop is not None and stop.is_set()):
             batch = await consumer.getmany(*pending, timeout_ms=500, max_records=MAX_RECORDS)
             if writing is not None:
                 await writing
@@ -125,6 +131,8 @@ async def _read(
                 raise RestoreError(f"no changelog record in {stall_seconds:.0f} s; records left: {left}")
         if writing is not None:
             await writing
+        if pending:  # stopped: the next restore goes on from each store's checkpoint, and flushes
+            return
         # Restore writes skip the write-ahead log: made durable here, once, before the stores take logged writes.
         for tp in starts:
             await asyncio.to_thread(stores[tp].flush)

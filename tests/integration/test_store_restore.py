@@ -6,14 +6,17 @@ restore that trusted it would miss the last batch of each partition.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.config import Settings
+from streams.state import restore as restore_module
 from streams.state.restore import restore
 from streams.state.store import Change, Checkpoint, PartitionStore, changelog_headers, open_store
 from tests.integration.test_end_offsets import listed_end_offsets
@@ -157,3 +160,44 @@ async def test_a_restored_store_is_durable_when_restore_returns(settings: Settin
     finally:
         crashed.close()
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["rocksdb://", "memory://"])
+async def test_a_stopped_restore_leaves_its_stores_where_a_later_one_goes_on(
+    settings: Settings, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after its first write, a restore returns with the store at that write's checkpoint; the next restore
+    of the same store reads only the rest, and the store ends equal to the changelog."""
+    topic = settings.topic("users-changelog")
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    tp = TopicPartition(topic, 0)
+    history = writes(0, 40)
+    await produce_batches(settings, topic, 0, [history[n : n + 5] for n in range(0, 40, 5)], 0)
+    monkeypatch.setattr(restore_module, "MAX_RECORDS", 5)  # a write per 5 records
+    store = open_store(kind, tmp_path / "users-0")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    restore_records = store.restore
+
+    def restore_then_stop(*args: Any, **kwargs: Any) -> int:
+        applied = restore_records(*args, **kwargs)
+        loop.call_soon_threadsafe(stop.set)  # as an assignment arriving after a first write would
+        return applied
+
+    store.restore = restore_then_stop  # type: ignore[method-assign]
+    first = await restore(settings.kafka_options(), {tp: store}, stop=stop)
+    assert 0 < first.read[tp] < 40, first.read
+    assert store.checkpoint.changelog_offset == first.read[tp]
+    assert contents(store) == expected(history[: first.read[tp]])
+
+    store.restore = restore_records  # type: ignore[method-assign]
+    rest = await restore(settings.kafka_options(), {tp: store})
+    assert rest.read[tp] == 40 - first.read[tp]
+    assert contents(store) == expected(history)
+    assert store.checkpoint.changelog_offset == 40
+    store.close()

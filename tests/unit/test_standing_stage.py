@@ -1,0 +1,86 @@
+"""The standing stage's stores across its start: what was restored before the assignment and what the assignment
+keeps of it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+from rocksdict import DbClosedError
+
+from streams.agents.standing import StandingStage, _Ahead
+from streams.config import DEFAULT_RULES, Settings
+from streams.metrics import Metrics
+from streams.policy.rules import load_pack
+from streams.policy.sanctions import SanctionPolicy, load_sanctions
+from streams.state.store import Change, Checkpoint, PartitionStore, open_store
+from streams.topics import COMMANDS, VIOLATIONS
+
+
+@functools.cache
+def policy() -> tuple[SanctionPolicy, str]:
+    pack = load_pack(DEFAULT_RULES)
+    return load_sanctions(DEFAULT_RULES / "sanctions.toml", pack.ids()), pack.version
+
+
+def stage(tmp_path: Path) -> StandingStage:
+    settings = Settings(topic_prefix="p.", partitions=3, data_dir=tmp_path)
+    return StandingStage(settings, *policy(), Metrics(CollectorRegistry()))
+
+
+def written(path: Path) -> PartitionStore:
+    store = open_store("rocksdb://", path)
+    store.write({b"u1": Change(b"restored", None)}, Checkpoint(7, {VIOLATIONS: 5}))
+    return store
+
+
+def inputs(partition: int, violations: int | None, commands: int | None) -> dict[TopicPartition, int | None]:
+    return {
+        TopicPartition(f"p.{VIOLATIONS}", partition): violations,
+        TopicPartition(f"p.{COMMANDS}", partition): commands,
+    }
+
+
+async def test_the_assignment_keeps_what_was_restored_ahead_only_where_nothing_was_committed_since(
+    tmp_path: Path,
+) -> None:
+    s = stage(tmp_path)
+    kept, moved, elsewhere = (written(tmp_path / f"users-{p}") for p in range(3))
+    ahead = _Ahead(
+        stores={("users", 0): kept, ("users", 1): moved, ("users", 2): elsewhere},
+        committed=inputs(0, 5, None) | inputs(1, 5, 2) | inputs(2, 5, None),
+    )
+    s._ahead = asyncio.ensure_future(asyncio.sleep(0, ahead))
+    # Partitions 0 and 1 are assigned here; partition 1's commands were committed meanwhile (another worker read
+    # them), so records its store left out as uncommitted may now be committed: restored anew.
+    taken = await s._ahead_taken({0, 1}, inputs(0, 5, None) | inputs(1, 5, 3))
+    assert s._stop_ahead.is_set()
+    assert set(taken.stores) == {("users", 0), ("users", 1)}
+    assert dict(kept.items()) == {b"u1": b"restored"}
+    assert kept.checkpoint == Checkpoint(7, {VIOLATIONS: 5})
+    assert dict(moved.items()) == {}
+    assert moved.checkpoint == Checkpoint()
+    with pytest.raises(DbClosedError):
+        elsewhere.get(b"u1")  # closed: its partition is another worker's
+    kept.close()
+    moved.close()
+
+
+async def test_a_stopped_stage_closes_what_it_restored_ahead(tmp_path: Path) -> None:
+    s = stage(tmp_path)
+    store = written(tmp_path / "users-0")
+    s._ahead = asyncio.ensure_future(asyncio.sleep(0, _Ahead(stores={("users", 0): store})))
+    await s.stopped()
+    with pytest.raises(DbClosedError):
+        store.get(b"u1")
+
+
+async def test_restoring_ahead_stops_where_the_broker_cannot_be_reached(tmp_path: Path) -> None:
+    s = stage(tmp_path)
+    s.settings = Settings(bootstrap_servers="127.0.0.1:1", partitions=3, data_dir=tmp_path)
+    ahead = await asyncio.wait_for(s._restore_ahead(), 30)
+    assert ahead.stores == {}  # nothing opened: the assignment restores what it gets
