@@ -89,6 +89,10 @@ class _Ahead:
     restored: Restored = field(default_factory=Restored)
 
 
+def _went_back(before: int | None, now: int | None) -> bool:
+    return before is not None and (now is None or now < before)
+
+
 class StandingStage(BatchedStage):
     """The standing tables of the partitions this worker owns, fed by their inputs in batches."""
 
@@ -220,8 +224,9 @@ class StandingStage(BatchedStage):
 
     async def _restore_ahead(self) -> _Ahead:
         """While the consumer group is joined (the broker may hold a new group's first join for seconds): the stores
-        of every partition, restored from the inputs' committed offsets as they are now, until the assignment says
-        which partitions are this worker's. Any failure leaves the rest to the assignment."""
+        of every partition, restored until the assignment says which partitions are this worker's. Each stops before
+        its first changelog record from input not committed yet: whether it is left out is for the offsets committed
+        when the stage reads to say. Any failure leaves the rest to the assignment."""
         options = self.settings.kafka_options()
         numbers = range(self.settings.partitions)
         ahead = _Ahead()
@@ -242,16 +247,21 @@ class StandingStage(BatchedStage):
             stores = {TopicPartition(self._changelogs[table], p): store for (table, p), store in ahead.stores.items()}
             inputs = self._inputs(ahead.committed)
             ahead.restored = await restore(
-                options, stores, committed={tp: inputs[tp.partition] for tp in stores}, stop=self._stop_ahead
+                options,
+                stores,
+                committed={tp: inputs[tp.partition] for tp in stores},
+                stop=self._stop_ahead,
+                halt_at_uncommitted=True,
             )
         except (KafkaError, RestoreError, OSError) as exc:
             log.warning("restoring ahead of the assignment stopped (%r); the assignment restores its stores", exc)
         return ahead
 
     async def _ahead_taken(self, numbers: set[int], committed: Mapping[TopicPartition, int | None]) -> _Ahead:
-        """The stores restored ahead of the assignment that it can go on from: of partitions newly assigned here,
-        whose inputs' committed offsets have not moved since (a store restored from other offsets would leave out
-        other records). The others are closed, or wiped when they are this worker's now."""
+        """The stores restored ahead of the assignment that it goes on from: those of partitions newly assigned
+        here. Every record they hold came from committed input, so offsets committed since change nothing; one
+        committed offset gone back (reset by an operator) makes its partition's stores restore anew. The stores of
+        partitions assigned elsewhere are closed."""
         if self._ahead is None:
             return _Ahead()
         self._stop_ahead.set()
@@ -260,10 +270,12 @@ class StandingStage(BatchedStage):
         kept: dict[tuple[str, int], PartitionStore] = {}
         for (table, p), store in ahead.stores.items():
             if p not in numbers:
-                store.close()
+                await asyncio.to_thread(store.close)  # flushes what it restored: not on the event loop
                 continue
-            if any(ahead.committed.get(tp) != offset for tp, offset in committed.items() if tp.partition == p):
-                log.info("%s store of partition %d restored anew: its inputs were committed meanwhile", table, p)
+            if any(
+                _went_back(ahead.committed.get(tp), offset) for tp, offset in committed.items() if tp.partition == p
+            ):
+                log.info("%s store of partition %d restored anew: its inputs' committed offsets went back", table, p)
                 await asyncio.to_thread(store.wipe)
                 ahead.restored.read.pop(TopicPartition(self._changelogs[table], p), None)
             kept[table, p] = store

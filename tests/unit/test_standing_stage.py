@@ -45,29 +45,28 @@ def inputs(partition: int, violations: int | None, commands: int | None) -> dict
     }
 
 
-async def test_the_assignment_keeps_what_was_restored_ahead_only_where_nothing_was_committed_since(
-    tmp_path: Path,
-) -> None:
+async def test_the_assignment_goes_on_from_what_was_restored_ahead_unless_an_offset_went_back(tmp_path: Path) -> None:
     s = stage(tmp_path)
-    kept, moved, elsewhere = (written(tmp_path / f"users-{p}") for p in range(3))
+    kept, went_back, elsewhere = (written(tmp_path / f"users-{p}") for p in range(3))
     ahead = _Ahead(
-        stores={("users", 0): kept, ("users", 1): moved, ("users", 2): elsewhere},
+        stores={("users", 0): kept, ("users", 1): went_back, ("users", 2): elsewhere},
         committed=inputs(0, 5, None) | inputs(1, 5, 2) | inputs(2, 5, None),
     )
     s._ahead = asyncio.ensure_future(asyncio.sleep(0, ahead))
-    # Partitions 0 and 1 are assigned here; partition 1's commands were committed meanwhile (another worker read
-    # them), so records its store left out as uncommitted may now be committed: restored anew.
-    taken = await s._ahead_taken({0, 1}, inputs(0, 5, None) | inputs(1, 5, 3))
+    # Partitions 0 and 1 are assigned here. Partition 0's inputs were committed further meanwhile: what its store
+    # holds came from input committed before, so it stands. Partition 1's commands offset went back (an operator
+    # reset it): records its store holds may come from input to be read again: restored anew.
+    taken = await s._ahead_taken({0, 1}, inputs(0, 9, 4) | inputs(1, 5, 1))
     assert s._stop_ahead.is_set()
     assert set(taken.stores) == {("users", 0), ("users", 1)}
     assert dict(kept.items()) == {b"u1": b"restored"}
     assert kept.checkpoint == Checkpoint(7, {VIOLATIONS: 5})
-    assert dict(moved.items()) == {}
-    assert moved.checkpoint == Checkpoint()
+    assert dict(went_back.items()) == {}
+    assert went_back.checkpoint == Checkpoint()
     with pytest.raises(DbClosedError):
         elsewhere.get(b"u1")  # closed: its partition is another worker's
     kept.close()
-    moved.close()
+    went_back.close()
 
 
 async def test_a_stopped_stage_closes_what_it_restored_ahead(tmp_path: Path) -> None:
