@@ -18,7 +18,10 @@ in between applies the batch again: decisions are idempotent (a message id count
 so it changes nothing, but outputs may repeat, with the same sanction ids.
 
 Partitions assigned to a worker are restored before it reads their inputs: a warm store reads only its changelog's
-tail, a cold one the whole changelog, in batches, to the Fetch high watermark (streams/state/restore.py).
+tail, a cold one the whole changelog, in batches, to the Fetch high watermark (streams/state/restore.py). A worker
+starts restoring while its consumer group is joined (a broker may hold a new group's first join for seconds): every
+partition's stores, each up to its first changelog record from input not committed yet; the assignment goes on from
+those of its own partitions and closes the rest.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 _COUNT_SLICE = 5_000  # keys counted between two turns of the event loop
+# How long an assignment waits for changelog partitions the broker does not have before the worker stops: a broker
+# that restarted empty comes back before anyone has run `groupwarden topics create` again.
+MISSING_WAIT_SECONDS = 20.0
 _MAX_RETRY_SECONDS = 30.0
 _RETRY_SECONDS = 1.0
 INPUTS = tuple(TABLE_OF)
@@ -326,14 +332,27 @@ class StandingStage(BatchedStage):
         options = self.settings.kafka_options()
         assert self.consumer is not None
         inputs = self._inputs(committed)
+        waiting_since: float | None = None
         while True:
             try:
                 if missing := await missing_partitions(options, changelogs):
+                    listed = ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items()))
+                    if waiting_since is None:
+                        waiting_since = time.monotonic()
+                        log.warning(
+                            "changelog partitions missing at the broker: %s; waiting %.0f s for them"
+                            " (`groupwarden topics create` after a broker restarted empty)",
+                            listed,
+                            MISSING_WAIT_SECONDS,
+                        )
+                    if time.monotonic() - waiting_since < MISSING_WAIT_SECONDS and not self.should_stop:
+                        await asyncio.sleep(_RETRY_SECONDS)
+                        continue
                     log.critical(  # the one line to read
                         "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers,"
                         " delete those topics if they exist, run `groupwarden topics create`, then start the workers"
                         " again",
-                        ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
+                        listed,
                     )
                     self.consumer.pause(*partitions)  # nothing is read without its table
                     os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline

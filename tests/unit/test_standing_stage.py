@@ -12,11 +12,13 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from rocksdict import DbClosedError
 
+from streams.agents import standing
 from streams.agents.standing import StandingStage, _Ahead
 from streams.config import DEFAULT_RULES, Settings
 from streams.metrics import Metrics
 from streams.policy.rules import load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
+from streams.state.restore import Restored
 from streams.state.store import Change, Checkpoint, PartitionStore, open_store
 from streams.topics import COMMANDS, VIOLATIONS
 
@@ -83,3 +85,34 @@ async def test_restoring_ahead_stops_where_the_broker_cannot_be_reached(tmp_path
     s.settings = Settings(bootstrap_servers="127.0.0.1:1", partitions=3, data_dir=tmp_path)
     ahead = await asyncio.wait_for(s._restore_ahead(), 30)
     assert ahead.stores == {}  # nothing opened: the assignment restores what it gets
+
+
+async def test_an_assignment_waits_a_while_for_changelogs_the_broker_does_not_have_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker restarted empty comes back before `groupwarden topics create` has run again: the restore waits for
+    the changelogs instead of stopping the worker at once."""
+    s = stage(tmp_path)
+    s.consumer = object()  # type: ignore[assignment]
+    changelog = TopicPartition("groupwarden-users-changelog", 0)
+    answers = [{changelog.topic: {0}}, {changelog.topic: {0}}, {}]  # missing twice, then created
+    restored = Restored(read={changelog: 3})
+
+    async def missing(options: object, partitions: object) -> dict[str, set[int]]:
+        return answers.pop(0)
+
+    async def restore(*args: object, **kwargs: object) -> Restored:
+        return restored
+
+    def kill(pid: int, signum: int) -> None:
+        raise AssertionError("the worker was stopped")
+
+    monkeypatch.setattr(standing, "missing_partitions", missing)
+    monkeypatch.setattr(standing, "restore", restore)
+    monkeypatch.setattr(standing, "_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(standing.os, "kill", kill)
+    store = open_store("memory://", tmp_path / "users-0")
+    assert await s._restore(set(), {changelog: store}, {}) is restored
+    assert answers == []
+    assert "waiting 20 s for them" in caplog.text
+    assert "CRITICAL" not in caplog.text
