@@ -235,21 +235,25 @@ class StandingStage(BatchedStage):
         when the stage reads to say. Any failure leaves the rest to the assignment."""
         options = self.settings.kafka_options()
         numbers = range(self.settings.partitions)
+        changelogs = [TopicPartition(self._changelogs[table], p) for table in TABLES for p in numbers]
         ahead = _Ahead()
+        # The stores open while the broker is asked what is committed and which changelogs it has.
+        opening = asyncio.ensure_future(self._open([(table, p) for p in numbers for table in TABLES]))
         try:
-            # A consumer of its own: the stage's consumer asks nothing until the broker answers its join.
-            reader = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, **options)
-            await reader.start()
             try:
-                ahead.committed = await committed_offsets(
-                    reader, [TopicPartition(t, p) for t in self.topics for p in numbers]
+                committed, missing = await asyncio.gather(
+                    self._committed_now([TopicPartition(t, p) for t in self.topics for p in numbers]),
+                    missing_partitions(options, changelogs),
+                    return_exceptions=True,  # both done before either's failure is raised
                 )
             finally:
-                await reader.stop()
-            changelogs = [TopicPartition(self._changelogs[table], p) for table in TABLES for p in numbers]
-            if self._stop_ahead.is_set() or await missing_partitions(options, changelogs):
+                ahead.stores = await opening
+            for answer in (committed, missing):
+                if isinstance(answer, BaseException):
+                    raise answer
+            ahead.committed = committed
+            if self._stop_ahead.is_set() or missing:
                 return ahead  # the assignment says which are missing
-            ahead.stores = await self._open([(table, p) for p in numbers for table in TABLES])
             stores = {TopicPartition(self._changelogs[table], p): store for (table, p), store in ahead.stores.items()}
             inputs = self._inputs(ahead.committed)
             ahead.restored = await restore(
@@ -262,6 +266,16 @@ class StandingStage(BatchedStage):
         except (KafkaError, RestoreError, OSError) as exc:
             log.warning("restoring ahead of the assignment stopped (%r); the assignment restores its stores", exc)
         return ahead
+
+    async def _committed_now(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets, asked by a consumer of its own: the stage's consumer asks nothing until the
+        broker answers its join."""
+        reader = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, **self.settings.kafka_options())
+        await reader.start()
+        try:
+            return await committed_offsets(reader, partitions)
+        finally:
+            await reader.stop()
 
     async def _ahead_taken(self, numbers: set[int], committed: Mapping[TopicPartition, int | None]) -> _Ahead:
         """The stores restored ahead of the assignment that it goes on from: those of partitions newly assigned
