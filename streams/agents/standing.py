@@ -18,7 +18,10 @@ in between applies the batch again: decisions are idempotent (a message id count
 so it changes nothing, but outputs may repeat, with the same sanction ids.
 
 Partitions assigned to a worker are restored before it reads their inputs: a warm store reads only its changelog's
-tail, a cold one the whole changelog, in batches, to the Fetch high watermark (streams/state/restore.py).
+tail, a cold one the whole changelog, in batches, to the Fetch high watermark (streams/state/restore.py). A worker
+starts restoring while its consumer group is joined (a broker may hold a new group's first join for seconds): every
+partition's stores, each up to its first changelog record from input not committed yet; the assignment goes on from
+those of its own partitions and closes the rest.
 """
 
 from __future__ import annotations
@@ -30,22 +33,25 @@ import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import mode
 import orjson
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams.config import Settings
+from streams.kafka.offsets import committed_offsets
 from streams.kafka.produce import OutRecord, send_batched
 from streams.kafka.stage import BatchedStage, Ends, InFlight, Records
 from streams.metrics import Metrics
 from streams.policy.sanctions import SanctionPolicy
 from streams.state.expiries import Expiries
 from streams.state.recovery import missing_partitions
-from streams.state.restore import Restored, restore
+from streams.state.restore import Restored, RestoreError, restore
 from streams.state.stage import INBOX_OF, TABLE_OF, PartitionBatch, apply_batch
 from streams.state.store import PartitionStore, open_store
 from streams.state.tables import Tables
@@ -54,6 +60,10 @@ from streams.topics import changelog_topic
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+_COUNT_SLICE = 5_000  # keys counted between two turns of the event loop
+# How long an assignment waits for changelog partitions the broker does not have before the worker stops: a broker
+# that restarted empty comes back before anyone has run `groupwarden topics create` again.
+MISSING_WAIT_SECONDS = 20.0
 _MAX_RETRY_SECONDS = 30.0
 _RETRY_SECONDS = 1.0
 INPUTS = tuple(TABLE_OF)
@@ -76,6 +86,19 @@ class _Partition:
             store.close()
 
 
+@dataclass
+class _Ahead:
+    """Stores restored before the assignment, from the committed offsets of the inputs as they were then."""
+
+    stores: dict[tuple[str, int], PartitionStore] = field(default_factory=dict)
+    committed: dict[TopicPartition, int | None] = field(default_factory=dict)
+    restored: Restored = field(default_factory=Restored)
+
+
+def _went_back(before: int | None, now: int | None) -> bool:
+    return before is not None and (now is None or now < before)
+
+
 class StandingStage(BatchedStage):
     """The standing tables of the partitions this worker owns, fed by their inputs in batches."""
 
@@ -93,6 +116,12 @@ class StandingStage(BatchedStage):
         self._counting: asyncio.Future[None] | None = None
         self._unprefixed = {settings.topic(t): t for t in INPUTS}
         self._changelogs = {table: changelog_topic(settings, table) for table in TABLES}
+        self._ahead: asyncio.Future[_Ahead] | None = None
+        self._stop_ahead = asyncio.Event()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self._ahead = asyncio.ensure_future(self._restore_ahead())
 
     def use(self, policy: SanctionPolicy, rules_version: str) -> None:
         """Decide later batches under a new sanction policy and rule-pack version."""
@@ -165,7 +194,7 @@ class StandingStage(BatchedStage):
 
     # -- partitions -------------------------------------------------------------------------------------------------
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
+    async def assigned(self, partitions: set[TopicPartition], committed: Mapping[TopicPartition, int | None]) -> None:
         """Close the stores of partitions gone elsewhere; bring every store of this assignment up to its changelog
         before reading its inputs: those new here, and those kept, whose changelog the broker may have lost."""
         numbers = {tp.partition for tp in partitions}
@@ -173,31 +202,136 @@ class StandingStage(BatchedStage):
         for gone in set(self._owned) - numbers:
             self._owned.pop(gone).close()
         stores = {(table, p): owned.stores[table] for p, owned in self._owned.items() for table in TABLES}
-        for p in sorted(numbers - set(self._owned)):
-            for table in TABLES:
-                path = self.settings.data_dir / "stores" / f"{table}-{p}"
-                stores[table, p] = await asyncio.to_thread(open_store, self.settings.store, path)
+        ahead = await self._ahead_taken(numbers - set(self._owned), committed)
+        stores |= ahead.stores
+        stores |= await self._open(
+            [(table, p) for p in sorted(numbers - set(self._owned)) for table in TABLES if (table, p) not in stores]
+        )
         changelogs = {TopicPartition(self._changelogs[table], p): store for (table, p), store in stores.items()}
-        restored = await self._restore(partitions, changelogs, list(partitions))
+        restored = await self._restore(partitions, changelogs, committed)
         if restored is None:
             for p in numbers - set(self._owned):
                 for table in TABLES:
                     stores[table, p].close()
             return
         log.info(
-            "standing stage restored %d partitions from %d changelog records in %.1f s",
+            "standing stage restored %d partitions from %d changelog records in %.1f s (%d of them, in %.1f s, while"
+            " its consumer group was joined)",
             len(numbers),
-            restored.records,
-            restored.seconds,
+            ahead.restored.records + restored.records,
+            ahead.restored.seconds + restored.seconds,
+            ahead.restored.records,
+            ahead.restored.seconds,
         )
         # The expiry schedules anew: a store ahead of its changelog (the broker lost it) was rebuilt.
         self._owned = {p: _Partition({table: stores[table, p] for table in TABLES}) for p in numbers}
         # Counted beside the stage, which does not wait for a scan of every key to make its first decision.
-        self._counting = asyncio.ensure_future(asyncio.to_thread(self._count_keys))
+        self._counting = asyncio.ensure_future(self._count_keys())
+
+    async def _restore_ahead(self) -> _Ahead:
+        """While the consumer group is joined (the broker may hold a new group's first join for seconds): the stores
+        of every partition, restored until the assignment says which partitions are this worker's. Each stops before
+        its first changelog record from input not committed yet: whether it is left out is for the offsets committed
+        when the stage reads to say. Any failure leaves the rest to the assignment."""
+        options = self.settings.kafka_options()
+        numbers = range(self.settings.partitions)
+        changelogs = [TopicPartition(self._changelogs[table], p) for table in TABLES for p in numbers]
+        ahead = _Ahead()
+        # The stores open while the broker is asked what is committed and which changelogs it has.
+        opening = asyncio.ensure_future(self._open([(table, p) for p in numbers for table in TABLES]))
+        try:
+            try:
+                committed, missing = await asyncio.gather(
+                    self._committed_now([TopicPartition(t, p) for t in self.topics for p in numbers]),
+                    missing_partitions(options, changelogs),
+                    return_exceptions=True,  # both done before either's failure is raised
+                )
+            finally:
+                ahead.stores = await opening
+            for answer in (committed, missing):
+                if isinstance(answer, BaseException):
+                    raise answer
+            ahead.committed = committed
+            if self._stop_ahead.is_set() or missing:
+                return ahead  # the assignment says which are missing
+            stores = {TopicPartition(self._changelogs[table], p): store for (table, p), store in ahead.stores.items()}
+            inputs = self._inputs(ahead.committed)
+            ahead.restored = await restore(
+                options,
+                stores,
+                committed={tp: inputs[tp.partition] for tp in stores},
+                stop=self._stop_ahead,
+                halt_at_uncommitted=True,
+            )
+        except (KafkaError, RestoreError, OSError) as exc:
+            log.warning("restoring ahead of the assignment stopped (%r); the assignment restores its stores", exc)
+        return ahead
+
+    async def _committed_now(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets, asked by a consumer of its own: the stage's consumer asks nothing until the
+        broker answers its join."""
+        reader = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, **self.settings.kafka_options())
+        await reader.start()
+        try:
+            return await committed_offsets(reader, partitions)
+        finally:
+            await reader.stop()
+
+    async def _ahead_taken(self, numbers: set[int], committed: Mapping[TopicPartition, int | None]) -> _Ahead:
+        """The stores restored ahead of the assignment that it goes on from: those of partitions newly assigned
+        here. Every record they hold came from committed input, so offsets committed since change nothing; one
+        committed offset gone back (reset by an operator) makes its partition's stores restore anew. The stores of
+        partitions assigned elsewhere are closed."""
+        if self._ahead is None:
+            return _Ahead()
+        self._stop_ahead.set()
+        ahead = await self._ahead
+        self._ahead = None
+        kept: dict[tuple[str, int], PartitionStore] = {}
+        for (table, p), store in ahead.stores.items():
+            if p not in numbers:
+                await asyncio.to_thread(store.close)  # flushes what it restored: not on the event loop
+                continue
+            if any(
+                _went_back(ahead.committed.get(tp), offset) for tp, offset in committed.items() if tp.partition == p
+            ):
+                log.info("%s store of partition %d restored anew: its inputs' committed offsets went back", table, p)
+                await asyncio.to_thread(store.wipe)
+                ahead.restored.read.pop(TopicPartition(self._changelogs[table], p), None)
+            kept[table, p] = store
+        ahead.stores = kept
+        ahead.restored.read = {tp: n for tp, n in ahead.restored.read.items() if tp.partition in numbers}
+        return ahead
+
+    def _inputs(self, committed: Mapping[TopicPartition, int | None]) -> dict[int, dict[str, int]]:
+        """Per partition, the committed offset of each input topic (unprefixed), where one is committed."""
+        inputs: dict[int, dict[str, int]] = defaultdict(dict)
+        for tp, offset in committed.items():
+            if offset is not None:
+                inputs[tp.partition][self._unprefixed[tp.topic]] = offset
+        return inputs
+
+    async def _open(self, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], PartitionStore]:
+        """The stores of these (table, partition) pairs, opened side by side (a new RocksDB database takes tens of
+        milliseconds to create); if one cannot be opened, none stays open."""
+        opened = await asyncio.gather(
+            *(
+                asyncio.to_thread(open_store, self.settings.store, self.settings.data_dir / "stores" / f"{table}-{p}")
+                for table, p in wanted
+            ),
+            return_exceptions=True,
+        )
+        stores = [store for store in opened if isinstance(store, PartitionStore)]
+        if len(stores) < len(opened):
+            for store in stores:
+                store.close()
+            raise next(exc for exc in opened if isinstance(exc, BaseException))
+        return dict(zip(wanted, stores, strict=True))
 
     async def _counted(self) -> None:
-        """Until the last count of the keys is done: no store closes while it is read."""
+        """The last count of the keys given up: no store closes while it is read."""
         if self._counting is not None:
+            self._counting.cancel()
             await asyncio.gather(self._counting, return_exceptions=True)
             self._counting = None
 
@@ -205,41 +339,59 @@ class StandingStage(BatchedStage):
         self,
         partitions: set[TopicPartition],
         changelogs: dict[TopicPartition, PartitionStore],
-        inputs: list[TopicPartition],
+        committed: Mapping[TopicPartition, int | None],
     ) -> Restored | None:
-        """Restore the stores, leaving out what came from input past the committed offsets of ``inputs``; wait for
-        the broker while it is away. None: the changelogs are missing and the worker stops, or it is stopping."""
+        """Restore the stores, leaving out what came from input past its ``committed`` offset; wait for the broker
+        while it is away. None: the changelogs are missing and the worker stops, or it is stopping."""
         options = self.settings.kafka_options()
         assert self.consumer is not None
+        inputs = self._inputs(committed)
+        waiting_since: float | None = None
         while True:
             try:
-                committed: dict[int, dict[str, int]] = {tp.partition: {} for tp in changelogs}
-                for tp in inputs:
-                    if (offset := await self.consumer.committed(tp)) is not None:
-                        committed[tp.partition][self._unprefixed[tp.topic]] = offset
                 if missing := await missing_partitions(options, changelogs):
+                    listed = ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items()))
+                    if waiting_since is None:
+                        waiting_since = time.monotonic()
+                        log.warning(
+                            "changelog partitions missing at the broker: %s; waiting %.0f s for them"
+                            " (`groupwarden topics create` after a broker restarted empty)",
+                            listed,
+                            MISSING_WAIT_SECONDS,
+                        )
+                    if time.monotonic() - waiting_since < MISSING_WAIT_SECONDS and not self.should_stop:
+                        await asyncio.sleep(_RETRY_SECONDS)
+                        continue
                     log.critical(  # the one line to read
                         "changelog partitions missing at the broker (did it restart empty?): %s; stop the workers,"
                         " delete those topics if they exist, run `groupwarden topics create`, then start the workers"
                         " again",
-                        ", ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(missing.items())),
+                        listed,
                     )
                     self.consumer.pause(*partitions)  # nothing is read without its table
                     os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as on SIGTERM, within its stop deadline
                     return None
-                return await restore(options, changelogs, committed={tp: committed[tp.partition] for tp in changelogs})
+                return await restore(options, changelogs, committed={tp: inputs[tp.partition] for tp in changelogs})
             except KafkaConnectionError:  # the broker went away: restoring waits for it, as the consumers do
                 if self.should_stop:
                     return None
                 await asyncio.sleep(_RETRY_SECONDS)
 
-    def _count_keys(self) -> None:
+    async def _count_keys(self) -> None:
+        """A slice of keys at a time, on the event loop: a scan of a million keys in a thread of its own would keep
+        the interpreter from the stage's first batches for a second or more after a restore."""
         for table in TABLES:
-            keys = sum(1 for owned in self._owned.values() for _ in owned.stores[table].items())
+            keys = 0
+            for owned in self._owned.values():
+                for _ in owned.stores[table].items():
+                    keys += 1
+                    if keys % _COUNT_SLICE == 0:
+                        await asyncio.sleep(0)
             self.metrics.table_keys.labels(table).set(keys)
 
     async def stopped(self) -> None:
         await self._counted()
+        await self._ahead_taken(set(), {})
         for owned in self._owned.values():
             owned.close()
         self._owned.clear()

@@ -7,6 +7,7 @@ out of range: read the partition from its start, and say so.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,15 +24,24 @@ def past_end(committed: Mapping[TopicPartition, int], ends: Mapping[TopicPartiti
     return {tp: offset for tp, offset in committed.items() if offset > ends[tp]}
 
 
+async def committed_offsets(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int | None]:
+    """The consumer group's committed offset of each partition (None: nothing committed), asked all at once."""
+    tps = list(partitions)
+    offsets = await asyncio.gather(*(consumer.committed(tp) for tp in tps))
+    return dict(zip(tps, offsets, strict=True))
+
+
 async def reset_past_end(
-    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], options: Mapping[str, Any]
+    consumer: AIOKafkaConsumer, committed: Mapping[TopicPartition, int | None], options: Mapping[str, Any]
 ) -> set[TopicPartition]:
-    """Seek the newly assigned ``partitions`` whose committed offsets are past their ends to their starts."""
-    committed = {tp: offset for tp in partitions if (offset := await consumer.committed(tp)) is not None}
-    if not committed:
+    """Seek the newly assigned partitions whose ``committed`` offsets are past their ends to their starts."""
+    known = {tp: offset for tp, offset in committed.items() if offset is not None}
+    if not known:
         return set()
-    ends = await true_end_offsets(options, committed)  # ListOffsets may under-report an end: not a reason to reset
-    reset = past_end(committed, ends)
+    ends = await true_end_offsets(options, known)  # ListOffsets may under-report an end: not a reason to reset
+    reset = past_end(known, ends)
     for tp, offset in sorted(reset.items()):
         log.warning(
             "%s partition %d: committed offset %d is past the partition's end %d (did the broker lose its records?):"

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,7 +31,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from streams.config import Settings
 from streams.kafka.commits import Batch, InOrderCommits
-from streams.kafka.offsets import reset_past_end
+from streams.kafka.offsets import committed_offsets, reset_past_end
 from streams.kafka.produce import OutRecord, send_batched_ends
 from streams.metrics import Metrics
 
@@ -99,6 +99,7 @@ class BatchedStage(mode.Service, abc.ABC):
     def __init__(self, settings: Settings, metrics: Metrics, topics: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings, self.metrics, self.topics = settings, metrics, list(topics)
+        self.group_id = f"{settings.group_id}-{self.stage}"
         self._done: dict[TopicPartition, int] = {}  # the next offset to process, per partition owned
         self._lock = asyncio.Lock()  # held to start a batch, to swap what decides, and through a rebalance
         self._commits: InOrderCommits[TopicPartition] = InOrderCommits()
@@ -137,8 +138,13 @@ class BatchedStage(mode.Service, abc.ABC):
     def observe(self, step: str, seconds: float) -> None:
         """How long a step of the loop took: fetch_wait, ``decide_step``, acknowledge or commit."""
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
-        """Partitions assigned to this worker, before any of their records is read."""
+    async def assigned(
+        self,
+        partitions: set[TopicPartition],
+        committed: Mapping[TopicPartition, int | None],
+    ) -> None:
+        """Partitions assigned to this worker, before any of their records is read; ``committed``: the consumer
+        group's committed offset of each (None: nothing committed)."""
 
     def rewound(self) -> None:
         """The batches in flight were dropped after a failed send: they will be read again."""
@@ -155,7 +161,7 @@ class BatchedStage(mode.Service, abc.ABC):
             acks="all", linger_ms=0, max_batch_size=1 << 20, max_request_size=4 << 20, **options
         )
         self.consumer = AIOKafkaConsumer(
-            group_id=f"{self.settings.group_id}-{self.stage}",
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.batch_size,
@@ -312,22 +318,29 @@ class BatchedStage(mode.Service, abc.ABC):
         for tp in set(self._done) - assigned:
             del self._done[tp]
             self.metrics.lag.remove(self.stage, tp.topic, str(tp.partition))
-        await self.assigned(assigned)
-        if self.consumer is not None:
-            await reset_past_end(self.consumer, assigned, self.settings.kafka_options())
-            await self._start_lag(assigned - set(self._done))
+        if self.consumer is None:
+            await self.assigned(assigned, {})
+            return
+        # Asked once, all at a time, for the stage, the check of offsets past an end and the lag alike. The check
+        # runs beside the stage's own work on the assignment (a restore): neither needs the other's result.
+        committed = await committed_offsets(self.consumer, assigned)
+        await asyncio.gather(
+            self.assigned(assigned, committed),
+            reset_past_end(self.consumer, committed, self.settings.kafka_options()),
+        )
+        await self._start_lag({tp: committed[tp] for tp in assigned - set(self._done)})
 
-    async def _start_lag(self, partitions: set[TopicPartition]) -> None:
+    async def _start_lag(self, committed: Mapping[TopicPartition, int | None]) -> None:
         """Where each partition new to this worker starts, so its lag shows before its first batch: its committed
         offset, or its first one when nothing is committed."""
         assert self.consumer is not None
-        try:
-            committed = {tp: await self.consumer.committed(tp) for tp in partitions}
-            if fresh := [tp for tp, offset in committed.items() if offset is None]:
-                committed |= await self.consumer.beginning_offsets(fresh)
-        except KafkaError:  # the broker is away or lost the topics: the lag shows once a batch is done
-            return
-        self._done |= {tp: offset for tp, offset in committed.items() if offset is not None}
+        starts = {tp: offset for tp, offset in committed.items() if offset is not None}
+        if fresh := [tp for tp, offset in committed.items() if offset is None]:
+            try:
+                starts |= await self.consumer.beginning_offsets(fresh)
+            except KafkaError:  # the broker is away or lost the topics: the lag shows once a batch is done
+                return
+        self._done |= starts
 
     @mode.Service.timer(LAG_SECONDS)
     async def _measure_lag(self) -> None:

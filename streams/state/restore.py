@@ -48,15 +48,24 @@ async def restore(
     *,
     committed: Mapping[TopicPartition, Mapping[str, int]] | None = None,
     stall_seconds: float = 60.0,
+    stop: asyncio.Event | None = None,
+    halt_at_uncommitted: bool = False,
 ) -> Restored:
     """Bring every store up to its changelog partition's end.
 
     ``committed``: per changelog partition, the committed offset of each input topic: changelog records from input
     past it are left out (see PartitionStore.restore). ``stall_seconds``: RestoreError when no record arrives for
-    that long while some remain to be read."""
+    that long while some remain to be read. ``stop``: once set, return after the write in progress, each store at
+    the checkpoint of its last write (a later restore goes on from there), and unflushed.
+    ``halt_at_uncommitted``: a store stops before its first record from uncommitted input instead of leaving it
+    out (PartitionStore.restore), and the stores are left unflushed: a restore ahead of knowing which offsets will
+    be committed when the stage reads, which the restore that follows completes."""
     started = time.perf_counter()
     result = Restored()
     ends = await true_end_offsets(options, list(stores))
+    if stop is not None and stop.is_set():
+        result.seconds = time.perf_counter() - started
+        return result
     starts: dict[TopicPartition, int] = {}
     for tp, store in stores.items():
         start = store.checkpoint.changelog_offset
@@ -69,7 +78,21 @@ async def restore(
         if start < ends[tp]:
             starts[tp] = start
     if starts:
-        await _read(options, stores, starts, ends, result, committed=committed, stall_seconds=stall_seconds)
+        await _read(
+            options,
+            stores,
+            starts,
+            ends,
+            result,
+            committed=committed,
+            stall_seconds=stall_seconds,
+            stop=stop,
+            halt_at_uncommitted=halt_at_uncommitted,
+        )
+    if not (halt_at_uncommitted or (stop is not None and stop.is_set())):  # else the restore that follows does
+        # Restore writes skip the write-ahead log: made durable here, once, before the stores take logged writes.
+        for store in stores.values():
+            await asyncio.to_thread(store.flush)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -83,6 +106,8 @@ async def _read(
     *,
     committed: Mapping[TopicPartition, Mapping[str, int]] | None,
     stall_seconds: float,
+    stop: asyncio.Event | None,
+    halt_at_uncommitted: bool,
 ) -> None:
     """Read each changelog partition from its start to its end, one write per partition and fetch.
 
@@ -96,11 +121,18 @@ async def _read(
         **options,
     )
 
+    halted: set[TopicPartition] = set()  # stopped before a record from uncommitted input
+
     def write(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         for tp, records in batch.items():
-            if records:
-                stores[tp].restore(records, committed.get(tp, {}) if committed is not None else None)
+            if records and tp not in halted:
+                store = stores[tp]
+                inputs = committed.get(tp, {}) if committed is not None else None
+                store.restore(records, inputs, halt_at_uncommitted=halt_at_uncommitted)
                 result.read[tp] += len(records)
+                if store.checkpoint.changelog_offset <= records[-1].offset:
+                    result.read[tp] -= records[-1].offset + 1 - store.checkpoint.changelog_offset
+                    halted.add(tp)
 
     await consumer.start()
     writing: asyncio.Future[None] | None = None  # the last fetch's write, in a thread while the next is fetched
@@ -110,7 +142,7 @@ async def _read(
             consumer.seek(tp, start)
         pending = set(starts)
         progressed = time.monotonic()
-        while pending:
+        while pending and not (stop is not None and stop.is_set()):
             batch = await consumer.getmany(*pending, timeout_ms=500, max_records=MAX_RECORDS)
             if writing is not None:
                 await writing
@@ -118,16 +150,13 @@ async def _read(
             if any(batch.values()):
                 progressed = time.monotonic()
             for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
+                if tp in halted or await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
             if pending and time.monotonic() - progressed > stall_seconds:
                 left = {str(tp): ends[tp] - await consumer.position(tp) for tp in pending}
                 raise RestoreError(f"no changelog record in {stall_seconds:.0f} s; records left: {left}")
         if writing is not None:
             await writing
-        # Restore writes skip the write-ahead log: made durable here, once, before the stores take logged writes.
-        for tp in starts:
-            await asyncio.to_thread(stores[tp].flush)
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait([writing])  # a write in its thread finishes before anyone may close its store

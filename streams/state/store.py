@@ -250,12 +250,20 @@ class PartitionStore:
         """The new values and expiry times, and the checkpoint they reach, in one atomic write."""
         self._commit({key: (change.value, change.due_ms) for key, change in changes.items()}, checkpoint)
 
-    def restore(self, records: Sequence[ChangelogRecord], committed: Mapping[str, int] | None = None) -> int:
+    def restore(
+        self,
+        records: Sequence[ChangelogRecord],
+        committed: Mapping[str, int] | None = None,
+        *,
+        halt_at_uncommitted: bool = False,
+    ) -> int:
         """Apply records read from the changelog, in offset order, in one write; return how many were applied.
 
         ``committed``: the committed offset of each input topic (of this partition). A record that came from an
         input record at or past it is left out: that input will be read and applied again, and must find the state
         it was first applied to, or its outputs (perhaps never acknowledged) would not be made again.
+        ``halt_at_uncommitted``: stop before such a record instead, the checkpoint at its offset, so that a later
+        restore decides on it with the committed offsets of its own time (they may have moved on meanwhile).
 
         The write skips the write-ahead log: a crash before ``flush`` (or the next ``write``, or ``close``) loses
         what restores wrote since the last one, checkpoint included, so the next restore reads it again."""
@@ -264,16 +272,20 @@ class PartitionStore:
         inputs = None if committed is None else {topic.encode(): offset for topic, offset in committed.items()}
         latest: dict[bytes, tuple[bytes | None, int | None]] = {}
         applied = 0
+        end = records[-1].offset + 1
         for record in records:
             due, source = _from_headers(record.headers)
             if inputs is not None and source is not None and _uncommitted(source, inputs):
+                if halt_at_uncommitted:
+                    end = record.offset
+                    break
                 continue
             key = record.key
             assert key is not None, "a changelog record has the table's key"
             latest[key] = (record.value, due)  # a key's last record wins
             applied += 1
         inputs_reached = dict(self.checkpoint.inputs if committed is None else committed)
-        self._commit(latest, Checkpoint(records[-1].offset + 1, inputs_reached), logged=False)
+        self._commit(latest, Checkpoint(end, inputs_reached), logged=False)
         return applied
 
     def flush(self) -> None:

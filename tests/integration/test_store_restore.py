@@ -6,14 +6,17 @@ restore that trusted it would miss the last batch of each partition.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.config import Settings
+from streams.state import restore as restore_module
 from streams.state.restore import restore
 from streams.state.store import Change, Checkpoint, PartitionStore, changelog_headers, open_store
 from tests.integration.test_end_offsets import listed_end_offsets
@@ -157,3 +160,78 @@ async def test_a_restored_store_is_durable_when_restore_returns(settings: Settin
     finally:
         crashed.close()
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["rocksdb://", "memory://"])
+async def test_a_stopped_restore_leaves_its_stores_where_a_later_one_goes_on(
+    settings: Settings, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after its first write, a restore returns with the store at that write's checkpoint; the next restore
+    of the same store reads only the rest, and the store ends equal to the changelog."""
+    topic = settings.topic("users-changelog")
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    tp = TopicPartition(topic, 0)
+    history = writes(0, 40)
+    await produce_batches(settings, topic, 0, [history[n : n + 5] for n in range(0, 40, 5)], 0)
+    monkeypatch.setattr(restore_module, "MAX_RECORDS", 5)  # a write per 5 records
+    store = open_store(kind, tmp_path / "users-0")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    restore_records = store.restore
+
+    def restore_then_stop(*args: Any, **kwargs: Any) -> int:
+        applied = restore_records(*args, **kwargs)
+        loop.call_soon_threadsafe(stop.set)  # as an assignment arriving after a first write would
+        return applied
+
+    store.restore = restore_then_stop  # type: ignore[method-assign]
+    first = await restore(settings.kafka_options(), {tp: store}, stop=stop)
+    assert 0 < first.read[tp] < 40, first.read
+    assert store.checkpoint.changelog_offset == first.read[tp]
+    assert contents(store) == expected(history[: first.read[tp]])
+
+    store.restore = restore_records  # type: ignore[method-assign]
+    rest = await restore(settings.kafka_options(), {tp: store})
+    assert rest.read[tp] == 40 - first.read[tp]
+    assert contents(store) == expected(history)
+    assert store.checkpoint.changelog_offset == 40
+    store.close()
+
+
+async def test_a_restore_ahead_halts_each_store_at_its_first_record_from_uncommitted_input(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Input committed up to offset 12 when the restore ahead runs: partition 0 stops before the record from input
+    12, whatever the fetches hold after it, and partition 1 (all committed) is read to its end; once the input is
+    committed further, the next restore reads partition 0's rest and both end equal to their changelogs."""
+    topic = settings.topic("users-changelog")
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 2, 1)])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p) for p in range(2)]
+    history = {0: writes(0, 40), 1: writes(100, 10)}
+    await produce_batches(settings, topic, 0, [history[0][n : n + 5] for n in range(0, 40, 5)], 0)  # input 0-39
+    await produce_batches(settings, topic, 1, [history[1]], 0)  # input 0-9
+    monkeypatch.setattr(restore_module, "MAX_RECORDS", 5)
+    stores = {tp: open_store("rocksdb://", tmp_path / f"users-{tp.partition}") for tp in tps}
+    ahead = await restore(
+        settings.kafka_options(), stores, committed={tp: {INPUT: 12} for tp in tps}, halt_at_uncommitted=True
+    )
+    assert ahead.read == {tps[0]: 12, tps[1]: 10}
+    assert stores[tps[0]].checkpoint.changelog_offset == 12
+    assert contents(stores[tps[0]]) == expected(history[0][:12])
+    assert contents(stores[tps[1]]) == expected(history[1])
+
+    rest = await restore(settings.kafka_options(), stores, committed={tp: {INPUT: 40} for tp in tps})
+    assert rest.read == {tps[0]: 28, tps[1]: 0}
+    for tp in tps:
+        assert contents(stores[tp]) == expected(history[tp.partition])
+        stores[tp].close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from streams.agents.classify import ClassifyStage
+from streams.agents.standing import StandingStage
 from streams.app import app
 from streams.config import Settings
 from streams.policy.rules import load_pack
@@ -14,3 +15,13 @@ async def test_the_classify_stage_starts_with_the_app_not_after_its_tables_recov
     stages = [service for service in app.on_init_dependencies() if isinstance(service, ClassifyStage)]
     assert len(stages) == 1
     assert stages[0].classifier.version == load_pack(Settings.from_env().rules_dir).version
+
+
+async def test_the_standing_stage_starts_first_and_the_classify_stage_after_faust_s_own_services() -> None:
+    # Services start one after another: the standing stage's consumer group join and restore begin before Faust's
+    # services start (whose table manager alone waits a second), and before the classify stage's warm-up holds the
+    # event loop.
+    services = list(app.on_init_dependencies())
+    assert isinstance(services[0], StandingStage)
+    assert isinstance(services[-1], ClassifyStage)
+    assert not any(isinstance(service, StandingStage | ClassifyStage) for service in services[1:-1])

@@ -56,6 +56,7 @@ class Consumer:
         self.queued: asyncio.Queue[Fetched] = asyncio.Queue()
         self.commits: list[dict[TopicPartition, int]] = []
         self.seeks: list[tuple[TopicPartition, int]] = []
+        self.asked: list[TopicPartition] = []  # partitions whose committed offset was asked for
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> Fetched:
         try:
@@ -80,6 +81,7 @@ class Consumer:
     async def committed(self, tp: TopicPartition) -> int | None:
         """What the offset check after an assignment asks; none here, so it asks the broker for no end (its own
         tests, in test_offsets.py and tests/integration/test_faults.py, cover offsets past an end)."""
+        self.asked.append(tp)
         return None
 
     async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -290,3 +292,20 @@ def test_a_violation_names_the_categories_that_blocked_its_message_not_those_onl
         ["scam.task-rebate"],
         "high",
     )
+
+
+async def test_an_assignment_asks_each_committed_offset_once_for_the_stage_the_end_check_and_the_lag(running):
+    stage, consumer, _, _ = running
+    handed: list[dict[TopicPartition, int | None]] = []
+
+    async def assigned(
+        partitions: set[TopicPartition], committed: dict[TopicPartition, int | None] | None = None
+    ) -> None:
+        handed.append(dict(committed or {}))
+
+    stage.assigned = assigned
+    listener = batched._CommitBeforeRevoke(stage._lock, stage._assigned, stage._revoked)
+    await listener.on_partitions_assigned({P0, P1})
+    assert sorted(consumer.asked) == [P0, P1]
+    assert handed == [{P0: None, P1: None}]
+    assert stage._done == {P0: 0, P1: 0}  # the lag starts from the first offsets, nothing being committed

@@ -40,7 +40,8 @@ async def test_partitions_committed_past_their_ends_are_read_from_the_start(
     monkeypatch.setattr(offsets, "true_end_offsets", true_ends)
     consumer = Consumer({A: 100, B: 2400, C: None})  # B: the broker lost its records; C: nothing committed
     with caplog.at_level(logging.WARNING):
-        reset = await offsets.reset_past_end(consumer, [A, B, C], {"bootstrap_servers": "b:9092"})  # type: ignore[arg-type]
+        committed = await offsets.committed_offsets(consumer, [A, B, C])  # type: ignore[arg-type]
+        reset = await offsets.reset_past_end(consumer, committed, {"bootstrap_servers": "b:9092"})  # type: ignore[arg-type]
     assert reset == {B}
     assert consumer.rewound == [B]
     [warning] = caplog.records
@@ -56,4 +57,4 @@ async def test_nothing_committed_asks_nothing_more(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(offsets, "true_end_offsets", true_ends)
     consumer = Consumer({A: None})
-    assert await offsets.reset_past_end(consumer, [A], {}) == set()  # type: ignore[arg-type]
+    assert await offsets.reset_past_end(consumer, {A: None}, {}) == set()  # type: ignore[arg-type]

@@ -140,6 +140,24 @@ def test_restore_leaves_out_what_uncommitted_input_changed(store: PartitionStore
     assert store.checkpoint == Checkpoint(5, committed)
 
 
+def test_a_restore_may_halt_at_the_first_record_from_uncommitted_input(store: PartitionStore) -> None:
+    """Halted there, the checkpoint is that record's offset; restored again once its input is committed, the store
+    is what one restore with the later offsets makes."""
+    records = [
+        Record(0, b"u1", b"u1 v1", changelog_headers(1_000, VIOLATIONS, 0)),
+        Record(1, b"u2", b"u2 v1", changelog_headers(None, INBOX, 0)),
+        Record(2, b"u1", b"u1 v2", changelog_headers(None, VIOLATIONS, 2)),
+        Record(3, b"u2", None, changelog_headers(None, INBOX, 1)),
+    ]
+    assert store.restore(records, {VIOLATIONS: 2, INBOX: 1}, halt_at_uncommitted=True) == 2
+    assert contents(store) == ({b"u1": b"u1 v1", b"u2": b"u2 v1"}, {b"u1": 1_000})
+    assert store.checkpoint == Checkpoint(2, {VIOLATIONS: 2, INBOX: 1})
+    later = {VIOLATIONS: 3, INBOX: 1}  # violations@2 committed since; the inbox not
+    assert store.restore(records[2:], later) == 1
+    assert contents(store) == ({b"u1": b"u1 v2", b"u2": b"u2 v1"}, {})
+    assert store.checkpoint == Checkpoint(4, later)
+
+
 def test_restore_of_nothing_changes_nothing(store: PartitionStore) -> None:
     store.write({b"u1": Change(b"one")}, Checkpoint(3, {VIOLATIONS: 1}))
     assert store.restore([]) == 0
