@@ -20,7 +20,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
-from functools import cache
+from functools import cache, lru_cache
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -796,6 +796,7 @@ def second_view(codes: _Codes, *, every: bool = False, starts: list[int] | None 
     return SecondView(*_second_view(codes, leet, shown, np.asarray(starts, dtype=np.intp)))
 
 
+@lru_cache(maxsize=1 << 18)
 def second_form(normal: str) -> str:
-    """How a term (in normal form) reads in the second view."""
+    """How a term (in normal form) reads in the second view; remembered, as a reloaded pack asks for every term's."""
     return second_view(as_codes(normal), every=True).text

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -180,6 +181,7 @@ _PINYIN_LETTERS = 5
 _SPACED_PINYIN_LETTERS = 4  # "du bo", "du4bo2"; "dubo" would be a word of English or of other languages
 _INITIALS_CHARACTERS = 4
 _MOST_LOOKALIKES = 24
+_TERMS_REMEMBERED = 1 << 17  # pinyin kept per term and style, for reloads: a few times the default pack's terms
 
 
 def _parse_enum(kind: type[Severity] | type[Decision], value: str, where: str) -> Severity | Decision:
@@ -418,24 +420,30 @@ def _lookalikes(root: Path, digest: Any) -> dict[str, str]:
     return table
 
 
+@lru_cache(maxsize=_TERMS_REMEMBERED)
+def _syllables(normal: str, style: Style) -> tuple[str, ...]:
+    """The pinyin of a term, remembered: a pack reloaded after an edit asks again for every term's."""
+    return tuple(lazy_pinyin(normal, style=style, errors="ignore"))
+
+
 def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iterator[tuple[str, str]]:
     """(kind, text) of every variant generated from a Chinese term: pinyin, spaced pinyin, initials, look-alikes."""
     if not _HAN.match(normal) or len(normal) < 2:
         return
     if draft.pinyin:
-        syllables = lazy_pinyin(normal, errors="ignore")
+        syllables = _syllables(normal, Style.NORMAL)
         letters = len("".join(syllables)) if len(syllables) == len(normal) else 0
         if letters >= _PINYIN_LETTERS:
             yield "pinyin", "".join(syllables)
         if letters >= _SPACED_PINYIN_LETTERS:  # spaced or with tone numbers, short pinyin is no English word
             yield "pinyin", " ".join(syllables)
             # Tone numbers, as typed without a pinyin keyboard (du4bo2); tone marks are accents, which fold away.
-            numbered = lazy_pinyin(normal, style=Style.TONE3, errors="ignore")
+            numbered = _syllables(normal, Style.TONE3)
             if len(numbered) == len(normal) and numbered != syllables:
                 yield "pinyin", "".join(numbered)
                 yield "pinyin", " ".join(numbered)
         if len(normal) >= _INITIALS_CHARACTERS:
-            initials = lazy_pinyin(normal, style=Style.FIRST_LETTER, errors="ignore")
+            initials = _syllables(normal, Style.FIRST_LETTER)
             if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat
                 yield "initials", "".join(initials)
     if draft.variants:
