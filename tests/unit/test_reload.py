@@ -289,12 +289,12 @@ async def test_a_changed_pack_is_swapped_in_and_a_broken_one_refused(tmp_path: P
     assert first.classifier.block_campaign("spread.example", ["scam"])
 
     scam = folder / "scam.rules"
-    write(scam, scam.read_text(encoding="utf-8") + "\nrule hot-reload\n  紫色独角兽返利\n")
+    write(scam, scam.read_text(encoding="utf-8") + "\nrule hot-reload\n  紫色独角兽茶话会\n")
     await stage._reload(active)
     assert stage.classifier is not first.classifier
     assert applied == [active.rules]
     assert stage.classifier.version == active.rules.version != first.version
-    verdict = stage.classifier.classify(message("紫色独角兽返利 http://spread.example/"), 0)
+    verdict = stage.classifier.classify(message("紫色独角兽茶话会 http://spread.example/"), 0)
     assert {m["rule_id"] for m in verdict["matches"]} == {"scam.hot-reload", "scam.campaign-domain"}
     assert reloads(metrics, "active", "applied") == 1
     info = metrics.registry.get_sample_value(
