@@ -2,13 +2,15 @@
 
 A folder is checked by the size, modification time and inode of each file under it (a few stat calls); only when
 those change, and then stay still for one more check (a copy or an editor's save in progress is not loaded half
-done), are the contents hashed. Loading is left to the caller, off the event loop: it takes a fraction of a second.
+done), are the contents hashed. Loading is left to the caller, off the event loop: building the default pack takes
+seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,24 +100,35 @@ class Rules:
         )
 
 
-def load_classifier(directory: Path) -> Classifier:
+def load_classifier(directory: Path, *, vet: Callable[[RulePack], object] | None = None) -> Classifier:
     """The classifier of the pack in ``directory``, built as ``load_pack`` reads it, or raise RulePackError. One built
-    before from the same files by the same code is read back instead (``streams.policy.cache``)."""
+    before from the same files by the same code is read back instead (``streams.policy.cache``). ``vet`` sees a pack
+    before its classifier is built (seconds for the default pack), so that what it refuses is refused at once."""
+
+    def build() -> Classifier:
+        pack = load_pack(directory)
+        if vet is not None:
+            vet(pack)
+        return Classifier(pack)
+
     before = digest(directory, stats(directory))
     return cache.remembered(
         "classifier",
         cache.key(before.encode()),
-        lambda: Classifier(load_pack(directory)),
+        build,
         keep=lambda: digest(directory, stats(directory)) == before,  # not if the folder changed while it was read
     )
 
 
 def load_rules(directory: Path, *, with_policy: bool) -> Rules:
     """Load and check a pack folder (and its sanctions.toml against the pack's ids), or raise RulePackError."""
-    classifier = load_classifier(directory)
-    pack = classifier.pack
-    policy = load_sanctions(directory / "sanctions.toml", pack.ids()) if with_policy else None
-    return Rules(pack, classifier, policy)
+    sanctions = directory / "sanctions.toml"
+
+    def policy_of(pack: RulePack) -> SanctionPolicy | None:
+        return load_sanctions(sanctions, pack.ids()) if with_policy else None
+
+    classifier = load_classifier(directory, vet=policy_of)
+    return Rules(classifier.pack, classifier, policy_of(classifier.pack))
 
 
 class Followed:

@@ -43,7 +43,7 @@ async def test_a_changed_pack_mid_stream_switches_versions_with_no_message_judge
 
     sent = 1
     changed_at = applied_after = None
-    deadline = time.monotonic() + 40
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # a steady stream, ~400 messages a second, half of them canaries
         await produce(settings, [chat_message(n, CANARY if n % 2 else CLEAN) for n in range(sent, sent + 40)])
         sent += 40
@@ -63,7 +63,8 @@ async def test_a_changed_pack_mid_stream_switches_versions_with_no_message_judge
     assert before.policy is not None
     assert after.policy.version != before.policy.version
     assert applied_after is not None, "the new pack was never applied"
-    assert applied_after < 10, f"the new pack took {applied_after:.1f} s to apply"  # ~2 s, more on a busy CI host
+    # Building the edited default pack takes ~6 s on a quiet machine, three times that on a busy CI host.
+    assert applied_after < 30, f"the new pack took {applied_after:.1f} s to apply"
 
     records = await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= sent)
     await asyncio.sleep(2)  # anything extra (a message judged twice) would arrive now
@@ -136,7 +137,7 @@ async def test_a_broken_pack_is_refused_with_file_line_and_reason_and_the_runnin
     # Fixed, the pack is applied; a sanctions file that names a rule the pack lacks is refused in turn.
     scam.write_text(original + NEW_RULE)
     after = load_rules(rules, with_policy=True).version
-    await wait_until(lambda: reloads(worker.metrics_port, "applied") == 1, 15, "the fixed pack was not applied")
+    await wait_until(lambda: reloads(worker.metrics_port, "applied") == 1, 30, "the fixed pack was not applied")
     sanctions = rules / "sanctions.toml"
     sanctions.write_text(
         sanctions.read_text(encoding="utf-8").replace("[user.severe]", '[user.severe]\n"scam.gone" = 2')

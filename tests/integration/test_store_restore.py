@@ -36,6 +36,19 @@ def writes(first: int, count: int) -> list[Write]:
     return out
 
 
+async def changelog(settings: Settings, name: str, *, partitions: int = 1, compact: bool = False) -> str:
+    """A changelog topic of this test, created with ``partitions`` partitions; its full name."""
+    topic = settings.topic(name)
+    configs = {"cleanup.policy": "compact"} if compact else {}
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=configs)])
+    finally:
+        await admin.close()
+    return topic
+
+
 async def produce_batches(settings: Settings, topic: str, partition: int, batches: list[list[Write]], at: int) -> int:
     """Each list is one record batch, as a stage producing a partition's changes in one request makes."""
     producer = AIOKafkaProducer(acks="all", **settings.kafka_options())
@@ -72,13 +85,7 @@ def contents(store: PartitionStore) -> tuple[dict[bytes, bytes], dict[bytes, int
 
 @pytest.mark.parametrize("kind", ["rocksdb://", "memory://"])
 async def test_restore_is_exact_cold_and_warm(settings: Settings, tmp_path: Path, kind: str) -> None:
-    topic = settings.topic("users-changelog")
-    admin = AIOKafkaAdminClient(**settings.kafka_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 3, 1, topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        await admin.close()
+    topic = await changelog(settings, "users-changelog", partitions=3, compact=True)
     tps = [TopicPartition(topic, p) for p in range(3)]
     history: dict[int, list[Write]] = {0: writes(0, 5) + writes(5, 10), 1: writes(100, 40), 2: []}
     at = await produce_batches(settings, topic, 0, [history[0][:5], history[0][5:]], 0)
@@ -120,13 +127,7 @@ async def test_restore_is_exact_cold_and_warm(settings: Settings, tmp_path: Path
 
 async def test_a_store_ahead_of_its_changelog_is_restored_anew(settings: Settings, tmp_path: Path) -> None:
     """The changelog topic was deleted and created again: the stored checkpoint points past its end."""
-    topic = settings.topic("links-changelog")
-    admin = AIOKafkaAdminClient(**settings.kafka_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    topic = await changelog(settings, "links-changelog")
     tp = TopicPartition(topic, 0)
     await produce_batches(settings, topic, 0, [writes(0, 4)], 0)
     store = open_store("rocksdb://", tmp_path / "links-0")
@@ -141,13 +142,7 @@ async def test_a_store_ahead_of_its_changelog_is_restored_anew(settings: Setting
 async def test_a_restored_store_is_durable_when_restore_returns(settings: Settings, tmp_path: Path) -> None:
     """Restore writes skip the write-ahead log; restore() flushes them before it returns, so a crash right after
     finds every record on disk (the files copied while the store is open are what a restart after a crash sees)."""
-    topic = settings.topic("groups-changelog")
-    admin = AIOKafkaAdminClient(**settings.kafka_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    topic = await changelog(settings, "groups-changelog")
     tp = TopicPartition(topic, 0)
     await produce_batches(settings, topic, 0, [writes(0, 30), writes(30, 20)], 0)
     store = open_store("rocksdb://", tmp_path / "groups-0")
@@ -168,13 +163,7 @@ async def test_a_stopped_restore_leaves_its_stores_where_a_later_one_goes_on(
 ) -> None:
     """Stopped after its first write, a restore returns with the store at that write's checkpoint; the next restore
     of the same store reads only the rest, and the store ends equal to the changelog."""
-    topic = settings.topic("users-changelog")
-    admin = AIOKafkaAdminClient(**settings.kafka_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    topic = await changelog(settings, "users-changelog")
     tp = TopicPartition(topic, 0)
     history = writes(0, 40)
     await produce_batches(settings, topic, 0, [history[n : n + 5] for n in range(0, 40, 5)], 0)
@@ -209,13 +198,7 @@ async def test_a_restore_ahead_halts_each_store_at_its_first_record_from_uncommi
     """Input committed up to offset 12 when the restore ahead runs: partition 0 stops before the record from input
     12, whatever the fetches hold after it, and partition 1 (all committed) is read to its end; once the input is
     committed further, the next restore reads partition 0's rest and both end equal to their changelogs."""
-    topic = settings.topic("users-changelog")
-    admin = AIOKafkaAdminClient(**settings.kafka_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)])
-    finally:
-        await admin.close()
+    topic = await changelog(settings, "users-changelog", partitions=2)
     tps = [TopicPartition(topic, p) for p in range(2)]
     history = {0: writes(0, 40), 1: writes(100, 10)}
     await produce_batches(settings, topic, 0, [history[0][n : n + 5] for n in range(0, 40, 5)], 0)  # input 0-39

@@ -9,6 +9,7 @@ import pytest
 
 from streams.policy import cache, reload
 from streams.policy.reload import load_classifier
+from streams.policy.rules import RulePackError
 from streams.records import ChatMessage
 from tests.unit.conftest import header, write_pack
 
@@ -126,3 +127,18 @@ def test_a_pack_is_read_back_until_its_files_change(
     edited = load_classifier(pack_dir)
     assert edited.version != first.version
     assert edited.classify(ChatMessage("m2", "g1", "u1", 0, "claim your reward"), 0)["decision"] == "block"
+
+
+def test_broken_sanctions_are_refused_before_the_classifier_is_built(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building the default pack's classifier takes seconds: a worker refuses a broken sanctions file without it."""
+    pack_dir = write_pack(tmp_path / "pack", {"scam": RULES})
+    (pack_dir / "sanctions.toml").write_text('[user.severe]\nscam = "no such kind"\n', encoding="utf-8")
+
+    def no_build(pack: object) -> None:
+        raise AssertionError("classifier built")
+
+    monkeypatch.setattr(reload, "Classifier", no_build)
+    with pytest.raises(RulePackError, match=r"sanctions\.toml"):
+        reload.load_rules(pack_dir, with_policy=True)
