@@ -114,7 +114,7 @@ def load_classifier(directory: Path, *, vet: Callable[[RulePack], object] | None
     before = digest(directory, stats(directory))
     return cache.remembered(
         "classifier",
-        cache.key(before.encode()),
+        cache.key(before.encode()),  # the files, not the folder: a copy of a pack is the same pack
         build,
         keep=lambda: digest(directory, stats(directory)) == before,  # not if the folder changed while it was read
     )
