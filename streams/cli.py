@@ -195,14 +195,19 @@ def _open(name: str) -> Iterator[IO[bytes]]:
 
 def _classify(args: argparse.Namespace) -> int:
     from streams.policy.reload import load_classifier
-    from streams.policy.rules import RulePackError
+    from streams.policy.rules import RulePack, RulePackError
     from streams.policy.sanctions import load_sanctions
 
     settings = _settings(args)
+    sanctions = settings.rules_dir / "sanctions.toml"
+
+    def check_sanctions(pack: RulePack) -> None:
+        if sanctions.exists():  # the worker would refuse it: say so now, before the classifier is built
+            load_sanctions(sanctions, pack.ids())
+
     try:
-        classifier = load_classifier(settings.rules_dir)
-        if (sanctions := settings.rules_dir / "sanctions.toml").exists():  # the worker would refuse it: say so now
-            load_sanctions(sanctions, classifier.pack.ids())
+        classifier = load_classifier(settings.rules_dir, vet=check_sanctions)
+        check_sanctions(classifier.pack)  # read back from the cache: not built, so not vetted yet
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
