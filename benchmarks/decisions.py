@@ -1,6 +1,6 @@
 """The standing tables' pure decisions (streams/state/tables.py), without Kafka: CPU time a violation.
 
-    python -m benchmarks.decisions [--violations 20000] [--rounds 7]
+    python -m benchmarks.decisions [--violations 20000] [--users 20000] [--groups 2000] [--rounds 7]
 
 Each violation of the standing benchmark's workload is decided by the user table, and the violation it forwards by
 the group table, with the records kept in dicts, as a batched stage applies them. Times are CPU time of this process
@@ -51,12 +51,14 @@ def digest(records: dict[bytes, bytes], applied: list[Applied]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.decisions", description=__doc__.split("\n\n")[0])
     parser.add_argument("--violations", type=int, default=20_000, help="violations decided a round (default 20000)")
+    parser.add_argument("--users", type=int, default=20_000, help="users the violations come from (default 20000)")
+    parser.add_argument("--groups", type=int, default=2_000, help="groups they are posted in (default 2000)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds; best and median are reported (default 7)")
     args = parser.parse_args(argv)
-    if args.violations < 1 or args.rounds < 1:
-        parser.error("--violations and --rounds must be at least 1")
+    if min(args.violations, args.users, args.groups, args.rounds) < 1:
+        parser.error("--violations, --users, --groups and --rounds must be at least 1")
     policy, version, rules = _policy()
-    work = violations(args.violations, rules, version, start_ms=START_MS)
+    work = violations(args.violations, args.users, args.groups, rules, version, start_ms=START_MS)
     tables = Tables(policy, version)
     seconds = []
     for _ in range(args.rounds):
