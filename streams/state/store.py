@@ -61,17 +61,6 @@ def changelog_headers(due_ms: int | None, source_topic: str, source_offset: int)
     return headers
 
 
-def _from_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[int | None, bytes | None]:
-    """The due time and the source ("<input topic>@<offset>", undecoded) a changelog record's headers carry."""
-    due = source = None
-    for name, value in headers:
-        if name == DUE_HEADER:
-            due = int(value)
-        elif name == SOURCE_HEADER:
-            source = value
-    return due, source
-
-
 def _uncommitted(source: bytes, committed: Mapping[bytes, int]) -> bool:
     """Whether the input record a changelog record came from is at or past its topic's committed offset."""
     topic, _, offset = source.rpartition(b"@")
@@ -81,12 +70,12 @@ def _uncommitted(source: bytes, committed: Mapping[bytes, int]) -> bool:
 # -- backends --------------------------------------------------------------------------------------------------------
 
 
-Changes = Mapping[bytes, tuple[bytes | None, int | None]]  # key -> new value (None: deleted) and due time
+Changes = Mapping[bytes, Mapping[bytes, bytes | None]]  # per kind of key: key -> new value (None: deleted)
 
 
 class Backend(Protocol):
     def write(self, changes: Changes, checkpoint: bytes, *, logged: bool = True) -> None:
-        """New values and due times (a deleted record has nothing due) and the checkpoint, all or none.
+        """The changes of each kind of key (VALUES, EXPIRIES) and the checkpoint, all or none.
         ``logged=False``: a crash may lose the write until the next flush, which makes restoring cheaper."""
 
     def flush(self) -> None:
@@ -107,16 +96,13 @@ class MemoryBackend:
         self._spaces: dict[bytes, dict[bytes, bytes]] = {VALUES: {}, EXPIRIES: {}, META: {}}
 
     def write(self, changes: Changes, checkpoint: bytes, *, logged: bool = True) -> None:  # noqa: ARG002 - no log
-        values, expiries = self._spaces[VALUES], self._spaces[EXPIRIES]
-        for key, (value, due_ms) in changes.items():
-            if value is None:
-                values.pop(key, None)
-            else:
-                values[key] = value
-            if due_ms is None or value is None:
-                expiries.pop(key, None)
-            else:
-                expiries[key] = due_ms.to_bytes(8, "big")
+        for space, changed in changes.items():
+            keys = self._spaces[space]
+            for key, value in changed.items():
+                if value is None:
+                    keys.pop(key, None)
+                else:
+                    keys[key] = value
         self._spaces[META][_CHECKPOINT] = checkpoint
 
     def get(self, space: bytes, key: bytes) -> bytes | None:
@@ -166,19 +152,14 @@ class RocksBackend:
         checkpoint that claims records the store lost."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
-        keys = sorted(changes)
-        for key in keys:
-            value = changes[key][0]
-            if value is None:
-                delete(VALUES + key)
-            else:
-                put(VALUES + key, value)
-        for key in keys:
-            value, due_ms = changes[key]
-            if due_ms is None or value is None:
-                delete(EXPIRIES + key)
-            else:
-                put(EXPIRIES + key, due_ms.to_bytes(8, "big"))
+        for space in sorted(changes):  # the prefixes sort as the kinds of key: VALUES before EXPIRIES
+            changed = changes[space]
+            for key in sorted(changed):
+                value = changed[key]
+                if value is None:
+                    delete(space + key)
+                else:
+                    put(space + key, value)
         put(META + _CHECKPOINT, checkpoint)
         if logged:
             self.flush()
@@ -235,6 +216,9 @@ class PartitionStore:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self.checkpoint = _checkpoint(backend.get(META, _CHECKPOINT))
+        # The keys that have an expiry entry: a record with nothing due removes one only where there is one, so a
+        # cold restore, whose records mostly have nothing due, writes no deletes for them.
+        self._expiring = {key for key, _ in backend.scan(EXPIRIES)}
 
     def get(self, key: bytes) -> bytes | None:
         return self._backend.get(VALUES, key)
@@ -248,7 +232,9 @@ class PartitionStore:
 
     def write(self, changes: Mapping[bytes, Change], checkpoint: Checkpoint) -> None:
         """The new values and expiry times, and the checkpoint they reach, in one atomic write."""
-        self._commit({key: (change.value, change.due_ms) for key, change in changes.items()}, checkpoint)
+        values = {key: change.value for key, change in changes.items()}
+        due_ms = {key: change.due_ms for key, change in changes.items() if change.due_ms is not None}
+        self._commit(values, due_ms, checkpoint)
 
     def restore(
         self,
@@ -270,11 +256,17 @@ class PartitionStore:
         if not records:
             return 0
         inputs = None if committed is None else {topic.encode(): offset for topic, offset in committed.items()}
-        latest: dict[bytes, tuple[bytes | None, int | None]] = {}
+        values: dict[bytes, bytes | None] = {}
+        dues: dict[bytes, bytes] = {}  # of the keys whose last record has something due, in ASCII digits
         applied = 0
         end = records[-1].offset + 1
         for record in records:
-            due, source = _from_headers(record.headers)
+            due = source = None
+            for name, header in record.headers:  # inline: this loop runs once per record of a changelog
+                if name == DUE_HEADER:
+                    due = header
+                elif name == SOURCE_HEADER:
+                    source = header
             if inputs is not None and source is not None and _uncommitted(source, inputs):
                 if halt_at_uncommitted:
                     end = record.offset
@@ -282,24 +274,51 @@ class PartitionStore:
                 continue
             key = record.key
             assert key is not None, "a changelog record has the table's key"
-            latest[key] = (record.value, due)  # a key's last record wins
+            values[key] = record.value  # a key's last record wins
+            if due is None:
+                dues.pop(key, None)
+            else:
+                dues[key] = due
             applied += 1
         inputs_reached = dict(self.checkpoint.inputs if committed is None else committed)
-        self._commit(latest, Checkpoint(end, inputs_reached), logged=False)
+        due_ms = {key: int(due) for key, due in dues.items()}
+        self._commit(values, due_ms, Checkpoint(end, inputs_reached), logged=False)
         return applied
 
     def flush(self) -> None:
         """Make restored records durable."""
         self._backend.flush()
 
-    def _commit(self, changes: Changes, checkpoint: Checkpoint, *, logged: bool = True) -> None:
-        self._backend.write(changes, _checkpoint_bytes(checkpoint), logged=logged)
+    def _commit(
+        self,
+        values: Mapping[bytes, bytes | None],
+        due_ms: Mapping[bytes, int],
+        checkpoint: Checkpoint,
+        *,
+        logged: bool = True,
+    ) -> None:
+        """``due_ms``: the keys of ``values`` that have something due; a deleted record has nothing due."""
+        expiring = self._expiring
+        # 8 big-endian bytes sort as the times do.
+        entries: dict[bytes, bytes | None] = {
+            key: due.to_bytes(8, "big") for key, due in due_ms.items() if values[key] is not None
+        }
+        if expiring:
+            for key in expiring.intersection(values):
+                entries.setdefault(key, None)  # nothing due any more: its entry goes
+        self._backend.write({VALUES: values, EXPIRIES: entries}, _checkpoint_bytes(checkpoint), logged=logged)
         self.checkpoint = checkpoint
+        for key, entry in entries.items():
+            if entry is None:
+                expiring.discard(key)
+            else:
+                expiring.add(key)
 
     def wipe(self) -> None:
         """Forget everything, checkpoint included: the next restore reads the whole changelog."""
         self._backend.wipe()
         self.checkpoint = Checkpoint()
+        self._expiring.clear()
 
     def close(self) -> None:
         self._backend.close()

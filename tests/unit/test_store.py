@@ -6,12 +6,14 @@ Every test runs on both stores: memory:// is the same code on dicts.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import rocksdict
 
 from streams.state.store import (
     Change,
@@ -122,6 +124,44 @@ def test_restore_keeps_the_last_value_of_each_key_and_its_due_time(store: Partit
     assert store.restore(records[3:]) == 3
     assert contents(store) == ({b"u1": b"u1 v2", b"u3": b"u3 v1", b"u4": b"u4 v1"}, {b"u3": 3_000})
     assert store.checkpoint.changelog_offset == 17
+
+
+def test_a_cold_restore_writes_no_deletes_for_records_with_nothing_due(tmp_path: Path) -> None:
+    """Most changelog records have nothing due; an empty store has no expiry entry to remove for them, and a delete
+    per record would cost RocksDB about as much as the record itself."""
+    store = open_store("rocksdb://", tmp_path / "users-0")
+    records = [Record(n, b"u%d" % n, b"v", changelog_headers(None, VIOLATIONS, n)) for n in range(100)]
+    records[7].headers = changelog_headers(5_000, VIOLATIONS, 7)
+    store.restore(records)
+    assert store.restore([Record(100, b"u7", b"v2", changelog_headers(None, VIOLATIONS, 100))]) == 1
+    assert contents(store)[1] == {}  # the one entry there was is removed
+    store.close()
+    assert deletes_written(tmp_path / "users-0") == 1
+
+
+def deletes_written(path: Path) -> int:
+    """Deletes in a closed RocksDB database's files (closing flushes every write into them)."""
+    db = rocksdict.Rdict(str(path), rocksdict.Options(raw_mode=True))
+    try:
+        properties = db.property_value("rocksdb.aggregated-table-properties") or ""
+    finally:
+        db.close()
+    found = re.search(r"# deletions=(\d+)", properties)
+    assert found is not None, properties
+    return int(found.group(1))
+
+
+def test_a_reopened_store_removes_the_expiry_entries_written_before(tmp_path: Path) -> None:
+    store = open_store("rocksdb://", tmp_path / "users-0")
+    store.write({b"u1": Change(b"one", 1_000), b"u2": Change(b"two", 2_000)}, Checkpoint(2))
+    store.close()
+    store = open_store("rocksdb://", tmp_path / "users-0")
+    try:
+        store.restore([Record(2, b"u1", b"one again", changelog_headers(None, VIOLATIONS, 3))])
+        store.write({b"u2": Change(b"two again")}, Checkpoint(4))
+        assert contents(store) == ({b"u1": b"one again", b"u2": b"two again"}, {})
+    finally:
+        store.close()
 
 
 def test_restore_leaves_out_what_uncommitted_input_changed(store: PartitionStore) -> None:
