@@ -186,10 +186,14 @@ class BatchedStage(mode.Service, abc.ABC):
                 await self._settle()
                 with contextlib.suppress(TimeoutError):  # with the broker gone, the next owner repeats them instead
                     await asyncio.wait_for(self._commit(), STOP_COMMIT_SECONDS)
-                await self.consumer.stop()
-            if self.producer is not None:
-                await self.producer.stop()
-            await self.stopped()
+        # The consumer stops outside the lock: it waits for a group join in progress, whose end calls the rebalance
+        # listener, which takes the lock (and, the stage stopping, does nothing). Under the lock, they would wait for
+        # each other until the worker's stop deadline.
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        await self.stopped()
 
     @mode.Service.task
     async def _consume(self) -> None:
@@ -307,7 +311,9 @@ class BatchedStage(mode.Service, abc.ABC):
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         """After a rebalance: reading restarts from the committed offsets (from the start where one is past an end);
-        partitions now elsewhere stop reporting lag."""
+        partitions now elsewhere stop reporting lag. A stage stopping takes on nothing."""
+        if self.should_stop:
+            return
         log.info("%s stage owns %d partitions of %d topics", self.stage, len(assigned), len(self.topics))
         self.metrics.rebalances.labels(self.stage).inc()
         self._commits.forget()

@@ -15,6 +15,7 @@ from rocksdict import DbClosedError
 from streams.agents import standing
 from streams.agents.standing import StandingStage, _Ahead
 from streams.config import DEFAULT_RULES, Settings
+from streams.kafka.stage import _CommitBeforeRevoke
 from streams.metrics import Metrics
 from streams.policy.rules import load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
@@ -122,3 +123,25 @@ async def test_an_assignment_waits_a_while_for_changelogs_the_broker_does_not_ha
     assert answers == []
     assert "waiting 20 s for them" in caplog.text
     assert "CRITICAL" not in caplog.text
+
+
+class _JoiningConsumer:
+    """A consumer whose group join completes while it stops: as aiokafka's, its stop waits for the rebalance
+    listener."""
+
+    def __init__(self, listener: _CommitBeforeRevoke) -> None:
+        self.listener = listener
+
+    async def stop(self) -> None:
+        await self.listener.on_partitions_assigned({TopicPartition(f"p.{VIOLATIONS}", 0)})
+
+
+async def test_a_stage_stopped_while_its_group_join_completes_stops_at_once_and_takes_nothing_on(
+    tmp_path: Path,
+) -> None:
+    """A worker stopped in its first seconds: the join's end must not wait for the stop, nor the stop for it (the
+    worker would wait for its stop deadline), and the stage restores nothing for an assignment it will not read."""
+    s = stage(tmp_path)
+    s.consumer = _JoiningConsumer(_CommitBeforeRevoke(s._lock, s._assigned, s._revoked))  # type: ignore[assignment]
+    await asyncio.wait_for(s.stop(), 2.0)
+    assert s._owned == {}
