@@ -175,7 +175,7 @@ def test_two_phones_in_one_text() -> None:
     ("text", "kind", "matched"),
     [
         pytest.param("加V: abc12345", "wechat_id", "加v: abc12345", id="jia-v"),
-        pytest.param("微信：xyz_888a", "wechat_id", "微信:xyz_888a", id="weixin-full-width-colon"),
+        pytest.param("微信：xyz_888a", "wechat_id", "微信xyz_888a", id="weixin-full-width-colon"),  # as 扣扣 below
         pytest.param("vx abc123456", "wechat_id", "vx abc123456", id="vx"),
         pytest.param("WeChat: spam_seller", "wechat_id", "wechat: spam_seller", id="wechat"),
         pytest.param("微信号 abc_12345", "wechat_id", "微信号 abc_12345", id="weixin-hao"),
