@@ -182,6 +182,8 @@ def test_two_phones_in_one_text() -> None:
         pytest.param("WeChat ID: spam_seller", "wechat_id", "wechat id: spam_seller", id="wechat-space-id"),
         pytest.param("QQ 12345678", "qq_id", "qq 12345678", id="qq"),
         pytest.param("扣扣：1234567", "qq_id", "扣扣1234567", id="koukou"),  # the colon between 扣 and 1 goes
+        pytest.param("QQ 一九二八三七四六五零", "qq_id", "qq 一九二八三七四六五零", id="qq-in-chinese-numerals"),
+        pytest.param("企鹅：②捌3七4⑥", "qq_id", "企鹅2八3七46", id="qq-in-mixed-digit-forms"),
         pytest.param("tg @spam_bot1", "telegram_id", "tg @spam_bot1", id="tg"),
         pytest.param("Telegram: @spam_bot1", "telegram_id", "telegram: @spam_bot1", id="telegram"),
     ],
@@ -245,6 +247,7 @@ def test_ids_of_every_kind_in_one_text() -> None:
         pytest.param("wx: ab", "wechat_id", id="wechat-too-short"),
         pytest.param("qq 1234", "qq_id", id="qq-too-short"),
         pytest.param("qq 01234567", "qq_id", id="qq-leading-zero"),
+        pytest.param("qq群一二三", "qq_id", id="qq-too-few-chinese-numerals"),
         pytest.param("telegram: @abcd", "telegram_id", id="telegram-too-short"),
     ],
 )
