@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import opencc
+from confusable_homoglyphs import confusables
 from pypinyin import Style, lazy_pinyin
 from rich.console import Console
 from rich.table import Table
@@ -83,6 +84,24 @@ def _after_each(text: str, rng: random.Random, pick: Callable[[random.Random], s
 _ZERO_WIDTH = [chr(c) for c in (*range(0x200B, 0x2010), *range(0x2060, 0x2065), 0xFEFF, 0x180E, 0x034F, 0x00AD)]
 _VARIATION_SELECTORS = [chr(c) for c in range(0xFE00, 0xFE10)]
 _TAG_CHARACTERS = [chr(c) for c in range(0xE0020, 0xE007F)]
+_MORE_VARIATION_SELECTORS = [chr(c) for c in range(0xE0100, 0xE01F0)]
+# Format characters render as nothing, but for those that prefix a number (Arabic number signs) and draw a mark.
+_DRAWN_FORMAT = frozenset((*range(0x600, 0x606), 0x6DD, 0x70F, 0x890, 0x891, 0x8E2, 0x110BD, 0x110CD))
+_FORMAT_CHARACTERS = [
+    chr(c)
+    for c in range(0x110000)
+    if unicodedata.category(chr(c)) == "Cf" and c not in _DRAWN_FORMAT and not 0xE0000 <= c <= 0xE007F
+]
+_BIDI_CONTROLS = [chr(c) for c in (0x200E, 0x200F, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A))]
+# Letters and symbols that draw a blank: Hangul fillers, the braille blank, Khmer inherent vowels, the Mongolian
+# vowel separator, the combining grapheme joiner.
+_BLANKS = [chr(c) for c in (0x3164, 0x115F, 0x1160, 0xFFA0, 0x2800, 0x17B4, 0x17B5, 0x180E, 0x034F)]
+_COMBINING_MARKS = [chr(c) for c in range(0x300, 0x370)]
+
+
+def _zalgo(rng: random.Random) -> str:
+    """One to three combining marks, the noise of "zalgo" text: c̴̛a̸s̷i̵n̶o̸."""
+    return "".join(rng.choice(_COMBINING_MARKS) for _ in range(rng.randint(1, 3)))
 
 
 def _one_of(choices: Sequence[str]) -> Callable[[random.Random], str]:
@@ -92,7 +111,10 @@ def _one_of(choices: Sequence[str]) -> Callable[[random.Random], str]:
 # --- separators and spelling out --------------------------------------------------------------------------------------
 
 _EMOJI = "🔥💰✨⭐👉❤🎉💯"
+_EMOJI_SEQUENCES = ("👍🏻", "👨\u200d👩\u200d👧", "❤\ufe0f", "🇨🇳", "1\ufe0f\u20e3"[1:])  # modifiers, ZWJ, flags
 _FULLWIDTH_PUNCTUATION = "，。、·•"
+# Strokes and marks drawn like a dot or a dash: 丶 and 丿 are Chinese characters (radicals), ー katakana.
+_STROKES = "丶丿ー〃"
 
 
 def _separated(separator: Callable[[random.Random], str]) -> Callable[[str, random.Random], str]:
@@ -104,7 +126,7 @@ def _separated(separator: Callable[[random.Random], str]) -> Callable[[str, rand
     return transform
 
 
-def _spelled(separators: str, *, per_word: bool = False) -> Callable[[str, random.Random], str]:
+def _spelled(separators: Sequence[str], *, per_word: bool = False) -> Callable[[str, random.Random], str]:
     """Latin words of two letters or more spelled letter by letter with a separator (one a word with ``per_word``)."""
 
     def transform(text: str, rng: random.Random) -> str:
@@ -152,6 +174,7 @@ _FAMILIES = (
     ("SUPERSCRIPT ", "superscript"),
     ("LATIN SUBSCRIPT ", "subscript"),
     ("SUBSCRIPT ", "subscript"),
+    ("REGIONAL INDICATOR SYMBOL LETTER ", "regional-indicator"),
 )
 _DECORATED = re.compile(r"^\(?([A-Za-z0-9])\)?\.?$")
 _NAMED_LETTER = re.compile(r" (?:LETTER|CAPITAL) ([A-Z])$")
@@ -254,7 +277,7 @@ def _opencc(config: str) -> Callable[[str, random.Random], str]:
     return lambda text, _: converter.convert(text)
 
 
-_DIGIT_FORMS = {
+_DIGIT_FORMS: dict[str, str | list[str]] = {
     "chinese": "零一二三四五六七八九",
     "chinese-zero": "〇一二三四五六七八九",
     "financial": "零壹贰叁肆伍陆柒捌玖",
@@ -262,6 +285,12 @@ _DIGIT_FORMS = {
     "circled": "⓪①②③④⑤⑥⑦⑧⑨",
     "superscript": "⁰¹²³⁴⁵⁶⁷⁸⁹",
     "parenthesised": "0⑴⑵⑶⑷⑸⑹⑺⑻⑼",
+    "dingbat-negative-circled": "⓿❶❷❸❹❺❻❼❽❾",
+    "dingbat-circled-sans": "🄋➀➁➂➃➄➅➆➇➈",
+    "dingbat-negative-sans": "🄌➊➋➌➍➎➏➐➑➒",
+    "double-circled": "0⓵⓶⓷⓸⓹⓺⓻⓼⓽",
+    "keycap": [f"{d}\ufe0f\u20e3" for d in "0123456789"],
+    "arabic-indic": "٠١٢٣٤٥٦٧٨٩",
 }
 _CHINESE_NUMERALS = frozenset({"chinese", "chinese-zero", "financial"})
 
@@ -269,6 +298,26 @@ _CHINESE_NUMERALS = frozenset({"chinese", "chinese-zero", "financial"})
 def _digit_form(form: str) -> Callable[[str, random.Random], str]:
     digits = _DIGIT_FORMS[form]
     return lambda text, _: _DIGITS.sub(lambda m: digits[int(m.group())], text)
+
+
+def _mixed_digit_forms(text: str, rng: random.Random) -> str:
+    """Each digit in a form drawn digit by digit: 1③8二七⁴."""
+    forms = list(_DIGIT_FORMS.values())
+    return _DIGITS.sub(lambda m: rng.choice(forms)[int(m.group())], text)
+
+
+def _digit_groups(separators: Sequence[str]) -> Callable[[str, random.Random], str]:
+    """Numbers of four digits or more in Chinese numerals, in groups of two to four set apart: 一三八-二七四五."""
+
+    def number(m: re.Match[str], rng: random.Random) -> str:
+        digits, groups, at = m.group(), [], 0
+        while at < len(digits):
+            size = rng.randint(2, 4)
+            groups.append("".join("零一二三四五六七八九"[int(d)] for d in digits[at : at + size]))
+            at += size
+        return rng.choice(separators).join(groups)
+
+    return lambda text, rng: re.sub("[0-9]{4,}", lambda m: number(m, rng), text)
 
 
 # --- look-alikes ------------------------------------------------------------------------------------------------------
@@ -285,6 +334,29 @@ _CHINESE_BEYOND = {
     "约": "乐越", "贷": "代袋", "款": "宽", "证": "正政", "假": "价架", "钱": "浅", "骗": "片篇",
     "杀": "沙纱", "刀": "叨", "爆": "暴瀑", "炸": "乍咋", "群": "裙", "转": "专", "发": "法",
 }  # fmt: skip
+
+
+@cache
+def _confusable_letters() -> dict[str, str]:
+    """Per ASCII letter, the letters of scripts other than Latin, Cyrillic and Greek that Unicode's confusables data
+    says look like it (Cherokee, Lisu, Armenian, Coptic, Canadian syllabics ...)."""
+    found: dict[str, str] = {}
+    for cp in range(0x80, 0x20000):
+        ch = chr(cp)
+        if not unicodedata.category(ch).startswith("L"):
+            continue
+        if unicodedata.name(ch, "").startswith(("LATIN", "CYRILLIC", "GREEK", "MATHEMATICAL", "FULLWIDTH")):
+            continue
+        for found_char in confusables.is_confusable(ch, greedy=True, preferred_aliases=["latin"]) or ():
+            for glyph in found_char["homoglyphs"]:
+                if glyph["c"].isascii() and glyph["c"].isalpha() and len(glyph["c"]) == 1:
+                    found[glyph["c"]] = found.get(glyph["c"], "") + ch
+    return found
+
+
+def _other_confusable(text: str, rng: random.Random) -> str:
+    table = _confusable_letters()
+    return _swap_letters({c: rng.choice(table[c]) for c in table}, 0.5)(text, rng)
 
 
 def _swap_letters(table: dict[str, str], rate: float) -> Callable[[str, random.Random], str]:
@@ -317,18 +389,36 @@ def _swap_chinese(table: Callable[[], dict[str, str]]) -> Callable[[str, random.
 # --- pinyin and initials ----------------------------------------------------------------------------------------------
 
 
-def _pinyin(style: Style, joiner: str) -> Callable[[str, random.Random], str]:
-    """Each run of Chinese characters in pinyin, its syllables joined by ``joiner``; set apart by a space from a
-    letter or digit beside it."""
+def _pinyin(style: Style, joiner: str, *, capitals: bool = False) -> Callable[[str, random.Random], str]:
+    """Each run of Chinese characters in pinyin, its syllables joined by ``joiner`` (each capitalised with
+    ``capitals``: DuBo); set apart by a space from a letter or digit beside it."""
 
     def run(m: re.Match[str]) -> str:
         text = m.string
         syllables = lazy_pinyin(m.group(), style=style, neutral_tone_with_five=style == Style.TONE3)
+        if capitals:
+            syllables = [syllable.capitalize() for syllable in syllables]
         before = " " if m.start() > 0 and text[m.start() - 1].isalnum() else ""
         after = " " if m.end() < len(text) and text[m.end()].isalnum() else ""
         return before + joiner.join(syllables) + after
 
     return lambda text, _: _HAN.sub(run, text)
+
+
+def _pinyin_mixed(text: str, rng: random.Random) -> str:
+    """In each run of two Chinese characters or more, some but not all in pinyin: 冰du, yao头wan."""
+
+    def run(m: re.Match[str]) -> str:
+        word = m.group()
+        if len(word) < 2:
+            return word
+        syllables = lazy_pinyin(word)
+        chosen = {i for i in range(len(word)) if rng.random() < 0.5} or {rng.randrange(len(word))}
+        if len(chosen) == len(word):
+            chosen.discard(rng.randrange(len(word)))
+        return "".join(syllables[i] if i in chosen else c for i, c in enumerate(word))
+
+    return _HAN.sub(run, text)
 
 
 # --- the kinds --------------------------------------------------------------------------------------------------------
@@ -375,6 +465,15 @@ def styles(rules: Path) -> list[Evasion]:
         Evasion("zero_width", "soft-hyphen", lambda t, r: _after_each(t, r, lambda _: "\u00ad")),
         Evasion("zero_width", "variation-selector", lambda t, r: _after_each(t, r, _one_of(_VARIATION_SELECTORS))),
         Evasion("zero_width", "tag-characters", lambda t, r: _after_each(t, r, _one_of(_TAG_CHARACTERS))),
+        Evasion(
+            "zero_width",
+            "variation-selector-supplement",
+            lambda t, r: _after_each(t, r, _one_of(_MORE_VARIATION_SELECTORS)),
+        ),
+        Evasion("zero_width", "format-characters", lambda t, r: _after_each(t, r, _one_of(_FORMAT_CHARACTERS))),
+        Evasion("zero_width", "bidi-controls", lambda t, r: _between(t, r, _one_of(_BIDI_CONTROLS))),
+        Evasion("zero_width", "blanks", lambda t, r: _between(t, r, _one_of(_BLANKS))),
+        Evasion("zero_width", "zalgo", lambda t, r: _after_each(t, r, _zalgo)),
     ]
     separators = {
         "space": " ", "dot": ".", "slash": "/", "pipe": "|", "star": "*", "dash": "-", "underscore": "_",
@@ -384,12 +483,22 @@ def styles(rules: Path) -> list[Evasion]:
         Evasion("separator", name, _separated(_one_of(chars)))
         for name, chars in {**separators, "emoji": _EMOJI}.items()
     ]
+    separator += [
+        Evasion("separator", "emoji-sequences", _separated(_one_of(_EMOJI_SEQUENCES))),
+        Evasion("separator", "strokes", _separated(_one_of(_STROKES))),
+        Evasion("separator", "ascii-symbols", _separated(_one_of("#+=^<>&%:;,'\"`"))),
+        Evasion("separator", "spaced-symbols", _separated(_one_of([" . ", " * ", " - ", " | ", " / "]))),
+        Evasion("separator", "brackets", _separated(_one_of(["】【", ")(", "][", "》《"]))),
+    ]
     spelled = [
         Evasion("spelled", "spaces", _spelled(" ")),
         Evasion("spelled", "dots", _spelled(".")),
         Evasion("spelled", "dashes", _spelled("-")),
         Evasion("spelled", "underscores", _spelled("_")),
         Evasion("spelled", "mixed", _spelled(".-_ *", per_word=True)),
+        Evasion("spelled", "capitals", lambda t, r: _spelled(" .")(t.upper(), r)),
+        Evasion("spelled", "dot-space", _spelled([". "])),
+        Evasion("spelled", "symbols", _spelled("+~/|,")),
     ]
     width = [Evasion("width_styled", family, _styled(family)) for family in sorted(styled_alphabets())]
     leet = [
@@ -408,11 +517,16 @@ def styles(rules: Path) -> list[Evasion]:
         Evasion("digit_form", form, _digit_form(form), languages=chinese_only if form in _CHINESE_NUMERALS else None)
         for form in _DIGIT_FORMS
     ]
+    digit_form += [
+        Evasion("digit_form", "mixed-forms", _mixed_digit_forms),
+        Evasion("digit_form", "chinese-groups", _digit_groups(" -·、"), languages=chinese_only),
+    ]
     lookalike = [
         Evasion("lookalike_char", "cyrillic", _swap_letters(_CYRILLIC, 1.0)),
         Evasion("lookalike_char", "cyrillic-some", _swap_letters(_CYRILLIC, 0.4)),
         Evasion("lookalike_char", "greek", _swap_letters(_GREEK, 1.0)),
         Evasion("lookalike_char", "other-scripts", _swap_letters({**_CYRILLIC, **_OTHER_SCRIPTS}, 0.5)),
+        Evasion("lookalike_char", "confusables", _other_confusable),
         Evasion("lookalike_char", "chinese-listed", _swap_chinese(known)),
         Evasion("lookalike_char", "chinese-unlisted", _swap_chinese(beyond)),
     ]
@@ -423,8 +537,14 @@ def styles(rules: Path) -> list[Evasion]:
         Evasion("pinyin", "tone-marks-joined", _pinyin(Style.TONE, ""), (TERMS,)),
         Evasion("pinyin", "tone-numbers", _pinyin(Style.TONE3, " ")),
         Evasion("pinyin", "tone-numbers-joined", _pinyin(Style.TONE3, ""), (TERMS,)),
+        Evasion("pinyin", "capitalised", _pinyin(Style.NORMAL, "", capitals=True), (TERMS,)),
+        Evasion("pinyin", "capitalised-tone-marks", _pinyin(Style.TONE, " ", capitals=True)),
+        Evasion("pinyin", "mixed-with-characters", _pinyin_mixed, (TERMS,)),
     ]
-    initials = [Evasion("initials", "initials", _pinyin(Style.FIRST_LETTER, ""), (TERMS,))]
+    initials = [
+        Evasion("initials", "initials", _pinyin(Style.FIRST_LETTER, ""), (TERMS,)),
+        Evasion("initials", "capitals", _pinyin(Style.FIRST_LETTER, "", capitals=True), (TERMS,)),
+    ]
     return [
         *zero_width,
         *separator,

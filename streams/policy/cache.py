@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _ENTRIES_KEPT = 32  # the most recently used entries stay; packs edited often (tests, rule authors) make many
-_LIBRARIES = ("numpy", "numba", "OpenCC", "pypinyin", "pyahocorasick")
+_LIBRARIES = ("numpy", "numba", "OpenCC", "pypinyin", "pyahocorasick", "confusable-homoglyphs")
 _PACKAGE = Path(__file__).resolve().parents[1]  # the streams package
 
 

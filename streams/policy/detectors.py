@@ -79,7 +79,11 @@ _IM_IDS = {
         ("微信", "威信", "薇信", "徽信", "v信", "vx", "wx", "weixin", "wechat", "加v", "加微", "卫星", "绿泡泡"),
         r"\s*(?:号|id)?\s*[:：]?\s*[a-z][a-z0-9_-]{5,19}(?![a-z0-9_-])",
     ),
-    "qq_id": (("qq", "扣扣", "企鹅", "q群"), r"(?:号|群)?\s*[:：]?\s*[1-9][0-9]{4,11}(?![0-9])"),
+    # A QQ number, in digits or spelled out in Chinese numerals (一九二八三七四六五零), as phone numbers are.
+    "qq_id": (
+        ("qq", "扣扣", "企鹅", "q群"),
+        rf"(?:号|群)?\s*[:：]?\s*[1-9一幺二两三四五六七八九][{_NUMERALS}]{{4,11}}(?![{_NUMERALS}])",
+    ),
     "telegram_id": (("telegram", "tg", "飞机", "纸飞机"), r"号?\s*[:：]?\s*@?[a-z][a-z0-9_]{4,31}(?![a-z0-9_])"),
 }
 _IM_ID = re.compile("|".join(word + tail for words, tail in _IM_IDS.values() for word in words))

@@ -26,13 +26,15 @@ from typing import NamedTuple
 
 import numpy as np
 import opencc
+from confusable_homoglyphs import confusables
 from numpy.typing import NDArray
 
 from streams.policy.cache import key, remembered
 from streams.policy.compiled import compiled
 
 # The table covers the Basic Multilingual Plane and the Supplementary one (styled mathematical letters, enclosed
-# letters, emoji); rarer planes pass through unchanged, except the tag characters removed by ``_TAGS``.
+# letters, emoji); rarer planes pass through unchanged, except the tag characters and variation selectors removed by
+# ``_TAGS``.
 _TABLE_SIZE = 0x20000
 
 
@@ -67,9 +69,12 @@ FOLD_NAMES = {
     Fold.REPEAT: "repeat",
 }
 
-# Characters that render as nothing but are not all in category Cf.
-_INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180E, 0x3164, 0xFFA0}
+# Characters that render as nothing but are not all in category Cf (the braille blank is a symbol).
+_INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180E, 0x2800, 0x3164, 0xFFA0}
 _INVISIBLE.update(range(0xFE00, 0xFE10))  # variation selectors
+# Strokes drawn like a dot or a dash between Chinese characters (刷丶单): two radicals that no word is written with,
+# and the katakana long-vowel mark; they fold to a separator, which the join between Chinese characters removes.
+_STROKES = {"\u4e36": "\u00b7", "\u4e3f": "\u00b7", "\u30fc": "-"}
 
 # Look-alikes of Latin letters from Cyrillic, Greek, Armenian and the phonetic letters, the ones spam uses (after
 # casefolding).
@@ -87,8 +92,11 @@ _SMALL_CAPITAL = re.compile(r"^LATIN LETTER SMALL CAPITAL ([A-Z])$")
 
 _FINANCIAL_NUMERALS = dict(zip("壹贰叁肆伍陆柒捌玖拾佰仟", "一二三四五六七八九十百千", strict=True))
 
-# Negative circled and squared letters (🅒🅐🅢🅘🅝🅞), which have no compatibility decomposition in Unicode.
-_LETTER_LOOKALIKE_BLOCKS = ((0x1F150, 0x1F169), (0x1F170, 0x1F189))
+# Negative circled and squared letters (🅒🅐🅢🅘🅝🅞) and the regional indicator letters (🇨🇦🇸🇮🇳🇴, which two
+# by two draw a flag: a flag reads as its country's two letters), which have no compatibility decomposition.
+_LETTER_LOOKALIKE_BLOCKS = ((0x1F150, 0x1F169), (0x1F170, 0x1F189), (0x1F1E6, 0x1F1FF))
+# Digits NFKC leaves alone: other scripts' (٣), dingbat and double circled ones (❸ ➌ ⓷), read by their value.
+_DIGIT_CATEGORIES = ("Nd", "No")
 _HAN_NUMERALS = frozenset("〇一二三四五六七八九十")
 _WIDTH_BLOCK = (0xFF00, 0xFFEF)
 
@@ -126,6 +134,22 @@ def _steps(t2s: dict[str, str]) -> _Steps:
     )
 
 
+def _compatibility_form(ch: str, category: str) -> str:
+    """NFKC, and the forms it lacks: negative circled, squared and regional indicator letters, small capitals and
+    digits read by their value."""
+    cp = ord(ch)
+    for first, last in _LETTER_LOOKALIKE_BLOCKS:
+        if first <= cp <= last:
+            return chr(ord("a") + cp - first)
+    if small_capital := _SMALL_CAPITAL.match(unicodedata.name(ch, "")):
+        return small_capital.group(1).lower()
+    s = unicodedata.normalize("NFKC", ch)
+    value = unicodedata.numeric(ch, -1)
+    if s == ch and category in _DIGIT_CATEGORIES and value >= 0 and value == int(value):
+        return str(int(value))
+    return s
+
+
 def _fold_char(ch: str, steps: _Steps) -> tuple[str, Fold]:
     """The normal form of one character and what it took; the single source of truth for the table."""
     cp = ord(ch)
@@ -134,13 +158,10 @@ def _fold_char(ch: str, steps: _Steps) -> tuple[str, Fold]:
         return "", Fold.INVISIBLE
     if category in ("Mn", "Me"):
         return "", Fold.ACCENT
+    if ch in _STROKES:
+        return _STROKES[ch], Fold.SEPARATOR
     folds = Fold(0)
-    s = unicodedata.normalize("NFKC", ch)
-    for first, last in _LETTER_LOOKALIKE_BLOCKS:
-        if first <= cp <= last:
-            s = chr(ord("a") + cp - first)
-    if small_capital := _SMALL_CAPITAL.match(unicodedata.name(ch, "")):
-        s = small_capital.group(1).lower()
+    s = _compatibility_form(ch, category)
     if s != ch:
         if any(c.isdigit() or c in _HAN_NUMERALS for c in s):
             folds |= Fold.DIGIT_FORM
@@ -156,7 +177,29 @@ def _fold_char(ch: str, steps: _Steps) -> tuple[str, Fold]:
         if changed != s:
             folds |= fold
             s = changed
+    if len(s) == 1 and not s.isascii() and (latin := _confusable_latin().get(ch)):
+        return latin, folds | Fold.LOOKALIKE
     return s, folds
+
+
+# Scripts whose letters are the words of Chinese, Japanese and Korean text: none of them is read as a Latin letter.
+_CJK_NAMES = ("CJK", "HANGUL", "HIRAGANA", "KATAKANA", "BOPOMOFO")
+
+
+@cache
+def _confusable_latin() -> dict[str, str]:
+    """The letters that Unicode's confusables data (UTS #39) draws like one Latin letter, as that letter: Cherokee,
+    Lisu, Armenian, Coptic, Canadian syllabics and the rest beyond the look-alikes above."""
+    latin = {}
+    for ch, glyphs in confusables.confusables_data.items():
+        if len(ch) != 1 or not unicodedata.category(ch).startswith("L") or ch.isascii():
+            continue
+        if unicodedata.name(ch, "").startswith(_CJK_NAMES):
+            continue
+        letters = [g["c"].casefold() for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalpha()]
+        if letters:
+            latin[ch] = letters[0]
+    return latin
 
 
 def _traditional_to_simplified() -> dict[str, str]:
@@ -252,8 +295,9 @@ def _kinds() -> NDArray[np.uint8]:
     return kinds
 
 
-_TAGS = re.compile("[\U000e0000-\U000e007f]+")
-_TAG_CODES = (0xE0000, 0xE007F)
+# Past the table: the tag characters and the supplement of variation selectors, which render as nothing.
+_TAGS = re.compile("[\U000e0000-\U000e01ef]+")
+_TAG_CODES = (0xE0000, 0xE01EF)
 
 # NUL separates the texts of a batch: the table deletes it inside a text, and no join crosses it.
 BOUNDARY = "\x00"
@@ -264,6 +308,7 @@ _UNDERSCORE = ord("_")
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
 # 2. runs of non-word characters (spaces, punctuation, symbols, emoji) and underscores between two Chinese
 #    characters, or between a Chinese character and a digit, go: "转*发*5*个群" is "转发5个群", "大_麻" is "大麻";
+#    so do those without white space between a Chinese character and a Latin letter: "k*粉" is "k粉";
 # 3. three or more single Latin letters or digits, each set apart by one to three non-word characters or underscores,
 #    are joined: "v.i.a.g.r.a", "f_r_e_e", "c🔥a💰s🔥h", and digits beside Chinese: "日赚5/0/0元" is "日赚500元".
 #    Either the separator repeats, or none holds white space and all are letters ("c🔥a💰s·h"), so the gap between
@@ -278,10 +323,11 @@ _LETTER = rf"[a-z0-9](?!{_WORD_NOT_HAN}|[$@])"
 # "pull up", "e.g. example.com" stays.
 _PAIR = re.compile(r"[a-z](?<![^\W_][a-z])(?:[^\w\s\x00'&]|_){1,3}[a-z](?![^\W_])")
 _WHITE_SPACE = re.compile(r"\s+")
-_SPELLED = re.compile(
-    rf"[a-z0-9](?<!(?:{_WORD_NOT_HAN}|[$@!|])[a-z0-9])"
-    rf"(?:((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+"
-    rf"|(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_LETTER}){{2,}})"
+_SPELLED_START = rf"[a-z0-9](?<!(?:{_WORD_NOT_HAN}|[$@!|])[a-z0-9])"
+# The longer of the two ways wins: "s🔥e🔥l👉l" is one word, though "s🔥e🔥l" repeats its separator.
+_SPELLED = (
+    re.compile(rf"{_SPELLED_START}((?:[^\w\x00]|_){{1,3}}){_LETTER}(?:\1{_LETTER})+"),
+    re.compile(rf"{_SPELLED_START}(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_LETTER}){{2,}}"),
 )
 
 
@@ -322,8 +368,8 @@ def _normalise(text: str, table: _Codes) -> _Normal:
 
 @compiled
 def _fold(code: int, table: _Codes) -> int:
-    """The fold of one code point: one code point, _DELETE or _EXPAND. Past the table, tag characters go and the
-    others stay as they are."""
+    """The fold of one code point: one code point, _DELETE or _EXPAND. Past the table, tag characters and variation
+    selectors go and the others stay as they are."""
     if code < table.size:
         return int(table[code])
     return _DELETE if _TAG_CODES[0] <= code <= _TAG_CODES[1] else code
@@ -352,8 +398,10 @@ def _fold_and_join(
     count = removed = 0
     run_start = -1  # where the run of non-word characters being read began in the output, -1 outside one
     han_before = False  # whether the word character before that run is Chinese...
-    digit_before = False  # ...or a digit
+    digit_before = False  # ...or a digit...
+    latin_before = False  # ...or a Latin letter
     space_before = False  # whether the character before is white space
+    spaced_run = False  # whether the run holds white space
     for index in range(original.size):
         folded = _fold(original[index], table)
         if folded == _DELETE:
@@ -366,15 +414,17 @@ def _fold_and_join(
             out = expansions.codes[row, k] if folded == _EXPAND else folded
             kind = kinds[out]
             if kind & _WORD and out != _UNDERSCORE:  # "_" separates like a symbol between Chinese characters
-                if run_start >= 0 and (  # join 2: the run between two Chinese, or Chinese and a digit
-                    (han_before and kind & (_HAN_CHAR | _DIGIT)) or (digit_before and kind & _HAN_CHAR)
+                if run_start >= 0 and (  # join 2: the run between two Chinese, Chinese and a digit, or Chinese and
+                    (han_before and kind & (_HAN_CHAR | _DIGIT))  # a Latin letter without white space ("k*粉")
+                    or (digit_before and kind & _HAN_CHAR)
+                    or (not spaced_run and ((han_before and kind & _LATIN) or (latin_before and kind & _HAN_CHAR)))
                 ):
                     for dropped in range(run_start, count):  # a loop: a slice copy costs more for a run this short
                         joined[removed] = origin[dropped]
                         removed += 1
                     count = run_start
                 run_start, han_before, digit_before = -1, (kind & _HAN_CHAR) != 0, (kind & _DIGIT) != 0
-                space_before = False
+                latin_before, space_before = (kind & _LATIN) != 0, False
             else:
                 space = (kind & _SPACE) != 0
                 if space and space_before:  # join 1: white space right after white space
@@ -383,7 +433,8 @@ def _fold_and_join(
                     continue
                 space_before = space
                 if run_start < 0:
-                    run_start = count
+                    run_start, spaced_run = count, False
+                spaced_run |= space
             codes[count], origin[count], out_kinds[count] = out, index, kind
             count += 1
     return codes[:count], origin[:count], out_kinds[:count], joined[:removed]
@@ -407,14 +458,14 @@ def _without(
 
 
 def _spelled(folded: str, codes: _Codes, kinds: NDArray[np.uint8]) -> list[tuple[int, int]]:
-    """The spans ``_SPELLED.finditer`` finds, trying it only where a match can start (``_spelled_starts``): those
-    are few, and the regex scan is slow."""
+    """The spans of spelled words (the longer match of either ``_SPELLED`` pattern, left to right), trying only
+    where a match can start (``_spelled_starts``): those are few, and the regex scan is slow."""
     spans: list[tuple[int, int]] = []
     after = 0
     for start in _spelled_starts(codes, kinds).tolist():
-        if start >= after and (m := _SPELLED.match(folded, start)):
-            spans.append(m.span())
-            after = m.end()
+        if start >= after and (end := max((m.end() for p in _SPELLED if (m := p.match(folded, start))), default=0)):
+            spans.append((start, end))
+            after = end
     return spans
 
 

@@ -180,6 +180,7 @@ _SLOT_PATTERNS = {"n": NUMBER, "price": MONEY}
 _PINYIN_LETTERS = 5
 _SPACED_PINYIN_LETTERS = 4  # "du bo", "du4bo2"; "dubo" would be a word of English or of other languages
 _INITIALS_CHARACTERS = 4
+_MIXED_PINYIN_CHARACTERS = 3  # terms this short get variants with pinyin for some characters: 冰du
 _MOST_LOOKALIKES = 24
 _TERMS_REMEMBERED = 1 << 17  # pinyin kept per term and style, for reloads: a few times the default pack's terms
 
@@ -426,8 +427,16 @@ def _syllables(normal: str, style: Style) -> tuple[str, ...]:
     return tuple(lazy_pinyin(normal, style=style, errors="ignore"))
 
 
+def _mixed_pinyin(normal: str, syllables: tuple[str, ...]) -> list[str]:
+    """A short term with pinyin for some of its characters (冰du, 摇tou丸, 摇touwan), in order. The first character
+    stays, so the variant never begins as a Latin word: short pinyin at a word's start is common in English."""
+    mixed = [normal[:index] + syllables[index] + normal[index + 1 :] for index in range(1, len(normal))]
+    return list(dict.fromkeys([*mixed, normal[0] + "".join(syllables[1:])]))
+
+
 def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iterator[tuple[str, str]]:
-    """(kind, text) of every variant generated from a Chinese term: pinyin, spaced pinyin, initials, look-alikes."""
+    """(kind, text) of every variant generated from a Chinese term: pinyin (joined, spaced, with tone numbers, mixed
+    with the characters), initials, look-alikes."""
     if not _HAN.match(normal) or len(normal) < 2:
         return
     if draft.pinyin:
@@ -442,6 +451,8 @@ def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iter
             if len(numbered) == len(normal) and numbered != syllables:
                 yield "pinyin", "".join(numbered)
                 yield "pinyin", " ".join(numbered)
+        if len(syllables) == len(normal) <= _MIXED_PINYIN_CHARACTERS:
+            yield from (("pinyin", mixed) for mixed in _mixed_pinyin(normal, syllables))
         if len(normal) >= _INITIALS_CHARACTERS:
             initials = _syllables(normal, Style.FIRST_LETTER)
             if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat

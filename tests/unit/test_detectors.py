@@ -175,13 +175,15 @@ def test_two_phones_in_one_text() -> None:
     ("text", "kind", "matched"),
     [
         pytest.param("加V: abc12345", "wechat_id", "加v: abc12345", id="jia-v"),
-        pytest.param("微信：xyz_888a", "wechat_id", "微信:xyz_888a", id="weixin-full-width-colon"),
+        pytest.param("微信：xyz_888a", "wechat_id", "微信xyz_888a", id="weixin-full-width-colon"),  # as 扣扣 below
         pytest.param("vx abc123456", "wechat_id", "vx abc123456", id="vx"),
         pytest.param("WeChat: spam_seller", "wechat_id", "wechat: spam_seller", id="wechat"),
         pytest.param("微信号 abc_12345", "wechat_id", "微信号 abc_12345", id="weixin-hao"),
         pytest.param("WeChat ID: spam_seller", "wechat_id", "wechat id: spam_seller", id="wechat-space-id"),
         pytest.param("QQ 12345678", "qq_id", "qq 12345678", id="qq"),
         pytest.param("扣扣：1234567", "qq_id", "扣扣1234567", id="koukou"),  # the colon between 扣 and 1 goes
+        pytest.param("QQ 一九二八三七四六五零", "qq_id", "qq 一九二八三七四六五零", id="qq-in-chinese-numerals"),
+        pytest.param("企鹅：②捌3七4⑥", "qq_id", "企鹅2八3七46", id="qq-in-mixed-digit-forms"),
         pytest.param("tg @spam_bot1", "telegram_id", "tg @spam_bot1", id="tg"),
         pytest.param("Telegram: @spam_bot1", "telegram_id", "telegram: @spam_bot1", id="telegram"),
     ],
@@ -245,6 +247,7 @@ def test_ids_of_every_kind_in_one_text() -> None:
         pytest.param("wx: ab", "wechat_id", id="wechat-too-short"),
         pytest.param("qq 1234", "qq_id", id="qq-too-short"),
         pytest.param("qq 01234567", "qq_id", id="qq-leading-zero"),
+        pytest.param("qq群一二三", "qq_id", id="qq-too-few-chinese-numerals"),
         pytest.param("telegram: @abcd", "telegram_id", id="telegram-too-short"),
     ],
 )

@@ -106,3 +106,24 @@ def test_evading_the_terms_leaves_the_rest_and_sets_words_apart() -> None:
     text = "到账88元，快来"
     assert evasion.evade(text, [(0, 2)], pinyin, random.Random(1)) == "daozhang 88元，快来"
     assert evasion.evade(text, None, pinyin, random.Random(1)) == "daozhang 88 yuan，kuailai"
+
+
+def test_forms_beyond_the_common_ones() -> None:
+    mixed = evade("pinyin", "mixed-with-characters", "冰毒")
+    assert mixed in ("冰du", "bing毒")
+    assert evade("pinyin", "capitalised", "赌博") == "DuBo"
+    assert evade("initials", "capitals", "发票") == "FP"
+    grouped = evade("digit_form", "chinese-groups", "加v 13827456901")
+    assert grouped.startswith("加v 一三")
+    assert not any(c.isdigit() for c in grouped)
+    stroked = evade("separator", "strokes", "刷单")
+    assert len(stroked) == 3
+    assert stroked[1] in "丶丿ー〃"
+
+
+def test_confusable_letters_come_from_other_scripts_and_read_back() -> None:
+    text = "casino bonus"
+    evaded = evade("lookalike_char", "confusables", text)
+    assert evaded != text
+    assert all(not unicodedata.name(c).startswith(("LATIN", "CYRILLIC", "GREEK")) for c in evaded if not c.isascii())
+    assert normalize(evaded) == text

@@ -353,13 +353,15 @@ def evaded(tmp_path: Path) -> Matcher:
         pytest.param("du bo", "赌博", id="short-pinyin-spaced"),
         pytest.param("dǔ bó", "赌博", id="short-pinyin-with-tone-marks"),
         pytest.param("du3bo2", "赌博", id="short-pinyin-with-tone-numbers"),
+        pytest.param("网上赌bo，稳赚", "赌博", id="pinyin-mixed-with-a-character"),
+        pytest.param("赌BO", "赌博", id="capital-pinyin-mixed-with-a-character"),
     ],
 )
 def test_evaded_terms_are_found(evaded: Matcher, text: str, term: str) -> None:
     assert [hit.term.text for hit in evaded.find(normalize(text))] == [term]
 
 
-@pytest.mark.parametrize("text", ["sooo piss", "wow!! nice pils", "coffee, bookkeeper, pls", "dubo"])
+@pytest.mark.parametrize("text", ["sooo piss", "wow!! nice pils", "coffee, bookkeeper, pls", "dubo", "赌boy"])
 def test_the_second_view_keeps_different_words_apart(evaded: Matcher, text: str) -> None:
     assert [hit.term.text for hit in evaded.find(normalize(text))] == []
 

@@ -30,6 +30,9 @@ EVASIONS = [
     pytest.param("v\u200di\u200dp", "vip", ["invisible"], id="zero-width-joiner"),
     pytest.param("\ufeffvip", "vip", ["invisible"], id="byte-order-mark"),
     pytest.param("soft\u00adware", "software", ["invisible"], id="soft-hyphen"),
+    pytest.param("刷\U000e0100单", "刷单", ["invisible"], id="variation-selector-supplement"),
+    pytest.param("cas\U000e01efino", "casino", ["invisible"], id="last-variation-selector-supplement"),
+    pytest.param("cas\u2800ino", "casino", ["invisible"], id="braille-blank"),
     # traditional to simplified Chinese
     pytest.param("賭博", "赌博", ["traditional"], id="traditional"),
     pytest.param("賭\u200b博", "赌博", ["invisible", "traditional"], id="traditional-and-zero-width"),
@@ -45,12 +48,18 @@ EVASIONS = [
     pytest.param("ΗΟΤ ΝΕΤ", "hot net", ["case", "lookalike"], id="greek-capitals-unlike-their-small-letters"),
     pytest.param("ɡօӏԁ ıɑ", "gold ia", ["lookalike"], id="armenian-and-phonetic-lookalikes"),
     pytest.param("ꜰʀᴇᴇ ʙᴇᴛ", "free bet", ["styled"], id="small-capitals"),
+    pytest.param("🇨🇦🇸🇮🇳🇴", "casino", ["styled"], id="regional-indicator-letters"),
+    # look-alikes from Unicode's confusables data: Cherokee, Lisu
+    pytest.param("ᏟᎪᏚᎥNO", "casino", ["case", "lookalike"], id="cherokee-lookalikes"),
+    pytest.param("ꓖꓳꓳꓓ", "good", ["lookalike"], id="lisu-lookalikes"),
     # digit forms
     pytest.param("①②③", "123", ["digit_form"], id="circled-digits"),
     pytest.param("⁹", "9", ["digit_form"], id="superscript-digit"),
     pytest.param("₈", "8", ["digit_form"], id="subscript-digit"),
     pytest.param("㈤", "五", ["digit_form"], id="parenthesised-han-numeral"),
     pytest.param("壹贰", "一二", ["digit_form"], id="financial-numerals"),
+    pytest.param("❶➁➌⓸", "1234", ["digit_form"], id="dingbat-and-double-circled-digits"),
+    pytest.param("١٣٨", "138", ["digit_form"], id="arabic-indic-digits"),
     # accents and combining marks
     pytest.param("c̶a̶s̶i̶n̶o̶", "casino", ["accent"], id="combining-strike-through"),
     pytest.param("café", "cafe", ["accent"], id="accent"),
@@ -68,6 +77,9 @@ EVASIONS = [
     pytest.param("刷  单", "刷单", ["separator"], id="han-two-spaces"),
     pytest.param("刷 🔥 单", "刷单", ["separator"], id="han-space-emoji-space"),
     pytest.param("刷🔥🔥单", "刷单", ["separator"], id="han-two-emoji"),
+    pytest.param("刷丶单丿返ー利", "刷单返利", ["separator"], id="han-strokes-as-separators"),
+    pytest.param("K*粉", "k粉", ["case", "separator"], id="latin-letter-symbol-han"),
+    pytest.param("冰_d", "冰d", ["separator"], id="han-underscore-latin-letter"),
     # single Latin letters spelled out with separators
     pytest.param("v.i.a.g.r.a", "viagra", ["separator"], id="spelled-dots"),
     pytest.param("v i a g r a", "viagra", ["separator"], id="spelled-spaces"),
@@ -75,6 +87,7 @@ EVASIONS = [
     pytest.param("f_r_e_e c_a_s_h", "free cash", ["separator"], id="spelled-underscores"),
     pytest.param("c🔥a💰s🔥h", "cash", ["separator"], id="spelled-with-different-emoji"),
     pytest.param("W·h·o w·a。n•t、s", "who wants", ["case", "separator"], id="spelled-with-mixed-punctuation"),
+    pytest.param("s🔥e🔥l👉l💰s", "sells", ["separator"], id="spelled-repeating-a-separator-then-others"),
     pytest.param("t&c's", "t&c's", [], id="ascii-punctuation-must-repeat-to-spell"),
     pytest.param("te$t!f!e$", "te$t!f!e$", [], id="leet-symbols-are-no-spelling"),
     pytest.param("p/u/l/l u/p o/n y/o/u", "pull up on you", ["separator"], id="two-letter-words-beside-spelled-ones"),
@@ -96,6 +109,7 @@ UNCHANGED = [
     pytest.param("e.g. example.com", id="latin-separators-kept"),
     pytest.param("hello, world", id="comma-between-words-kept"),
     pytest.param("刷单 and 返利", id="latin-word-between-han-kept"),
+    pytest.param("刷单 k 粉", id="white-space-between-han-and-latin-kept"),
     pytest.param("bet365", id="latin-digits"),
 ]
 
@@ -234,6 +248,8 @@ _ALPHABET = [
     "\u00a0",
     "\r",
     "\U000e0041",
+    "\U000e0100",
+    "丶",
     "\U00020000",
     "❤\ufe0f",
     *"аВ",
@@ -268,12 +284,28 @@ def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> 
 # The definition the array code implements, as a chain of regex substitutions on the folded text.
 _HAN = normalize_module._HAN
 _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
-_DEFINED_HAN_GAP = re.compile(rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])")
-_DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_]|[$@])"
-_DEFINED_SPELLED = re.compile(
-    rf"[a-z0-9](?<!(?:(?![{_HAN}])[^\W_]|[$@!|])[a-z0-9])(?:((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"
-    rf"|(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_DEFINED_LETTER}){{2,}})"
+_DEFINED_HAN_GAP = re.compile(
+    rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])"
+    rf"|(?<=[{_HAN}])(?:[^\w\s\x00]|_)+(?=[a-z])|(?<=[a-z])(?:[^\w\s\x00]|_)+(?=[{_HAN}])"
 )
+_DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_]|[$@])"
+_DEFINED_START = rf"[a-z0-9](?<!(?:(?![{_HAN}])[^\W_]|[$@!|])[a-z0-9])"
+_DEFINED_SPELLED = (
+    re.compile(rf"{_DEFINED_START}((?:[^\w\x00]|_){{1,3}}){_DEFINED_LETTER}(?:\1{_DEFINED_LETTER})+"),
+    re.compile(rf"{_DEFINED_START}(?<=[a-z])(?:(?:[^\w\s\x00'&$@]|_){{1,3}}(?=[a-z]){_DEFINED_LETTER}){{2,}}"),
+)
+
+
+def _defined_spelled(folded: str) -> list[tuple[int, int]]:
+    """Left to right, the longer match of the two ways a word is spelled out."""
+    spans: list[tuple[int, int]] = []
+    at = 0
+    while at < len(folded):
+        end = max((m.end() for p in _DEFINED_SPELLED if (m := p.match(folded, at))), default=0)
+        if end:
+            spans.append((at, end))
+        at = max(end, at + 1)
+    return spans
 
 
 _DEFINED_PAIR = re.compile(r"[a-z](?<![^\W_][a-z])(?:[^\w\s\x00'&]|_){1,3}[a-z](?![^\W_])")
@@ -296,9 +328,9 @@ def _defined_pairs(folded: str, spans: list[tuple[int, int]]) -> list[tuple[int,
 
 
 def _defined(text: str) -> str:
-    folded = re.sub("[\U000e0000-\U000e007f]+", "", text.translate(normalize_module._tables().translate))
+    folded = re.sub("[\U000e0000-\U000e01ef]+", "", text.translate(normalize_module._tables().translate))
     folded = _DEFINED_HAN_GAP.sub("", _DEFINED_EXTRA_SPACE.sub("", folded))
-    spans = _defined_pairs(folded, [m.span() for m in _DEFINED_SPELLED.finditer(folded)])
+    spans = _defined_pairs(folded, _defined_spelled(folded))
     inside = {at for start, end in spans for at in range(start, end)}
     return "".join(c for at, c in enumerate(folded) if at not in inside or not re.fullmatch(r"[^\w\x00]|_", c))
 
@@ -314,7 +346,8 @@ def test_normalize_is_the_regex_definition(text: str) -> None:
     [
         pytest.param("id_v.i.a.g.r.a", "id_viagra", id="after-an-underscore"),
         pytest.param("ab.c.d", "ab.c.d", id="first-letter-ends-a-word"),
-        pytest.param("a.b.c_d", "abc_d", id="before-an-underscore"),
+        pytest.param("a.b.c_d", "abcd", id="a-letter-after-an-underscore"),  # "_" is one of the mixed separators
+        pytest.param("a.b.c_dd", "abc_dd", id="before-an-underscore"),
         pytest.param("9.a.b.c", "9abc", id="digit-first"),
         pytest.param("x.y.z\u200b", "xyz", id="at-the-end"),
     ],
