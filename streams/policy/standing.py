@@ -415,14 +415,20 @@ def link_violation(
 ) -> tuple[LinkRecord, Outcome]:
     """A blocked message linked to ``domain``: spread over enough groups in the window, the domain is a campaign."""
     now, links = violation.at_ms, policy.links
-    if any(message_id == violation.message_id for _, _, message_id, _ in record.sightings):
+    # A campaign's record holds a sighting in each of hundreds of groups: one pass of a comprehension over them each.
+    if violation.message_id in [message_id for _, _, message_id, _ in record.sightings]:
         return _settle_link(record, [], now)
+    since, group_id = now - links.window_ms, violation.group_id
     sightings = (
-        *(s for s in record.sightings if s[1] > now - links.window_ms and s[0] != violation.group_id),
-        (violation.group_id, now, violation.message_id, violation.categories),
+        *[s for s in record.sightings if s[1] > since and s[0] != group_id],
+        (group_id, now, violation.message_id, violation.categories),
     )
+    if len(sightings) < links.campaign_groups or any(
+        s.kind == "link_blacklisted" for s in _in_force(record.held, now)
+    ):  # too few groups (each sighting is of one), or blacklisted already
+        return _settle_link(record, [], now, sightings)
     groups = {group for group, _, _, _ in sightings}
-    if len(groups) < links.campaign_groups or any(s.kind == "link_blacklisted" for s in _in_force(record.held, now)):
+    if len(groups) < links.campaign_groups:
         return _settle_link(record, [], now, sightings)
     categories = tuple(sorted({c for _, _, _, found in sightings for c in found}))
     notice = links.notice.format(domain=domain, count=len(groups), categories=", ".join(categories))

@@ -85,10 +85,11 @@ class Tables:
 
     def __init__(self, policy: SanctionPolicy, rules_version: str) -> None:
         self.policy, self.rules_version = policy, rules_version
+        self._new_user = standing.new_user_record(policy)
 
     def user(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
         user_id = key.decode()
-        record = codec.load_user(raw) if raw is not None else standing.new_user_record(self.policy)
+        record = codec.load_user(raw) if raw is not None else self._new_user
         action = doc.get("action", "violation")
         extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()
         if action == "violation":
@@ -165,8 +166,9 @@ class Tables:
             record, outcome = standing.link_tick(record, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown link action {action!r}")
-        categories = sorted({c for _, _, _, found in record.sightings for c in found})
-        entry = {"categories": categories}
+        entry = None  # its categories, only for an entry that lists the domain: most outcomes change no entry
+        if outcome.listing:
+            entry = {"categories": sorted({c for _, _, _, found in record.sightings for c in found})}
         return self._applied(codec.dump_link(record), f"link:{domain}", outcome, doc, now_ms, entry=entry)
 
     @staticmethod
