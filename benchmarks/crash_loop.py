@@ -920,7 +920,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--kills, --down and --min-uptime must not be negative, --settle and --timeout positive")
     if not 0 < args.spam_ratio <= 1:
         parser.error("--spam-ratio must be above 0 and at most 1")
+    try:
+        return loop(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 1
+    except KeyboardInterrupt:  # the workers and the broker are stopped on the way out
+        print("crash_loop: interrupted", file=sys.stderr)
+        return 130
 
+
+def loop(args: argparse.Namespace) -> int:
+    """The runs, a line each, and the count of runs with loss."""
     root = Path(tempfile.mkdtemp(prefix="groupwarden-crash-"))
     say(f"logs in {root}")
     lossy = short = 0

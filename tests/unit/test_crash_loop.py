@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.crash_loop import (
     Decided,
+    RunResult,
     StoreDifferences,
     changelog_state,
     compare,
@@ -282,3 +283,28 @@ def test_the_standing_stage_owns_the_partitions_it_reports_lag_for():
 def test_the_input_is_published_in_parts_each_after_a_kill():
     assert [published_before_kill(100, kills, 4) for kills in range(5)] == [20, 40, 60, 80, 100]
     assert published_before_kill(100, 0, 0) == 100
+
+
+def run_result(stores: StoreDifferences | None, kills: int = 4) -> RunResult:
+    live, replay = decided(late_ms=1000, shuffle=2), decided()
+    return RunResult(compare(live, replay), stores, live, replay, violations=45, kills=kills, unasked=0, seconds=9)
+
+
+def test_a_run_whose_outputs_equal_the_replay_but_whose_store_differs_is_a_loss():
+    equal = run_result(StoreDifferences(stores=24))
+    assert not equal.lossy
+    assert equal.line(1, 4).startswith("run 1: 4 kills, 45 violations, no loss (verdicts 0, strikes 0, groups 0,")
+
+    store = StoreDifferences()
+    store.add("users-0", {b"u1": (b"one", None)}, changelog_state(changelog()))
+    differs = run_result(store)
+    assert differs.lossy
+    assert differs.losses()["store"] == 2
+    assert ", LOSS (" in differs.line(2, 4)
+    assert "store keys 1 missing, 0 extra, 1 values and 0 due times differ" in differs.details()
+
+
+def test_a_run_line_says_what_it_could_not_check_and_kills_short_of_those_asked():
+    line = run_result(None, kills=3).line(1, 4)
+    assert line.startswith("run 1: 3 kills (of 4 asked), 45 violations, no loss (")
+    assert "store: memory://, not read back" in line
