@@ -5,11 +5,13 @@
 
 Each run: an embedded broker on a free port and its topics; two `python -m streams worker` processes on the same
 topics, with data dirs of their own; demo chat (streams/demo.py, with a larger spam share) until --violations of its
-messages are ones the shipped pack blocks, links included, so link campaigns happen, published at --rate; worker "a"
-killed with SIGKILL --kills times while the standing stage applies the input (at even steps of the violations
-applied, each time once it has had partitions for --min-uptime seconds), and restarted on its own data dir after
---down seconds. Once the input is published, `groupwarden replay` runs the same topic into topics of its own; the
-live outputs are then compared with the replay's until they are equal, or have not changed for --settle seconds.
+messages are ones the shipped pack blocks, links included, so link campaigns happen, published at --rate in
+--kills + 1 parts; worker "a" killed with SIGKILL --kills times while the standing stage applies the input, and
+restarted on its own data dir after --down seconds. Kill n falls once half of part n's violations are applied and
+worker a has had partitions for --min-uptime seconds; part n + 1 is published after it, so every kill falls during
+the input however fast the workers take it. Once the input is published, `groupwarden replay` runs the same topic
+into topics of its own; the live outputs are then compared with the replay's until they are equal, or have not
+changed for --settle seconds.
 
 Compared with the replay (see ``compare``), as each topic's final state per key, not in delivery order (repeats are
 no difference, a missing record is):
