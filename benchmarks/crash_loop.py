@@ -927,37 +927,42 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
         return 1
-    except KeyboardInterrupt:  # the workers and the broker are stopped on the way out
-        print("crash_loop: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # before the first run
         return 130
 
 
 def loop(args: argparse.Namespace) -> int:
-    """The runs, a line each, and the count of runs with loss."""
+    """The runs, a line each, and the count of runs with loss; on Ctrl-C, the count of the runs finished."""
     root = Path(tempfile.mkdtemp(prefix="groupwarden-crash-"))
     say(f"logs in {root}")
-    lossy = short = 0
-    for index in range(1, args.runs + 1):
-        work = workload(args.violations, args.groups, args.spam_ratio, args.seed + index - 1)
-        say(f"run {index}: {fmt(len(work.pairs))} messages, {fmt(work.blocked)} of them blocked; {args.store} store")
-        folder = root / f"run-{index}"
-        folder.mkdir()
-        try:
-            with EmbeddedBroker(log_path=folder / "tansu.log") as broker:
-                result = asyncio.run(crash_run(index, args, folder, broker.bootstrap_servers, work))
-        except (BrokerError, RunError, KafkaError, OSError) as exc:
-            print(f"crash_loop: run {index} could not be carried out: {exc}", file=sys.stderr)
-            return CANNOT_RUN
-        finally:
-            for data in folder.glob("data-*"):
-                shutil.rmtree(data, ignore_errors=True)  # logs stay
-        for detail in result.details():
-            say(detail)
-        print(result.line(index, args.kills), flush=True)
-        lossy += result.lossy
-        short += result.kills < args.kills
+    lossy = short = done = 0
+    try:
+        for index in range(1, args.runs + 1):
+            work = workload(args.violations, args.groups, args.spam_ratio, args.seed + index - 1)
+            say(f"run {index}: {fmt(len(work.pairs))} messages, {fmt(work.blocked)} blocked; {args.store} store")
+            folder = root / f"run-{index}"
+            folder.mkdir()
+            try:
+                with EmbeddedBroker(log_path=folder / "tansu.log") as broker:
+                    result = asyncio.run(crash_run(index, args, folder, broker.bootstrap_servers, work))
+            except (BrokerError, RunError, KafkaError, OSError) as exc:
+                print(f"crash_loop: run {index} could not be carried out: {exc}", file=sys.stderr)
+                return CANNOT_RUN
+            finally:
+                for data in folder.glob("data-*"):
+                    shutil.rmtree(data, ignore_errors=True)  # logs stay
+            for detail in result.details():
+                say(detail)
+            print(result.line(index, args.kills), flush=True)
+            lossy += result.lossy
+            short += result.kills < args.kills
+            done += 1
+    except KeyboardInterrupt:  # the workers and the broker are stopped on the way out
+        print(f"crash_loop: interrupted in run {done + 1}", file=sys.stderr)
+        print(f"crash_loop: {done} runs, {lossy} with loss", flush=True)
+        return 130
     fewer = f", {short} with fewer kills than asked" if short else ""
-    print(f"crash_loop: {args.runs} runs, {lossy} with loss{fewer}", flush=True)
+    print(f"crash_loop: {done} runs, {lossy} with loss{fewer}", flush=True)
     return 1 if lossy or short else 0
 
 
