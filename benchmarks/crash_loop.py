@@ -9,8 +9,9 @@ messages are ones the shipped pack blocks, links included, so link campaigns hap
 --kills + 1 parts; worker "a" killed with SIGKILL --kills times while the standing stage applies the input, and
 restarted on its own data dir after --down seconds. Kill n falls once half of part n's violations are applied and
 worker a has had partitions for --min-uptime seconds; part n + 1 is published after it, so every kill falls during
-the input however fast the workers take it. Once the input is published, `groupwarden replay` runs the same topic
-into topics of its own; the live outputs are then compared with the replay's until they are equal, or have not
+the input however fast the workers take it. Meanwhile `groupwarden replay` runs a copy of the input, published at
+once to a topic of its own keyed and partitioned alike, into topics of its own (--same-input: every run the first
+run's input, replayed once). The live outputs are then compared with the replay's until they are equal, or have not
 changed for --settle seconds.
 
 Compared with the replay (see ``compare``), as each topic's final state per key, not in delivery order (repeats are
@@ -88,7 +89,17 @@ from streams.state.codec import load_group, load_user
 from streams.state.recovery import true_end_offsets
 from streams.state.stage import INBOX_OF
 from streams.state.store import DUE_HEADER, ChangelogRecord, open_store
-from streams.topics import AUDIT, BLACKLIST, MESSAGES, SANCTIONS, VERDICTS, VIOLATIONS, changelog_topic, create_topics
+from streams.topics import (
+    AUDIT,
+    BLACKLIST,
+    MESSAGES,
+    SANCTIONS,
+    VERDICTS,
+    VIOLATIONS,
+    TopicSpec,
+    changelog_topic,
+    create_topics,
+)
 
 LADDER_KINDS = frozenset({"warning", "mute", "ban"})  # one for every strike
 PUBLISH_CHUNK = 2000
@@ -590,15 +601,31 @@ class RunError(RuntimeError):
     """A run that could not be carried out (a replay that failed, a broker that went away): no finding either way."""
 
 
-async def run_replay(settings: Settings, folder: Path) -> Decided:
-    """`groupwarden replay` of the run's chat topic into topics of its own, and what it decided."""
-    out = Settings(
+def replay_settings(settings: Settings) -> Settings:
+    """Where the replay reads its copy of the input and writes its outputs: topics of its own, beside the run's."""
+    return Settings(
         bootstrap_servers=settings.bootstrap_servers,
         topic_prefix=f"{settings.topic_prefix}replay.",
         partitions=settings.partitions,
     )
-    env = os.environ | {"GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
-    command = ["-m", "streams", "replay", "--topic", settings.topic(MESSAGES), "--output-prefix", out.topic_prefix]
+
+
+async def publish_copy(out: Settings, pairs: list[tuple[bytes, bytes]]) -> None:
+    """The whole input at once to the replay's own chat topic: keyed and partitioned as the paced copy the workers
+    read, so the replay can start with the run instead of after it."""
+    await create_topics(out, (TopicSpec(MESSAGES),))
+    client = producer(out.bootstrap_servers)
+    await client.start()
+    try:
+        await send_batched(client, (OutRecord(out.topic(MESSAGES), k, v) for k, v in pairs))
+    finally:
+        await client.stop()
+
+
+async def run_replay(out: Settings, folder: Path) -> Decided:
+    """`groupwarden replay` of the replay's copy of the input into topics of its own, and what it decided."""
+    env = os.environ | {"GROUPWARDEN_BOOTSTRAP_SERVERS": out.bootstrap_servers}
+    command = ["-m", "streams", "replay", "--topic", out.topic(MESSAGES), "--output-prefix", out.topic_prefix]
     log_path = folder / "replay.log"
     with log_path.open("wb") as log:
         replaying = await asyncio.create_subprocess_exec(
@@ -761,7 +788,10 @@ def progress_bar() -> Progress:
     )
 
 
-async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstrap: str, work: Workload) -> RunResult:
+async def crash_run(
+    index: int, args: argparse.Namespace, folder: Path, bootstrap: str, work: Workload, replayed: Decided | None
+) -> RunResult:
+    """One run; ``replayed``: what a replay of the same input decided in an earlier run, or None to replay it."""
     settings = Settings(
         bootstrap_servers=bootstrap,
         topic_prefix=f"crash{index}.",
@@ -771,6 +801,12 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
     )
     await create_topics(settings)
     started = time.monotonic()
+    replay = replayed
+    replaying: asyncio.Task[Decided] | None = None
+    if replay is None:
+        out = replay_settings(settings)
+        await publish_copy(out, work.pairs)
+        replaying = asyncio.create_task(run_replay(out, folder))  # beside the run: it takes about as long
     workers = Workers(settings, args.store, folder)
     # The input in kills + 1 parts, each published after the kill before it; kill n falls once the violations of
     # part n are half applied and the restarted worker has worked a while.
@@ -783,8 +819,7 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
             settings, work.pairs, args.rate, lambda: published_before_kill(len(work.pairs), kills, args.kills)
         )
     )
-    replaying: asyncio.Task[Decided] | None = None
-    replay: Decided | None = None
+    published = False
     try:
         async with Reader(settings, live_topics(settings)) as live:
             with progress_bar() as bar:
@@ -819,10 +854,10 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
                         kills += 1
                         down_until = now + args.down
                         say(f"kill -9 of worker a ({kills} of {args.kills}) at {fmt(applied)} violations applied")
-                    if replaying is None and publishing.done():
+                    if not published and publishing.done():
                         publishing.result()  # raises what publishing raised
-                        say(f"{fmt(len(work.pairs))} messages published; replaying them")
-                        replaying = asyncio.create_task(run_replay(settings, folder))
+                        published = True
+                        say(f"{fmt(len(work.pairs))} messages published")
                     if replay is None and replaying is not None and replaying.done():
                         replay = replaying.result()
                         say(f"replayed: {fmt(len(replay.verdicts))} verdicts, {fmt(len(replay.sanctions))} sanctions")
@@ -910,6 +945,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="longest a run may take, in s (default 1800)")
     parser.add_argument("--seed", type=int, default=1, help="of the first run's chat; each run adds one (default 1)")
+    parser.add_argument(
+        "--same-input",
+        action="store_true",
+        help="every run the first run's chat, replayed once: the later runs take about half as long",
+    )
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else {"runs": 10, "violations": 100_000, "kills": 4}
     for name, value in defaults.items():
@@ -936,15 +976,19 @@ def loop(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="groupwarden-crash-"))
     say(f"logs in {root}")
     lossy = short = done = 0
+    work: Workload | None = None
+    replayed: Decided | None = None  # kept for the next runs when they take the same input
     try:
         for index in range(1, args.runs + 1):
-            work = workload(args.violations, args.groups, args.spam_ratio, args.seed + index - 1)
+            if work is None or not args.same_input:
+                work = workload(args.violations, args.groups, args.spam_ratio, args.seed + index - 1)
+                replayed = None
             say(f"run {index}: {fmt(len(work.pairs))} messages, {fmt(work.blocked)} blocked; {args.store} store")
             folder = root / f"run-{index}"
             folder.mkdir()
             try:
                 with EmbeddedBroker(log_path=folder / "tansu.log") as broker:
-                    result = asyncio.run(crash_run(index, args, folder, broker.bootstrap_servers, work))
+                    result = asyncio.run(crash_run(index, args, folder, broker.bootstrap_servers, work, replayed))
             except (BrokerError, RunError, KafkaError, OSError) as exc:
                 print(f"crash_loop: run {index} could not be carried out: {exc}", file=sys.stderr)
                 return CANNOT_RUN
@@ -956,6 +1000,7 @@ def loop(args: argparse.Namespace) -> int:
             print(result.line(index, args.kills), flush=True)
             lossy += result.lossy
             short += result.kills < args.kills
+            replayed = result.replay
             done += 1
     except KeyboardInterrupt:  # the workers and the broker are stopped on the way out
         print(f"crash_loop: interrupted in run {done + 1}", file=sys.stderr)
