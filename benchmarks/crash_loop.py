@@ -866,8 +866,8 @@ async def crash_run(
                             raise RunError(f"no replay to compare with after {args.timeout:.0f} s; logs: {folder}")
                         say(f"still changing after {args.timeout:.0f} s: comparing as it is")
                         break
-                    if replay is None or down_until is not None:
-                        continue
+                    if replay is None or down_until is not None or not published:
+                        continue  # the end is for once the input is in, the replay's too, and both workers up
                     if now - last_check >= CHECK_SECONDS:
                         last_check = now
                         if not compare(live.decided, replay):
