@@ -1,5 +1,6 @@
-"""benchmarks.crash_loop's comparison: a live pipeline that decided at other times and saw each group's violations in
-another order equals its replay; one that lost a table write or a verdict does not."""
+"""benchmarks.crash_loop's comparisons: a live pipeline that decided at other times and saw each group's violations in
+another order equals its replay; one that lost a table write or a verdict does not. A store equals its changelog when
+it holds each key's last record, with its due time, and nothing the changelog deleted."""
 
 from __future__ import annotations
 
