@@ -1,39 +1,55 @@
 """Crash loop: one of two workers killed (SIGKILL) again and again while violations flow, then compared with a replay.
 
     python -m benchmarks.crash_loop [--runs 10] [--violations 100000] [--store rocksdb://|memory://] [--kills 4]
-    python -m benchmarks.crash_loop --quick     # one run of 5,000 violations, two kills: about two minutes
+    python -m benchmarks.crash_loop --quick     # one run of 5,000 violations, two kills: a few minutes
 
-Each run: an embedded broker on a free port and its topics; two `python -m streams worker` processes with data dirs of
-their own; demo chat (streams/demo.py, with a larger spam share, so about --violations messages are blocked, links
-included, so link campaigns happen) published at --rate; worker "a" killed with SIGKILL --kills times as the
-standing tables progress, each time restarted on its own data dir after --down seconds. Once the input is published,
-`groupwarden replay` runs the same topic into topics of its own; the run ends when the live outputs equal the
-replay's, or when they have not changed for --settle seconds. Compared (see ``compare``):
+Each run: an embedded broker on a free port and its topics; two `python -m streams worker` processes on the same
+topics, with data dirs of their own; demo chat (streams/demo.py, with a larger spam share) until --violations of its
+messages are ones the shipped pack blocks, links included, so link campaigns happen, published at --rate in
+--kills + 1 parts; worker "a" killed with SIGKILL --kills times while the standing stage applies the input, and
+restarted on its own data dir after --down seconds. Kill n falls once half of part n's violations are applied and
+worker a has had partitions for --min-uptime seconds; part n + 1 is published after it, so every kill falls during
+the input however fast the workers take it. Meanwhile `groupwarden replay` runs a copy of the input, published at
+once to a topic of its own keyed and partitioned alike, into topics of its own (--same-input: every run the first
+run's input, replayed once). The live outputs are then compared with the replay's until they are equal, or have not
+changed for --settle seconds.
+
+Compared with the replay (see ``compare``), as each topic's final state per key, not in delivery order (repeats are
+no difference, a missing record is):
 
 - verdicts: every message id has one, with the replay's decision;
-- strikes: each user's strike count in the user table's changelog (its final record, as recovery rebuilds it),
-  against the replay's (one warning, mute or ban a strike);
+- strikes: each user's strike count in the user table's changelog (its final record), against the replay's (one
+  warning, mute or ban a strike);
 - group windows: each group's violation count in the group table's changelog, against the replay's violations;
-- sanctions: by subject, kind and revocation, and by the message that caused one when a single message did;
+- sanctions: by subject, kind and revocation, and by the message that caused one when a single message did (a strike,
+  a fall in credit);
 - the blacklist as compaction leaves it (the last record of each key), without its end times.
 
-Left out, because the live pipeline and a replay legitimately differ there: every time of decision (a live violation
-is dated when it was classified, a replayed one at its message's sent_at: start and end times of sanctions and
-blacklist lines, the sanction ids that hash them, audit times), and the evidence of sanctions that a count of
-violations reached (a group's steps, a link campaign): which violation crossed the threshold, and so the window it
-names, depends on arrival order, which the replay makes event order. Each sender posts in one group only, so each
-user's violations are classified in the order they were sent, as the replay takes them, and a user's ladder must
-match exactly. Where a user's violations still reach moderation.violations.v1 in another order (first copies, as
-they arrived), the ladder decides in that order and may differ with nothing lost: that user's sanctions and blacklist
-entry are counted apart, not as loss (their strike count still counts), and the run's line says how many.
+Then the store against its changelog (rocksdb:// only; memory:// stores go with their workers): once neither worker
+has input left and each standing partition has had the same single owner (the worker reporting its lag) for two looks
+in a row, both workers are killed at once, so neither takes the other's partitions over, and each table partition's
+store on the data dir of its last owner is read back (streams/state/store.py) and compared key by key, value and due
+time, with the last record of each key in its changelog partition, read to the Fetch high watermark.
 
-Progress goes to standard error, one line a run to standard output, and last:
+Left out, because the live pipeline and a replay legitimately differ there: every time of decision (a live violation
+is dated when it was classified, a replayed one at its message's sent_at: credit, which recovers with time, start and
+end times of sanctions and blacklist lines, the sanction ids that hash them, audit times), and the evidence of
+sanctions that a count of violations reached (a group's steps, a link campaign): which violation crossed the
+threshold, and so the window it names, depends on arrival order, which the replay makes event order. Each sender
+posts in one group only, so each user's violations are classified in the order they were sent, as the replay takes
+them, and a user's ladder must match exactly. Where a user's violations still reach moderation.violations.v1 in
+another order (first copies, as they arrived), the ladder decides in that order and may differ with nothing lost:
+that user's sanctions and blacklist entry are counted apart, not as loss (their strike count still counts), and the
+run's line says how many.
+
+Progress goes to standard error, and to standard output one line a run (kills, violations, losses by kind, seconds,
+then what was compared), and last:
 
     crash_loop: <runs> runs, <k> with loss
 
-where a run with loss is one whose live outputs differ from its replay's in anything compared (a verdict, strike
-count, group window, sanction or blacklist entry missing, or decided otherwise) beyond what arrival order explains;
-exit 1 if k > 0.
+where a run with loss is one whose live outputs differ from its replay's in anything compared beyond what arrival
+order explains, or whose stores differ from their changelogs. Exit 1 if k > 0, or if a run killed worker a fewer
+times than asked (the last line says how many); 2 for a bad argument; 3 if a run could not be carried out.
 """
 
 from __future__ import annotations
@@ -41,13 +57,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +72,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client.metrics_core import Metric
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks.e2e import Process, fmt, producer
 from benchmarks.standing import scraped, worker
@@ -65,10 +85,21 @@ from streams.kafka.produce import OutRecord, send_batched
 from streams.policy.classify import Classifier
 from streams.policy.rules import load_pack
 from streams.records import InvalidMessage, parse_message
-from streams.replay import Progress
 from streams.state.codec import load_group, load_user
 from streams.state.recovery import true_end_offsets
-from streams.topics import AUDIT, BLACKLIST, MESSAGES, SANCTIONS, VERDICTS, VIOLATIONS, create_topics
+from streams.state.stage import INBOX_OF
+from streams.state.store import DUE_HEADER, ChangelogRecord, open_store
+from streams.topics import (
+    AUDIT,
+    BLACKLIST,
+    MESSAGES,
+    SANCTIONS,
+    VERDICTS,
+    VIOLATIONS,
+    TopicSpec,
+    changelog_topic,
+    create_topics,
+)
 
 LADDER_KINDS = frozenset({"warning", "mute", "ban"})  # one for every strike
 PUBLISH_CHUNK = 2000
@@ -86,11 +117,17 @@ class Workload:
     blocked: int  # messages the shipped pack blocks: the violations to expect
 
 
+@functools.cache
+def shipped_classifier() -> Classifier:
+    """Built once for every run: building the shipped pack takes seconds."""
+    return Classifier(load_pack(DEFAULT_RULES))
+
+
 def workload(violations: int, groups: int, spam_ratio: float, seed: int) -> Workload:
     """Demo chat until ``violations`` messages are blocked. Senders are renamed per group (``u123@g00042``): a user
     posting in one group has all their messages on one partition of the chat topic, which the classify stage reads in
     order, so the user table can take their violations in the order sent, as the replay does."""
-    classifier = Classifier(load_pack(DEFAULT_RULES))
+    classifier = shipped_classifier()
     blocked_texts: dict[str, bool] = {}  # the demo repeats a few hundred texts
     pairs: list[tuple[bytes, bytes]] = []
     blocked = 0
@@ -338,6 +375,140 @@ def compare(live: Decided, replay: Decided) -> Differences:
     return out
 
 
+# -- the stores against their changelogs ---------------------------------------------------------------------------
+
+TABLES = tuple(INBOX_OF)  # users, groups, links: a RocksDB store per table partition, on its owner's data dir
+LAG = "groupwarden_consumer_lag_messages"
+OWNERS_SECONDS = 30.0  # how long the workers may take to settle (one owner a partition, nothing left to read)
+
+Entry = tuple[bytes | None, int | None]  # a key's value (None: only an expiry time is kept) and its due time
+
+
+def changelog_state(records: Iterable[ChangelogRecord]) -> dict[bytes, Entry]:
+    """What one changelog partition says its store holds: each key's last record (a tombstone: no key), with the
+    due time its headers carry. Records in offset order."""
+    state: dict[bytes, Entry] = {}
+    for record in records:
+        assert record.key is not None, "a changelog record has the table's key"
+        if record.value is None:
+            state.pop(record.key, None)
+        else:
+            due = next((int(value) for name, value in record.headers if name == DUE_HEADER), None)
+            state[record.key] = (record.value, due)
+    return state
+
+
+def read_store(path: Path) -> dict[bytes, Entry]:
+    """A RocksDB partition store's keys, each with its value and due time, read through the project's store."""
+    if not path.exists():
+        return {}  # opening would create it
+    store = open_store("rocksdb://", path)
+    try:
+        due = dict(store.expiries())
+        entries: dict[bytes, Entry] = {key: (value, due.pop(key, None)) for key, value in store.items()}
+        entries |= {key: (None, due_ms) for key, due_ms in due.items()}  # an expiry without its record
+        return entries
+    finally:
+        store.close()
+
+
+@dataclass
+class StoreDifferences:
+    """Where the stores of the partitions' last owners differ from their changelogs, key by key."""
+
+    missing: int = 0  # keys whose last changelog record has a value the store lacks
+    extra: int = 0  # keys the store holds that the changelog deleted or never had
+    values: int = 0  # keys whose value differs
+    due: int = 0  # keys whose due time differs
+    unowned: int = 0  # partitions that did not end with exactly one owner: their stores could not be compared
+    stores: int = 0  # stores compared
+    compared: int = 0  # keys their changelogs hold
+    owned: Counter[str] = field(default_factory=Counter)  # partitions each worker owned last
+    examples: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.unowned)
+
+    @property
+    def keys(self) -> int:
+        return self.missing + self.extra + self.values + self.due
+
+    def add(self, name: str, store: Mapping[bytes, Entry], changelog: Mapping[bytes, Entry]) -> None:
+        """Compare one store (``name`` for the examples) with its changelog partition's state."""
+        self.stores += 1
+        self.compared += len(changelog)
+        missing, extra = changelog.keys() - store.keys(), store.keys() - changelog.keys()
+        both = store.keys() & changelog.keys()
+        values = {k for k in both if store[k][0] != changelog[k][0]}
+        due = {k for k in both - values if store[k][1] != changelog[k][1]}
+        self.missing += len(missing)
+        self.extra += len(extra)
+        self.values += len(values)
+        self.due += len(due)
+        for what, keys in (("missing", missing), ("extra", extra), ("value differs", values), ("due differs", due)):
+            self.examples += [f"store {name}: key {k!r} {what}" for k in sorted(keys)[:2]]
+
+    def text(self) -> str:
+        parts = []
+        if self.keys:
+            parts.append(
+                f"store keys {fmt(self.missing)} missing, {fmt(self.extra)} extra, {fmt(self.values)} values and "
+                f"{fmt(self.due)} due times differ"
+            )
+        if self.unowned:
+            parts.append(f"{self.unowned} partitions without one owner")
+        return "; ".join(parts)
+
+
+def standing_partitions(families: Iterable[Metric], topic: str) -> set[int]:
+    """The partitions of ``topic`` a worker's standing stage owns: those it reports lag for (it stops on revoke)."""
+    return {
+        int(sample.labels["partition"])
+        for family in families
+        if family.name == LAG
+        for sample in family.samples
+        if sample.labels.get("stage") == "standing" and sample.labels.get("topic") == topic
+    }
+
+
+def standing_lag(families: Iterable[Metric]) -> float:
+    return sum(
+        sample.value
+        for family in families
+        if family.name == LAG
+        for sample in family.samples
+        if sample.labels.get("stage") == "standing"
+    )
+
+
+def owners(assigned: Mapping[str, set[int]], partitions: int) -> dict[int, str]:
+    """Each partition that exactly one worker owns, and that worker."""
+    claims = Counter(p for owned in assigned.values() for p in owned)
+    return {p: name for name, owned in assigned.items() for p in owned if claims[p] == 1 and 0 <= p < partitions}
+
+
+async def read_changelogs(settings: Settings) -> dict[tuple[str, int], dict[bytes, Entry]]:
+    """Every table's changelog partitions, each folded to its last record per key, read to their true ends (the Fetch
+    high watermark: the embedded broker under-reports ListOffsets)."""
+    topics = {changelog_topic(settings, table): table for table in TABLES}
+    partitions = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
+    ends = await true_end_offsets(settings.kafka_options(), partitions)
+    records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {tp: [] for tp in partitions}
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.kafka_options())
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        left = {tp for tp in partitions if ends[tp] > 0}
+        while left:
+            for tp, batch in (await consumer.getmany(*left, timeout_ms=500, max_records=50_000)).items():
+                records[tp] += batch
+            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return {(topics[tp.topic], tp.partition): changelog_state(batch) for tp, batch in records.items()}
+
+
 # -- reading topics ------------------------------------------------------------------------------------------------
 
 
@@ -392,37 +563,69 @@ def replay_topics(settings: Settings) -> dict[str, str]:
 # -- one run -------------------------------------------------------------------------------------------------------
 
 
+STDERR = Console(stderr=True, highlight=False)
+
+
 def say(text: str) -> None:
-    print(f"  {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+    STDERR.print(f"  {time.strftime('%H:%M:%S')} {text}", markup=False, soft_wrap=True)
 
 
-async def publish_paced(settings: Settings, pairs: list[tuple[bytes, bytes]], rate: int) -> None:
-    """The messages at about ``rate`` a second, so the kills fall while they are being moderated."""
+async def publish_paced(
+    settings: Settings, pairs: list[tuple[bytes, bytes]], rate: int, allowed: Callable[[], int]
+) -> None:
+    """The messages at about ``rate`` a second, never more than ``allowed()`` of them so far: the kills fall while
+    they are being moderated, however fast the workers take them."""
     client = producer(settings.bootstrap_servers)
     await client.start()
     try:
-        started = time.monotonic()
+        due = time.monotonic()  # when the next chunk may go
         for start in range(0, len(pairs), PUBLISH_CHUNK):
             chunk = pairs[start : start + PUBLISH_CHUNK]
+            while start + len(chunk) > allowed():
+                await asyncio.sleep(0.2)
+                due = time.monotonic()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
             await send_batched(client, (OutRecord(settings.topic(MESSAGES), k, v) for k, v in chunk))
-            await asyncio.sleep(max(0.0, started + (start + len(chunk)) / rate - time.monotonic()))
+            due += len(chunk) / rate
     finally:
         await client.stop()
+
+
+def published_before_kill(messages: int, kills: int, asked: int) -> int:
+    """How many messages may be published once ``kills`` of ``asked`` kills have fallen: the input in asked + 1
+    equal parts, each after the kill before it."""
+    return messages if kills >= asked else messages * (kills + 1) // (asked + 1)
 
 
 class RunError(RuntimeError):
     """A run that could not be carried out (a replay that failed, a broker that went away): no finding either way."""
 
 
-async def run_replay(settings: Settings, folder: Path) -> Decided:
-    """`groupwarden replay` of the run's chat topic into topics of its own, and what it decided."""
-    out = Settings(
+def replay_settings(settings: Settings) -> Settings:
+    """Where the replay reads its copy of the input and writes its outputs: topics of its own, beside the run's."""
+    return Settings(
         bootstrap_servers=settings.bootstrap_servers,
         topic_prefix=f"{settings.topic_prefix}replay.",
         partitions=settings.partitions,
     )
-    env = os.environ | {"GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
-    command = ["-m", "streams", "replay", "--topic", settings.topic(MESSAGES), "--output-prefix", out.topic_prefix]
+
+
+async def publish_copy(out: Settings, pairs: list[tuple[bytes, bytes]]) -> None:
+    """The whole input at once to the replay's own chat topic: keyed and partitioned as the paced copy the workers
+    read, so the replay can start with the run instead of after it."""
+    await create_topics(out, (TopicSpec(MESSAGES),))
+    client = producer(out.bootstrap_servers)
+    await client.start()
+    try:
+        await send_batched(client, (OutRecord(out.topic(MESSAGES), k, v) for k, v in pairs))
+    finally:
+        await client.stop()
+
+
+async def run_replay(out: Settings, folder: Path) -> Decided:
+    """`groupwarden replay` of the replay's copy of the input into topics of its own, and what it decided."""
+    env = os.environ | {"GROUPWARDEN_BOOTSTRAP_SERVERS": out.bootstrap_servers}
+    command = ["-m", "streams", "replay", "--topic", out.topic(MESSAGES), "--output-prefix", out.topic_prefix]
     log_path = folder / "replay.log"
     with log_path.open("wb") as log:
         replaying = await asyncio.create_subprocess_exec(
@@ -443,27 +646,61 @@ async def run_replay(settings: Settings, folder: Path) -> Decided:
 @dataclass
 class RunResult:
     differences: Differences
+    stores: StoreDifferences | None  # None: memory:// stores, gone with their workers
     live: Decided
     replay: Decided
+    violations: int
     kills: int
     unasked: int  # workers that exited without being killed, and were restarted
     seconds: float
 
-    def line(self, index: int) -> str:
+    @property
+    def lossy(self) -> bool:
+        return bool(self.differences) or bool(self.stores)
+
+    def losses(self) -> dict[str, int]:
+        """Each kind of loss: how many ids, users, groups, sanctions, entries or store keys differ."""
+        d = self.differences
+        kinds = {
+            "verdicts": d.verdicts_lost + d.verdicts_extra + d.decisions,
+            "strikes": d.strikes,
+            "groups": d.groups,
+            "sanctions": d.sanctions_missing + d.sanctions_extra,
+            "blacklist": d.blacklist_missing + d.blacklist_extra + d.blacklist_changed,
+        }
+        if self.stores is not None:
+            kinds["store"] = self.stores.keys + self.stores.unowned
+        return kinds
+
+    def line(self, index: int, kills_asked: int) -> str:
         replay, live = self.replay, self.live
         strikes = replay.strikes_from_sanctions()
-        differences = self.differences
-        outcome = f"LOSS: {differences.text()}" if differences else "equal to the replay"
-        if differences.reordered:
-            outcome += f"; {differences.reordering()}"
+        kills = f"{self.kills} kills" + (f" (of {kills_asked} asked)" if self.kills < kills_asked else "")
+        losses = ", ".join(f"{kind} {fmt(n)}" for kind, n in self.losses().items())
+        if self.stores is None:
+            losses += " (store: memory://, not read back)"
         facts = (
             f"{fmt(len(replay.verdicts))} verdicts ({fmt(live.verdict_records - len(live.verdicts))} repeated), "
             f"{fmt(strikes.total())} strikes of {fmt(len(strikes))} users, {fmt(len(replay.sanctions))} sanctions, "
-            f"{fmt(len(replay.blacklist))} blacklist entries; {self.kills} kills"
+            f"{fmt(len(replay.blacklist))} blacklist entries"
         )
+        if self.stores is not None:
+            owned = " and ".join(f"{n} of {name}" for name, n in sorted(self.stores.owned.items()))
+            facts += f", {self.stores.stores} stores ({owned} partitions) of {fmt(self.stores.compared)} keys"
         if self.unasked:
             facts += f", {self.unasked} exits of their own"
-        return f"run {index}: {outcome}; {facts}; {self.seconds:.0f} s"
+        if self.differences.reordered:
+            facts += f"; {self.differences.reordering()}"
+        outcome = "LOSS" if self.lossy else "no loss"
+        return (
+            f"run {index}: {kills}, {fmt(self.violations)} violations, {outcome} ({losses}), {self.seconds:.0f} s; "
+            f"{facts}"
+        )
+
+    def details(self) -> list[str]:
+        """What differs, for the log: the totals of each kind and a few examples."""
+        texts = [t for t in (self.differences.text(), self.stores.text() if self.stores else "") if t]
+        return texts + self.differences.examples + (self.stores.examples if self.stores else [])
 
 
 class Workers:
@@ -474,10 +711,13 @@ class Workers:
         self.ports: dict[str, int] = {}
         self.running = {name: self.start(name) for name in ("a", "b")}
 
+    def data_dir(self, name: str) -> Path:
+        return self.folder / f"data-{name}"
+
     def start(self, name: str) -> Process:
         self.ports[name] = free_port()
-        data, log = self.folder / f"data-{name}", self.folder / f"worker-{name}.log"
-        return worker(self.settings, self.store, data, log, metrics_port=self.ports[name])
+        log = self.folder / f"worker-{name}.log"
+        return worker(self.settings, self.store, self.data_dir(name), log, metrics_port=self.ports[name])
 
     def standing_assigned(self, name: str) -> bool:
         """Whether the worker's standing stage has had partitions assigned since it started (its metrics say so):
@@ -491,12 +731,67 @@ class Workers:
             for sample in family.samples
         )
 
+    async def settled_owners(self) -> dict[int, str]:
+        """Which worker owns each partition of the standing stage, once the answer holds for two looks in a row and
+        neither has input left to read; after OWNERS_SECONDS, what is known then (partitions may lack an owner)."""
+        topic = self.settings.topic(VIOLATIONS)  # co-partitioned: partition p of every input goes to one worker
+        deadline = time.monotonic() + OWNERS_SECONDS
+        last: dict[int, str] | None = None
+        while True:
+            assigned: dict[str, set[int]] = {}
+            idle = True
+            for name, running in self.running.items():
+                if running.process.poll() is not None:
+                    continue
+                if (families := scraped(self.ports[name], timeout=2)) is None:
+                    idle = False
+                    continue
+                assigned[name] = standing_partitions(families, topic)
+                idle = idle and standing_lag(families) == 0
+            found = owners(assigned, self.settings.partitions)
+            settled = idle and len(found) == self.settings.partitions and found == last
+            if settled or time.monotonic() >= deadline:
+                return found
+            last = found
+            await asyncio.sleep(2)
+
+    def kill_all(self) -> None:
+        """SIGKILL to both at once: neither lives to take over the other's partitions, so each store stays as its
+        owner wrote it (written stores are in RocksDB's write-ahead log)."""
+        for running in self.running.values():
+            if running.process.poll() is None:
+                running.process.kill()
+        for running in self.running.values():
+            running.process.wait()
+
     def stop(self) -> None:
         for running in self.running.values():
             running.stop()
 
 
-async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstrap: str, work: Workload) -> RunResult:
+async def check_stores(settings: Settings, workers: Workers) -> StoreDifferences:
+    """Each table partition's store on the data dir of the partition's last owner against its changelog, key by key.
+    The workers are killed first (RocksDB lets one process open a store)."""
+    owned = await workers.settled_owners()
+    workers.kill_all()
+    out = StoreDifferences(unowned=settings.partitions - len(owned), owned=Counter(owned.values()))
+    for (table, p), state in sorted((await read_changelogs(settings)).items()):
+        if p in owned:
+            path = workers.data_dir(owned[p]) / "stores" / f"{table}-{p}"
+            out.add(f"{table}-{p} of worker {owned[p]}", await asyncio.to_thread(read_store, path), state)
+    return out
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=STDERR
+    )
+
+
+async def crash_run(
+    index: int, args: argparse.Namespace, folder: Path, bootstrap: str, work: Workload, replayed: Decided | None
+) -> RunResult:
+    """One run; ``replayed``: what a replay of the same input decided in an earlier run, or None to replay it."""
     settings = Settings(
         bootstrap_servers=bootstrap,
         topic_prefix=f"crash{index}.",
@@ -506,74 +801,88 @@ async def crash_run(index: int, args: argparse.Namespace, folder: Path, bootstra
     )
     await create_topics(settings)
     started = time.monotonic()
+    replay = replayed
+    replaying: asyncio.Task[Decided] | None = None
+    if replay is None:
+        out = replay_settings(settings)
+        await publish_copy(out, work.pairs)
+        replaying = asyncio.create_task(run_replay(out, folder))  # beside the run: it takes about as long
     workers = Workers(settings, args.store, folder)
-    # Kill at even steps of the violations applied, each time once the restarted worker has had time to join.
-    thresholds = [work.blocked * (n + 1) / (args.kills + 1) for n in range(args.kills)]
+    # The input in kills + 1 parts, each published after the kill before it; kill n falls once the violations of
+    # part n are half applied and the restarted worker has worked a while.
+    thresholds = [work.blocked * (n + 0.5) / (args.kills + 1) for n in range(args.kills)]
     kills = unasked = 0
     down_until: float | None = None
     assigned_at: float | None = None  # when worker a's standing stage was first seen with partitions since its start
-    publishing = asyncio.create_task(publish_paced(settings, work.pairs, args.rate))
-    replaying: asyncio.Task[Decided] | None = None
-    replay: Decided | None = None
-    bar = Progress(f"run {index}: violations applied")
+    publishing = asyncio.create_task(
+        publish_paced(
+            settings, work.pairs, args.rate, lambda: published_before_kill(len(work.pairs), kills, args.kills)
+        )
+    )
+    published = False
     try:
         async with Reader(settings, live_topics(settings)) as live:
-            last_new = last_check = time.monotonic()
-            while True:
-                if await live.poll():
-                    last_new = time.monotonic()
-                now = time.monotonic()
-                applied = len(live.decided.applied)
-                bar(min(applied, work.blocked), work.blocked)
-                for name, running in workers.running.items():
-                    if running.process.poll() is not None and not (name == "a" and down_until is not None):
-                        unasked += 1
-                        say(f"worker {name} exited with code {running.process.returncode}; restarted")
-                        workers.running[name] = workers.start(name)
-                if down_until is not None and now >= down_until:
-                    workers.running["a"] = workers.start("a")
-                    down_until, assigned_at = None, None
-                    say("worker a restarted on its data dir")
-                elif assigned_at is None and down_until is None and kills < len(thresholds):
-                    if workers.standing_assigned("a"):
-                        assigned_at = now
-                elif (
-                    down_until is None
-                    and assigned_at is not None
-                    and kills < len(thresholds)
-                    and applied >= thresholds[kills]
-                    and now - assigned_at >= args.min_uptime
-                ):
-                    workers.running["a"].kill()
-                    kills += 1
-                    down_until = now + args.down
-                    say(f"kill -9 of worker a ({kills} of {args.kills}) at {fmt(applied)} violations applied")
-                if replaying is None and publishing.done():
-                    publishing.result()  # raises what publishing raised
-                    say(f"{fmt(len(work.pairs))} messages published; replaying them")
-                    replaying = asyncio.create_task(run_replay(settings, folder))
-                if replay is None and replaying is not None and replaying.done():
-                    replay = replaying.result()
-                    say(f"replayed: {fmt(len(replay.verdicts))} verdicts, {fmt(len(replay.sanctions))} sanctions")
-                if now - started >= args.timeout:
-                    if replay is None:
-                        raise RunError(f"no replay to compare with after {args.timeout:.0f} s; logs: {folder}")
-                    say(f"still changing after {args.timeout:.0f} s: comparing as it is")
-                    break
-                if replay is None or down_until is not None:
-                    continue
-                if now - last_check >= CHECK_SECONDS:
-                    last_check = now
-                    if not compare(live.decided, replay):
-                        await drain(live, GRACE_SECONDS)  # repeats still on their way change nothing; more would
+            with progress_bar() as bar:
+                applying = bar.add_task(f"run {index}: violations applied", total=work.blocked)
+                last_new = last_check = time.monotonic()
+                while True:
+                    if await live.poll():
+                        last_new = time.monotonic()
+                    now = time.monotonic()
+                    applied = len(live.decided.applied)
+                    bar.update(applying, completed=min(applied, work.blocked))
+                    for name, running in workers.running.items():
+                        if running.process.poll() is not None and not (name == "a" and down_until is not None):
+                            unasked += 1
+                            say(f"worker {name} exited with code {running.process.returncode}; restarted")
+                            workers.running[name] = workers.start(name)
+                    if down_until is not None and now >= down_until:
+                        workers.running["a"] = workers.start("a")
+                        down_until, assigned_at = None, None
+                        say("worker a restarted on its data dir")
+                    elif assigned_at is None and down_until is None and kills < len(thresholds):
+                        if workers.standing_assigned("a"):
+                            assigned_at = now
+                    elif (
+                        down_until is None
+                        and assigned_at is not None
+                        and kills < len(thresholds)
+                        and thresholds[kills] <= applied < work.blocked  # while the input is being applied
+                        and now - assigned_at >= args.min_uptime
+                    ):
+                        workers.running["a"].kill()
+                        kills += 1
+                        down_until = now + args.down
+                        say(f"kill -9 of worker a ({kills} of {args.kills}) at {fmt(applied)} violations applied")
+                    if not published and publishing.done():
+                        publishing.result()  # raises what publishing raised
+                        published = True
+                        say(f"{fmt(len(work.pairs))} messages published")
+                    if replay is None and replaying is not None and replaying.done():
+                        replay = replaying.result()
+                        say(f"replayed: {fmt(len(replay.verdicts))} verdicts, {fmt(len(replay.sanctions))} sanctions")
+                    if now - started >= args.timeout:
+                        if replay is None:
+                            raise RunError(f"no replay to compare with after {args.timeout:.0f} s; logs: {folder}")
+                        say(f"still changing after {args.timeout:.0f} s: comparing as it is")
                         break
-                if now - last_new >= args.settle:
-                    say(f"no new output for {args.settle:.0f} s: comparing as it is")
-                    break
-            bar.done()
-            return RunResult(
-                compare(live.decided, replay), live.decided, replay, kills, unasked, time.monotonic() - started
-            )
+                    if replay is None or down_until is not None or not published:
+                        continue  # the end is for once the input is in, the replay's too, and both workers up
+                    if now - last_check >= CHECK_SECONDS:
+                        last_check = now
+                        if not compare(live.decided, replay):
+                            await drain(live, GRACE_SECONDS)  # repeats still on their way change nothing; more would
+                            break
+                    if now - last_new >= args.settle:
+                        say(f"no new output for {args.settle:.0f} s: comparing as it is")
+                        break
+        differences = compare(live.decided, replay)
+        stores = None
+        if args.store == "rocksdb://":
+            say("reading each partition's store back from its last owner's data dir")
+            stores = await check_stores(settings, workers)
+        seconds = time.monotonic() - started
+        return RunResult(differences, stores, live.decided, replay, work.blocked, kills, unasked, seconds)
     finally:
         for task in (publishing, replaying):
             if task is not None and not task.done():
@@ -591,11 +900,20 @@ async def drain(reader: Reader, seconds: float) -> None:
 
 # -- the loop ------------------------------------------------------------------------------------------------------
 
+CANNOT_RUN = 3  # exit code: a run could not be carried out (no broker, a replay that failed): no finding either way
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.crash_loop", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.crash_loop",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit codes: 0 no run with loss, 1 some run with loss or with fewer kills than asked, 2 a bad "
+        "argument, 3 a run that could not be carried out (no broker, a failed replay).",
+    )
     parser.add_argument("--runs", type=int, help="runs, each with a broker and workers of its own (default 10)")
-    parser.add_argument("--violations", type=int, help="blocked messages a run (default 100000)")
+    parser.add_argument(
+        "--violations", type=int, help="violations (messages the shipped pack blocks) a run (default 100000)"
+    )
     parser.add_argument("--kills", type=int, help="how many times a run kills worker a (default 4)")
     parser.add_argument(
         "--quick", action="store_true", help="a small run: 1 run, 5000 violations, 2 kills (about two minutes)"
@@ -604,12 +922,17 @@ def main(argv: list[str] | None = None) -> int:
         "--store",
         choices=("rocksdb://", "memory://"),
         default="rocksdb://",
-        help="the workers' table store (default rocksdb://)",
+        help="the workers' table store (default rocksdb://; memory:// stores cannot be read back and compared)",
     )
     parser.add_argument("--partitions", type=int, default=8, help="of every topic (default 8)")
     parser.add_argument("--groups", type=int, default=200, help="chat groups (default 200); senders are per group")
     parser.add_argument("--spam-ratio", type=float, default=0.3, help="share of spam in the chat (default 0.3)")
-    parser.add_argument("--rate", type=int, default=5000, help="messages published a second (default 5000)")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=4000,
+        help="messages published a second (default 4000: the input lasts long enough for the kills)",
+    )
     parser.add_argument("--down", type=float, default=3.0, help="seconds a killed worker stays down (default 3)")
     parser.add_argument(
         "--min-uptime",
@@ -622,6 +945,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="longest a run may take, in s (default 1800)")
     parser.add_argument("--seed", type=int, default=1, help="of the first run's chat; each run adds one (default 1)")
+    parser.add_argument(
+        "--same-input",
+        action="store_true",
+        help="every run the first run's chat, replayed once: the later runs take about half as long",
+    )
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else {"runs": 10, "violations": 100_000, "kills": 4}
     for name, value in defaults.items():
@@ -634,30 +962,53 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--kills, --down and --min-uptime must not be negative, --settle and --timeout positive")
     if not 0 < args.spam_ratio <= 1:
         parser.error("--spam-ratio must be above 0 and at most 1")
+    try:
+        return loop(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 1
+    except KeyboardInterrupt:  # before the first run
+        return 130
 
+
+def loop(args: argparse.Namespace) -> int:
+    """The runs, a line each, and the count of runs with loss; on Ctrl-C, the count of the runs finished."""
     root = Path(tempfile.mkdtemp(prefix="groupwarden-crash-"))
-    print(f"crash_loop: logs in {root}", file=sys.stderr, flush=True)
-    lossy = 0
-    for index in range(1, args.runs + 1):
-        work = workload(args.violations, args.groups, args.spam_ratio, args.seed + index - 1)
-        say(f"run {index}: {fmt(len(work.pairs))} messages, {fmt(work.blocked)} of them blocked; {args.store} store")
-        folder = root / f"run-{index}"
-        folder.mkdir()
-        try:
-            with EmbeddedBroker(log_path=folder / "tansu.log") as broker:
-                result = asyncio.run(crash_run(index, args, folder, broker.bootstrap_servers, work))
-        except (BrokerError, RunError, KafkaError, OSError) as exc:
-            print(f"crash_loop: run {index} could not be carried out: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            for data in folder.glob("data-*"):
-                shutil.rmtree(data, ignore_errors=True)  # logs stay
-        for example in result.differences.examples:
-            say(example)
-        print(result.line(index), flush=True)
-        lossy += bool(result.differences)
-    print(f"crash_loop: {args.runs} runs, {lossy} with loss", flush=True)
-    return 1 if lossy else 0
+    say(f"logs in {root}")
+    lossy = short = done = 0
+    work: Workload | None = None
+    replayed: Decided | None = None  # kept for the next runs when they take the same input
+    try:
+        for index in range(1, args.runs + 1):
+            if work is None or not args.same_input:
+                work = workload(args.violations, args.groups, args.spam_ratio, args.seed + index - 1)
+                replayed = None
+            say(f"run {index}: {fmt(len(work.pairs))} messages, {fmt(work.blocked)} blocked; {args.store} store")
+            folder = root / f"run-{index}"
+            folder.mkdir()
+            try:
+                with EmbeddedBroker(log_path=folder / "tansu.log") as broker:
+                    result = asyncio.run(crash_run(index, args, folder, broker.bootstrap_servers, work, replayed))
+            except (BrokerError, RunError, KafkaError, OSError) as exc:
+                print(f"crash_loop: run {index} could not be carried out: {exc}", file=sys.stderr)
+                return CANNOT_RUN
+            finally:
+                for data in folder.glob("data-*"):
+                    shutil.rmtree(data, ignore_errors=True)  # logs stay
+            for detail in result.details():
+                say(detail)
+            print(result.line(index, args.kills), flush=True)
+            lossy += result.lossy
+            short += result.kills < args.kills
+            replayed = result.replay
+            done += 1
+    except KeyboardInterrupt:  # the workers and the broker are stopped on the way out
+        print(f"crash_loop: interrupted in run {done + 1}", file=sys.stderr)
+        print(f"crash_loop: {done} runs, {lossy} with loss", flush=True)
+        return 130
+    fewer = f", {short} with fewer kills than asked" if short else ""
+    print(f"crash_loop: {done} runs, {lossy} with loss{fewer}", flush=True)
+    return 1 if lossy or short else 0
 
 
 if __name__ == "__main__":
