@@ -6,7 +6,10 @@ waiting to fill one); while the loop waits, records pile up and the next batch g
 batches. Each partition's offset is committed in order (streams/kafka/commits.py), only up to the last batch whose
 outputs are all acknowledged, so a crash or a failed send replays from the first unacknowledged offset
 (at-least-once: outputs may repeat, none is lost). Before partitions move to another worker, the batches in flight
-settle and what they acknowledged is committed.
+settle and what they acknowledged is committed. A worker that cannot show it is still a member of its group (its
+event loop stalled past a heartbeat interval, say by a long restore on a loaded machine) re-commits an offset it
+already committed before it decides anything more: a member the broker has dropped meanwhile is refused, and its
+stale batches never reach the outputs or the changelogs its partitions' new owner reads.
 
 Faust's per-event agents cost ~90 us a record; this loop costs a few per batch. A stage subclasses BatchedStage with
 what it does to a batch (``decide``) and, if it keeps state, what it does once a batch's outputs are acknowledged
@@ -50,6 +53,11 @@ FETCH_WAIT_MS = 10
 LAG_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 STOP_COMMIT_SECONDS = 5.0  # how long stopping waits to commit what was acknowledged
+SESSION_TIMEOUT_MS = 6000  # the embedded broker holds a new group's first join for half of this
+HEARTBEAT_INTERVAL_MS = 2000
+# How long an accepted commit or an assignment shows the worker to be a member of its group. Past it, a heartbeat
+# may not have gone out (the loop stalled), so the broker may have dropped the member and handed its partitions on.
+MEMBERSHIP_SECONDS = HEARTBEAT_INTERVAL_MS / 1000
 
 
 @dataclass
@@ -113,6 +121,9 @@ class BatchedStage(mode.Service, abc.ABC):
         self._send_failed = False  # a batch's outputs were refused: read again from the first unacknowledged offsets
         self._broken: BaseException | None = None  # an unexpected error in a batch in flight: the stage stops
         self._generation = 0  # counts rebalances: records fetched before one are stale
+        self._member_at = 0.0  # when the broker last accepted this worker as a member (monotonic seconds)
+        self._recommit: dict[TopicPartition, int] = {}  # an offset known committed (or the start) per partition owned
+        self._dropped = False  # refused as a member: nothing is decided until the group assigns partitions again
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
 
@@ -168,8 +179,8 @@ class BatchedStage(mode.Service, abc.ABC):
             max_partition_fetch_bytes=4 << 20,
             fetch_max_wait_ms=FETCH_WAIT_MS,
             fetch_max_bytes=16 << 20,
-            session_timeout_ms=6000,  # the embedded broker holds a new group's first join for half of this
-            heartbeat_interval_ms=2000,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             **self.consumer_options,
             **options,
         )
@@ -215,8 +226,39 @@ class BatchedStage(mode.Service, abc.ABC):
             if records and not self.should_stop:
                 self.observe("fetch_wait", time.monotonic() - asked)
                 async with self._lock:
-                    if generation == self._generation:  # else fetched before a rebalance that reset the positions
+                    if generation != self._generation:  # fetched before a rebalance that reset the positions
+                        continue
+                    if member := await self._still_member():
                         self._start(records)
+                    else:  # read again by whoever owns the partitions now (this worker too, once it rejoins)
+                        for tp, fetched in records.items():
+                            self.consumer.seek(tp, fetched[0].offset)
+                if not member:
+                    await asyncio.sleep(RETRY_SECONDS)
+
+    async def _still_member(self) -> bool:
+        """Whether the group still counts this worker a member: shown recently, or by re-committing an offset it
+        committed already (which moves nothing). False: refused, or the broker did not answer."""
+        assert self.consumer is not None
+        if self._dropped:
+            return False
+        if time.monotonic() - self._member_at < MEMBERSHIP_SECONDS or not self._recommit:
+            return True
+        async with self._committing:  # or a commit further on could land first, and this one move it back
+            asked = time.monotonic()
+            tp, offset = next(iter(self._recommit.items()))
+            try:
+                # Bounded: the consumer retries while the broker is away, and stopping waits for the lock held here.
+                await asyncio.wait_for(self.consumer.commit({tp: OffsetAndMetadata(offset, "")}), STOP_COMMIT_SECONDS)
+            except (CommitFailedError, IllegalStateError):
+                log.warning("%s stage: no longer a member of its group; waiting for a new assignment", self.stage)
+                self._dropped = True
+                return False
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("%s stage: could not show it is still a member (%r); reading again", self.stage, exc)
+                return False
+        self._member_at = asked
+        return True
 
     def _start(self, records: Records) -> None:
         """Decide a batch and send its outputs; their acknowledgement is awaited beside the next batches."""
@@ -280,6 +322,8 @@ class BatchedStage(mode.Service, abc.ABC):
             except (CommitFailedError, IllegalStateError):
                 log.warning("commit refused after a rebalance; the new owner reprocesses those batches (duplicates)")
                 return
+            self._member_at = max(self._member_at, started)
+            self._recommit |= offsets
             self._commits.committed(offsets)
             self.observe("commit", time.monotonic() - started)
 
@@ -315,6 +359,7 @@ class BatchedStage(mode.Service, abc.ABC):
         if self.should_stop:
             return
         log.info("%s stage owns %d partitions of %d topics", self.stage, len(assigned), len(self.topics))
+        self._member_at, self._dropped = time.monotonic(), False
         self.metrics.rebalances.labels(self.stage).inc()
         self._commits.forget()
         if self._send_failed:  # the failed batches are read again from the new assignment's commits
@@ -330,6 +375,8 @@ class BatchedStage(mode.Service, abc.ABC):
         # Asked once, all at a time, for the stage, the check of offsets past an end and the lag alike. The check
         # runs beside the stage's own work on the assignment (a restore): neither needs the other's result.
         committed = await committed_offsets(self.consumer, assigned)
+        self._recommit = {tp: offset for tp, offset in self._recommit.items() if tp in assigned}
+        self._recommit |= {tp: offset for tp, offset in committed.items() if offset is not None}
         await asyncio.gather(
             self.assigned(assigned, committed),
             reset_past_end(self.consumer, committed, self.settings.kafka_options()),
@@ -346,6 +393,7 @@ class BatchedStage(mode.Service, abc.ABC):
                 starts |= await self.consumer.beginning_offsets(fresh)
             except KafkaError:  # the broker is away or lost the topics: the lag shows once a batch is done
                 return
+        self._recommit = starts | self._recommit  # from its start, a partition with nothing committed yet
         self._done |= starts
 
     @mode.Service.timer(LAG_SECONDS)

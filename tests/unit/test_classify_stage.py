@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from conftest import header, write_pack
 from mode.services import ServiceTask
 from prometheus_client import CollectorRegistry
@@ -57,6 +57,7 @@ class Consumer:
         self.commits: list[dict[TopicPartition, int]] = []
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.asked: list[TopicPartition] = []  # partitions whose committed offset was asked for
+        self.refuse = False  # the group has dropped this member: commits are refused
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> Fetched:
         try:
@@ -67,6 +68,8 @@ class Consumer:
     async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
         if set(offsets) - self.owned:
             raise IllegalStateError(f"not assigned: {set(offsets) - self.owned}")
+        if self.refuse:
+            raise CommitFailedError("the group has rebalanced")
         self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
 
     def committed_offsets(self) -> dict[TopicPartition, int]:
@@ -309,3 +312,43 @@ async def test_an_assignment_asks_each_committed_offset_once_for_the_stage_the_e
     assert sorted(consumer.asked) == [P0, P1]
     assert handed == [{P0: None, P1: None}]
     assert stage._done == {P0: 0, P1: 0}  # the lag starts from the first offsets, nothing being committed
+
+
+async def test_a_batch_read_soon_after_an_assignment_or_a_commit_is_judged_without_asking_the_group(running):
+    stage, consumer, broker, start = running
+    listener = batched._CommitBeforeRevoke(stage._lock, stage._assigned, stage._revoked)
+    await listener.on_partitions_assigned({P0, P1})
+    start()
+    consumer.queued.put_nowait(fetched(p0=(0, 2)))
+    await until(lambda: len(broker.sends) == 1, "judged")
+    assert consumer.commits == []
+
+
+async def test_a_worker_the_group_dropped_while_it_stalled_judges_nothing_until_it_is_assigned_again(
+    running, monkeypatch
+):
+    stage, consumer, broker, start = running
+    monkeypatch.setattr(batched, "MEMBERSHIP_SECONDS", 0.0)  # as after a stall: every batch must show membership
+    listener = batched._CommitBeforeRevoke(stage._lock, stage._assigned, stage._revoked)
+    await listener.on_partitions_assigned({P0, P1})
+    start()
+    consumer.queued.put_nowait(fetched(p0=(0, 2)))
+    await until(lambda: len(broker.sends) == 1, "judged once the group accepted the worker")
+    assert consumer.commits[0] in ({P0: 0}, {P1: 0})  # an offset committed already (the start): nothing moves
+    broker.ack(0)
+    await until(lambda: consumer.committed_offsets().get(P0) == 2, "committed")
+
+    consumer.refuse = True  # the broker dropped the member and handed its partitions on
+    consumer.queued.put_nowait(fetched(p0=(2, 4)))
+    await until(lambda: (P0, 2) in consumer.seeks, "read again from its first offset")
+    consumer.queued.put_nowait(fetched(p1=(0, 1)))
+    await until(lambda: (P1, 0) in consumer.seeks, "nothing is judged while dropped")
+    assert len(broker.sends) == 1
+    assert consumer.committed_offsets()[P0] == 2
+
+    consumer.refuse = False
+    await listener.on_partitions_revoked({P0, P1})
+    await listener.on_partitions_assigned({P0, P1})  # the worker rejoined
+    consumer.queued.put_nowait(fetched(p0=(2, 4)))
+    await until(lambda: len(broker.sends) == 2, "judged under the new assignment")
+    assert broker.ids(1) == ["0-2", "0-3"]
