@@ -132,6 +132,14 @@ class _Automaton:
         for key, found in sorted(by_key.items(), key=lambda entry: entry[0].isascii()):
             automaton.add_word(key, len(self.entries))
             self.entries.append(tuple(found))
+        # Per key, when no entry of it has a check to make (most Chinese terms), its matches' (length, term,
+        # characters, bit), which the scan adds as they are; else None.
+        self.unchecked: list[tuple[tuple[int, Term, int, int], ...] | None] = [
+            tuple((e.length, e.term, e.chars, e.bit) for e in found if e.term is not None)
+            if all(e.kind == _TERM and not (e.check_start or e.check_end or e.spaces) for e in found)
+            else None
+            for found in self.entries
+        ]
         automaton.make_automaton()
         self.automaton = automaton
         # Allow phrases and warning frames alone hit nothing; an English term begins a word (check_start).
@@ -352,31 +360,33 @@ def _matches(
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
     size = len(data)
-    entries = automaton.entries
+    entries, unchecked = automaton.entries, automaton.unchecked
     for last, number in automaton.automaton.iter(data):
-        for entry in entries[number]:
-            start, end = last + 1 - entry.length, last + 1
-            if entry.kind == _ALLOW:
+        if (found := unchecked[number]) is not None:
+            end = last + 1
+            for length, term, chars, bit in found:
+                raw.append((end - length, end, term, chars, bit))
+            continue
+        end = last + 1
+        # Unpacked: reading a named tuple's fields by name costs several times as much, on every match.
+        for term, kind, length, chars, check_start, check_end, bit, breaks_words, spaces in entries[number]:
+            start = end - length
+            if kind == _ALLOW:
                 allowed.append((start, end))
-            elif entry.kind == _WARN:
+            elif kind == _WARN:
                 warnings.append(start)
             elif (
-                entry.term is not None
+                term is not None
                 and not (
-                    entry.check_start
+                    check_start
                     and start > 0
                     and data[start - 1] in _ALNUM
-                    and not (entry.breaks_words and start in word_breaks)
+                    and not (breaks_words and start in word_breaks)
                 )
-                and not (
-                    entry.check_end
-                    and end < size
-                    and data[end] in _ALNUM
-                    and not (entry.breaks_words and end in word_breaks)
-                )
-                and not (entry.spaces and any(start + space not in word_breaks for space in entry.spaces))
+                and not (check_end and end < size and data[end] in _ALNUM and not (breaks_words and end in word_breaks))
+                and not (spaces and any(start + space not in word_breaks for space in spaces))
             ):
-                raw.append((start, end, entry.term, entry.chars, entry.bit))
+                raw.append((start, end, term, chars, bit))
     return raw, allowed, warnings
 
 
