@@ -317,9 +317,9 @@ def _scan(
     allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
     texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
     # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
-    raw.sort(key=itemgetter(0))
-    if worth is not None:
+    if worth is not None:  # before sorting: about half the matches are in texts not worth placing
         raw = _worth_placing(raw, starts, worth)
+    raw.sort(key=itemgetter(0))
     index, byte_at, char_at = -1, 0, 0
     for start, end, term, chars, _ in raw:
         if _covered(allowed, allowed_ends, start, end, automaton.longest_allow):
@@ -391,7 +391,8 @@ def _matches(
 
 
 def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int], bool]) -> list[_Raw]:
-    """The matches (sorted by start) of the texts ``worth`` says yes to, given each text's index and atom bits."""
+    """The matches of the texts ``worth`` says yes to, given each text's index and atom bits; ``raw`` holds each
+    text's matches together (sorted by start, or as the automaton reports them, by end), and so does the answer."""
     kept: list[_Raw] = []
     first, count = 0, len(raw)
     while first < count:
