@@ -11,6 +11,7 @@ A term with slots (``转发到{n}个群``) is found by its longest literal part,
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 
 from streams.policy.normalize import BOUNDARY, BOUNDARY_CODE, Fold, NormalBatch, second_form, second_view
 from streams.policy.prefilter import Prefilter
-from streams.policy.rules import RulePack, Term
+from streams.policy.rules import NUMBER_WORD, SLOT_DIGITS, RulePack, SlotNeeds, Term, slot_needs
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _SLOT_REACH = 40  # how far around its literal part a term with slots is looked for, in characters
@@ -144,6 +145,11 @@ class _Automaton:
         self.automaton = automaton
         # Allow phrases and warning frames alone hit nothing; an English term begins a word (check_start).
         self.prefilter = Prefilter(starts, word_starts=True)
+        # What a text must hold for each term with slots, by its pattern: most texts where the literal part of one
+        # occurs ("at" in "at {n}/{n}") hold no number, and looking for the whole term around it is the slow part.
+        self.slot_needs = {
+            term.pattern: slot_needs(term) for _, term, _ in keyed if term is not None and term.pattern is not None
+        }
         self.longest_allow = longest_allow
         self.size = len(written)  # the keys of the pack, not those of words written together
 
@@ -332,18 +338,10 @@ def _scan(
         hit_start, hit_end = char_at, char_at + chars
         if term.pattern is not None:  # the literal part was found: is the whole term around it?
             texts = texts if texts is not None else joined.split(BOUNDARY)
-            text = texts[index]
-            whole = next(
-                (
-                    m
-                    for m in term.pattern.finditer(text, max(0, hit_start - _SLOT_REACH), hit_end + _SLOT_REACH)
-                    if m.start() <= hit_start and hit_end <= m.end()
-                ),
-                None,
-            )
+            whole = _whole(term.pattern, automaton.slot_needs[term.pattern], texts[index], hit_start, hit_end)
             if whole is None:
                 continue
-            hit_start, hit_end = whole.span()
+            hit_start, hit_end = whole
         found.hits.setdefault(index, []).append(Hit(term, hit_start, hit_end))
     for found_hits in found.hits.values():
         found_hits.sort(key=lambda h: (h.start, h.end))
@@ -406,6 +404,24 @@ def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int
             kept += raw[first:last]
         first = last
     return kept
+
+
+def _whole(pattern: re.Pattern[str], needs: SlotNeeds, text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of a term with slots whose literal part is at [start, end) of ``text``, if it is there whole. Most
+    texts where a literal part occurs ("at" of "at {n}/{n}") hold no number, nor its other parts: those are not
+    searched, which is the slow part."""
+    if not all(literal in text for literal in needs.literals):
+        return None
+    if not (SLOT_DIGITS.search(text) or (needs.number_words and NUMBER_WORD.search(text))):
+        return None
+    return next(
+        (
+            m.span()
+            for m in pattern.finditer(text, max(0, start - _SLOT_REACH), end + _SLOT_REACH)
+            if m.start() <= start and end <= m.end()
+        ),
+        None,
+    )
 
 
 def _covered(allowed: list[tuple[int, int]], ends: list[int], start: int, end: int, longest: int) -> bool:
