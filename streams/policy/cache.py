@@ -13,6 +13,7 @@ only costs the build. Entries are pickles: the folder must be as private as the 
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import hashlib
 import logging
@@ -25,7 +26,7 @@ from contextlib import contextmanager, suppress
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +72,65 @@ def key(*parts: bytes) -> str:
 def remembered(kind: str, entry_key: str, build: Callable[[], _T], *, keep: Callable[[], bool] | None = None) -> _T:
     """The value an earlier ``build`` stored under ``kind`` and ``entry_key``, else ``build()``, then stored unless
     ``keep`` says the key no longer describes it (its sources changed during the build). An exception from ``build``
-    passes through and nothing is stored."""
+    passes through and nothing is stored. Processes that miss the same entry at once build it once: the others wait
+    for it and read it back."""
     folder = cache_dir()
     if folder is None:
         return build()
     path = folder / f"{kind}-{entry_key}.pickle"
+    found = _read(path)
+    if found is not _MISSING:
+        return cast("_T", found)
+    with _building(folder, path):
+        found = _read(path)  # built meanwhile by the process that held the lock
+        if found is not _MISSING:
+            return cast("_T", found)
+        value = build()
+        if keep is None or keep():
+            _store(folder, path, value)
+    return value
+
+
+_MISSING = object()
+
+
+def _read(path: Path) -> object:
+    """The entry at ``path``, or _MISSING."""
     try:
         with path.open("rb") as file, _no_collections():
-            value: _T = pickle.load(file)  # noqa: S301 - the user's own cache folder, written only by this module
+            value: object = pickle.load(file)  # noqa: S301 - the user's own cache folder, written only by this module
     except FileNotFoundError:
-        pass
+        return _MISSING
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign entry is rebuilt, whatever unpickling raised
         log.debug("cache entry %s unreadable (%s): building it again", path, exc)
-    else:
-        with suppress(OSError):
-            os.utime(path)  # used now: pruning keeps the most recently used
-        return value
-    value = build()
-    if keep is None or keep():
-        _store(folder, path, value)
+        return _MISSING
+    with suppress(OSError):
+        os.utime(path)  # used now: pruning keeps the most recently used
     return value
+
+
+def _lock_path(entry: Path) -> Path:
+    return entry.with_name(f".{entry.stem}.lock")  # hidden: the folder's listing shows entries
+
+
+@contextmanager
+def _building(folder: Path, path: Path) -> Iterator[None]:
+    """Held while one process builds an entry (an advisory lock, released by the system if the process dies). A
+    folder that cannot be written leaves every process to build on its own."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = _lock_path(path).open("a")
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield  # closing the file releases the lock
+        except BaseException:
+            with suppress(OSError):  # no entry for it to serve: the processes waiting build on their own, and fail
+                _lock_path(path).unlink()
+            raise
 
 
 @contextmanager
@@ -133,3 +173,5 @@ def _prune(folder: Path) -> None:
     for _, entry in sorted(entries, reverse=True)[_ENTRIES_KEPT:]:
         with suppress(OSError):
             entry.unlink()
+        with suppress(OSError):
+            _lock_path(entry).unlink()

@@ -146,7 +146,7 @@ class Classifier:
         found = self._matcher.find_batch(batch)
         signals = detect_batch(batch)
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
-        verdicts = [self._verdict(m, classified_at_ms) for m in messages]
+        verdicts = self._verdicts(messages, classified_at_ms)
         scorer = self._scorer
         prospects = {index: scorer.prospects({h.term.rule.id for h in hits}) for index, hits in found.hits.items()}
         hit = {index for index, (fires, _, _) in prospects.items() if fires}
@@ -283,15 +283,20 @@ class Classifier:
         )
         return [match]
 
-    def _verdict(self, message: ChatMessage, classified_at_ms: int) -> dict[str, Any]:
-        """The one shape of a verdict, as for a clean message: allow, no categories, no matches, no signals."""
-        verdict = self._clean.copy()  # the published key order stays in one place
-        verdict["message_id"] = message.message_id
-        verdict["group_id"] = message.group_id
-        verdict["sender_id"] = message.sender_id
-        verdict["sent_at_ms"] = message.sent_at_ms
-        verdict["classified_at_ms"] = classified_at_ms
-        return verdict
+    def _verdicts(self, messages: Sequence[ChatMessage], classified_at_ms: int) -> list[dict[str, Any]]:
+        """The one shape of a verdict, as for a clean message (allow, no categories, no matches, no signals), for each
+        message. In one loop: a call per message costs a tenth of a verdict's time."""
+        clean = self._clean.copy()  # the published key order stays in one place
+        clean["classified_at_ms"] = classified_at_ms
+        verdicts = []
+        for message in messages:
+            verdict = clean.copy()
+            verdict["message_id"] = message.message_id
+            verdict["group_id"] = message.group_id
+            verdict["sender_id"] = message.sender_id
+            verdict["sent_at_ms"] = message.sent_at_ms
+            verdicts.append(verdict)
+        return verdicts
 
 
 def _match(fired: Fired, term: str, span: tuple[int, int] | None, folds: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ A term with slots (``转发到{n}个群``) is found by its longest literal part,
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 
 from streams.policy.normalize import BOUNDARY, BOUNDARY_CODE, Fold, NormalBatch, second_form, second_view
 from streams.policy.prefilter import Prefilter
-from streams.policy.rules import RulePack, Term
+from streams.policy.rules import NUMBER_WORD, SLOT_DIGITS, RulePack, SlotNeeds, Term, slot_needs
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _SLOT_REACH = 40  # how far around its literal part a term with slots is looked for, in characters
@@ -52,6 +53,9 @@ class Hit(NamedTuple):
     start: int
     end: int
     folds: Fold = Fold.NONE  # what the second view undid to find it: LEET, REPEAT
+
+
+_HIT_ORDER = itemgetter(1, 2)  # a Hit's start and end: hits are sorted by them, with a key read in C
 
 
 @dataclass(slots=True)
@@ -132,10 +136,23 @@ class _Automaton:
         for key, found in sorted(by_key.items(), key=lambda entry: entry[0].isascii()):
             automaton.add_word(key, len(self.entries))
             self.entries.append(tuple(found))
+        # Per key, when no entry of it has a check to make (most Chinese terms), its matches' (length, term,
+        # characters, bit), which the scan adds as they are; else None.
+        self.unchecked: list[tuple[tuple[int, Term, int, int], ...] | None] = [
+            tuple((e.length, e.term, e.chars, e.bit) for e in found if e.term is not None)
+            if all(e.kind == _TERM and not (e.check_start or e.check_end or e.spaces) for e in found)
+            else None
+            for found in self.entries
+        ]
         automaton.make_automaton()
         self.automaton = automaton
         # Allow phrases and warning frames alone hit nothing; an English term begins a word (check_start).
         self.prefilter = Prefilter(starts, word_starts=True)
+        # What a text must hold for each term with slots, by its pattern: most texts where the literal part of one
+        # occurs ("at" in "at {n}/{n}") hold no number, and looking for the whole term around it is the slow part.
+        self.slot_needs = {
+            term.pattern: slot_needs(term) for _, term, _ in keyed if term is not None and term.pattern is not None
+        }
         self.longest_allow = longest_allow
         self.size = len(written)  # the keys of the pack, not those of words written together
 
@@ -208,7 +225,7 @@ class Matcher:
                     found.hits.setdefault(index, []).append(hit)
                     known.add(hit.term)
             if index in found.hits:
-                found.hits[index].sort(key=lambda h: (h.start, h.end))
+                found.hits[index].sort(key=_HIT_ORDER)
         return found
 
     def _bits_of(self, hits: Iterable[Hit]) -> int:
@@ -309,9 +326,9 @@ def _scan(
     allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
     texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
     # Byte offsets become character offsets walking forward, each text decoded once however many hits it has.
-    raw.sort(key=itemgetter(0))
-    if worth is not None:
+    if worth is not None:  # before sorting: about half the matches are in texts not worth placing
         raw = _worth_placing(raw, starts, worth)
+    raw.sort(key=itemgetter(0))
     index, byte_at, char_at = -1, 0, 0
     for start, end, term, chars, _ in raw:
         if _covered(allowed, allowed_ends, start, end, automaton.longest_allow):
@@ -324,21 +341,13 @@ def _scan(
         hit_start, hit_end = char_at, char_at + chars
         if term.pattern is not None:  # the literal part was found: is the whole term around it?
             texts = texts if texts is not None else joined.split(BOUNDARY)
-            text = texts[index]
-            whole = next(
-                (
-                    m
-                    for m in term.pattern.finditer(text, max(0, hit_start - _SLOT_REACH), hit_end + _SLOT_REACH)
-                    if m.start() <= hit_start and hit_end <= m.end()
-                ),
-                None,
-            )
+            whole = _whole(term.pattern, automaton.slot_needs[term.pattern], texts[index], hit_start, hit_end)
             if whole is None:
                 continue
-            hit_start, hit_end = whole.span()
+            hit_start, hit_end = whole
         found.hits.setdefault(index, []).append(Hit(term, hit_start, hit_end))
     for found_hits in found.hits.values():
-        found_hits.sort(key=lambda h: (h.start, h.end))
+        found_hits.sort(key=_HIT_ORDER)
     return found
 
 
@@ -352,36 +361,39 @@ def _matches(
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
     size = len(data)
-    entries = automaton.entries
+    entries, unchecked = automaton.entries, automaton.unchecked
     for last, number in automaton.automaton.iter(data):
-        for entry in entries[number]:
-            start, end = last + 1 - entry.length, last + 1
-            if entry.kind == _ALLOW:
+        if (found := unchecked[number]) is not None:
+            end = last + 1
+            for length, term, chars, bit in found:
+                raw.append((end - length, end, term, chars, bit))
+            continue
+        end = last + 1
+        # Unpacked: reading a named tuple's fields by name costs several times as much, on every match.
+        for term, kind, length, chars, check_start, check_end, bit, breaks_words, spaces in entries[number]:
+            start = end - length
+            if kind == _ALLOW:
                 allowed.append((start, end))
-            elif entry.kind == _WARN:
+            elif kind == _WARN:
                 warnings.append(start)
             elif (
-                entry.term is not None
+                term is not None
                 and not (
-                    entry.check_start
+                    check_start
                     and start > 0
                     and data[start - 1] in _ALNUM
-                    and not (entry.breaks_words and start in word_breaks)
+                    and not (breaks_words and start in word_breaks)
                 )
-                and not (
-                    entry.check_end
-                    and end < size
-                    and data[end] in _ALNUM
-                    and not (entry.breaks_words and end in word_breaks)
-                )
-                and not (entry.spaces and any(start + space not in word_breaks for space in entry.spaces))
+                and not (check_end and end < size and data[end] in _ALNUM and not (breaks_words and end in word_breaks))
+                and not (spaces and any(start + space not in word_breaks for space in spaces))
             ):
-                raw.append((start, end, entry.term, entry.chars, entry.bit))
+                raw.append((start, end, term, chars, bit))
     return raw, allowed, warnings
 
 
 def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int], bool]) -> list[_Raw]:
-    """The matches (sorted by start) of the texts ``worth`` says yes to, given each text's index and atom bits."""
+    """The matches of the texts ``worth`` says yes to, given each text's index and atom bits; ``raw`` holds each
+    text's matches together (sorted by start, or as the automaton reports them, by end), and so does the answer."""
     kept: list[_Raw] = []
     first, count = 0, len(raw)
     while first < count:
@@ -395,6 +407,24 @@ def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int
             kept += raw[first:last]
         first = last
     return kept
+
+
+def _whole(pattern: re.Pattern[str], needs: SlotNeeds, text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of a term with slots whose literal part is at [start, end) of ``text``, if it is there whole. Most
+    texts where a literal part occurs ("at" of "at {n}/{n}") hold no number, nor its other parts: those are not
+    searched, which is the slow part."""
+    if not all(literal in text for literal in needs.literals):
+        return None
+    if not (SLOT_DIGITS.search(text) or (needs.number_words and NUMBER_WORD.search(text))):
+        return None
+    return next(
+        (
+            m.span()
+            for m in pattern.finditer(text, max(0, start - _SLOT_REACH), end + _SLOT_REACH)
+            if m.start() <= start and end <= m.end()
+        ),
+        None,
+    )
 
 
 def _covered(allowed: list[tuple[int, int]], ends: list[int], start: int, end: int, longest: int) -> bool:

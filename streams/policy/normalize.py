@@ -526,13 +526,18 @@ _INVISIBLE_BIT, _SEPARATOR_BIT = int(Fold.INVISIBLE), int(Fold.SEPARATOR)
 _FOLDS_BY_VALUE = [Fold(bits) for bits in range(1 << len(Fold))]  # making a Fold runs Python code
 
 
+# A text this long or shorter has its origins read as a list once its first span is asked for: reading a numpy
+# array element by element costs several times as much, and a message that matched asks for several spans.
+_LISTED_ORIGINS = 512
+
+
 class Mapped:
     """A normalised string and the way back: per normalised character, the index of the original one.
 
     Only the few characters a match or signal covers are ever looked up, so the arrays stay as they came, possibly
     views into a whole batch's (whose original texts, joined, put this one at ``base``)."""
 
-    __slots__ = ("_base", "_joined", "_origin", "original", "text")
+    __slots__ = ("_base", "_joined", "_offsets", "_origin", "original", "text")
 
     def __init__(self, text: str, original: str, origin: _Indices, joined: list[int], base: int = 0) -> None:
         self.text = text
@@ -540,6 +545,7 @@ class Mapped:
         self._origin = origin  # per normalised character, base + the index of its original character
         self._joined = joined  # base + the original indices a join removed, sorted; a batch's holds other texts' too
         self._base = base
+        self._offsets: list[int] | None = None  # the origins as Python ints, for a chat message's several spans
 
     @property
     def origin(self) -> list[int]:
@@ -556,7 +562,12 @@ class Mapped:
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of normalised characters [start, end)."""
-        return int(self._origin[start]) - self._base, int(self._origin[end - 1]) + 1 - self._base
+        offsets = self._offsets
+        if offsets is None:
+            if len(self._origin) > _LISTED_ORIGINS:  # a long text (mail): its few spans read off the array
+                return int(self._origin[start]) - self._base, int(self._origin[end - 1]) + 1 - self._base
+            self._offsets = offsets = (self._origin - self._base).tolist()
+        return offsets[start], offsets[end - 1] + 1
 
     def folds_between(self, start: int, end: int) -> Fold:
         """Every folding applied to original characters [start, end)."""

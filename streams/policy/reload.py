@@ -20,6 +20,7 @@ from streams.policy.rules import RulePack, load_pack
 from streams.policy.sanctions import SanctionPolicy, load_sanctions
 
 Stats = tuple[tuple[str, int, int, int], ...]
+SANCTIONS_FILE = "sanctions.toml"  # the policy beside the pack: what violations lead to
 
 
 def stats(directory: Path) -> Stats:
@@ -111,18 +112,22 @@ def load_classifier(directory: Path, *, vet: Callable[[RulePack], object] | None
             vet(pack)
         return Classifier(pack)
 
-    before = digest(directory, stats(directory))
+    def pack_files() -> str:
+        # The policy is read on its own (load_sanctions): editing it, the commonest change, rebuilds nothing.
+        return digest(directory, tuple(s for s in stats(directory) if s[0] != SANCTIONS_FILE))
+
+    before = pack_files()
     return cache.remembered(
         "classifier",
         cache.key(before.encode()),  # the files, not the folder: a copy of a pack is the same pack
         build,
-        keep=lambda: digest(directory, stats(directory)) == before,  # not if the folder changed while it was read
+        keep=lambda: pack_files() == before,  # not if the folder changed while it was read
     )
 
 
 def load_rules(directory: Path, *, with_policy: bool) -> Rules:
     """Load and check a pack folder (and its sanctions.toml against the pack's ids), or raise RulePackError."""
-    sanctions = directory / "sanctions.toml"
+    sanctions = directory / SANCTIONS_FILE
 
     def policy_of(pack: RulePack) -> SanctionPolicy | None:
         return load_sanctions(sanctions, pack.ids()) if with_policy else None

@@ -174,6 +174,10 @@ MONEY = (
     r"|[一二两三四五六七八九十百千万]+(?:元|块))"
 )
 _SLOT_PATTERNS = {"n": NUMBER, "price": MONEY}
+# What every match of a slot holds: one of these characters, or for {n} a number word. A text without them holds no
+# term with slots, which the matcher then need not look for around the term's literal part.
+SLOT_DIGITS = re.compile(r"[0-9〇零一二两三四五六七八九十百千万几]")
+NUMBER_WORD = re.compile(_NUMBER_WORDS)
 
 # Generated variants: pinyin needs this many letters, initials this many characters, so they do not collide with
 # common English words; a term gets at most this many look-alike variants.
@@ -392,6 +396,20 @@ def _split_slots(text: str, where: str) -> list[tuple[bool, str]]:
         elif piece.strip():
             pieces.append((False, piece.strip()))
     return pieces
+
+
+class SlotNeeds(NamedTuple):
+    """What a text must hold for a term with slots to match in it."""
+
+    literals: tuple[str, ...]  # the term's literal parts, as its pattern matches them
+    number_words: bool  # whether a number word may fill every slot ({n}); else ({price}) a SLOT_DIGITS character must
+
+
+def slot_needs(term: Term) -> SlotNeeds:
+    """What a text must hold for ``term`` (a term with slots) to match in it."""
+    pieces = _split_slots(term.text, term.where)
+    literals = _normalise([text for slot, text in pieces if not slot])
+    return SlotNeeds(tuple(literals), all(text == "n" for slot, text in pieces if slot))
 
 
 def _slot_pattern(pieces: list[tuple[bool, str]]) -> re.Pattern[str]:

@@ -37,6 +37,7 @@ _MOST_CHOICES = 256
 # "Anywhere in the message" reaches this many characters: a chat message is shorter, and in a long e-mail a product
 # word and a phone number paragraphs apart are not an offer.
 MESSAGE_REACH = 300  # spans tried per condition with a window: combinations of a few hits each
+_ATOM_SETS_REMEMBERED = 100_000  # atom sets whose conditions and prospects the scorer keeps
 
 
 class Evidence(NamedTuple):
@@ -114,10 +115,24 @@ class Scorer:
             for rule in pack.rules.values()
             for condition in rule.conditions
         )
+        # What _conditions and prospects found, by atom set: chat repeats its few common words, so texts share sets.
+        self._conditions_of: dict[frozenset[str], list[_Filed]] = {}
+        self._prospects_of: dict[frozenset[str], tuple[bool, bool, bool]] = {}
 
     def _conditions(self, atoms: Collection[str]) -> list[_Filed]:
         """The conditions that may hold with ``atoms`` there (every place that names no signal hit), once each, in
-        order."""
+        order; remembered by atom set."""
+        key = frozenset(atoms)
+        try:
+            return self._conditions_of[key]
+        except KeyError:
+            pass
+        if len(self._conditions_of) >= _ATOM_SETS_REMEMBERED:
+            self._conditions_of.clear()
+        self._conditions_of[key] = conditions = self._find_conditions(key)
+        return conditions
+
+    def _find_conditions(self, atoms: frozenset[str]) -> list[_Filed]:
         found = {
             filed.order: filed
             for atom in atoms
@@ -142,7 +157,18 @@ class Scorer:
         """What a text whose terms hit ``atoms`` may come to: whether a rule can fire (one of them has a weight, or a
         condition may hold with them; most texts that hit a term hit only a common word of a set, which fires
         nothing alone), and whether a condition that may hold needs the text's signals, and its quiet ones (numbers,
-        amounts, short codes), which the detectors' screen may not have looked for."""
+        amounts, short codes), which the detectors' screen may not have looked for. Remembered by atom set."""
+        key = frozenset(atoms)
+        try:
+            return self._prospects_of[key]
+        except KeyError:
+            pass
+        if len(self._prospects_of) >= _ATOM_SETS_REMEMBERED:
+            self._prospects_of.clear()
+        self._prospects_of[key] = found = self._find_prospects(key)
+        return found
+
+    def _find_prospects(self, atoms: frozenset[str]) -> tuple[bool, bool, bool]:
         rules = self.pack.rules
         conditions = self._conditions(atoms)
         loud = quiet = False

@@ -25,7 +25,15 @@ from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.produce import OutRecord, send_batched
 from streams.topics import MESSAGES, create_topics
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder needs a real broker (a ``pytestmark`` here would mark nothing: only test modules'
+    count), so ``-m integration`` selects them all and ``-m "not integration"`` none."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
 
 RULES = DEFAULT_RULES  # the shipped pack
 CANARY = "join the quokka rebate club today"  # allowed by the shipped pack, blocked by one with NEW_RULE

@@ -17,8 +17,6 @@ from streams.kafka.broker import free_port
 from streams.topics import TOPICS, VERDICTS, worker_topics
 from tests.integration.conftest import chat_message, read_until
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_up_with_demo_traffic_classifies_everything_and_stops_on_ctrl_c(stop_signal):

@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
 
 from streams.config import DEFAULT_RULES, Settings
 from streams.replay import TopicRange, topic_records
 from streams.topics import MESSAGES
-
-pytestmark = pytest.mark.integration
 
 LINES = [
     orjson.dumps({"message_id": "m1", "group_id": "g1", "sender_id": "u1", "sent_at": 1, "text": "兼职刷单日结"}),

@@ -7,7 +7,6 @@ import time
 from collections import Counter
 
 import orjson
-import pytest
 
 from streams.policy.classify import Classifier
 from streams.policy.rules import load_pack
@@ -15,8 +14,6 @@ from streams.records import parse_message
 from streams.state.codec import load_group, load_user
 from streams.topics import AUDIT, VERDICTS
 from tests.integration.conftest import chat_message, produce, read_until
-
-pytestmark = pytest.mark.integration
 
 TOTAL = 40_000
 

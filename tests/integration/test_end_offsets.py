@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.config import Settings
 from streams.state.recovery import true_end_offsets
-
-pytestmark = pytest.mark.integration
 
 
 async def write_batches(settings: Settings, topic: str, sizes: list[int]) -> None:

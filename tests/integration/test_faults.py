@@ -25,8 +25,6 @@ from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.topics import MESSAGES, VERDICTS, create_topics
 from tests.integration.conftest import Worker, chat_message, produce, read_until
 
-pytestmark = pytest.mark.integration
-
 CLI = [sys.executable, "-m", "streams"]
 
 

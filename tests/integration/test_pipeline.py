@@ -15,8 +15,6 @@ from streams.kafka.produce import partition_for
 from streams.topics import DEADLETTER, MESSAGES, VERDICTS, VIOLATIONS
 from tests.integration.conftest import chat_message, produce, read_until, scrape
 
-pytestmark = pytest.mark.integration
-
 
 def _ids(records):
     return [orjson.loads(r.value)["message_id"] for r in records]

@@ -25,8 +25,6 @@ from streams.metrics import CLASSIFY_STEPS
 from streams.topics import GROUP_EVENTS
 from tests.integration.conftest import CANARY, NEW_RULE, chat_message, copy_rules, produce
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards" / "grafana").glob("*.json"))
 ALERTS = ROOT / "dashboards" / "prometheus" / "alerts.yml"

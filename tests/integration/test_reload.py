@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 
 import orjson
-import pytest
 
 from streams.policy.reload import load_rules
 from streams.topics import SANCTIONS, VERDICTS
@@ -22,8 +21,6 @@ from tests.integration.conftest import (
     scrape,
     wait_until,
 )
-
-pytestmark = pytest.mark.integration
 
 CLEAN = "今晚一起吃饭吗"
 

@@ -6,7 +6,6 @@ import asyncio
 from dataclasses import replace
 
 import orjson
-import pytest
 
 from streams.kafka.produce import partition_for
 from streams.policy.rules import load_pack
@@ -24,8 +23,6 @@ from tests.integration.conftest import (
     scrape,
     wait_until,
 )
-
-pytestmark = pytest.mark.integration
 
 CLEAN = "今晚一起吃饭吗"
 SCAM = "刷*單*返*利，日赚五百"  # blocked by both packs

@@ -33,8 +33,6 @@ from streams.topics import (
 )
 from tests.integration.conftest import produce, read_until, scrape
 
-pytestmark = pytest.mark.integration
-
 SCAM = "刷*單*返*利，日赚五百"  # blocked by the shipped pack (scam.task-scam)
 OWNER, MANAGER = "owner-1", "manager-1"
 

@@ -21,8 +21,6 @@ from streams.state.restore import restore
 from streams.state.store import Change, Checkpoint, PartitionStore, changelog_headers, open_store
 from tests.integration.test_end_offsets import listed_end_offsets
 
-pytestmark = pytest.mark.integration
-
 INPUT = "moderation.violations.v1"
 Write = tuple[bytes, bytes | None, int | None]  # key, value (None: deleted), due
 

@@ -18,8 +18,6 @@ from streams.config import Settings
 from streams.topics import BLACKLIST, SANCTIONS, VERDICTS
 from tests.integration.conftest import produce
 
-pytestmark = pytest.mark.integration
-
 CLI = [sys.executable, "-m", "streams"]
 AT_MS = 1_795_300_000_000  # 2026-11-21T22:26:40Z
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import faust
+import pytest
+
+import streams.app
 from streams.agents.classify import ClassifyStage
 from streams.agents.standing import StandingStage
-from streams.app import app
 from streams.config import Settings
 from streams.policy.rules import load_pack
 
 
-async def test_the_classify_stage_starts_with_the_app_not_after_its_tables_recover() -> None:
+@pytest.fixture(scope="module")
+def app() -> faust.App:
+    """The app ``faust -A streams.app`` gets; made when a test asks, not when the tests are collected (it loads the
+    rule pack)."""
+    made: faust.App = streams.app.app
+    return made
+
+
+async def test_the_classify_stage_starts_with_the_app_not_after_its_tables_recover(app: faust.App) -> None:
     # Faust starts @app.service services only once the tables are recovered: a cold worker with a large users
     # table would give no verdict for minutes. Started among the app's own services, the stage needs no table.
     stages = [service for service in app.on_init_dependencies() if isinstance(service, ClassifyStage)]
@@ -17,7 +28,9 @@ async def test_the_classify_stage_starts_with_the_app_not_after_its_tables_recov
     assert stages[0].classifier.version == load_pack(Settings.from_env().rules_dir).version
 
 
-async def test_the_standing_stage_starts_first_and_the_classify_stage_after_faust_s_own_services() -> None:
+async def test_the_standing_stage_starts_first_and_the_classify_stage_after_faust_s_own_services(
+    app: faust.App,
+) -> None:
     # Services start one after another: the standing stage's consumer group join and restore begin before Faust's
     # services start (whose table manager alone waits a second), and before the classify stage's warm-up holds the
     # event loop.

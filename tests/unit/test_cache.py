@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,33 @@ def test_an_entry_is_built_once_and_read_back(folder: Path) -> None:
     assert cache.remembered("thing", cache.key(b"two"), build) == {"a": [1, 2]}
     assert build.calls == 2  # another key, another entry
     assert len(list(folder.glob("thing-*.pickle"))) == 2
+
+
+def _remember_slowly(cache_dir: str, key: str, log: str, start: Barrier) -> None:
+    """In a process of its own: wait for the other one, then ask for an entry whose build takes half a second."""
+    os.environ["GROUPWARDEN_CACHE_DIR"] = cache_dir
+
+    def build() -> str:
+        with Path(log).open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        time.sleep(0.5)  # long enough for the other process to miss the entry too
+        return "built"
+
+    start.wait()
+    assert cache.remembered("slow", key, build) == "built"
+
+
+def test_processes_that_miss_an_entry_at_once_build_it_once(folder: Path, tmp_path: Path) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    start, log = spawn.Barrier(2), tmp_path / "builds.log"
+    args = (str(folder), cache.key(b"slow"), str(log), start)
+    processes = [spawn.Process(target=_remember_slowly, args=args) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert len(log.read_text().split()) == 1, "the second process read what the first one built"
 
 
 def test_keys_differ_with_their_parts() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from streams.policy import matcher as matcher_module
 from streams.policy.matcher import Found, Hit, Matcher
 from streams.policy.normalize import NormalBatch, normalize
+from streams.policy.rules import RulePack, SlotNeeds, slot_needs
 
 SCAM = (
     header("scam")
@@ -416,3 +418,102 @@ def test_spelled_out_words_are_found_where_their_letters_join_others(
 )
 def test_words_break_only_where_letters_were_joined(spelled: Matcher, text: str) -> None:
     assert spelled.find_batch(NormalBatch([text])).hits == {}
+
+
+# --- terms with slots: texts that cannot hold them are not searched ----------------------------------------------
+
+SLOTS = (
+    header("gambling")
+    + "rule odds weight=6 pinyin=no\n  at {n}/{n}\n  {n} for {price}\n  转发到{n}个群\n  up {n}%\n  {price}包邮\n"
+)
+
+
+def test_slot_needs_are_the_literal_parts_and_whether_a_number_word_may_fill_a_slot(tmp_path: Path) -> None:
+    terms = {term.text: term for term in make_pack(tmp_path, {"gambling": SLOTS}).terms}
+    assert slot_needs(terms["at {n}/{n}"]) == SlotNeeds(("at", "/"), number_words=True)
+    assert slot_needs(terms["{n} for {price}"]) == SlotNeeds(("for",), number_words=False)  # a price has digits
+    assert slot_needs(terms["转发到{n}个群"]) == SlotNeeds(("转发到", "个群"), number_words=True)
+    assert slot_needs(terms["{price}包邮"]) == SlotNeeds(("包邮",), number_words=False)
+
+
+def test_the_default_packs_slot_needs_are_parts_of_their_patterns(default_pack: RulePack) -> None:
+    slotted = [term for term in default_pack.terms if term.pattern is not None]
+    assert slotted
+    for term in slotted:
+        needs = slot_needs(term)
+        assert term.normal in needs.literals, term.text
+        assert all(re.escape(literal) in term.pattern.pattern for literal in needs.literals), term.text
+
+
+def _whole_searched(pattern: re.Pattern[str], text: str, start: int, end: int) -> tuple[int, int] | None:
+    """A term with slots around its literal part, searched whatever the text holds."""
+    around = pattern.finditer(text, max(0, start - 40), end + 40)
+    return next((m.span() for m in around if m.start() <= start and end <= m.end()), None)
+
+
+_SLOT_PIECES = [
+    "at",
+    "for",
+    "up",
+    "/",
+    "%",
+    " ",
+    "3",
+    "12",
+    "一",
+    "五",
+    "one",
+    "someone",
+    "$5",
+    "元",
+    "what",
+    "chat",
+    "转发到",
+    "个群",
+    "包邮",
+    "¥",
+    "今天",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def slot_pack(tmp_path_factory: pytest.TempPathFactory) -> RulePack:
+    return make_pack(tmp_path_factory.mktemp("slots"), {"gambling": SLOTS})
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(_SLOT_PIECES), max_size=12))
+def test_terms_with_slots_are_placed_as_by_searching_every_text(slot_pack: RulePack, pieces: list[str]) -> None:
+    pack = slot_pack
+    text = normalize("".join(pieces))
+    for term in pack.terms:
+        if term.pattern is None:
+            continue
+        needs = slot_needs(term)
+        start = text.find(term.normal)
+        while start >= 0:
+            end = start + len(term.normal)
+            assert matcher_module._whole(term.pattern, needs, text, start, end) == _whole_searched(
+                term.pattern, text, start, end
+            ), (term.text, text)
+            start = text.find(term.normal, start + 1)
+
+
+_SLOT_TEXTS = {
+    "odds at 3/1 tonight": [("at {n}/{n}", 5, 11)],
+    "what a chat": [],
+    "5 for $20": [("{n} for {price}", 0, 9)],
+    "someone for you": [],
+    "转发到五个群": [("转发到{n}个群", 0, 6)],
+    "转发到群里": [],
+    "up 30% now": [("up {n}%", 0, 6)],
+    "¥99包邮": [("{price}包邮", 0, 5)],
+    "五包邮": [],
+}
+
+
+def test_terms_with_slots_are_found_only_where_whole(slot_pack: RulePack) -> None:
+    matcher = Matcher(slot_pack)
+    for text, expected in _SLOT_TEXTS.items():
+        assert [(h.term.text, h.start, h.end) for h in matcher.find(normalize(text))] == expected, text

@@ -174,6 +174,20 @@ def test_span_maps_normalised_range_back_to_original() -> None:
     assert fold_names(mapped.folds_between(*span)) == ("traditional", "separator")
 
 
+@pytest.mark.parametrize("listed", [0, 1 << 20])  # spans read off the array (a long text), or off a list
+def test_spans_of_a_text_in_a_batch_read_the_same_however_its_origins_are_kept(
+    monkeypatch: pytest.MonkeyPatch, listed: int
+) -> None:
+    monkeypatch.setattr(normalize_module, "_LISTED_ORIGINS", listed)
+    texts = ["你好", "招聘：刷*單*返*利，日结", "f r e e c a s h now"]
+    batch = NormalBatch(texts)
+    for index, text in enumerate(texts):
+        mapped, origin = batch.mapped(index), normalize_mapped(text).origin
+        for start in range(len(mapped.text)):
+            for end in range(start + 1, len(mapped.text) + 1):
+                assert mapped.span(start, end) == (origin[start], origin[end - 1] + 1)
+
+
 def test_nul_is_removed_inside_a_text() -> None:
     assert normalize("刷\x00单") == "刷单"
     assert normalize_mapped("刷\x00单").text == "刷单"

@@ -20,9 +20,10 @@ from streams.agents import classify
 from streams.agents.classify import ClassifyStage, Tally, judge_records, shadow_records
 from streams.config import Settings
 from streams.metrics import Metrics
+from streams.policy import reload
 from streams.policy.classify import Classifier
-from streams.policy.reload import FolderWatch, Followed, Rules, load_rules
-from streams.policy.rules import RulePackError
+from streams.policy.reload import FolderWatch, Followed, Rules, load_classifier, load_rules
+from streams.policy.rules import RulePack, RulePackError
 from streams.records import ChatMessage
 from streams.topics import SHADOW_VERDICTS, VERDICTS
 
@@ -138,12 +139,37 @@ def test_loading_checks_the_sanctions_against_the_new_packs_ids(tmp_path: Path) 
     assert load_rules(folder, with_policy=False).policy is None
 
     weapons = folder / "weapons.rules"  # sanctions.toml names weapons.firearms as severe
-    weapons.write_text(
-        re.sub(r"\nrule firearms\b", "\nrule guns", weapons.read_text(encoding="utf-8")), encoding="utf-8"
-    )
+    rules_text = weapons.read_text(encoding="utf-8")
+    write(weapons, re.sub(r"\nrule firearms\b", "\nrule guns", rules_text))
+    with pytest.raises(RulePackError, match=r"sanctions.toml: user\.severe\.weapons.*no such category or rule"):
+        load_rules(folder, with_policy=True)  # refused before its classifier is built
+
+    write(weapons, rules_text)
+    sanctions = folder / "sanctions.toml"
+    write(sanctions, sanctions.read_text(encoding="utf-8").replace('"weapons.firearms"', '"weapons.guns"'))
     with pytest.raises(RulePackError, match=r"sanctions.toml: user\.severe\.weapons.*no such category or rule"):
         load_rules(folder, with_policy=True)
     load_rules(folder, with_policy=False)  # a shadow pack's sanctions are never used, so never checked
+
+
+def test_editing_the_sanctions_builds_no_new_classifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[Classifier] = []
+
+    def counted(pack: RulePack) -> Classifier:
+        builds.append(Classifier(pack))
+        return builds[-1]
+
+    monkeypatch.setattr(reload, "Classifier", counted)
+    folder = write_pack(tmp_path / "rules", {"scam": SCAM + "  只在这里的词\n"})  # in no other test's cached pack
+    sanctions = folder / "sanctions.toml"
+    write(sanctions, "# the policy\n")
+    first = load_classifier(folder)
+    write(sanctions, "# the policy, edited\n")
+    assert load_classifier(folder).version == first.version
+    assert len(builds) == 1, "a policy edit left the classifier as it was"
+    write(folder / "scam.rules", SCAM + "  兼职返利\n")
+    assert load_classifier(folder).version != first.version
+    assert len(builds) == 2
 
 
 def test_rules_are_the_same_only_with_the_same_pack_and_policy(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from conftest import header, make_pack, write_pack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.policy import scoring
 from streams.policy.classify import Classifier
 from streams.policy.matcher import Matcher
 from streams.policy.normalize import BOUNDARY, NormalBatch, normalize, second_form, second_view
@@ -387,6 +388,22 @@ def test_may_fire_answers_as_the_first_of_prospects(tmp_path: Path) -> None:
     assert not scorer.may_fire(["violence.when", "violence.harm"])  # a place of the condition is missing
     assert scorer.may_fire(["violence.when", "violence.harm", "violence.where"])
     assert scorer.may_fire(["violence.tools"])  # with a phone number, which the detectors find
+
+
+def test_prospects_remembered_by_atom_set_answer_as_found_afresh_and_stay_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scoring, "_ATOM_SETS_REMEMBERED", 3)
+    pack = make_pack(tmp_path, {"violence": WORTH})
+    remembering, fresh = Scorer(pack), Scorer(pack)
+    atoms = sorted(pack.rules)
+    for _ in range(2):  # the second time round, answers come from memory where it kept them
+        for size in range(len(atoms) + 1):
+            for chosen in combinations(atoms, size):
+                assert remembering.prospects(set(chosen)) == Scorer(pack).prospects(set(chosen)), chosen
+                assert len(remembering._prospects_of) <= 3
+                assert len(remembering._conditions_of) <= 3
+    assert remembering.prospects({"violence.tools"}) == fresh.prospects({"violence.tools"}) == (True, True, False)
 
 
 _PIECES = ["明天", "砍人", "学校", "刀子", "杀手", "炸弹", "13800138000", "你好", "，"]
