@@ -52,7 +52,7 @@ from streams.policy.sanctions import SanctionPolicy
 from streams.state.expiries import Expiries
 from streams.state.recovery import missing_partitions
 from streams.state.restore import Restored, RestoreError, restore
-from streams.state.stage import INBOX_OF, TABLE_OF, PartitionBatch, apply_batch
+from streams.state.stage import INBOX_OF, TABLE_OF, Decoded, PartitionBatch, apply_batch
 from streams.state.store import PartitionStore, open_store
 from streams.state.tables import Tables
 from streams.topics import changelog_topic
@@ -77,6 +77,7 @@ class _Partition:
         self.stores = stores
         self.expiries = Expiries()
         self.unwritten: list[PartitionBatch] = []  # oldest first
+        self.decoded: Decoded = {table: {} for table in stores}  # records as the stores hold them, decoded
         for table, store in stores.items():
             for key, due_ms in store.expiries():
                 self.expiries.schedule(INBOX_OF[table], key, due_ms)
@@ -146,6 +147,7 @@ class StandingStage(BatchedStage):
                 batch_records,
                 now_ms=now_ms,
                 earlier=owned.unwritten,
+                decoded=owned.decoded,
                 topic_name=self._unprefixed.__getitem__,
             )
             owned.unwritten.append(batch)
@@ -168,7 +170,7 @@ class StandingStage(BatchedStage):
                 for table, topic in self._changelogs.items()
                 if (topic, batch.partition) in ends
             }
-            batch.write(owned.stores, changelog_ends)
+            batch.write(owned.stores, changelog_ends, owned.decoded)
             assert owned.unwritten[0] is batch, "batches are written in the order they were decided"
             del owned.unwritten[0]
             for table, changed in batch.changed.items():

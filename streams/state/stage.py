@@ -47,6 +47,18 @@ class Readable(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
 
+# Records kept decoded per table partition, as its store holds them: the keys that come back batch after batch (a
+# spam wave's senders and groups, a campaign's domain) are not decoded again each time. The oldest go first.
+DECODED_LIMIT = 8_192
+Decoded = dict[str, dict[bytes, Any]]  # table -> key -> its stored record, decoded
+
+
+def _remember(decoded: dict[bytes, Any], key: bytes, record: Any) -> None:
+    if len(decoded) >= DECODED_LIMIT:
+        del decoded[next(iter(decoded))]
+    decoded[key] = record
+
+
 @dataclass(slots=True)
 class _New:
     record: Any  # decoded: later events of the batch, and later batches, read it as it is
@@ -85,13 +97,22 @@ class PartitionBatch:
             for table, changed in self.changed.items()
         }
 
-    def write(self, stores: Mapping[str, PartitionStore], changelog_ends: Mapping[str, int]) -> None:
+    def write(
+        self, stores: Mapping[str, PartitionStore], changelog_ends: Mapping[str, int], decoded: Decoded | None = None
+    ) -> None:
         """After every record of the batch is acknowledged: each changed store in one write, with the offset after
-        its changelog records (``changelog_ends``) and the input offsets the batch reached."""
+        its changelog records (``changelog_ends``) and the input offsets the batch reached; ``decoded`` (the
+        stores' records kept decoded) follows."""
         for table, store in stores.items():
-            changes = {key: Change(new.value, new.due_ms) for key, new in self.changed.get(table, {}).items()}
+            changed = self.changed.get(table, {})
+            changes = {key: Change(new.value, new.due_ms) for key, new in changed.items()}
             inputs = {**store.checkpoint.inputs, **self.inputs}
             store.write(changes, Checkpoint(changelog_ends.get(table, store.checkpoint.changelog_offset), inputs))
+            if decoded is not None:
+                kept = decoded[table]
+                for key, new in changed.items():
+                    kept.pop(key, None)  # to the end: the last written goes last
+                    _remember(kept, key, new.record)
 
 
 def apply_batch(
@@ -103,12 +124,14 @@ def apply_batch(
     *,
     now_ms: int,
     earlier: Sequence[PartitionBatch] = (),
+    decoded: Decoded | None = None,
     topic_name: Callable[[str], str] = lambda prefixed: prefixed,
 ) -> PartitionBatch:
     """Decide ``records`` (one partition's, in offset order per topic) against ``stores`` and the batch's overlay.
 
     ``earlier``: batches of the partition decided before this one whose values are not in the stores yet, oldest
-    first. ``topic_name``: an input record's topic without the deployment's prefix. Stores are read, never written."""
+    first. ``decoded``: records of the stores kept decoded, which reading the stores adds to. ``topic_name``: an
+    input record's topic without the deployment's prefix. Stores are read, never written."""
     decide: dict[str | None, Decide] = {
         USERS: tables.decide_user,
         GROUPS: tables.decide_group,
@@ -116,15 +139,18 @@ def apply_batch(
         None: lambda _record, _key, doc, now: Tables.command(doc, now),
     }
     batch = PartitionBatch(partition, changed={table: {} for table in stores})
+    if decoded is None:
+        decoded = {table: {} for table in stores}  # for this batch only
     outputs, inputs = batch.outputs, batch.inputs
     prefixed: dict[str, str] = {}  # an output's topic -> its name in this deployment
+    newest_first = (batch, *reversed(earlier))
     for record in records:
         topic = topic_name(record.topic)
         table = TABLE_OF[topic]
         key = record.key or b""
         inputs[topic] = record.offset + 1
         try:
-            current = _current(table, key, batch, earlier, stores) if table is not None else None
+            current = _current(table, key, newest_first, stores, decoded) if table is not None else None
             applied = decide[table](current, key, parse(record.value), now_ms)
         except InvalidEvent as exc:
             outputs.append(dead_letter(settings, record, INVALID_EVENT, str(exc)))
@@ -153,14 +179,19 @@ def apply_batch(
 
 
 def _current(
-    table: str, key: bytes, batch: PartitionBatch, earlier: Sequence[PartitionBatch], stores: Mapping[str, Readable]
+    table: str, key: bytes, batches: Sequence[PartitionBatch], stores: Mapping[str, Readable], decoded: Decoded
 ) -> Any:
-    """A key's record as the events before this one left it, decoded: this batch's, an earlier batch's, or the
-    store's; None if it has none."""
-    if (new := batch.changed[table].get(key)) is not None:
-        return new.record
-    for decided in reversed(earlier):
+    """A key's record as the events before this one left it, decoded: the last of ``batches`` (this one, then the
+    unwritten ones before it, newest first) that changed it, or the store's; None if it has none."""
+    for decided in batches:
         if (new := decided.changed[table].get(key)) is not None:
             return new.record
+    kept = decoded[table]
+    if (record := kept.get(key)) is not None:
+        return record
     raw = stores[table].get(key)
-    return None if raw is None else CODECS[table][0](raw)
+    if raw is None:
+        return None
+    record = CODECS[table][0](raw)
+    _remember(kept, key, record)
+    return record
