@@ -70,7 +70,7 @@ class Pipeline:
         self.tables = Tables(policy, classifier.version)
         self.state: dict[str, dict[bytes, bytes]] = {inbox: {} for inbox in INBOXES}
         self.expiries = Expiries()
-        self._apply: dict[str, Callable[[bytes | None, bytes, dict[str, Any], int], Applied]] = {
+        self._apply: dict[str, Callable[[bytes | None, bytes, dict[str, Any], int], Applied[bytes]]] = {
             USER_ACTIONS: self.tables.user,
             GROUP_ACTIONS: self.tables.group,
             LINK_ACTIONS: self.tables.link,

@@ -111,17 +111,19 @@ class GroupRecord(NamedTuple):
     listed: tuple[Restriction, ...] = ()
 
 
-def _same(a: Sanction, b: Sanction) -> bool:
-    return (a.subject, a.kind, a.evidence, a.start_ms) == (b.subject, b.kind, b.evidence, b.start_ms)
+def _identity(s: Sanction) -> tuple[str, str, tuple[str, ...], int]:
+    """What makes two sanctions the same action: the revocation of one revokes the other."""
+    return s.subject, s.kind, s.evidence, s.start_ms
 
 
 def _hold(held: tuple[Sanction, ...], changes: list[Sanction]) -> tuple[Sanction, ...]:
     """Held sanctions after some were issued and some revoked."""
     if not changes:
         return held
-    revoked = [c for c in changes if c.revoked]
-    kept = [h for h in held if not any(_same(c, h) for c in revoked)] if revoked else list(held)
-    kept += [c for c in changes if not c.revoked and c.kind in HELD_KINDS and not any(_same(c, h) for h in kept)]
+    revoked = {_identity(c) for c in changes if c.revoked}
+    kept = [h for h in held if _identity(h) not in revoked] if revoked else list(held)
+    holding = {_identity(h) for h in kept}
+    kept += [c for c in changes if not c.revoked and c.kind in HELD_KINDS and _identity(c) not in holding]
     return tuple(kept)
 
 

@@ -19,6 +19,7 @@ from streams.config import Settings
 from streams.kafka.produce import OutRecord
 from streams.policy.ladder import Sanction
 from streams.records import INVALID_EVENT, SourceRecord
+from streams.state import codec
 from streams.state.store import Change, Checkpoint, PartitionStore, changelog_headers
 from streams.state.tables import Applied, InvalidEvent, Tables, parse
 from streams.topics import COMMANDS, GROUP_ACTIONS, GROUP_EVENTS, LINK_ACTIONS, USER_ACTIONS, VIOLATIONS
@@ -34,19 +35,37 @@ TABLE_OF = {  # input topic -> the table that applies it; commands keep no state
     COMMANDS: None,
 }
 INBOX_OF = {USERS: USER_ACTIONS, GROUPS: GROUP_ACTIONS, LINKS: LINK_ACTIONS}  # where a table's ticks go
-Decide = Callable[[bytes | None, bytes, dict[str, Any], int], Applied]
+Decide = Callable[[Any, bytes, dict[str, Any], int], Applied[Any]]  # a decoded record (None: new) and an event
+CODECS: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {  # a table's records: load, dump
+    USERS: (codec.load_user, codec.dump_user),
+    GROUPS: (codec.load_group, codec.dump_group),
+    LINKS: (codec.load_link, codec.dump_link),
+}
 
 
 class Readable(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Records kept decoded per table partition, as its store holds them: the keys that come back batch after batch (a
+# spam wave's senders and groups, a campaign's domain) are not decoded again each time. The oldest go first.
+DECODED_LIMIT = 8_192
+Decoded = dict[str, dict[bytes, Any]]  # table -> key -> its stored record, decoded
+
+
+def _remember(decoded: dict[bytes, Any], key: bytes, record: Any) -> None:
+    if len(decoded) >= DECODED_LIMIT:
+        del decoded[next(iter(decoded))]
+    decoded[key] = record
+
+
+@dataclass(slots=True)
 class _New:
-    value: bytes
+    record: Any  # decoded: later events of the batch, and later batches, read it as it is
     due_ms: int | None
     topic: str  # the input record that last changed it
     offset: int
+    value: bytes = b""  # encoded once the batch is decided
 
 
 @dataclass
@@ -78,13 +97,22 @@ class PartitionBatch:
             for table, changed in self.changed.items()
         }
 
-    def write(self, stores: Mapping[str, PartitionStore], changelog_ends: Mapping[str, int]) -> None:
+    def write(
+        self, stores: Mapping[str, PartitionStore], changelog_ends: Mapping[str, int], decoded: Decoded | None = None
+    ) -> None:
         """After every record of the batch is acknowledged: each changed store in one write, with the offset after
-        its changelog records (``changelog_ends``) and the input offsets the batch reached."""
+        its changelog records (``changelog_ends``) and the input offsets the batch reached; ``decoded`` (the
+        stores' records kept decoded) follows."""
         for table, store in stores.items():
-            changes = {key: Change(new.value, new.due_ms) for key, new in self.changed.get(table, {}).items()}
+            changed = self.changed.get(table, {})
+            changes = {key: Change(new.value, new.due_ms) for key, new in changed.items()}
             inputs = {**store.checkpoint.inputs, **self.inputs}
             store.write(changes, Checkpoint(changelog_ends.get(table, store.checkpoint.changelog_offset), inputs))
+            if decoded is not None:
+                kept = decoded[table]
+                for key, new in changed.items():
+                    kept.pop(key, None)  # to the end: the last written goes last
+                    _remember(kept, key, new.record)
 
 
 def apply_batch(
@@ -96,50 +124,74 @@ def apply_batch(
     *,
     now_ms: int,
     earlier: Sequence[PartitionBatch] = (),
+    decoded: Decoded | None = None,
     topic_name: Callable[[str], str] = lambda prefixed: prefixed,
 ) -> PartitionBatch:
     """Decide ``records`` (one partition's, in offset order per topic) against ``stores`` and the batch's overlay.
 
     ``earlier``: batches of the partition decided before this one whose values are not in the stores yet, oldest
-    first. ``topic_name``: an input record's topic without the deployment's prefix. Stores are read, never written."""
+    first. ``decoded``: records of the stores kept decoded, which reading the stores adds to. ``topic_name``: an
+    input record's topic without the deployment's prefix. Stores are read, never written."""
     decide: dict[str | None, Decide] = {
-        USERS: tables.user,
-        GROUPS: tables.group,
-        LINKS: tables.link,
-        None: lambda _raw, _key, doc, now: Tables.command(doc, now),
+        USERS: tables.decide_user,
+        GROUPS: tables.decide_group,
+        LINKS: tables.decide_link,
+        None: lambda _record, _key, doc, now: Tables.command(doc, now),
     }
     batch = PartitionBatch(partition, changed={table: {} for table in stores})
+    if decoded is None:
+        decoded = {table: {} for table in stores}  # for this batch only
+    outputs, inputs = batch.outputs, batch.inputs
+    prefixed: dict[str, str] = {}  # an output's topic -> its name in this deployment
+    newest_first = (batch, *reversed(earlier))
     for record in records:
         topic = topic_name(record.topic)
         table = TABLE_OF[topic]
         key = record.key or b""
-        batch.inputs[topic] = record.offset + 1
+        inputs[topic] = record.offset + 1
         try:
-            raw = _current(table, key, batch, earlier, stores) if table is not None else None
-            applied = decide[table](raw, key, parse(record.value), now_ms)
+            current = _current(table, key, newest_first, stores, decoded) if table is not None else None
+            applied = decide[table](current, key, parse(record.value), now_ms)
         except InvalidEvent as exc:
-            batch.outputs.append(dead_letter(settings, record, INVALID_EVENT, str(exc)))
+            outputs.append(dead_letter(settings, record, INVALID_EVENT, str(exc)))
             batch.dead.append(INVALID_EVENT)
             continue
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the stage, nor lose the event: kept with the error
-            batch.outputs.append(dead_letter(settings, record, STANDING_ERROR, repr(exc)))
+            outputs.append(dead_letter(settings, record, STANDING_ERROR, repr(exc)))
             batch.dead.append(STANDING_ERROR)
             continue
-        batch.outputs += [OutRecord(settings.topic(o.topic), o.key, o.value) for o in applied.outputs]
-        batch.sanctions += applied.sanctions
+        for o in applied.outputs:
+            if (out_topic := prefixed.get(o.topic)) is None:
+                out_topic = prefixed[o.topic] = settings.topic(o.topic)
+            outputs.append(OutRecord(out_topic, o.key, o.value))
+        if applied.sanctions:
+            batch.sanctions += applied.sanctions
         if table is not None and applied.record is not None:
             batch.applied[table] += 1
-            if raw is None:
+            if current is None:
                 batch.created[table] += 1
             batch.changed[table][key] = _New(applied.record, applied.due_ms, topic, record.offset)
+    for table, changed in batch.changed.items():  # each changed record encoded once, whatever the events it took
+        dump = CODECS[table][1]
+        for new in changed.values():
+            new.value = dump(new.record)
     return batch
 
 
 def _current(
-    table: str, key: bytes, batch: PartitionBatch, earlier: Sequence[PartitionBatch], stores: Mapping[str, Readable]
-) -> bytes | None:
-    """A key's value as the events before this one left it: this batch's, an earlier batch's, or the store's."""
-    for decided in (batch, *reversed(earlier)):
+    table: str, key: bytes, batches: Sequence[PartitionBatch], stores: Mapping[str, Readable], decoded: Decoded
+) -> Any:
+    """A key's record as the events before this one left it, decoded: the last of ``batches`` (this one, then the
+    unwritten ones before it, newest first) that changed it, or the store's; None if it has none."""
+    for decided in batches:
         if (new := decided.changed[table].get(key)) is not None:
-            return new.value
-    return stores[table].get(key)
+            return new.record
+    kept = decoded[table]
+    if (record := kept.get(key)) is not None:
+        return record
+    raw = stores[table].get(key)
+    if raw is None:
+        return None
+    record = CODECS[table][0](raw)
+    _remember(kept, key, record)
+    return record

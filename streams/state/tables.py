@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import orjson
 
@@ -16,11 +16,12 @@ from streams.policy import standing
 from streams.policy.escalation import GROUP_EVENT_KINDS
 from streams.policy.ladder import Sanction
 from streams.policy.sanctions import SanctionPolicy
-from streams.policy.standing import GroupRecord, Outcome
+from streams.policy.standing import GroupRecord, Outcome, UserRecord
 from streams.state import codec
 from streams.topics import AUDIT, BLACKLIST, GROUP_ACTIONS, LINK_ACTIONS, NOTICES, SANCTIONS, USER_ACTIONS
 
 T = TypeVar("T")
+R = TypeVar("R")
 COMMAND_KINDS = ("pardon_message", "unban_user", "lift_suspension")
 INBOXES = (USER_ACTIONS, GROUP_ACTIONS, LINK_ACTIONS)  # the internal topics that feed the tables
 
@@ -29,21 +30,23 @@ class InvalidEvent(ValueError):
     """An input the standing tables cannot apply; it goes to the dead-letter topic with this message."""
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(NamedTuple):  # a named tuple: an event makes several, and it builds in half a frozen dataclass's time
     topic: str  # the topic's name without the deployment's prefix
     key: bytes
     value: bytes | None  # None: a tombstone
 
 
 @dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(Generic[R]):
     """One event applied to one table."""
 
-    record: bytes | None  # the table's new value for the key; None for commands, which keep no state
+    record: R | None  # the table's new record for the key (decoded, or its bytes); None for commands: no state
     outputs: list[Output] = field(default_factory=list)
     sanctions: list[Sanction] = field(default_factory=list)
     due_ms: int | None = None  # when the record next changes by itself (a tick is due)
+
+
+_Forwarded = tuple[str, bytes, str, bytes]  # to an inbox: (its topic, key, action, the action as JSON)
 
 
 def parse(raw: bytes | None) -> dict[str, Any]:
@@ -87,11 +90,29 @@ class Tables:
         self.policy, self.rules_version = policy, rules_version
         self._new_user = standing.new_user_record(policy)
 
-    def user(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
+    # One event on a record stored as bytes: decoded, decided and encoded again. A batch decides on decoded records
+    # (``decide_user`` and the others) and encodes each changed one once, whatever the events it took.
+
+    def user(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied[bytes]:
+        decoded = None if raw is None else codec.load_user(raw)
+        return _encoded(self.decide_user(decoded, key, doc, now_ms), codec.dump_user)
+
+    def group(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied[bytes]:
+        decoded = None if raw is None else codec.load_group(raw)
+        return _encoded(self.decide_group(decoded, key, doc, now_ms), codec.dump_group)
+
+    def link(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied[bytes]:
+        decoded = None if raw is None else codec.load_link(raw)
+        return _encoded(self.decide_link(decoded, key, doc, now_ms), codec.dump_link)
+
+    def decide_user(
+        self, record: UserRecord | None, key: bytes, doc: dict[str, Any], now_ms: int
+    ) -> Applied[UserRecord]:
         user_id = key.decode()
-        record = codec.load_user(raw) if raw is not None else self._new_user
+        if record is None:
+            record = self._new_user
         action = doc.get("action", "violation")
-        extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = ()
+        extra: tuple[_Forwarded, ...] = ()
         if action == "violation":
             violation = _parsed(codec.violation_from_dict, doc)
             if violation.sender_id != user_id:
@@ -100,12 +121,13 @@ class Tables:
             # Repartition: the group table counts it too, on the partition of its group.
             forward = codec.violation_to_dict(violation)
             forward["action"], forward["rules_version"] = "violation", doc.get("rules_version")
-            extra = ((GROUP_ACTIONS, violation.group_id.encode(), forward),)
+            value = orjson.dumps(forward)  # once, for the group and every linked domain
+            extra = ((GROUP_ACTIONS, violation.group_id.encode(), "violation", value),)
             domains = doc.get("domains") or []
             if domains:  # most violations link nowhere
                 if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
                     raise InvalidEvent("'domains' must be a list of domains")
-                extra += tuple((LINK_ACTIONS, d.encode(), forward) for d in domains)  # each linked domain counts it
+                extra += tuple((LINK_ACTIONS, d.encode(), "violation", value) for d in domains)  # each counts it
         elif action in ("liability", "lift_liability"):
             forwarded = _parsed(codec.forward_from_dict, doc)
             if isinstance(forwarded, standing.LeaderLiability):
@@ -122,11 +144,14 @@ class Tables:
             record, outcome = standing.user_tick(record, self.policy, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown user action {action!r}")
-        return self._applied(codec.dump_user(record), f"user:{user_id}", outcome, doc, now_ms, extra=extra)
+        return self._applied(record, f"user:{user_id}", outcome, doc, now_ms, extra=extra)
 
-    def group(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
+    def decide_group(
+        self, record: GroupRecord | None, key: bytes, doc: dict[str, Any], now_ms: int
+    ) -> Applied[GroupRecord]:
         group_id = key.decode()
-        record = codec.load_group(raw) if raw is not None else GroupRecord()
+        if record is None:
+            record = GroupRecord()
         action = doc.get("action", "event")
         if action == "event":  # chat.group-events.v1
             kind = _text(doc, "kind")
@@ -153,11 +178,14 @@ class Tables:
             record, outcome = standing.group_tick(record, _ms(doc, "at_ms"))
         else:
             raise InvalidEvent(f"unknown group action {action!r}")
-        return self._applied(codec.dump_group(record), f"group:{group_id}", outcome, doc, now_ms)
+        return self._applied(record, f"group:{group_id}", outcome, doc, now_ms)
 
-    def link(self, raw: bytes | None, key: bytes, doc: dict[str, Any], now_ms: int) -> Applied:
+    def decide_link(
+        self, record: standing.LinkRecord | None, key: bytes, doc: dict[str, Any], now_ms: int
+    ) -> Applied[standing.LinkRecord]:
         domain = key.decode()
-        record = codec.load_link(raw) if raw is not None else standing.LinkRecord()
+        if record is None:
+            record = standing.LinkRecord()
         action = doc.get("action")
         if action == "violation":
             violation = _parsed(codec.violation_from_dict, doc)
@@ -169,10 +197,10 @@ class Tables:
         entry = None  # its categories, only for an entry that lists the domain: most outcomes change no entry
         if outcome.listing:
             entry = {"categories": sorted({c for _, _, _, found in record.sightings for c in found})}
-        return self._applied(codec.dump_link(record), f"link:{domain}", outcome, doc, now_ms, entry=entry)
+        return self._applied(record, f"link:{domain}", outcome, doc, now_ms, entry=entry)
 
     @staticmethod
-    def command(doc: dict[str, Any], now_ms: int) -> Applied:
+    def command(doc: dict[str, Any], now_ms: int) -> Applied[Any]:
         """Check an operator command (moderation.commands.v1) and forward it to the tables it concerns."""
         kind = _text(doc, "kind")
         command: dict[str, Any] = {"command_id": _text(doc, "command_id"), "operator": _text(doc, "operator")}
@@ -192,20 +220,20 @@ class Tables:
 
     def _applied(
         self,
-        record: bytes,
+        record: R,
         subject: str,
         outcome: Outcome,
         doc: dict[str, Any],
         now_ms: int,
         *,
-        extra: tuple[tuple[str, bytes, dict[str, Any]], ...] = (),
+        extra: tuple[_Forwarded, ...] = (),
         entry: dict[str, Any] | None = None,
-    ) -> Applied:
+    ) -> Applied[R]:
         """Sanctions, the blacklist entry if it changed, forwards and the audit record, in the order they are sent.
 
-        ``subject``: "user:<id>", "group:<id>" or "link:<domain>"; ``extra``: (inbox, key, action) to forward beyond
-        the outcome's forwards; ``entry``: more for the blacklist entry. Each JSON object is built once, in the key
-        order of its schema, with the rules and policy versions as its last two keys."""
+        ``subject``: "user:<id>", "group:<id>" or "link:<domain>"; ``extra``: forwards beyond the outcome's;
+        ``entry``: more for the blacklist entry. Each JSON object is built once, in the key order of its schema, with
+        the rules and policy versions as its last two keys."""
         rules_version = doc.get("rules_version") or self.rules_version
         policy_version = self.policy.version
         out: list[Output] = []
@@ -222,13 +250,10 @@ class Tables:
         if outcome.listing is not None:
             listing = _listing(subject, outcome, entry, rules_version, policy_version)
             out.append(Output(BLACKLIST, subject_key, listing))
-        forwards: list[tuple[str, bytes, dict[str, Any]]] = []
-        for f in outcome.forwards:
-            action = codec.forward_to_dict(f)
-            action["rules_version"], action["policy_version"] = rules_version, policy_version
-            forwards.append((USER_ACTIONS, f.user_id.encode(), action))
-        forwards += extra
-        out += [Output(inbox, key, orjson.dumps(action)) for inbox, key, action in forwards]
+        forwards = extra
+        if outcome.forwards:
+            forwards = (*(_forwarded(f, rules_version, policy_version) for f in outcome.forwards), *extra)
+        out += [Output(inbox, key, value) for inbox, key, _, value in forwards]
         if outcome.sanctions or outcome.listing is not None or doc.get("action") != "tick":
             audit = {
                 "schema": "moderation.audit.v1",
@@ -237,12 +262,25 @@ class Tables:
                 "input": doc,
                 "sanctions": sanction_ids,
                 "blacklist": None if outcome.listing is None else codec.restrictions_to_list(outcome.listing),
-                "forwarded": [{"to": inbox, "key": key.decode(), "action": a["action"]} for inbox, key, a in forwards],
+                "forwarded": [{"to": inbox, "key": key.decode(), "action": a} for inbox, key, a, _ in forwards],
                 "rules_version": rules_version,
                 "policy_version": policy_version,
             }
             out.append(Output(AUDIT, subject_key, orjson.dumps(audit)))
         return Applied(record, out, outcome.sanctions, outcome.due_ms)
+
+
+def _forwarded(f: standing.Forward, rules_version: Any, policy_version: str) -> _Forwarded:
+    """A forward of an outcome to the user table, stamped with the versions that decided it."""
+    action = codec.forward_to_dict(f)
+    action["rules_version"], action["policy_version"] = rules_version, policy_version
+    return USER_ACTIONS, f.user_id.encode(), action["action"], orjson.dumps(action)
+
+
+def _encoded(applied: Applied[Any], dump: Callable[[Any], bytes]) -> Applied[bytes]:
+    """``applied`` with its record encoded."""
+    record = None if applied.record is None else dump(applied.record)
+    return Applied(record, applied.outputs, applied.sanctions, applied.due_ms)
 
 
 def _listing(

@@ -15,7 +15,8 @@ from streams.config import DEFAULT_RULES, Settings
 from streams.policy.rules import load_pack
 from streams.policy.sanctions import load_sanctions
 from streams.records import INVALID_EVENT
-from streams.state.stage import GROUPS, LINKS, USERS, apply_batch
+from streams.state import stage
+from streams.state.stage import CODECS, GROUPS, LINKS, USERS, Decoded, apply_batch
 from streams.state.store import DUE_HEADER, SOURCE_HEADER, Checkpoint, PartitionStore, open_store
 from streams.state.tables import Tables
 from streams.topics import AUDIT, DEADLETTER, GROUP_ACTIONS, GROUP_EVENTS, USER_ACTIONS, VIOLATIONS
@@ -84,28 +85,35 @@ def workload(seed: int) -> list[Record]:
     return out
 
 
-def run(records: list[Record], sizes: list[int], tmp_path: Path) -> tuple[list[tuple[str, bytes, bytes]], dict]:
-    """Apply ``records`` in batches of the given sizes, writing the stores after each as the stage would."""
+def run(
+    records: list[Record], sizes: list[int], tmp_path: Path, decoded: Decoded | None = None
+) -> tuple[list[tuple[str, bytes, bytes]], dict]:
+    """Apply ``records`` in batches of the given sizes, writing the stores after each as the stage would;
+    ``decoded``: the stores' records kept decoded from batch to batch, as the stage keeps them."""
     t, s = tables(), stores(tmp_path)
     outputs: list[tuple[str, bytes, bytes]] = []
     at, i = 0, 0
     while at < len(records):
         size = sizes[i % len(sizes)]
         chunk = records[at : at + size]
-        batch = apply_batch(SETTINGS, t, s, 0, chunk, now_ms=T0, topic_name=lambda n: n.removeprefix("p."))
+        batch = apply_batch(
+            SETTINGS, t, s, 0, chunk, now_ms=T0, decoded=decoded, topic_name=lambda n: n.removeprefix("p.")
+        )
         outputs += [(o.topic, o.key or b"", o.value or b"") for o in batch.outputs]
-        batch.write(s, {table: at + len(records) for table in s})
+        batch.write(s, {table: at + len(records) for table in s}, decoded)
         at, i = at + size, i + 1
     return outputs, {table: dict(store.items()) for table, store in s.items()} | {
         "expiries": {table: dict(store.expiries()) for table, store in s.items()}
     }
 
 
+@pytest.mark.parametrize("keep_decoded", [False, True])
 @pytest.mark.parametrize("sizes", [[2], [7, 1, 30], [1000]])
-def test_a_batch_decides_as_one_event_at_a_time(tmp_path: Path, sizes: list[int]) -> None:
+def test_a_batch_decides_as_one_event_at_a_time(tmp_path: Path, sizes: list[int], keep_decoded: bool) -> None:
     records = workload(3)
     one_by_one = run(records, [1], tmp_path / "one")
-    batched = run(records, sizes, tmp_path / "batched")
+    decoded: Decoded | None = {table: {} for table in (USERS, GROUPS, LINKS)} if keep_decoded else None
+    batched = run(records, sizes, tmp_path / "batched", decoded)
     assert batched == one_by_one
     outputs, state = batched
     assert len(state[USERS]) == 5
@@ -176,6 +184,45 @@ def test_a_batch_reads_through_the_batches_decided_before_it_that_are_not_writte
     state = {table: dict(store.items()) for table, store in s.items()}
     state |= {"expiries": {table: dict(store.expiries()) for table, store in s.items()}}
     assert (outputs, state) == expected
+
+
+def test_records_kept_decoded_are_the_stores_not_those_of_a_batch_never_written(tmp_path: Path) -> None:
+    """A batch whose outputs were refused is read again: what it decided must not outlive it."""
+    records = workload(7)
+    half = len(records) // 2
+    expected = run(records, [half], tmp_path / "written")
+
+    s, t = stores(tmp_path / "kept"), tables()
+    decoded: Decoded = {table: {} for table in s}
+
+    def name(prefixed: str) -> str:
+        return prefixed.removeprefix("p.")
+
+    first = apply_batch(SETTINGS, t, s, 0, records[:half], now_ms=T0, decoded=decoded, topic_name=name)
+    first.write(s, {}, decoded)
+    assert decoded[USERS], "the records written are kept decoded"
+    dropped = apply_batch(SETTINGS, t, s, 0, records[half:], now_ms=T0, decoded=decoded, topic_name=name)
+    assert dropped.changed[USERS]
+    again = apply_batch(SETTINGS, t, s, 0, records[half:], now_ms=T0, decoded=decoded, topic_name=name)
+    again.write(s, {}, decoded)
+    outputs = [(o.topic, o.key or b"", o.value or b"") for o in first.outputs + again.outputs]
+    state = {table: dict(store.items()) for table, store in s.items()}
+    state |= {"expiries": {table: dict(store.expiries()) for table, store in s.items()}}
+    assert (outputs, state) == expected
+    for table, store in s.items():
+        dump = CODECS[table][1]
+        assert {key: dump(record) for key, record in decoded[table].items()} == {
+            key: store.get(key) for key in decoded[table]
+        }
+
+
+def test_records_kept_decoded_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage, "DECODED_LIMIT", 3)
+    s, decoded = stores(tmp_path), {table: {} for table in (USERS, GROUPS, LINKS)}
+    records = [Record(f"p.{VIOLATIONS}", n, f"u{n}".encode(), violation(n, f"u{n}", "g1", T0 + n)) for n in range(5)]
+    batch = apply_batch(SETTINGS, tables(), s, 0, records, now_ms=T0, decoded=decoded, topic_name=lambda n: n[2:])
+    batch.write(s, {}, decoded)
+    assert list(decoded[USERS]) == [b"u2", b"u3", b"u4"]  # the last written
 
 
 def test_changelog_records_go_to_the_batch_partition_whatever_their_key_hashes_to(tmp_path: Path) -> None:
