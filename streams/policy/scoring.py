@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, product
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from streams.policy.detectors import QUIET
 from streams.policy.rules import Condition, Decision, Rule, RulePack, Severity
@@ -38,6 +38,19 @@ _MOST_CHOICES = 256
 # word and a phone number paragraphs apart are not an offer.
 MESSAGE_REACH = 300  # spans tried per condition with a window: combinations of a few hits each
 _ATOM_SETS_REMEMBERED = 100_000  # atom sets whose conditions and prospects the scorer keeps
+_V = TypeVar("_V")
+
+
+def _remembered(memo: dict[frozenset[str], _V], atoms: frozenset[str], find: Callable[[frozenset[str]], _V]) -> _V:
+    """What ``find`` says of ``atoms``, found once; a full memo starts again (a flood of new sets is not kept)."""
+    try:
+        return memo[atoms]
+    except KeyError:
+        pass
+    if len(memo) >= _ATOM_SETS_REMEMBERED:
+        memo.clear()
+    memo[atoms] = found = find(atoms)
+    return found
 
 
 class Evidence(NamedTuple):
@@ -122,15 +135,7 @@ class Scorer:
     def _conditions(self, atoms: Collection[str]) -> list[_Filed]:
         """The conditions that may hold with ``atoms`` there (every place that names no signal hit), once each, in
         order; remembered by atom set."""
-        key = frozenset(atoms)
-        try:
-            return self._conditions_of[key]
-        except KeyError:
-            pass
-        if len(self._conditions_of) >= _ATOM_SETS_REMEMBERED:
-            self._conditions_of.clear()
-        self._conditions_of[key] = conditions = self._find_conditions(key)
-        return conditions
+        return _remembered(self._conditions_of, frozenset(atoms), self._find_conditions)
 
     def _find_conditions(self, atoms: frozenset[str]) -> list[_Filed]:
         found = {
@@ -158,15 +163,7 @@ class Scorer:
         condition may hold with them; most texts that hit a term hit only a common word of a set, which fires
         nothing alone), and whether a condition that may hold needs the text's signals, and its quiet ones (numbers,
         amounts, short codes), which the detectors' screen may not have looked for. Remembered by atom set."""
-        key = frozenset(atoms)
-        try:
-            return self._prospects_of[key]
-        except KeyError:
-            pass
-        if len(self._prospects_of) >= _ATOM_SETS_REMEMBERED:
-            self._prospects_of.clear()
-        self._prospects_of[key] = found = self._find_prospects(key)
-        return found
+        return _remembered(self._prospects_of, frozenset(atoms), self._find_prospects)
 
     def _find_prospects(self, atoms: frozenset[str]) -> tuple[bool, bool, bool]:
         rules = self.pack.rules
