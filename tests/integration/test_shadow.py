@@ -89,7 +89,7 @@ async def test_a_shadow_pack_publishes_one_verdict_per_message_and_nothing_else_
 
     # The shadow folder is followed too: a new candidate judges from the next batch on, the active pack stays.
     (candidate / "scam.rules").write_text((RULES / "scam.rules").read_text(encoding="utf-8"), encoding="utf-8")
-    await wait_until(lambda: reloads(worker.metrics_port, "applied", "shadow") == 1, 15, "the candidate stayed")
+    await wait_until(lambda: reloads(worker.metrics_port, "applied", "shadow") == 1, 60, "the candidate stayed")
     await produce(settings, [chat_message(n, CANARY, prefix="late") for n in range(30)])
     late = await read_until(settings, SHADOW_VERDICTS, until=lambda seen: len(seen) >= count + 30)
     late_verdicts = [v for v in by_id(late).values() if v["message_id"].startswith("late")]
