@@ -94,6 +94,15 @@ def _exit_now() -> None:
     os._exit(1)
 
 
+def worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """The Faust worker that runs ``app``, without the start-up spinner: to spin on every log record, it lowers the
+    root logger to DEBUG and leaves it there, so every library's debug call (aiokafka's, once per partition per fetch)
+    would build a record: ~5% of a busy worker's CPU."""
+    made = faust.Worker(app, loglevel=loglevel, quiet=True)
+    made.spinner = None
+    return made
+
+
 def create_app(settings: Settings, active: Followed | None = None) -> faust.App:
     """``active``: the active rule pack, if already loaded (the worker command loads it to refuse a broken one before
     anything starts, and a pack takes seconds to load)."""

@@ -63,3 +63,14 @@ async def test_the_worker_tunes_the_collector_once_as_it_starts_and_freezes_what
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def test_the_worker_leaves_the_root_logger_at_its_level_so_library_debug_calls_stay_cheap(app: faust.App) -> None:
+    # Faust's start-up spinner would lower the root logger to DEBUG for good: every debug call of aiokafka (one per
+    # partition per fetch) would then build a record and pass it to the handlers.
+    root = logging.getLogger("groupwarden-test-root")
+    root.addHandler(logging.NullHandler())
+    root.setLevel(logging.WARNING)
+    streams.app.worker(app, "warning").on_setup_root_logger(root, logging.WARNING)
+    assert root.level == logging.WARNING
+    assert not root.isEnabledFor(logging.DEBUG)
