@@ -305,12 +305,9 @@ def _worker(args: argparse.Namespace) -> int:
     except TopicError as exc:
         print(f"groupwarden: {exc}", file=sys.stderr)
         return 2
-    import faust
+    from streams.app import create_app, worker
 
-    from streams.app import create_app
-
-    app = create_app(Settings.from_env(), active)
-    faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    worker(create_app(Settings.from_env(), active), args.loglevel).execute_from_commandline()
     return 0
 
 

@@ -13,7 +13,6 @@ swapped in between two batches, so each batch is judged wholly by one version.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections import Counter as CounterOf
@@ -216,10 +215,6 @@ class ClassifyStage(BatchedStage):
 
     async def on_start(self) -> None:
         self.classifier.warm_up()
-        # What start-up built (the rule pack, the normalisation tables) lives as long as the worker: collect the
-        # garbage start-up left, then keep the collector from walking the rest again on every full collection.
-        gc.collect()
-        gc.freeze()
         await super().on_start()
         log.info("classify stage started with rule pack %s", self.classifier.version)
         if self.shadow is not None:

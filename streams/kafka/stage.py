@@ -102,6 +102,7 @@ class BatchedStage(mode.Service, abc.ABC):
 
     stage: str  # the stage's name: its consumer group's suffix and its metrics' label
     consumer_options: ClassVar[dict[str, Any]] = {}  # more for its consumer (an assignor, say)
+    fetch_wait_ms: ClassVar[int] = FETCH_WAIT_MS  # how long the broker may hold its fetches that find nothing
     decide_step = "decide"  # the name ``observe`` gives the time ``decide`` takes
 
     def __init__(self, settings: Settings, metrics: Metrics, topics: Sequence[str], **kwargs: Any) -> None:
@@ -177,7 +178,7 @@ class BatchedStage(mode.Service, abc.ABC):
             auto_offset_reset="earliest",
             max_poll_records=self.settings.batch_size,
             max_partition_fetch_bytes=4 << 20,
-            fetch_max_wait_ms=FETCH_WAIT_MS,
+            fetch_max_wait_ms=self.fetch_wait_ms,
             fetch_max_bytes=16 << 20,
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,

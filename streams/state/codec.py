@@ -84,14 +84,14 @@ _SEVERITIES = dict(Severity.__members__)  # a plain dict: Severity[name] goes th
 
 def violation_from_dict(d: dict[str, Any]) -> Violation:
     """A moderation.violations.v1 record; KeyError or ValueError when it is not one."""
-    return Violation(
-        message_id=str(d["message_id"]),
-        sender_id=str(d["sender_id"]),
-        group_id=str(d["group_id"]),
-        at_ms=int(d["at_ms"]),
-        severity=_SEVERITIES[str(d["severity"]).upper()],
-        categories=tuple(d["categories"]),
-        rule_ids=tuple(d["rule_ids"]),
+    return Violation(  # positional, in the order of its fields: every event of the standing tables reads one
+        str(d["message_id"]),
+        str(d["sender_id"]),
+        str(d["group_id"]),
+        int(d["at_ms"]),
+        _SEVERITIES[str(d["severity"]).upper()],
+        tuple(d["categories"]),
+        tuple(d["rule_ids"]),
     )
 
 

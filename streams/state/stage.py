@@ -20,7 +20,7 @@ from streams.kafka.produce import OutRecord
 from streams.policy.ladder import Sanction
 from streams.records import INVALID_EVENT, SourceRecord
 from streams.state import codec
-from streams.state.store import Change, Checkpoint, PartitionStore, changelog_headers
+from streams.state.store import Checkpoint, PartitionStore, changelog_headers
 from streams.state.tables import Applied, InvalidEvent, Tables, parse
 from streams.topics import COMMANDS, GROUP_ACTIONS, GROUP_EVENTS, LINK_ACTIONS, USER_ACTIONS, VIOLATIONS
 
@@ -105,9 +105,11 @@ class PartitionBatch:
         stores' records kept decoded) follows."""
         for table, store in stores.items():
             changed = self.changed.get(table, {})
-            changes = {key: Change(new.value, new.due_ms) for key, new in changed.items()}
+            values = {key: new.value for key, new in changed.items()}
+            due_ms = {key: new.due_ms for key, new in changed.items() if new.due_ms is not None}
             inputs = {**store.checkpoint.inputs, **self.inputs}
-            store.write(changes, Checkpoint(changelog_ends.get(table, store.checkpoint.changelog_offset), inputs))
+            checkpoint = Checkpoint(changelog_ends.get(table, store.checkpoint.changelog_offset), inputs)
+            store.write_values(values, due_ms, checkpoint)
             if decoded is not None:
                 kept = decoded[table]
                 for key, new in changed.items():

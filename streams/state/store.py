@@ -236,6 +236,13 @@ class PartitionStore:
         due_ms = {key: change.due_ms for key, change in changes.items() if change.due_ms is not None}
         self._commit(values, due_ms, checkpoint)
 
+    def write_values(
+        self, values: Mapping[bytes, bytes | None], due_ms: Mapping[bytes, int], checkpoint: Checkpoint
+    ) -> None:
+        """What ``write`` does, given the values (None: deleted) and the due times of those that have one apart: a
+        batch has them so, and a Change per key would only be taken apart again."""
+        self._commit(values, due_ms, checkpoint)
+
     def restore(
         self,
         records: Sequence[ChangelogRecord],

@@ -7,7 +7,6 @@ partitions a worker owns; a replay (streams/replay.py) runs the same functions i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import orjson
@@ -36,13 +35,12 @@ class Output(NamedTuple):  # a named tuple: an event makes several, and it build
     value: bytes | None  # None: a tombstone
 
 
-@dataclass(frozen=True, slots=True)
-class Applied(Generic[R]):
+class Applied(NamedTuple, Generic[R]):  # a named tuple, as Output is: every event makes one
     """One event applied to one table."""
 
     record: R | None  # the table's new record for the key (decoded, or its bytes); None for commands: no state
-    outputs: list[Output] = field(default_factory=list)
-    sanctions: list[Sanction] = field(default_factory=list)
+    outputs: list[Output]
+    sanctions: list[Sanction]
     due_ms: int | None = None  # when the record next changes by itself (a tick is due)
 
 
@@ -216,7 +214,7 @@ class Tables:
             out.append((GROUP_ACTIONS, _text(doc, "group_id"), {"action": "lift_suspension"}))
         else:
             raise InvalidEvent(f"'kind' must be one of {', '.join(COMMAND_KINDS)}")
-        return Applied(None, [Output(inbox, k.encode(), orjson.dumps(a | command)) for inbox, k, a in out])
+        return Applied(None, [Output(inbox, k.encode(), orjson.dumps(a | command)) for inbox, k, a in out], [])
 
     def _applied(
         self,
