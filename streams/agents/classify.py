@@ -212,6 +212,10 @@ class ClassifyStage(BatchedStage):
         self._folders, self._on_rules = list(follow), on_rules
         self._shadow_paused_until = 0.0
         self._listed: dict[bytes, str] = {}  # blacklist key -> subject type, to count entries
+        # The gauge of each subject type, looked up once: the standing stage writes about one entry a violation.
+        self._entries = {
+            subject_type: self.metrics.blacklist_entries.labels(subject_type) for subject_type in SUBJECT_TYPES
+        }
 
     async def on_start(self) -> None:
         self.classifier.warm_up()
@@ -250,13 +254,13 @@ class ClassifyStage(BatchedStage):
 
     def _count_entry(self, key: bytes, *, present: bool) -> None:
         subject_type = key.split(b":", 1)[0].decode(errors="replace")
-        if subject_type not in SUBJECT_TYPES:
+        if (entries := self._entries.get(subject_type)) is None:
             return
         if present and key not in self._listed:
             self._listed[key] = subject_type
-            self.metrics.blacklist_entries.labels(subject_type).inc()
+            entries.inc()
         elif not present and self._listed.pop(key, None) is not None:
-            self.metrics.blacklist_entries.labels(subject_type).dec()
+            entries.dec()
 
     @mode.Service.task
     async def _follow_rules(self) -> None:
