@@ -108,7 +108,7 @@ class StandingStage(BatchedStage):
     # worker the same partition numbers of every topic when the partition counts are equal.
     consumer_options: ClassVar[dict[str, Any]] = {"partition_assignment_strategy": (RangePartitionAssignor,)}
     # Fetches of its many partitions that find nothing, every 5 ms, took a third of an idle worker's CPU from the
-    # classify stage; held up to 50 ms, a sanction may come that much later while traffic is light.
+    # classify stage; held up to 100 ms, a sanction may come up to that much later while traffic is light.
     fetch_wait_ms = 100
 
     def __init__(
