@@ -231,16 +231,16 @@ class PartitionStore:
         return ((key, int.from_bytes(due, "big")) for key, due in self._backend.scan(EXPIRIES))
 
     def write(self, changes: Mapping[bytes, Change], checkpoint: Checkpoint) -> None:
-        """The new values and expiry times, and the checkpoint they reach, in one atomic write."""
+        """``write_values`` with a Change per key."""
         values = {key: change.value for key, change in changes.items()}
         due_ms = {key: change.due_ms for key, change in changes.items() if change.due_ms is not None}
-        self._commit(values, due_ms, checkpoint)
+        self.write_values(values, due_ms, checkpoint)
 
     def write_values(
         self, values: Mapping[bytes, bytes | None], due_ms: Mapping[bytes, int], checkpoint: Checkpoint
     ) -> None:
-        """What ``write`` does, given the values (None: deleted) and the due times of those that have one apart: a
-        batch has them so, and a Change per key would only be taken apart again."""
+        """The new values (None: deleted) and the due times of those that have one, and the checkpoint they reach, in
+        one atomic write. A batch has them so: a Change per key would only be taken apart again."""
         self._commit(values, due_ms, checkpoint)
 
     def restore(
