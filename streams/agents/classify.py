@@ -13,6 +13,7 @@ swapped in between two batches, so each batch is judged wholly by one version.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter as CounterOf
@@ -309,6 +310,11 @@ class ClassifyStage(BatchedStage):
                 if self._on_rules is not None:
                     self._on_rules(rules)
             followed.rules = rules
+        # The new pack lives as long as the worker, as the start-up one does (frozen by the app once started): keep
+        # full collections from walking its million objects. The pack it replaced holds no cycles: it goes by
+        # reference counting, frozen or not, once the last batch judged by it has gone.
+        gc.collect(1)
+        gc.freeze()
         self.metrics.rules_reloads.labels(followed.pack, "applied").inc()
         log.info("%s rule pack %s applied, replacing %s", followed.pack, rules.version, running)
 

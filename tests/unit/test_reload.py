@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -342,6 +343,22 @@ async def test_a_changed_pack_is_swapped_in_and_a_broken_one_refused(tmp_path: P
     assert stage.classifier is running
     assert metrics.registry.get_sample_value("groupwarden_rules_refused", {"pack": "active"}) == 0
     assert reloads(metrics, "active", "applied") == 1
+
+
+async def test_a_pack_swapped_in_is_frozen_like_the_one_loaded_at_start(tmp_path: Path) -> None:
+    folder = write_pack(tmp_path / "rules", {"scam": SCAM})
+    active = Followed("active", folder, with_policy=False)
+    active.rules = active.load()
+    stage = ClassifyStage(Settings(), active.rules.classifier, Metrics(CollectorRegistry()), follow=[active])
+    write(folder / "scam.rules", SCAM + "  兼职刷单\n")
+    try:
+        await stage._reload(active)
+        swapped_in = stage.classifier
+        assert swapped_in is not None
+        assert swapped_in is active.rules.classifier
+        assert not any(tracked is swapped_in for tracked in gc.get_objects())  # frozen: no collection walks it
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_shadow_pack_refused_at_first_comes_in_when_fixed(tmp_path: Path) -> None:
