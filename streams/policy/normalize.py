@@ -545,7 +545,7 @@ class Mapped:
         self._origin = origin  # per normalised character, base + the index of its original character
         self._joined = joined  # base + the original indices a join removed, sorted; a batch's holds other texts' too
         self._base = base
-        self._offsets: list[int] | None = None  # the origins as Python ints, for a chat message's several spans
+        self._offsets: list[int] | None = None  # ``_origin`` as Python ints, for a chat message's several spans
 
     @property
     def origin(self) -> list[int]:
@@ -562,12 +562,13 @@ class Mapped:
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of normalised characters [start, end)."""
-        offsets = self._offsets
+        offsets, base = self._offsets, self._base
         if offsets is None:
             if len(self._origin) > _LISTED_ORIGINS:  # a long text (mail): its few spans read off the array
-                return int(self._origin[start]) - self._base, int(self._origin[end - 1]) + 1 - self._base
-            self._offsets = offsets = (self._origin - self._base).tolist()
-        return offsets[start], offsets[end - 1] + 1
+                return int(self._origin[start]) - base, int(self._origin[end - 1]) + 1 - base
+            # Listed as they are, the base taken off in Python: an array subtraction costs more than the list.
+            self._offsets = offsets = self._origin.tolist()
+        return offsets[start] - base, offsets[end - 1] + 1 - base
 
     def folds_between(self, start: int, end: int) -> Fold:
         """Every folding applied to original characters [start, end)."""
