@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
@@ -539,11 +538,11 @@ class Mapped:
 
     __slots__ = ("_base", "_joined", "_offsets", "_origin", "original", "text")
 
-    def __init__(self, text: str, original: str, origin: _Indices, joined: list[int], base: int = 0) -> None:
+    def __init__(self, text: str, original: str, origin: _Indices, joined: NDArray[np.bool_], base: int = 0) -> None:
         self.text = text
         self.original = original
         self._origin = origin  # per normalised character, base + the index of its original character
-        self._joined = joined  # base + the original indices a join removed, sorted; a batch's holds other texts' too
+        self._joined = joined  # per original character, at base + its index, whether a join removed it
         self._base = base
         self._offsets: list[int] | None = None  # ``_origin`` as Python ints, for a chat message's several spans
 
@@ -556,9 +555,8 @@ class Mapped:
     @property
     def joined(self) -> tuple[int, ...]:
         """The original indices removed by a join (separators inside words), in order."""
-        low = bisect_left(self._joined, self._base)
-        high = bisect_left(self._joined, self._base + len(self.original))
-        return tuple(index - self._base for index in self._joined[low:high])
+        removed: list[int] = np.flatnonzero(self._joined[self._base : self._base + len(self.original)]).tolist()
+        return tuple(removed)
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of normalised characters [start, end)."""
@@ -577,9 +575,7 @@ class Mapped:
         for ch in self.original[start:end]:
             cp = ord(ch)
             acc |= folds[cp] if cp < _TABLE_SIZE else (_INVISIBLE_BIT if _TAGS.match(ch) else 0)
-        joined, base = self._joined, self._base
-        after = bisect_left(joined, base + start)
-        if after < len(joined) and joined[after] < base + end:  # a join removed one in between
+        if self._joined[self._base + start : self._base + end].any():  # a join removed one in between
             acc |= _SEPARATOR_BIT
         return _FOLDS_BY_VALUE[acc]
 
@@ -587,15 +583,15 @@ class Mapped:
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text, to report spans in it."""
     normal = _normalise(text, _tables().codes)
-    return Mapped(normal.text, text, normal.origin, _sorted_unique(normal.joined).tolist())
+    return Mapped(normal.text, text, normal.origin, _removed(normal.joined, len(text)))
 
 
-def _sorted_unique(indices: _Indices) -> _Indices:
-    """``np.unique`` without the hash table it builds first, which takes several times as long as the sort."""
-    ordered = np.sort(indices)
-    first = np.ones(len(ordered), dtype=np.bool_)  # an expanded character's removal may be there twice
-    first[1:] = ordered[1:] != ordered[:-1]
-    return ordered[first]
+def _removed(indices: _Indices, size: int) -> NDArray[np.bool_]:
+    """Per index below ``size``, whether it is one of ``indices``: a mask, which costs less to make than the sorted
+    indices and answers whether a span holds one as soon."""
+    removed = np.zeros(size, dtype=np.bool_)
+    removed[indices] = True
+    return removed
 
 
 class NormalBatch:
@@ -610,10 +606,11 @@ class NormalBatch:
         if not self._clean:  # a text holds BOUNDARY itself: normalised without it, and mapped text by text
             joined = BOUNDARY.join(t.replace(BOUNDARY, "") for t in texts)
         self._normal = _normalise(joined, _tables().batch_codes)
+        self._size = len(joined)  # of the originals, joined
         self.text = self._normal.text
         self.codes = self._normal.codes
         self._starts: list[int] | None = None
-        self._joined: list[int] | None = None
+        self._joined: NDArray[np.bool_] | None = None
 
     def starts(self) -> list[int]:
         """Where each text begins in ``text``, and where one more would (past the end)."""
@@ -642,8 +639,8 @@ class NormalBatch:
         """``normalize_mapped`` of text ``index``, read off the batch."""
         if not self._clean:
             return normalize_mapped(self.texts[index])
-        if self._joined is None:  # the original indices the joins removed, sorted
-            self._joined = _sorted_unique(self._normal.joined).tolist()
+        if self._joined is None:  # per character of the joined originals, whether a join removed it
+            self._joined = _removed(self._normal.joined, self._size)
         starts, origin = self.starts(), self._normal.origin
         start, end = starts[index], starts[index + 1] - 1
         # The text begins in the joined originals right after the BOUNDARY before it, which folding keeps.
