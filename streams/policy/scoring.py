@@ -100,8 +100,11 @@ class Scored:
         return sorted(c for c, d in self.decisions.items() if d > Decision.ALLOW)
 
     def severity(self) -> Severity:
-        deciding = set(self.deciding())
-        return max((f.rule.severity for f in self.fired if f.rule.category in deciding), default=Severity.NONE)
+        """The highest severity of the rules that fired in a deciding category."""
+        decisions = self.decisions  # every fired rule's category has one
+        return max(
+            (f.rule.severity for f in self.fired if decisions[f.rule.category] > Decision.ALLOW), default=Severity.NONE
+        )
 
 
 class Scorer:
