@@ -210,7 +210,7 @@ class Classifier:
             original_start, original_end = mapped.span(start, end)
             return any(low <= original_start and original_end <= high for low, high in quotes)
 
-        scored = self._scorer.score(evidence, warned=warned, quoted=quoted, fixed=fixed)
+        scored = self._scorer.score(evidence, warned=warned, quoted=quoted if quotes else None, fixed=fixed)
         matches: list[dict[str, Any]] = []
         for fired in scored.fired:
             if (listed_span := listed_as.get(id(fired))) is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
@@ -539,13 +538,13 @@ class Mapped:
 
     __slots__ = ("_base", "_joined", "_offsets", "_origin", "original", "text")
 
-    def __init__(self, text: str, original: str, origin: _Indices, joined: list[int], base: int = 0) -> None:
+    def __init__(self, text: str, original: str, origin: _Indices, joined: bytes, base: int = 0) -> None:
         self.text = text
         self.original = original
         self._origin = origin  # per normalised character, base + the index of its original character
-        self._joined = joined  # base + the original indices a join removed, sorted; a batch's holds other texts' too
+        self._joined = joined  # per original character, at base + its index, whether a join removed it
         self._base = base
-        self._offsets: list[int] | None = None  # the origins as Python ints, for a chat message's several spans
+        self._offsets: list[int] | None = None  # ``_origin`` as Python ints, for a chat message's several spans
 
     @property
     def origin(self) -> list[int]:
@@ -556,18 +555,18 @@ class Mapped:
     @property
     def joined(self) -> tuple[int, ...]:
         """The original indices removed by a join (separators inside words), in order."""
-        low = bisect_left(self._joined, self._base)
-        high = bisect_left(self._joined, self._base + len(self.original))
-        return tuple(index - self._base for index in self._joined[low:high])
+        mask = self._joined[self._base : self._base + len(self.original)]
+        return tuple(index for index, removed in enumerate(mask) if removed)
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of normalised characters [start, end)."""
-        offsets = self._offsets
+        offsets, base = self._offsets, self._base
         if offsets is None:
             if len(self._origin) > _LISTED_ORIGINS:  # a long text (mail): its few spans read off the array
-                return int(self._origin[start]) - self._base, int(self._origin[end - 1]) + 1 - self._base
-            self._offsets = offsets = (self._origin - self._base).tolist()
-        return offsets[start], offsets[end - 1] + 1
+                return int(self._origin[start]) - base, int(self._origin[end - 1]) + 1 - base
+            # Listed as they are, the base taken off in Python: an array subtraction costs more than the list.
+            self._offsets = offsets = self._origin.tolist()
+        return offsets[start] - base, offsets[end - 1] + 1 - base
 
     def folds_between(self, start: int, end: int) -> Fold:
         """Every folding applied to original characters [start, end)."""
@@ -576,9 +575,7 @@ class Mapped:
         for ch in self.original[start:end]:
             cp = ord(ch)
             acc |= folds[cp] if cp < _TABLE_SIZE else (_INVISIBLE_BIT if _TAGS.match(ch) else 0)
-        joined, base = self._joined, self._base
-        after = bisect_left(joined, base + start)
-        if after < len(joined) and joined[after] < base + end:  # a join removed one in between
+        if 1 in self._joined[self._base + start : self._base + end]:  # a join removed one in between
             acc |= _SEPARATOR_BIT
         return _FOLDS_BY_VALUE[acc]
 
@@ -586,15 +583,15 @@ class Mapped:
 def normalize_mapped(text: str) -> Mapped:
     """``normalize`` with the way back to the original text, to report spans in it."""
     normal = _normalise(text, _tables().codes)
-    return Mapped(normal.text, text, normal.origin, _sorted_unique(normal.joined).tolist())
+    return Mapped(normal.text, text, normal.origin, _removed(normal.joined, len(text)))
 
 
-def _sorted_unique(indices: _Indices) -> _Indices:
-    """``np.unique`` without the hash table it builds first, which takes several times as long as the sort."""
-    ordered = np.sort(indices)
-    first = np.ones(len(ordered), dtype=np.bool_)  # an expanded character's removal may be there twice
-    first[1:] = ordered[1:] != ordered[:-1]
-    return ordered[first]
+def _removed(indices: _Indices, size: int) -> bytes:
+    """Per index below ``size``, 1 if it is one of ``indices``, else 0: a mask costs less to make than the sorted
+    indices, and as bytes it tells whether a span holds one (``1 in mask[start:end]``) in a few C steps."""
+    removed = np.zeros(size, dtype=np.uint8)
+    removed[indices] = 1
+    return removed.tobytes()
 
 
 class NormalBatch:
@@ -609,10 +606,11 @@ class NormalBatch:
         if not self._clean:  # a text holds BOUNDARY itself: normalised without it, and mapped text by text
             joined = BOUNDARY.join(t.replace(BOUNDARY, "") for t in texts)
         self._normal = _normalise(joined, _tables().batch_codes)
+        self._size = len(joined)  # of the originals, joined
         self.text = self._normal.text
         self.codes = self._normal.codes
         self._starts: list[int] | None = None
-        self._joined: list[int] | None = None
+        self._joined: bytes | None = None
 
     def starts(self) -> list[int]:
         """Where each text begins in ``text``, and where one more would (past the end)."""
@@ -641,8 +639,8 @@ class NormalBatch:
         """``normalize_mapped`` of text ``index``, read off the batch."""
         if not self._clean:
             return normalize_mapped(self.texts[index])
-        if self._joined is None:  # the original indices the joins removed, sorted
-            self._joined = _sorted_unique(self._normal.joined).tolist()
+        if self._joined is None:  # per character of the joined originals, whether a join removed it
+            self._joined = _removed(self._normal.joined, self._size)
         starts, origin = self.starts(), self._normal.origin
         start, end = starts[index], starts[index + 1] - 1
         # The text begins in the joined originals right after the BOUNDARY before it, which folding keeps.

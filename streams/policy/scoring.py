@@ -23,12 +23,12 @@ from streams.policy.rules import Condition, Decision, Rule, RulePack, Severity
 _QUOTED = re.compile(
     r'"[^"\n]{1,200}"|“[^”\n]{1,200}”|「[^」\n]{1,200}」|『[^』\n]{1,200}』|‘[^’\n]{1,200}’|《[^》\n]{1,200}》'
 )
-_QUOTE_MARKS = frozenset('"“「『‘《')
+_QUOTE_MARK = re.compile('["“「『‘《]')  # an opening mark: most texts have none, and this finds so sooner
 
 
 def quotations(original: str) -> list[tuple[int, int]]:
     """The spans of ``original`` inside quotation marks."""
-    return [m.span() for m in _QUOTED.finditer(original)] if not _QUOTE_MARKS.isdisjoint(original) else []
+    return [m.span() for m in _QUOTED.finditer(original)] if _QUOTE_MARK.search(original) else []
 
 
 _QUIET_ATOMS = frozenset(f"<{kind}>" for kind in QUIET)
@@ -100,8 +100,11 @@ class Scored:
         return sorted(c for c, d in self.decisions.items() if d > Decision.ALLOW)
 
     def severity(self) -> Severity:
-        deciding = set(self.deciding())
-        return max((f.rule.severity for f in self.fired if f.rule.category in deciding), default=Severity.NONE)
+        """The highest severity of the rules that fired in a deciding category."""
+        decisions = self.decisions  # every fired rule's category has one
+        return max(
+            (f.rule.severity for f in self.fired if decisions[f.rule.category] > Decision.ALLOW), default=Severity.NONE
+        )
 
 
 class Scorer:
@@ -182,12 +185,12 @@ class Scorer:
         evidence: Sequence[Evidence],
         *,
         warned: bool,
-        quoted: Callable[[int, int], bool] = lambda _start, _end: False,
+        quoted: Callable[[int, int], bool] | None = None,
         fixed: Sequence[Fired] = (),
     ) -> Scored:
         """The scores of one message's ``evidence``; ``quoted`` tells whether a span of normal text lies inside
-        quotation marks; ``fixed`` are rules fired outside the pack's terms (detectors, blocklisted links), added as
-        they are."""
+        quotation marks (None: the message quotes nothing); ``fixed`` are rules fired outside the pack's terms
+        (detectors, blocklisted links), added as they are."""
         by_atom: dict[str, list[Evidence]] = {}
         for item in evidence:
             by_atom.setdefault(item.atom, []).append(item)
@@ -229,12 +232,16 @@ def _fire(
     condition: Condition | None,
     *,
     warned: bool,
-    quoted: Callable[[int, int], bool],
+    quoted: Callable[[int, int], bool] | None,
 ) -> Fired:
-    terms = [e for e in evidence if not e.atom.startswith("<")]
-    in_quotes = bool(terms) and all(quoted(e.start, e.end) for e in terms)
-    discounted = (warned or in_quotes) and rule.context < 1
+    discounted = rule.context < 1 and (warned or (quoted is not None and _all_quoted(evidence, quoted)))
     return Fired(rule, evidence, condition, rule.weight * rule.context if discounted else rule.weight, discounted)
+
+
+def _all_quoted(evidence: tuple[Evidence, ...], quoted: Callable[[int, int], bool]) -> bool:
+    """Whether every term the evidence holds (signals aside) is inside quotation marks, and it holds one."""
+    terms = [e for e in evidence if not e.atom.startswith("<")]
+    return bool(terms) and all(quoted(e.start, e.end) for e in terms)
 
 
 def _holds(condition: Condition, by_atom: Mapping[str, list[Evidence]]) -> tuple[Evidence, ...] | None:
