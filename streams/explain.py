@@ -33,7 +33,9 @@ def render(verdict: Mapping[str, Any], text: str) -> RenderableType:
     if verdict["matches"]:
         rules = Table("rule", "matched", "in the message", "span", "undone", "weight", box=None, pad_edge=False)
         for match in verdict["matches"]:
-            weight = f"{match.get('weight', 0):g}" + (" (discounted)" if match.get("discounted") else "")
+            weight = f"{match.get('weight', 0):g}"
+            if match.get("discounted"):  # of a category's discounted rules only the strongest counts
+                weight += " (discounted)" if match.get("counted", True) else " (discounted, not counted)"
             rules.add_row(
                 match["rule_id"],
                 match["term"],

@@ -311,4 +311,5 @@ def _match(fired: Fired, term: str, span: tuple[int, int] | None, folds: int) ->
         "decision": rule.decision.label,
         "weight": round(fired.weight, 2),
         "discounted": fired.discounted,
+        "counted": fired.counted,
     }

@@ -4,14 +4,15 @@ Evidence is what the matcher and the detectors found: term hits (an atom named b
 term belongs to) and signals (``<phone>``, ``<money>``, ...). A rule with a weight fires on any of its terms, or when
 one of its conditions holds; it adds its weight to its category once per message, multiplied by its context factor
 when the message reads as a warning (it holds a warning frame) or every term it fired on is inside quotation marks.
-A category decides by its thresholds (``Category.decide``).
+Discounted rules of one category count as their strongest one only: a notice that names many harms is one warning,
+not one piece of evidence per harm it names. A category decides by its thresholds (``Category.decide``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice, product
 from typing import NamedTuple, TypeVar
 
@@ -71,6 +72,7 @@ class Fired:
     condition: Condition | None
     weight: float  # after the context factor
     discounted: bool
+    counted: bool = True  # False: a discounted rule of a category where a stronger discounted one counts
 
 
 class _Filed(NamedTuple):
@@ -100,10 +102,11 @@ class Scored:
         return sorted(c for c, d in self.decisions.items() if d > Decision.ALLOW)
 
     def severity(self) -> Severity:
-        """The highest severity of the rules that fired in a deciding category."""
+        """The highest severity of the rules that counted in a deciding category."""
         decisions = self.decisions  # every fired rule's category has one
         return max(
-            (f.rule.severity for f in self.fired if decisions[f.rule.category] > Decision.ALLOW), default=Severity.NONE
+            (f.rule.severity for f in self.fired if f.counted and decisions[f.rule.category] > Decision.ALLOW),
+            default=Severity.NONE,
         )
 
 
@@ -216,8 +219,11 @@ class Scorer:
                 fired_ids.add(rule.id)
                 scored.fired.append(_fire(rule, used, condition, warned=warned, quoted=quoted))
         scored.fired.extend(fixed)
+        scored.fired = _count_strongest_discounted(scored.fired)
         most: dict[str, Decision] = {}
         for fired in scored.fired:
+            if not fired.counted:  # its category's strongest discounted rule counts: the category has a score
+                continue
             category = fired.rule.category
             scored.scores[category] = scored.scores.get(category, 0.0) + fired.weight
             most[category] = max(most.get(category, Decision.ALLOW), fired.rule.decision)
@@ -236,6 +242,24 @@ def _fire(
 ) -> Fired:
     discounted = rule.context < 1 and (warned or (quoted is not None and _all_quoted(evidence, quoted)))
     return Fired(rule, evidence, condition, rule.weight * rule.context if discounted else rule.weight, discounted)
+
+
+def _count_strongest_discounted(fired: list[Fired]) -> list[Fired]:
+    """``fired`` with the discounted rules of each category but the strongest (the first of equals) marked as not
+    counted: a warning or a quotation naming many harms stays one piece of discounted evidence per category, while
+    what is not discounted (a contact and a price beside the warning) still adds."""
+    strongest: dict[str, Fired] = {}
+    for item in fired:
+        if item.discounted:
+            best = strongest.get(item.rule.category)
+            if best is None or item.weight > best.weight:
+                strongest[item.rule.category] = item
+    if len(strongest) == sum(item.discounted for item in fired):
+        return fired
+    return [
+        replace(item, counted=False) if item.discounted and strongest[item.rule.category] is not item else item
+        for item in fired
+    ]
 
 
 def _all_quoted(evidence: tuple[Evidence, ...], quoted: Callable[[int, int], bool]) -> bool:

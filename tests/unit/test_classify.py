@@ -85,6 +85,7 @@ def test_evaded_scam_message(classifier: Classifier, default_pack: RulePack) -> 
             "decision": "block",
             "weight": 10.0,
             "discounted": False,
+            "counted": True,
         }
     )
     start, end = rebate["span"]
@@ -138,6 +139,7 @@ def test_valid_id_card_number_is_a_privacy_match(classifier: Classifier, default
             "decision": privacy.decision.label,
             "weight": privacy.block,
             "discounted": False,
+            "counted": True,
         },
     )
     assert verdict["signals"] == ({"kind": "id_card", "span": (5, 23)},)

@@ -12,7 +12,9 @@ import pytest
 from conftest import header, make_pack, write_pack
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
+from streams.explain import render
 from streams.policy import scoring
 from streams.policy.classify import Classifier
 from streams.policy.matcher import Matcher
@@ -208,6 +210,72 @@ def test_a_quoted_term_is_discounted_but_the_same_term_selling_is_not(tmp_path: 
     c = classifier(tmp_path, {"gambling": WARNED})
     assert judge(c, "朋友发来一条“网赌”广告，大家别信")["decision"] == "allow"
     assert judge(c, "网赌，大家快来")["decision"] == "block"
+
+
+# A notice naming three harms, each a rule that blocks alone; and an offer whose contact and price are not discounted.
+NOTICE = (
+    GAMBLING
+    + "rule casino\n  网赌\nrule baccarat\n  百家乐\nrule bonus\n  首充送彩金\n"
+    + "set games\n  牛牛\nrule games-sold weight=10 context=1\n  all: games, <contact>, <money>\n"
+    + "warn\n  切勿参与\n"
+)
+
+
+def counted(verdict: dict[str, Any]) -> list[tuple[str, float, bool, bool]]:
+    return [(m["rule_id"], m["weight"], m["discounted"], m["counted"]) for m in verdict["matches"]]
+
+
+def test_a_warning_naming_many_harms_counts_only_its_strongest_discounted_rule(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": NOTICE})
+    assert judge(c, "网赌百家乐首充送彩金")["decision"] == "block"
+    notice = judge(c, "警方提醒：网赌、百家乐、首充送彩金都是诱饵，切勿参与")  # 3 x 2.5 would reach review
+    assert (notice["decision"], notice["categories"], notice["severity"]) == ("allow", (), "none")
+    assert scores(notice) == {"gambling": 2.5}
+    assert counted(notice) == [  # equals: the first to fire counts
+        ("gambling.casino", 2.5, True, True),
+        ("gambling.baccarat", 2.5, True, False),
+        ("gambling.bonus", 2.5, True, False),
+    ]
+
+
+def test_a_warning_that_also_sells_adds_its_undiscounted_rule_in_full(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": NOTICE})
+    offer = judge(c, "网赌百家乐切勿参与？牛牛一把50元，加v: abc12345")
+    assert (offer["decision"], offer["categories"]) == ("block", ("gambling",))
+    assert scores(offer) == {"gambling": 12.5}  # 10 for the offer, 2.5 for the strongest discounted rule
+    assert counted(offer) == [
+        ("gambling.casino", 2.5, True, True),
+        ("gambling.baccarat", 2.5, True, False),
+        ("gambling.games-sold", 10, False, True),
+    ]
+
+
+def test_the_explanation_names_the_discounted_rules_that_did_not_count(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": NOTICE})
+    text = "警方提醒：网赌、百家乐都是诱饵，切勿参与"
+    console = Console(width=200, record=True)
+    console.print(render(judge(c, text), text))
+    rows = [line.split() for line in console.export_text().splitlines()]
+    strongest = ["gambling.casino", "网赌", "网赌", "[5,", "7]", "-", "2.5", "(discounted)"]
+    weaker = ["gambling.baccarat", "百家乐", "百家乐", "[8,", "11]", "-", "2.5", "(discounted,", "not", "counted)"]
+    assert strongest in rows
+    assert weaker in rows
+
+
+def test_the_strongest_discounted_rule_counts_in_each_category(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path,
+        {
+            "gambling": GAMBLING + "rule casino\n  网赌\nrule tips weight=4\n  包赢\n"
+            "rule bets context=0.5\n  外围投注\n",
+            "drugs": DRUGS + "rule ice\n  冰毒\nrule k\n  k粉\n",
+        },
+    )
+    # Quoted terms are discounted like a warning's: 2.5, 1 and 5 in gambling, 2.5 twice in drugs.
+    verdict = judge(c, "群里有人发“网赌”“包赢”“外围投注”“冰毒”“k粉”，别信")
+    assert scores(verdict) == {"gambling": 5, "drugs": 2.5}
+    assert (verdict["decision"], verdict["categories"]) == ("review", ("gambling",))
+    assert sorted(rule for rule, _, _, kept in counted(verdict) if kept) == ["drugs.ice", "gambling.bets"]
 
 
 # --- generated variants ------------------------------------------------------------------------------------------
