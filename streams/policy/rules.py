@@ -560,6 +560,10 @@ def _resolve(drafts: list[_Draft], entries: list[_Entry]) -> dict[str, Rule]:
             draft.context,
             tuple(conditions),
         )
+    named = {atom for rule in rules.values() for c in rule.conditions for position in c.atoms for atom in position}
+    for draft in drafts:  # a set scores nothing alone: one no condition names is a typo or a leftover
+        if draft.weight == 0 and draft.id not in named:
+            raise RulePackError(f"{draft.where}: set '{draft.id}' is named by no condition, so it counts for nothing")
     return rules
 
 

@@ -328,6 +328,7 @@ def test_a_rule_with_nothing_to_match_is_refused(tmp_path: Path) -> None:
         ("set s weight=3\n  网赌\n", r":5: unknown set option 'weight=3'"),
         ("set s\n  all: a, b\n", r":6: a set holds terms only"),
         ("rule x\n  转发{m}个群\n", r":6: unknown slot '\{m\}'"),
+        ("set s\n  网赌\nset t\n  赌场\nrule x\n  all: s, <phone>\n", r":7: set 'gambling.t' is named by no condition"),
     ],
 )
 def test_broken_combinations_are_refused_with_file_and_line(tmp_path: Path, line: str, error: str) -> None:
