@@ -15,6 +15,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from heapq import merge
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -76,6 +77,7 @@ class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, re
     bit: int  # the bit of the term's atom (its rule or set) in ``Matcher``'s atom masks; 0 for a phrase
     breaks_words: bool  # a Latin term may begin or end inside letters where a join or deletion broke a word...
     spaces: tuple[int, ...]  # ...and a key of a term's words written together holds only where it had its spaces
+    guessed: bool  # short initials (fp for 发票), which are read only in Chinese text
 
 
 # Spelled-out words lose the spaces between them ("f r e e c a s h" is "freecash"), so a Latin term of this many
@@ -116,6 +118,7 @@ class _Automaton:
                 bit=bits[term.rule.id] if term is not None else 0,
                 breaks_words=breaks,
                 spaces=(),
+                guessed=term is not None and term.needs_company,
             )
             by_key.setdefault(key, []).append(entry)
             written.add(key)
@@ -211,7 +214,14 @@ class Matcher:
             starts = batch.starts()
             chosen = sorted({*chosen, *(bisect_right(starts, position) - 1 for position in apart)})
         picked = batch.pick(chosen)[0]
-        scanned = _scan(picked, self._normal, worth if fires else None, _apart_by_text(batch, chosen, apart))
+        chinese = _chinese_texts(batch)
+        scanned = _scan(
+            picked,
+            self._normal,
+            worth if fires else None,
+            _apart_by_text(batch, chosen, apart),
+            {at for at, index in enumerate(chosen) if index in chinese},
+        )
         found = Found(
             {chosen[index]: hits for index, hits in scanned.hits.items()},
             {chosen[i] for i in scanned.warned} | second_warned,
@@ -278,6 +288,20 @@ class Matcher:
 
 
 _Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit
+_HAN = (0x3400, 0x9FFF)  # CJK Unified Ideographs and Extension A
+_KANA = (0x3040, 0x30FF)  # Japanese writes Han characters too, and its Latin words are no pinyin
+
+
+def _chinese_texts(batch: NormalBatch) -> set[int]:
+    """The indices of the texts of a batch written in Chinese: with a Han character, and no kana."""
+    codes, starts = batch.codes, batch.starts()
+
+    def texts_with(low: int, high: int) -> set[int]:
+        positions = np.flatnonzero((codes >= low) & (codes <= high))
+        return set((np.searchsorted(starts, positions, side="right") - 1).tolist())
+
+    han = texts_with(*_HAN)
+    return han - texts_with(*_KANA) if han else han
 
 
 def _apart_by_text(batch: NormalBatch, chosen: list[int], positions: list[int]) -> dict[int, list[int]]:
@@ -300,11 +324,13 @@ def _scan(
     automaton: _Automaton,
     worth: Callable[[int, int], bool] | None = None,
     apart: Mapping[int, list[int]] | None = None,
+    chinese: Collection[int] = (),
 ) -> Found:
     """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame. With
     ``worth``, only the texts it says yes to, given their index and the bits of the atoms their terms hit before
     allow phrases and slots are checked, have their hits checked and placed. ``apart``: per text, the positions
-    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``)."""
+    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``).
+    Short initials hit only in the texts ``chinese``."""
     encoded = joined.encode()
     data = encoded.decode("latin-1")
     starts: list[int] | None = None
@@ -314,14 +340,19 @@ def _scan(
         for at, positions in apart.items():
             text = encoded[starts[at] : starts[at + 1] - 1].decode()
             word_breaks.update(starts[at] + len(text[:position].encode()) for position in positions)
-    raw, allowed, warnings = _matches(data, automaton, word_breaks)
+    raw, guessed, allowed, warnings = _matches(data, automaton, word_breaks)
     found = Found()
-    if not raw:
+    if not raw and not guessed:
         return found
     if starts is None:
         starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
     else:
         starts.pop()
+    if guessed and chinese:  # both in the automaton's order, by their end
+        read = [match for match in guessed if bisect_right(starts, match[0]) - 1 in chinese]
+        raw = list(merge(raw, read, key=itemgetter(1))) if raw else read
+    if not raw:
+        return found
     found.warned = {bisect_right(starts, at) - 1 for at in warnings}
     allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
     texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
@@ -353,11 +384,12 @@ def _scan(
 
 def _matches(
     data: str, automaton: _Automaton, word_breaks: Collection[int] = ()
-) -> tuple[list[_Raw], list[tuple[int, int]], list[int]]:
+) -> tuple[list[_Raw], list[_Raw], list[tuple[int, int]], list[int]]:
     """What the automaton finds in ``data``: the terms' matches at word boundaries where a Latin term needs them
-    (or at ``word_breaks``, byte offsets where a word may break inside letters), in the order of their end, the allow
-    phrases' spans, and where warning frames start."""
+    (or at ``word_breaks``, byte offsets where a word may break inside letters), in the order of their end, and apart
+    those of short initials; the allow phrases' spans, and where warning frames start."""
     raw: list[_Raw] = []
+    guessed: list[_Raw] = []
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
     size = len(data)
@@ -370,7 +402,7 @@ def _matches(
             continue
         end = last + 1
         # Unpacked: reading a named tuple's fields by name costs several times as much, on every match.
-        for term, kind, length, chars, check_start, check_end, bit, breaks_words, spaces in entries[number]:
+        for term, kind, length, chars, check_start, check_end, bit, breaks_words, spaces, guess in entries[number]:
             start = end - length
             if kind == _ALLOW:
                 allowed.append((start, end))
@@ -387,8 +419,8 @@ def _matches(
                 and not (check_end and end < size and data[end] in _ALNUM and not (breaks_words and end in word_breaks))
                 and not (spaces and any(start + space not in word_breaks for space in spaces))
             ):
-                raw.append((start, end, term, chars, bit))
-    return raw, allowed, warnings
+                (guessed if guess else raw).append((start, end, term, chars, bit))
+    return raw, guessed, allowed, warnings
 
 
 def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int], bool]) -> list[_Raw]:
