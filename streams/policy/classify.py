@@ -317,7 +317,8 @@ def _read_as_initials(mapped: Mapped, start: int, end: int) -> bool:
         return False
     if mapped.original[slice(*mapped.span(start, end))].islower():
         return True
-    return bool(_CHINESE.match(text, start - 1) if start else False) or _CHINESE.match(text, end) is not None
+    beside = (text[start - 1] if start else "") + text[end : end + 1]
+    return _CHINESE.search(beside) is not None
 
 
 def _variant(term: Term) -> dict[str, str]:

@@ -342,17 +342,13 @@ def _scan(
             word_breaks.update(starts[at] + len(text[:position].encode()) for position in positions)
     raw, guessed, allowed, warnings = _matches(data, automaton, word_breaks)
     found = Found()
-    if not raw and not guessed:
+    if not raw and not (guessed and chinese):
         return found
     if starts is None:
         starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
     else:
         starts.pop()
-    if guessed and chinese:  # both in the automaton's order, by their end
-        read = [match for match in guessed if bisect_right(starts, match[0]) - 1 in chinese]
-        raw = list(merge(raw, read, key=itemgetter(1))) if raw else read
-    if not raw:
-        return found
+    raw = _with_initials(raw, guessed, starts, chinese)
     found.warned = {bisect_right(starts, at) - 1 for at in warnings}
     allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
     texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
@@ -421,6 +417,15 @@ def _matches(
             ):
                 (guessed if guess else raw).append((start, end, term, chars, bit))
     return raw, guessed, allowed, warnings
+
+
+def _with_initials(raw: list[_Raw], guessed: list[_Raw], starts: list[int], chinese: Collection[int]) -> list[_Raw]:
+    """``raw`` and the matches of short initials ``guessed`` in the texts ``chinese`` (their index by ``starts``),
+    both in the automaton's order, by their end."""
+    if not guessed or not chinese:
+        return raw
+    read = [match for match in guessed if bisect_right(starts, match[0]) - 1 in chinese]
+    return list(merge(raw, read, key=itemgetter(1))) if raw else read
 
 
 def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int], bool]) -> list[_Raw]:
