@@ -15,7 +15,6 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from heapq import merge
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -24,12 +23,17 @@ import numpy as np
 
 from streams.policy.normalize import BOUNDARY, BOUNDARY_CODE, Fold, NormalBatch, second_form, second_view
 from streams.policy.prefilter import Prefilter
-from streams.policy.rules import NUMBER_WORD, SLOT_DIGITS, RulePack, SlotNeeds, Term, slot_needs
+from streams.policy.rules import INITIALS_ALONE, NUMBER_WORD, SLOT_DIGITS, RulePack, SlotNeeds, Term, slot_needs
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _SLOT_REACH = 40  # how far around its literal part a term with slots is looked for, in characters
 _TERM, _ALLOW, _WARN = 0, 1, 2
 _MASKS_REMEMBERED = 100_000  # atom sets whose answer the matcher keeps
+# Short initials (fp for 发票) are whole Latin words, read only in texts written in Chinese: a Han character and no
+# kana (Japanese writes Han characters too, and its Latin words are no pinyin).
+_SHORT_WORD = re.compile(rf"(?<![a-z0-9])[a-z]{{2,{INITIALS_ALONE - 1}}}(?![a-z0-9])")
+_HAN = (0x3400, 0x9FFF)  # CJK Unified Ideographs and Extension A
+_KANA = (0x3040, 0x30FF)
 
 
 _FEWEST_LATIN_SECOND = 4  # letters a Latin word keeps in the second view to be looked for there
@@ -77,7 +81,6 @@ class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, re
     bit: int  # the bit of the term's atom (its rule or set) in ``Matcher``'s atom masks; 0 for a phrase
     breaks_words: bool  # a Latin term may begin or end inside letters where a join or deletion broke a word...
     spaces: tuple[int, ...]  # ...and a key of a term's words written together holds only where it had its spaces
-    guessed: bool  # short initials (fp for 发票), which are read only in Chinese text
 
 
 # Spelled-out words lose the spaces between them ("f r e e c a s h" is "freecash"), so a Latin term of this many
@@ -118,7 +121,6 @@ class _Automaton:
                 bit=bits[term.rule.id] if term is not None else 0,
                 breaks_words=breaks,
                 spaces=(),
-                guessed=term is not None and term.needs_company,
             )
             by_key.setdefault(key, []).append(entry)
             written.add(key)
@@ -171,7 +173,13 @@ class Matcher:
         # Each atom a term belongs to has a bit: a text's atoms are then one int, cheap to build and to look up.
         self._atoms = sorted({term.rule.id for term in pack.terms})
         self._bits = {atom: 1 << number for number, atom in enumerate(self._atoms)}
-        keyed: list[tuple[str, Term | None, int]] = [(term.normal, term, _TERM) for term in pack.terms]
+        keyed: list[tuple[str, Term | None, int]] = [
+            (term.normal, term, _TERM) for term in pack.terms if not term.needs_company
+        ]
+        self._initials: dict[str, list[Term]] = {}  # short initials: looked up word by word, in Chinese texts only
+        for term in pack.terms:
+            if term.needs_company:
+                self._initials.setdefault(term.normal, []).append(term)
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
         self._normal = _Automaton(keyed, self._bits, spelled=True)
@@ -202,6 +210,8 @@ class Matcher:
         view of the texts that have one. With ``fires``, only the texts whose terms, in either view, may fire a rule
         have hits."""
         second, second_warned = self._second_hits(batch)
+        for index, hits in self._initials_hits(batch).items():
+            second[index] = [*second.get(index, ()), *hits]
         chosen = self._normal.prefilter.texts(batch.codes)
         fires = self._fires is not None
         also = {index: self._bits_of(hits) for index, hits in second.items()} if fires else {}
@@ -214,19 +224,12 @@ class Matcher:
             starts = batch.starts()
             chosen = sorted({*chosen, *(bisect_right(starts, position) - 1 for position in apart)})
         picked = batch.pick(chosen)[0]
-        chinese = _chinese_texts(batch)
-        scanned = _scan(
-            picked,
-            self._normal,
-            worth if fires else None,
-            _apart_by_text(batch, chosen, apart),
-            {at for at, index in enumerate(chosen) if index in chinese},
-        )
+        scanned = _scan(picked, self._normal, worth if fires else None, _apart_by_text(batch, chosen, apart))
         found = Found(
             {chosen[index]: hits for index, hits in scanned.hits.items()},
             {chosen[i] for i in scanned.warned} | second_warned,
         )
-        for index, hits in second.items():  # the second view's hits that the normal view did not find
+        for index, hits in second.items():  # the second view's and initials' hits the normal view did not find
             if fires and index not in found.hits and not self._may_fire(also[index]):
                 continue  # its normal hits were left out, or it has none: its atoms fire nothing either way
             known = {hit.term for hit in found.hits.get(index, ())}
@@ -256,6 +259,25 @@ class Matcher:
         atoms = [atom for number, atom in enumerate(self._atoms) if bits >> number & 1]
         self._firing[bits] = firing = self._fires(atoms)
         return firing
+
+    def _initials_hits(self, batch: NormalBatch) -> dict[int, list[Hit]]:
+        """The hits of short initials per text written in Chinese, in text order."""
+        if not self._initials:
+            return {}
+        codes, starts, text = batch.codes, batch.starts(), batch.text
+
+        def texts_with(low: int, high: int) -> set[int]:
+            positions = np.flatnonzero((codes >= low) & (codes <= high))
+            return set((np.searchsorted(starts, positions, side="right") - 1).tolist())
+
+        found: dict[int, list[Hit]] = {}
+        chinese = texts_with(*_HAN)
+        for index in sorted(chinese - texts_with(*_KANA) if chinese else ()):
+            start = starts[index]
+            for word in _SHORT_WORD.finditer(text, start, starts[index + 1] - 1):
+                for term in self._initials.get(word.group(), ()):
+                    found.setdefault(index, []).append(Hit(term, word.start() - start, word.end() - start))
+        return found
 
     def _second_hits(self, batch: NormalBatch) -> tuple[dict[int, list[Hit]], set[int]]:
         """The second view's hits per text, in normal text, that cover what the view undid, in text order; and the
@@ -288,20 +310,6 @@ class Matcher:
 
 
 _Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit
-_HAN = (0x3400, 0x9FFF)  # CJK Unified Ideographs and Extension A
-_KANA = (0x3040, 0x30FF)  # Japanese writes Han characters too, and its Latin words are no pinyin
-
-
-def _chinese_texts(batch: NormalBatch) -> set[int]:
-    """The indices of the texts of a batch written in Chinese: with a Han character, and no kana."""
-    codes, starts = batch.codes, batch.starts()
-
-    def texts_with(low: int, high: int) -> set[int]:
-        positions = np.flatnonzero((codes >= low) & (codes <= high))
-        return set((np.searchsorted(starts, positions, side="right") - 1).tolist())
-
-    han = texts_with(*_HAN)
-    return han - texts_with(*_KANA) if han else han
 
 
 def _apart_by_text(batch: NormalBatch, chosen: list[int], positions: list[int]) -> dict[int, list[int]]:
@@ -324,13 +332,11 @@ def _scan(
     automaton: _Automaton,
     worth: Callable[[int, int], bool] | None = None,
     apart: Mapping[int, list[int]] | None = None,
-    chinese: Collection[int] = (),
 ) -> Found:
     """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame. With
     ``worth``, only the texts it says yes to, given their index and the bits of the atoms their terms hit before
     allow phrases and slots are checked, have their hits checked and placed. ``apart``: per text, the positions
-    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``).
-    Short initials hit only in the texts ``chinese``."""
+    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``)."""
     encoded = joined.encode()
     data = encoded.decode("latin-1")
     starts: list[int] | None = None
@@ -340,15 +346,14 @@ def _scan(
         for at, positions in apart.items():
             text = encoded[starts[at] : starts[at + 1] - 1].decode()
             word_breaks.update(starts[at] + len(text[:position].encode()) for position in positions)
-    raw, guessed, allowed, warnings = _matches(data, automaton, word_breaks)
+    raw, allowed, warnings = _matches(data, automaton, word_breaks)
     found = Found()
-    if not raw and not (guessed and chinese):
+    if not raw:
         return found
     if starts is None:
         starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist()]
     else:
         starts.pop()
-    raw = _with_initials(raw, guessed, starts, chinese)
     found.warned = {bisect_right(starts, at) - 1 for at in warnings}
     allowed_ends = [end for _, end in allowed]  # the automaton reports matches in order of their end
     texts: list[str] | None = None  # the texts, split only if a term with slots needs its text
@@ -380,12 +385,11 @@ def _scan(
 
 def _matches(
     data: str, automaton: _Automaton, word_breaks: Collection[int] = ()
-) -> tuple[list[_Raw], list[_Raw], list[tuple[int, int]], list[int]]:
+) -> tuple[list[_Raw], list[tuple[int, int]], list[int]]:
     """What the automaton finds in ``data``: the terms' matches at word boundaries where a Latin term needs them
-    (or at ``word_breaks``, byte offsets where a word may break inside letters), in the order of their end, and apart
-    those of short initials; the allow phrases' spans, and where warning frames start."""
+    (or at ``word_breaks``, byte offsets where a word may break inside letters), in the order of their end, the allow
+    phrases' spans, and where warning frames start."""
     raw: list[_Raw] = []
-    guessed: list[_Raw] = []
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
     size = len(data)
@@ -398,7 +402,7 @@ def _matches(
             continue
         end = last + 1
         # Unpacked: reading a named tuple's fields by name costs several times as much, on every match.
-        for term, kind, length, chars, check_start, check_end, bit, breaks_words, spaces, guess in entries[number]:
+        for term, kind, length, chars, check_start, check_end, bit, breaks_words, spaces in entries[number]:
             start = end - length
             if kind == _ALLOW:
                 allowed.append((start, end))
@@ -415,17 +419,8 @@ def _matches(
                 and not (check_end and end < size and data[end] in _ALNUM and not (breaks_words and end in word_breaks))
                 and not (spaces and any(start + space not in word_breaks for space in spaces))
             ):
-                (guessed if guess else raw).append((start, end, term, chars, bit))
-    return raw, guessed, allowed, warnings
-
-
-def _with_initials(raw: list[_Raw], guessed: list[_Raw], starts: list[int], chinese: Collection[int]) -> list[_Raw]:
-    """``raw`` and the matches of short initials ``guessed`` in the texts ``chinese`` (their index by ``starts``),
-    both in the automaton's order, by their end."""
-    if not guessed or not chinese:
-        return raw
-    read = [match for match in guessed if bisect_right(starts, match[0]) - 1 in chinese]
-    return list(merge(raw, read, key=itemgetter(1))) if raw else read
+                raw.append((start, end, term, chars, bit))
+    return raw, allowed, warnings
 
 
 def _worth_placing(raw: list[_Raw], starts: list[int], worth: Callable[[int, int], bool]) -> list[_Raw]:

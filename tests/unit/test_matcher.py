@@ -243,9 +243,9 @@ def test_find_batch_scans_only_the_texts_where_a_term_may_start(
     scanned: list[str] = []
     scan = matcher_module._scan
 
-    def spy(joined: str, automaton: Any, worth: Any = None, apart: Any = None, chinese: Any = ()) -> Found:
+    def spy(joined: str, automaton: Any, worth: Any = None, apart: Any = None) -> Found:
         scanned.append(joined)
-        return scan(joined, automaton, worth, apart, chinese)
+        return scan(joined, automaton, worth, apart)
 
     monkeypatch.setattr(matcher_module, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
