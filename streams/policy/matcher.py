@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import ahocorasick
 import numpy as np
+from numpy.typing import NDArray
 
 from streams.policy.normalize import BOUNDARY, BOUNDARY_CODE, Fold, NormalBatch, second_form, second_view
 from streams.policy.prefilter import Prefilter
@@ -264,15 +265,9 @@ class Matcher:
         """The hits of short initials per text written in Chinese, in text order."""
         if not self._initials:
             return {}
-        codes, starts, text = batch.codes, batch.starts(), batch.text
-
-        def texts_with(low: int, high: int) -> set[int]:
-            positions = np.flatnonzero((codes >= low) & (codes <= high))
-            return set((np.searchsorted(starts, positions, side="right") - 1).tolist())
-
+        text, starts = batch.text, batch.starts()
         found: dict[int, list[Hit]] = {}
-        chinese = texts_with(*_HAN)
-        for index in sorted(chinese - texts_with(*_KANA) if chinese else ()):
+        for index in _chinese_with_latin(batch):
             start = starts[index]
             for word in _SHORT_WORD.finditer(text, start, starts[index + 1] - 1):
                 for term in self._initials.get(word.group(), ()):
@@ -307,6 +302,22 @@ class Matcher:
                 end = int(view.last[high - 1]) + 1 - normal_starts[index]
                 second.setdefault(index, []).append(Hit(hit.term, start, end, folds))
         return second, {chosen[at] for at in scanned.warned}
+
+
+def _chinese_with_latin(batch: NormalBatch) -> list[int]:
+    """The indices of the texts of a batch written in Chinese that hold Latin letters, counted for all at once."""
+    codes, bounds = batch.codes, np.asarray(batch.starts())
+    begins, ends = bounds[:-1], bounds[1:] - 1
+
+    def per_text(low: int, high: int) -> NDArray[np.int64]:
+        sums = np.concatenate(([0], np.cumsum((codes >= low) & (codes <= high), dtype=np.int64)))
+        counts: NDArray[np.int64] = sums[ends] - sums[begins]
+        return counts
+
+    latin = per_text(ord("a"), ord("z")) >= 2  # the shortest initials
+    if not latin.any():
+        return []
+    return list(np.flatnonzero(latin & (per_text(*_HAN) > 0) & (per_text(*_KANA) == 0)).tolist())
 
 
 _Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit
