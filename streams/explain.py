@@ -20,6 +20,12 @@ def _excerpt(text: str, span: Any) -> str:
     return text[start:end]
 
 
+def _term(item: Mapping[str, Any]) -> str:
+    """A term as written, with the generated variant of it that matched: 冰毒 (initials bd)."""
+    term = str(item["term"])
+    return f"{term} ({item['variant']} {item['generated']})" if item.get("variant") else term
+
+
 def render(verdict: Mapping[str, Any], text: str) -> RenderableType:
     """One verdict, its message's original ``text`` beside it."""
     decision = verdict["decision"]
@@ -38,7 +44,7 @@ def render(verdict: Mapping[str, Any], text: str) -> RenderableType:
                 weight += " (discounted)" if match.get("counted", True) else " (discounted, not counted)"
             rules.add_row(
                 match["rule_id"],
-                match["term"],
+                _term(match),
                 _excerpt(text, match["span"]),
                 str(list(match["span"])) if match["span"] else "-",
                 ", ".join(match["normalisations"]) or "-",
@@ -47,7 +53,7 @@ def render(verdict: Mapping[str, Any], text: str) -> RenderableType:
             for atom in match.get("atoms", ()):
                 rules.add_row(
                     "",
-                    f"  {atom['atom']}" + (f" {atom['term']}" if atom["term"] else ""),
+                    f"  {atom['atom']}" + (f" {_term(atom)}" if atom["term"] else ""),
                     _excerpt(text, atom["span"]),
                     str(list(atom["span"])),
                     "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import reduce
 from operator import or_
@@ -12,7 +13,7 @@ import orjson
 from streams.policy.detectors import QUIET, Signal, detect, detect_batch, detect_quiet, domain_of
 from streams.policy.matcher import Hit, Matcher
 from streams.policy.normalize import Fold, Mapped, NormalBatch, fold_names
-from streams.policy.rules import Decision, Rule, RulePack, Severity, covering
+from streams.policy.rules import Decision, Rule, RulePack, Severity, Term, covering
 from streams.policy.scoring import Evidence, Fired, Scorer, quotations
 from streams.records import ChatMessage
 
@@ -22,6 +23,8 @@ VERDICT_SCHEMA = "moderation.verdict.v1"
 _DETECTOR_RULES = {"id_card": ("privacy.id-card-number", "privacy")}
 _DETECTOR_RULE_IDS = frozenset(rule_id for rule_id, _ in _DETECTOR_RULES.values())
 _DOMAINS_REMEMBERED = 100_000
+_CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_CHINESE_REACH = 12  # characters either side of short initials where Chinese makes them read as initials
 
 
 class Classifier:
@@ -201,7 +204,11 @@ class Classifier:
         if not hits and not fixed and not self._scorer.signals_alone:  # most: a link or a phone number, no more
             verdict["signals"] = tuple(found)
             return
-        evidence = [Evidence(hit.term.rule.id, hit.start, hit.end, hit) for hit in hits]
+        evidence = [
+            Evidence(hit.term.rule.id, hit.start, hit.end, hit, hit.term.needs_company)
+            for hit in hits
+            if not hit.term.needs_company or _read_as_initials(mapped, hit.start, hit.end)
+        ]
         evidence += [Evidence(f"<{signal.kind}>", signal.start, signal.end, signal) for signal in signals]
         evidence += blocked_links
         quotes = quotations(message.text)
@@ -271,14 +278,16 @@ class Classifier:
         ]
         if fired.condition is None:
             return [
-                _match(fired, item.source.term.text, span, fold)
+                _match(fired, item.source.term.text, span, fold) | _variant(item.source.term)
                 for item, span, fold in zip(fired.evidence, spans, folds, strict=True)
                 if isinstance(item.source, Hit)
             ]
         span = (min(s for s, _ in spans), max(e for _, e in spans))
         match = _match(fired, fired.condition.text, span, reduce(or_, folds, 0))
         match["atoms"] = tuple(
-            {"atom": item.atom, "term": item.source.term.text if isinstance(item.source, Hit) else None, "span": span}
+            {"atom": item.atom, "term": item.source.term.text, "span": span} | _variant(item.source.term)
+            if isinstance(item.source, Hit)
+            else {"atom": item.atom, "term": None, "span": span}
             for item, span in zip(fired.evidence, spans, strict=True)
         )
         return [match]
@@ -297,6 +306,24 @@ class Classifier:
             verdict["sent_at_ms"] = message.sent_at_ms
             verdicts.append(verdict)
         return verdicts
+
+
+def _read_as_initials(mapped: Mapped, start: int, end: int) -> bool:
+    """Whether the letters at [start, end) of normal text read as pinyin initials: Chinese is written within reach
+    (in English "my", "by" and "st" are words), and they are lower-case or written into the Chinese (收YHK); capitals
+    set apart are acronyms (SC 认证, COACH / MK)."""
+    text = mapped.text
+    if _CHINESE.search(text, max(0, start - _CHINESE_REACH), end + _CHINESE_REACH) is None:
+        return False
+    if mapped.original[slice(*mapped.span(start, end))].islower():
+        return True
+    beside = (text[start - 1] if start else "") + text[end : end + 1]
+    return _CHINESE.search(beside) is not None
+
+
+def _variant(term: Term) -> dict[str, str]:
+    """How a generated term stands for the written one (``fp``, the initials of 发票); nothing for a written term."""
+    return {"variant": term.variant, "generated": term.normal} if term.variant else {}
 
 
 def _match(fired: Fired, term: str, span: tuple[int, int] | None, folds: int) -> dict[str, Any]:

@@ -20,15 +20,21 @@ from typing import NamedTuple
 
 import ahocorasick
 import numpy as np
+from numpy.typing import NDArray
 
 from streams.policy.normalize import BOUNDARY, BOUNDARY_CODE, Fold, NormalBatch, second_form, second_view
 from streams.policy.prefilter import Prefilter
-from streams.policy.rules import NUMBER_WORD, SLOT_DIGITS, RulePack, SlotNeeds, Term, slot_needs
+from streams.policy.rules import INITIALS_ALONE, NUMBER_WORD, SLOT_DIGITS, RulePack, SlotNeeds, Term, slot_needs
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _SLOT_REACH = 40  # how far around its literal part a term with slots is looked for, in characters
 _TERM, _ALLOW, _WARN = 0, 1, 2
 _MASKS_REMEMBERED = 100_000  # atom sets whose answer the matcher keeps
+# Short initials (fp for 发票) are whole Latin words, read only in texts written in Chinese: a Han character and no
+# kana (Japanese writes Han characters too, and its Latin words are no pinyin).
+_SHORT_WORD = re.compile(rf"(?<![a-z0-9])[a-z]{{2,{INITIALS_ALONE - 1}}}(?![a-z0-9])")
+_HAN = (0x3400, 0x9FFF)  # CJK Unified Ideographs and Extension A
+_KANA = (0x3040, 0x30FF)
 
 
 _FEWEST_LATIN_SECOND = 4  # letters a Latin word keeps in the second view to be looked for there
@@ -168,7 +174,13 @@ class Matcher:
         # Each atom a term belongs to has a bit: a text's atoms are then one int, cheap to build and to look up.
         self._atoms = sorted({term.rule.id for term in pack.terms})
         self._bits = {atom: 1 << number for number, atom in enumerate(self._atoms)}
-        keyed: list[tuple[str, Term | None, int]] = [(term.normal, term, _TERM) for term in pack.terms]
+        keyed: list[tuple[str, Term | None, int]] = [
+            (term.normal, term, _TERM) for term in pack.terms if not term.needs_company
+        ]
+        self._initials: dict[str, list[Term]] = {}  # short initials: looked up word by word, in Chinese texts only
+        for term in pack.terms:
+            if term.needs_company:
+                self._initials.setdefault(term.normal, []).append(term)
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
         self._normal = _Automaton(keyed, self._bits, spelled=True)
@@ -199,6 +211,8 @@ class Matcher:
         view of the texts that have one. With ``fires``, only the texts whose terms, in either view, may fire a rule
         have hits."""
         second, second_warned = self._second_hits(batch)
+        for index, hits in self._initials_hits(batch).items():
+            second[index] = [*second.get(index, ()), *hits]
         chosen = self._normal.prefilter.texts(batch.codes)
         fires = self._fires is not None
         also = {index: self._bits_of(hits) for index, hits in second.items()} if fires else {}
@@ -216,7 +230,7 @@ class Matcher:
             {chosen[index]: hits for index, hits in scanned.hits.items()},
             {chosen[i] for i in scanned.warned} | second_warned,
         )
-        for index, hits in second.items():  # the second view's hits that the normal view did not find
+        for index, hits in second.items():  # the second view's and initials' hits the normal view did not find
             if fires and index not in found.hits and not self._may_fire(also[index]):
                 continue  # its normal hits were left out, or it has none: its atoms fire nothing either way
             known = {hit.term for hit in found.hits.get(index, ())}
@@ -247,6 +261,19 @@ class Matcher:
         self._firing[bits] = firing = self._fires(atoms)
         return firing
 
+    def _initials_hits(self, batch: NormalBatch) -> dict[int, list[Hit]]:
+        """The hits of short initials per text written in Chinese, in text order."""
+        if not self._initials:
+            return {}
+        text, starts = batch.text, batch.starts()
+        found: dict[int, list[Hit]] = {}
+        for index in _chinese_with_latin(batch):
+            start = starts[index]
+            for word in _SHORT_WORD.finditer(text, start, starts[index + 1] - 1):
+                for term in self._initials.get(word.group(), ()):
+                    found.setdefault(index, []).append(Hit(term, word.start() - start, word.end() - start))
+        return found
+
     def _second_hits(self, batch: NormalBatch) -> tuple[dict[int, list[Hit]], set[int]]:
         """The second view's hits per text, in normal text, that cover what the view undid, in text order; and the
         texts it scanned that hold a warning frame."""
@@ -275,6 +302,22 @@ class Matcher:
                 end = int(view.last[high - 1]) + 1 - normal_starts[index]
                 second.setdefault(index, []).append(Hit(hit.term, start, end, folds))
         return second, {chosen[at] for at in scanned.warned}
+
+
+def _chinese_with_latin(batch: NormalBatch) -> list[int]:
+    """The indices of the texts of a batch written in Chinese that hold Latin letters, counted for all at once."""
+    codes, bounds = batch.codes, np.asarray(batch.starts())
+    begins, ends = bounds[:-1], bounds[1:] - 1
+
+    def per_text(low: int, high: int) -> NDArray[np.int64]:
+        sums = np.concatenate(([0], np.cumsum((codes >= low) & (codes <= high), dtype=np.int64)))
+        counts: NDArray[np.int64] = sums[ends] - sums[begins]
+        return counts
+
+    latin = per_text(ord("a"), ord("z")) >= 2  # the shortest initials
+    if not latin.any():
+        return []
+    return list(np.flatnonzero(latin & (per_text(*_HAN) > 0) & (per_text(*_KANA) == 0)).tolist())
 
 
 _Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit

@@ -110,6 +110,12 @@ class Term(NamedTuple):
     pattern: re.Pattern[str] | None = None  # a term with slots: the whole term, checked around ``normal``
     variant: str = ""  # "", or how it was generated from the written term: pinyin, initials, lookalike
 
+    @property
+    def needs_company(self) -> bool:
+        """Whether the term counts only beside other evidence: the initials of a term of two or three characters
+        (``fp`` for 发票) are also common Latin abbreviations."""
+        return self.variant == "initials" and len(self.normal) < INITIALS_ALONE
+
 
 @dataclass(frozen=True, slots=True)
 class AllowPhrase:
@@ -179,11 +185,12 @@ _SLOT_PATTERNS = {"n": NUMBER, "price": MONEY}
 SLOT_DIGITS = re.compile(r"[0-9〇零一二两三四五六七八九十百千万几]")
 NUMBER_WORD = re.compile(_NUMBER_WORDS)
 
-# Generated variants: pinyin needs this many letters, initials this many characters, so they do not collide with
-# common English words; a term gets at most this many look-alike variants.
+# Generated variants: pinyin needs this many letters, so it does not collide with common English words, and initials
+# this many characters to count alone (shorter ones are abbreviations of everything: db, fp, sj); a term gets at most
+# this many look-alike variants.
 _PINYIN_LETTERS = 5
 _SPACED_PINYIN_LETTERS = 4  # "du bo", "du4bo2"; "dubo" would be a word of English or of other languages
-_INITIALS_CHARACTERS = 4
+INITIALS_ALONE = 4
 _MIXED_PINYIN_CHARACTERS = 3  # terms this short get variants with pinyin for some characters: 冰du
 _MOST_LOOKALIKES = 24
 _TERMS_REMEMBERED = 1 << 17  # pinyin kept per term and style, for reloads: a few times the default pack's terms
@@ -471,10 +478,9 @@ def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iter
                 yield "pinyin", " ".join(numbered)
         if len(syllables) == len(normal) <= _MIXED_PINYIN_CHARACTERS:
             yield from (("pinyin", mixed) for mixed in _mixed_pinyin(normal, syllables))
-        if len(normal) >= _INITIALS_CHARACTERS:
-            initials = _syllables(normal, Style.FIRST_LETTER)
-            if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat
-                yield "initials", "".join(initials)
+        initials = _syllables(normal, Style.FIRST_LETTER)
+        if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat
+            yield "initials", "".join(initials)
     if draft.variants:
         made = 0
         for index, character in enumerate(normal):
@@ -529,10 +535,18 @@ def _terms(
         if term.pattern is None and (draft := drafts.get(term.rule.id)) is not None
         for kind, text in _variants(term.normal, draft, lookalikes)
     ]
+    shared: set[tuple[str, str]] = set()  # short initials stand for many terms: kept once per key and rule
     for (kind, _, term), normal in zip(generated, _normalise([text for _, text, _ in generated]), strict=True):
-        if len(normal) >= _MIN_TERM_CHARS and (normal, "") not in seen:
-            seen[normal, ""] = variant = Term(term.text, normal, term.rule, term.where, variant=kind)
-            terms.append(variant)
+        if len(normal) < _MIN_TERM_CHARS or (normal, "") in seen:
+            continue
+        variant = Term(term.text, normal, term.rule, term.where, variant=kind)
+        if not variant.needs_company:
+            seen[normal, ""] = variant
+        elif (normal, term.rule.id) in shared:
+            continue
+        else:
+            shared.add((normal, term.rule.id))
+        terms.append(variant)
     return terms, allow, warn
 
 

@@ -61,6 +61,7 @@ class Evidence(NamedTuple):
     start: int
     end: int
     source: object  # the Hit or Signal it came from
+    needs_company: bool = False  # short initials (fp for 发票): they fill a combination's place beside other evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +200,13 @@ class Scorer:
             by_atom.setdefault(item.atom, []).append(item)
         scored = Scored()
         fired_ids: set[str] = set()
-        for atom, items in by_atom.items():  # rules with a weight fire on their own terms
+        for atom, items in by_atom.items():  # rules with a weight fire on their own terms, if they count alone
             rule = self.pack.rules.get(atom)
             if rule is not None and rule.scores and atom not in fired_ids:
-                fired_ids.add(atom)
-                scored.fired.append(_fire(rule, tuple(items), None, warned=warned, quoted=quoted))
+                alone = tuple(item for item in items if not item.needs_company)
+                if alone:
+                    fired_ids.add(atom)
+                    scored.fired.append(_fire(rule, alone, None, warned=warned, quoted=quoted))
         by_atom = _words_said(by_atom)
         present = by_atom.keys()
         for filed in self._conditions(present):
@@ -274,8 +277,9 @@ def _holds(condition: Condition, by_atom: Mapping[str, list[Evidence]]) -> tuple
     if not condition.every:
         for position in condition.atoms:
             for atom in sorted(position):
-                if atom in by_atom:
-                    return (by_atom[atom][0],)
+                for item in by_atom.get(atom, ()):
+                    if not item.needs_company:
+                        return (item,)
         return None
     choices = []
     for position in condition.atoms:
@@ -285,15 +289,20 @@ def _holds(condition: Condition, by_atom: Mapping[str, list[Evidence]]) -> tuple
         choices.append(found)
     within = MESSAGE_REACH if condition.within is None else condition.within
     for chosen in islice(product(*choices), _MOST_CHOICES):
-        if max(e.end for e in chosen) - min(e.start for e in chosen) <= within and _distinct(chosen):
+        if (
+            max(e.end for e in chosen) - min(e.start for e in chosen) <= within
+            and _distinct(chosen)
+            and not all(e.needs_company for e in chosen)
+        ):
             return tuple(chosen)
     return None
 
 
 def _distinct(chosen: Sequence[Evidence]) -> bool:
     """Whether each position holds on its own piece of evidence: two positions that may take the same atom ask for
-    two of its hits, not one hit counted twice."""
-    return len({(e.atom, e.start, e.end) for e in chosen}) == len(chosen)
+    two of its hits, not one hit counted twice; and initials that stand for two terms stand for one of them here."""
+    guessed = [(e.start, e.end) for e in chosen if e.needs_company]
+    return len({(e.atom, e.start, e.end) for e in chosen}) == len(chosen) and len(set(guessed)) == len(guessed)
 
 
 def _words_said(by_atom: dict[str, list[Evidence]]) -> dict[str, list[Evidence]]:

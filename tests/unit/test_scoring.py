@@ -289,6 +289,80 @@ def test_pinyin_initials_and_lookalikes_are_generated(tmp_path: Path) -> None:
     assert kinds == {"", "pinyin", "initials", "lookalike"}
 
 
+def test_generated_variants_are_named_in_the_verdict(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule online\n  网络赌博\n"})
+    match = judge(c, "wldb 私聊")["matches"][0]
+    assert (match["term"], match["variant"], match["generated"]) == ("网络赌博", "initials", "wldb")
+    assert "variant" not in judge(c, "网络赌博 私聊")["matches"][0]
+
+
+SHORT = (
+    DRUGS
+    + "rule named\n  麻古\n"
+    + "set drug-nouns\n  冰毒\n"
+    + "set sale-verbs\n  出售\n"
+    + "rule sale weight=10\n  all within 8: drug-nouns|named, sale-verbs\n"
+    + "rule contact weight=10\n  all: drug-nouns|named, <contact>\n"
+)
+
+
+def test_short_initials_fill_a_combination_beside_other_evidence(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": SHORT})
+    verdict = judge(c, "出售bd，量大")
+    assert (verdict["decision"], [m["rule_id"] for m in verdict["matches"]]) == ("block", ["drugs.sale"])
+    atoms = [(a["atom"], a["term"], a.get("variant"), a.get("generated")) for a in verdict["matches"][0]["atoms"]]
+    assert atoms == [("drugs.drug-nouns", "冰毒", "initials", "bd"), ("drugs.sale-verbs", "出售", None, None)]
+    assert judge(c, "有mg吗 加v: abc12345")["decision"] == "block"  # a contact is company too
+    assert judge(c, "出售冰毒")["decision"] == "block"
+
+
+def test_short_initials_never_count_alone(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": SHORT})
+    assert judge(c, "麻古")["decision"] == "block"  # the written term fires its rule...
+    alone = judge(c, "有mg吗")  # ...its initials do not
+    assert (alone["decision"], alone["matches"]) == ("allow", ())
+    assert judge(c, "cs bd 了")["decision"] == "allow"  # initials beside initials: 出售 and 冰毒, or any other words
+    assert judge(c, "出售 mg")["decision"] == "block"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("please bd 13800138000", id="no-chinese"),
+        pytest.param("出售 my old bikes and tools, bd, call 13800138000", id="chinese-out-of-reach"),
+        pytest.param("出售 BD", id="capitals-set-apart"),
+        pytest.param("出售bdz", id="inside-a-word"),
+        pytest.param("出售mybd", id="end-of-a-word"),
+        pytest.param("です 出售bd", id="japanese"),
+    ],
+)
+def test_short_initials_are_read_only_as_typed_into_chinese(tmp_path: Path, text: str) -> None:
+    c = classifier(tmp_path, {"drugs": SHORT})
+    assert judge(c, "出售bd 13800138000")["decision"] == "block"
+    assert judge(c, text)["decision"] == "allow"
+
+
+def test_capitals_written_into_chinese_are_initials(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": SHORT})
+    assert judge(c, "出售BD")["decision"] == "block"
+
+
+def test_short_initials_stand_for_every_term_they_abbreviate_once(tmp_path: Path) -> None:
+    # 麻古 and 美工 are both "mg": the one hit may fill the place of either, not of both at once.
+    files = {"drugs": SHORT + "set other-words\n  美工\nrule pair weight=10\n  all: named, other-words, sale-verbs\n"}
+    c = classifier(tmp_path, files)
+    assert {(t.normal, t.rule.id) for t in c.pack.terms if t.variant == "initials"} >= {
+        ("mg", "drugs.named"),
+        ("mg", "drugs.other-words"),
+    }
+    assert "drugs.pair" not in {m["rule_id"] for m in judge(c, "出售mg")["matches"]}
+
+
+def test_a_rule_without_pinyin_gets_no_short_initials(tmp_path: Path) -> None:
+    c = classifier(tmp_path, {"drugs": SHORT.replace("set drug-nouns", "set drug-nouns pinyin=no")})
+    assert judge(c, "出售bd")["decision"] == "allow"
+
+
 def test_the_second_view_reads_no_initials_and_no_short_latin_words(tmp_path: Path) -> None:
     # The initials of 人肉搜索, "rrss", read "rs" there, as does "rss" in a text that has "zzz" elsewhere.
     c = classifier(tmp_path, {"privacy": header("privacy") + "rule doxxing\n  人肉搜索\n  seee\n"})
