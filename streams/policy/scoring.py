@@ -223,6 +223,11 @@ class Scorer:
                 scored.fired.append(_fire(rule, used, condition, warned=warned, quoted=quoted))
         scored.fired.extend(fixed)
         scored.fired = _count_strongest_discounted(scored.fired)
+        self._decide(scored)
+        return scored
+
+    def _decide(self, scored: Scored) -> None:
+        """Each category's score, from the rules that counted, and what its thresholds decide."""
         most: dict[str, Decision] = {}
         for fired in scored.fired:
             if not fired.counted:  # its category's strongest discounted rule counts: the category has a score
@@ -232,7 +237,6 @@ class Scorer:
             most[category] = max(most.get(category, Decision.ALLOW), fired.rule.decision)
         for category, score in scored.scores.items():
             scored.decisions[category] = self.pack.categories[category].decide(score, most[category])
-        return scored
 
 
 def _fire(
