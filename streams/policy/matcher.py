@@ -30,9 +30,8 @@ _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _SLOT_REACH = 40  # how far around its literal part a term with slots is looked for, in characters
 _TERM, _ALLOW, _WARN = 0, 1, 2
 _MASKS_REMEMBERED = 100_000  # atom sets whose answer the matcher keeps
-# Short initials (fp for 发票) are whole Latin words, read only in texts written in Chinese: a Han character and no
-# kana (Japanese writes Han characters too, and its Latin words are no pinyin).
-_SHORT_WORD = re.compile(rf"(?<![a-z0-9])[a-z]{{2,{INITIALS_ALONE - 1}}}(?![a-z0-9])")
+# Short initials (fp for 发票) are whole Latin words of 2 or 3 letters, read only in texts written in Chinese: a Han
+# character and no kana (Japanese writes Han characters too, and its Latin words are no pinyin).
 _HAN = (0x3400, 0x9FFF)  # CJK Unified Ideographs and Extension A
 _KANA = (0x3040, 0x30FF)
 
@@ -181,6 +180,9 @@ class Matcher:
         for term in pack.terms:
             if term.needs_company:
                 self._initials.setdefault(term.normal, []).append(term)
+        # Whether a number ``_initials_hits`` makes of a word is that of initials: one look-up for a whole batch.
+        self._initials_keys = np.zeros(32 ** (INITIALS_ALONE - 1), dtype=np.bool_)
+        self._initials_keys[[key for word in self._initials if (key := _initials_key(word)) is not None]] = True
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
         self._normal = _Automaton(keyed, self._bits, spelled=True)
@@ -262,16 +264,38 @@ class Matcher:
         return firing
 
     def _initials_hits(self, batch: NormalBatch) -> dict[int, list[Hit]]:
-        """The hits of short initials per text written in Chinese, in text order."""
+        """The hits of short initials per text written in Chinese, in text order: whole Latin words of 2 or 3 letters
+        (not next to a digit either), found for the whole batch at once and looked up by their letters as a number,
+        so only the words that are initials reach Python."""
         if not self._initials:
             return {}
-        text, starts = batch.text, batch.starts()
+        codes = batch.codes
+        letters = (codes >= ord("a")) & (codes <= ord("z"))
+        chinese = _chinese_with_latin(batch, letters)
+        if not chinese.any():
+            return {}
+        edges = np.flatnonzero(np.diff(letters, prepend=False, append=False))
+        begins, ends = edges[0::2], edges[1::2]  # the runs of letters: [begin, end)
+        lengths = ends - begins
+        short = (lengths >= 2) & (lengths < INITIALS_ALONE)
+        begins, ends = begins[short], ends[short]
+        digits = np.concatenate(((codes >= ord("0")) & (codes <= ord("9")), [False]))  # [-1] and [len]: no digit
+        bounds = np.asarray(batch.starts())
+        texts = np.searchsorted(bounds, begins, side="right") - 1
+        words = ~digits[begins - 1] & ~digits[ends] & chinese[texts]
+        begins, ends, texts = begins[words], ends[words], texts[words]
+        keys = np.zeros(len(begins), dtype=np.int64)
+        for offset in range(INITIALS_ALONE - 1):  # a letter's place in the word, as a digit of base 32
+            inside = begins + offset < ends
+            letter = np.where(inside, codes[np.minimum(begins + offset, len(codes) - 1)] - ord("a") + 1, 0)
+            keys = keys * 32 + letter
+        known = self._initials_keys[keys]
+        text = batch.text
         found: dict[int, list[Hit]] = {}
-        for index in _chinese_with_latin(batch):
-            start = starts[index]
-            for word in _SHORT_WORD.finditer(text, start, starts[index + 1] - 1):
-                for term in self._initials.get(word.group(), ()):
-                    found.setdefault(index, []).append(Hit(term, word.start() - start, word.end() - start))
+        for begin, end, index in zip(begins[known].tolist(), ends[known].tolist(), texts[known].tolist(), strict=True):
+            start = int(bounds[index])
+            hits = found.setdefault(index, [])
+            hits.extend(Hit(term, begin - start, end - start) for term in self._initials[text[begin:end]])
         return found
 
     def _second_hits(self, batch: NormalBatch) -> tuple[dict[int, list[Hit]], set[int]]:
@@ -304,20 +328,33 @@ class Matcher:
         return second, {chosen[at] for at in scanned.warned}
 
 
-def _chinese_with_latin(batch: NormalBatch) -> list[int]:
-    """The indices of the texts of a batch written in Chinese that hold Latin letters, counted for all at once."""
+def _chinese_with_latin(batch: NormalBatch, letters: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Per text of a batch, whether it is written in Chinese and holds Latin ``letters`` (a mask of the batch's
+    codes), counted for all at once."""
     codes, bounds = batch.codes, np.asarray(batch.starts())
     begins, ends = bounds[:-1], bounds[1:] - 1
 
-    def per_text(low: int, high: int) -> NDArray[np.int64]:
-        sums = np.concatenate(([0], np.cumsum((codes >= low) & (codes <= high), dtype=np.int64)))
+    def per_text(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+        sums = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
         counts: NDArray[np.int64] = sums[ends] - sums[begins]
         return counts
 
-    latin = per_text(ord("a"), ord("z")) >= 2  # the shortest initials
+    latin = per_text(letters) >= 2  # the shortest initials
     if not latin.any():
-        return []
-    return list(np.flatnonzero(latin & (per_text(*_HAN) > 0) & (per_text(*_KANA) == 0)).tolist())
+        return latin
+    han = per_text((codes >= _HAN[0]) & (codes <= _HAN[1])) > 0
+    chinese: NDArray[np.bool_] = latin & han & (per_text((codes >= _KANA[0]) & (codes <= _KANA[1])) == 0)
+    return chinese
+
+
+def _initials_key(word: str) -> int | None:
+    """A word of 2 or 3 letters a-z as the number ``_initials_hits`` computes for it; None for any other word."""
+    if not (2 <= len(word) < INITIALS_ALONE and word.isascii() and word.isalpha() and word.islower()):
+        return None
+    key = 0
+    for offset in range(INITIALS_ALONE - 1):
+        key = key * 32 + (ord(word[offset]) - ord("a") + 1 if offset < len(word) else 0)
+    return key
 
 
 _Raw = tuple[int, int, Term, int, int]  # a term's match: start and end byte, term, characters, its atom's bit
