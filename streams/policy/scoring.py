@@ -21,10 +21,13 @@ from streams.policy.rules import Condition, Decision, Rule, RulePack, Severity
 
 # Text inside paired quotation marks: a term there is quoted, not said. Read in the original text: normalisation
 # removes the marks between Chinese characters.
+# English also quotes with single marks; an apostrophe is no opening one (a letter before it: "it's", "kids'"), and
+# the quoted words touch the marks ("'share to win' posts").
 _QUOTED = re.compile(
     r'"[^"\n]{1,200}"|“[^”\n]{1,200}”|「[^」\n]{1,200}」|『[^』\n]{1,200}』|‘[^’\n]{1,200}’|《[^》\n]{1,200}》'
+    r"|(?<![\w'])'(?=[^\s'])[^'\n]{0,199}[^\s']'(?!\w)"
 )
-_QUOTE_MARK = re.compile('["“「『‘《]')  # an opening mark: most texts have none, and this finds so sooner
+_QUOTE_MARK = re.compile("[\"“「『‘《']")  # an opening mark: most texts have none, and this finds so sooner
 
 
 def quotations(original: str) -> list[tuple[int, int]]:

@@ -212,6 +212,20 @@ def test_a_quoted_term_is_discounted_but_the_same_term_selling_is_not(tmp_path: 
     assert judge(c, "网赌，大家快来")["decision"] == "block"
 
 
+@pytest.mark.parametrize(
+    ("text", "decision"),
+    [
+        ("my aunt still forwards those 'online casino' chains", "allow"),  # single marks quote in English
+        ("lol, that 'online casino' post again", "allow"),
+        ("it's the best online casino, don't wait", "block"),  # apostrophes open no quotation
+        ("the players' online casino, sign up at the desk's counter", "block"),
+    ],
+)
+def test_single_quotation_marks_quote_and_apostrophes_do_not(tmp_path: Path, text: str, decision: str) -> None:
+    c = classifier(tmp_path, {"gambling": GAMBLING + "rule casino\n  online casino\n"})
+    assert judge(c, text)["decision"] == decision
+
+
 # A notice naming three harms, each a rule that blocks alone; and an offer whose contact and price are not discounted.
 NOTICE = (
     GAMBLING
