@@ -20,8 +20,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pypinyin import Style, lazy_pinyin
-
 from streams.policy.normalize import BOUNDARY, normalize_joined
 
 
@@ -447,9 +445,14 @@ def _lookalikes(root: Path, digest: Any) -> dict[str, str]:
 
 
 @lru_cache(maxsize=_TERMS_REMEMBERED)
-def _syllables(normal: str, style: Style) -> tuple[str, ...]:
-    """The pinyin of a term, remembered: a pack reloaded after an edit asks again for every term's."""
-    return tuple(lazy_pinyin(normal, style=style, errors="ignore"))
+def _syllables(normal: str, style: str) -> tuple[str, ...]:
+    """The pinyin of a term in a pypinyin ``Style`` (by name), remembered: a pack reloaded after an edit asks again
+    for every term's."""
+    # Imported here: its dictionaries take half a second to load, and only a pack being built, not one read back
+    # from the cache (every worker start but a machine's first), needs them.
+    from pypinyin import Style, lazy_pinyin  # noqa: PLC0415
+
+    return tuple(lazy_pinyin(normal, style=Style.__members__[style], errors="ignore"))
 
 
 def _mixed_pinyin(normal: str, syllables: tuple[str, ...]) -> list[str]:
@@ -465,20 +468,20 @@ def _variants(normal: str, draft: _Draft, lookalikes: Mapping[str, str]) -> Iter
     if not _HAN.match(normal) or len(normal) < 2:
         return
     if draft.pinyin:
-        syllables = _syllables(normal, Style.NORMAL)
+        syllables = _syllables(normal, "NORMAL")
         letters = len("".join(syllables)) if len(syllables) == len(normal) else 0
         if letters >= _PINYIN_LETTERS:
             yield "pinyin", "".join(syllables)
         if letters >= _SPACED_PINYIN_LETTERS:  # spaced or with tone numbers, short pinyin is no English word
             yield "pinyin", " ".join(syllables)
             # Tone numbers, as typed without a pinyin keyboard (du4bo2); tone marks are accents, which fold away.
-            numbered = _syllables(normal, Style.TONE3)
+            numbered = _syllables(normal, "TONE3")
             if len(numbered) == len(normal) and numbered != syllables:
                 yield "pinyin", "".join(numbered)
                 yield "pinyin", " ".join(numbered)
         if len(syllables) == len(normal) <= _MIXED_PINYIN_CHARACTERS:
             yield from (("pinyin", mixed) for mixed in _mixed_pinyin(normal, syllables))
-        initials = _syllables(normal, Style.FIRST_LETTER)
+        initials = _syllables(normal, "FIRST_LETTER")
         if len(initials) == len(normal) and len(set(initials)) > 1:  # "xxxx" stands for anything in chat
             yield "initials", "".join(initials)
     if draft.variants:
