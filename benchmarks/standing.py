@@ -4,12 +4,13 @@
         [--two-workers N] [--store-users N] [--recovery-users 1000000]
 
 Every rate is set beside a baseline measured in the same run, on the same embedded broker:
-1. throughput: N violations of U users in G groups, a share of them with linked domains drawn from a skewed pool
-   (so that some domains spread to enough groups to become campaigns), published to moderation.violations.v1
-   first; then one `python -m streams worker`. The rate counts from the first audit record to the last, once every
-   violation has been applied to its user, its group and each of its domains (one audit record each, counted from
-   the workload). Baselines: the per-event Faust passthrough (benchmarks/passthrough_app.py) over the same
-   records; the same stage with the memory:// store beside RocksDB.
+1. throughput: N violations of U users in G groups, a share of them with linked domains drawn from a skewed pool (so
+   that some domains spread to enough groups to become campaigns), published to moderation.violations.v1 first; then
+   one `python -m streams worker` running the standing stage alone (GROUPWARDEN_STAGES=standing: it reads the pack's
+   version and the sanction policy, not its classifier, as where the stages scale apart). The rate counts from the
+   first audit record to the last, once every violation has been applied to its user, its group and each of its
+   domains (one audit record each, counted from the workload). Baselines: the per-event Faust passthrough
+   (benchmarks/passthrough_app.py) over the same records; the same stage with the memory:// store beside RocksDB.
 2. two workers on the same topics (one consumer group, a data dir each, RocksDB): the total rate, and each
    worker's share of the events applied (from its groupwarden_table_events_total) and of the partitions it owns
    (from its log); the CPU of the broker and of each worker says what limits them.
@@ -26,7 +27,8 @@ Every rate is set beside a baseline measured in the same run, on the same embedd
    only in the changelog is published before each start (the stage reads its inputs from the committed offsets,
    or the earliest): the time from the process start to its audit record is the time to the first decision on
    recovered state, and its sanctions show whether the record was recovered. One process classifies a message
-   first, so the workers find the built rule pack in its cache, as every start after a machine's first does. The
+   first, so the workers find the pack's summary (cached beside its classifier) in the cache, as every start after a
+   machine's first does. The
    restore time is the worker's own ("standing stage restored N partitions from M changelog records in S s", part
    of it while the consumer group was joined), and the worker's log splits its way to the decision into phases.
    Below 1M records the figures are scaled to 1M (the fixed start-up plus the restore times the scale).
@@ -190,6 +192,7 @@ def worker(settings: Settings, store: str, data_dir: Path, log_path: Path, metri
         "GROUPWARDEN_STORE": store,
         "GROUPWARDEN_DATA_DIR": str(data_dir),
         "GROUPWARDEN_METRICS_PORT": str(metrics_port),  # 0: any free port (others may hold the default)
+        "GROUPWARDEN_STAGES": "standing",  # the stage measured, alone: the pack's version and policy, no classifier
     }
     args = [sys.executable, "-m", "streams", "worker", "--loglevel", LOGLEVEL]
     return Process(f"groupwarden worker ({store}, {log_path.name})", args, env, log_path)
@@ -958,8 +961,9 @@ async def recovery(
 
 
 async def pack_cached(root: Path) -> None:
-    """Classify one message in a process of its own first, so the workers read the built rule pack and the compiled
-    passes from their caches (streams/policy/cache.py, numba's), as every start after a machine's first does."""
+    """Classify one message in a process of its own first, so the workers read the pack's summary (cached beside the
+    built classifier) and the compiled passes from their caches (streams/policy/cache.py, numba's), as every start
+    after a machine's first does."""
     message = orjson.dumps({"message_id": "m", "group_id": "g", "sender_id": "u", "sent_at": 0, "text": "hi"})
     started = time.perf_counter()
     with (root / "pack-cache.log").open("wb") as log:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
+import mode
 from mode import ServiceT
 
 from streams.agents.classify import ClassifyStage
@@ -21,7 +22,8 @@ from streams.agents.standing import StandingStage
 from streams.config import Settings
 from streams.kafka.outage import OutageLog
 from streams.metrics import Metrics, metrics_url, serve
-from streams.policy.reload import Followed, Rules
+from streams.policy.reload import FolderWatch, Followed, Policy, Rules, load_policy
+from streams.policy.rules import RulePackError
 
 log = logging.getLogger(__name__)
 
@@ -104,25 +106,11 @@ def worker(app: faust.App, loglevel: str) -> faust.Worker:
     return made
 
 
-def create_app(settings: Settings, active: Followed | None = None) -> faust.App:
-    """``active``: the active rule pack, if already loaded (the worker command loads it to refuse a broken one before
-    anything starts, and a pack takes seconds to load)."""
-    if active is None:
-        active = Followed("active", settings.rules_dir, with_policy=True)
-    rules = active.rules = active.rules or active.load()
-    assert rules.policy is not None
-    policy = rules.policy
+def create_app(settings: Settings, active: Followed | None = None, policy: Policy | None = None) -> faust.App:
+    """The worker's app, with the stages ``settings.stages`` names. ``active``: the active rule pack, if already
+    loaded, and ``policy`` for a worker that runs only the standing stage (the worker command loads them to refuse a
+    broken pack before anything starts)."""
     metrics = Metrics()
-    metrics.describe_rules(rules.version, rules.policy.version, rules.pack.categories)
-    follow = [active]
-    if settings.shadow_rules_dir is not None:
-        follow.append(shadow := Followed("shadow", settings.shadow_rules_dir, with_policy=False))
-        try:
-            shadow.rules = shadow.load()
-            metrics.describe_shadow(shadow.rules.version)
-        except Exception as exc:  # noqa: BLE001 - a broken candidate never stops the worker; it is followed still
-            log.error("shadow rule pack in %s refused: %s", shadow.directory, exc)  # noqa: TRY400 - file, line, reason
-            metrics.rules_refused.labels("shadow").set(1)
     app = App(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -133,6 +121,40 @@ def create_app(settings: Settings, active: Followed | None = None) -> faust.App:
         datadir=str(settings.data_dir),
         web_enabled=False,
     )
+
+    def serve_metrics() -> None:
+        if (address := serve(settings.metrics_host, settings.metrics_port, metrics)) is not None:
+            log.info("metrics on %s", metrics_url(*address))
+
+    app.serve_metrics = serve_metrics
+    if "classify" in settings.stages:
+        app.early_stages, app.stages = _with_classify(settings, metrics, active)
+    else:
+        app.early_stages, app.stages = _standing_alone(settings, metrics, policy), ()
+    return app
+
+
+Stages = tuple[tuple[Callable[..., ServiceT], ...], tuple[Callable[..., ServiceT], ...]]
+
+
+def _with_classify(settings: Settings, metrics: Metrics, active: Followed | None) -> Stages:
+    """The classify stage, which follows the pack folders and tells the standing stage (if it runs here) of a new
+    active pack."""
+    if active is None:
+        active = Followed("active", settings.rules_dir, with_policy=True)
+    rules = active.rules = active.rules or active.load()
+    assert rules.policy is not None
+    policy = rules.policy
+    metrics.describe_rules(rules.version, rules.policy.version, rules.pack.categories)
+    follow = [active]
+    if settings.shadow_rules_dir is not None:
+        follow.append(shadow := Followed("shadow", settings.shadow_rules_dir, with_policy=False))
+        try:
+            shadow.rules = shadow.load()
+            metrics.describe_shadow(shadow.rules.version)
+        except Exception as exc:  # noqa: BLE001 - a broken candidate never stops the worker; it is followed still
+            log.error("shadow rule pack in %s refused: %s", shadow.directory, exc)  # noqa: TRY400 - file, line, reason
+            metrics.rules_refused.labels("shadow").set(1)
     standing: list[StandingStage] = []
 
     class Standing(StandingStage):
@@ -158,12 +180,57 @@ def create_app(settings: Settings, active: Followed | None = None) -> faust.App:
                 **kwargs,
             )
 
-    def serve_metrics() -> None:
-        if (address := serve(settings.metrics_host, settings.metrics_port, metrics)) is not None:
-            log.info("metrics on %s", metrics_url(*address))
+    return ((Standing,) if "standing" in settings.stages else ()), (Classify,)
 
-    app.serve_metrics, app.early_stages, app.stages = serve_metrics, (Standing,), (Classify,)
-    return app
+
+def _standing_alone(settings: Settings, metrics: Metrics, policy: Policy | None) -> tuple[Callable[..., ServiceT]]:
+    """The standing stage without the classify stage: it needs the sanction policy and the pack's version, not its
+    classifier, so the worker starts in a fraction of the time; it follows the pack folder itself."""
+    rules = policy or load_policy(settings.rules_dir)
+    metrics.describe_rules(rules.version, rules.policy.version, rules.summary.categories)
+
+    class Standing(StandingStage):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings, rules.policy, rules.version, metrics, **kwargs)
+            self._rules = rules
+
+        @mode.Service.task
+        async def _follow_rules(self) -> None:
+            """Every few seconds, apply a changed policy or pack version; refuse a broken one and keep the running."""
+            watch = FolderWatch(settings.rules_dir)
+            while settings.rules_poll_seconds and not self.should_stop:
+                await self.sleep(settings.rules_poll_seconds)
+                try:
+                    if await asyncio.to_thread(watch.changed):
+                        await self._reload()
+                except Exception:  # following the folder is a convenience: never let it take the worker down
+                    log.exception("checking the rule pack in %s failed", settings.rules_dir)
+
+        async def _reload(self) -> None:
+            try:
+                new = await asyncio.to_thread(load_policy, settings.rules_dir)  # a cache miss reads the whole pack
+            except Exception as exc:  # whatever is wrong with the new pack, the running one stays
+                log.error(  # noqa: TRY400 - a RulePackError's message is the whole story: file, line and reason
+                    "rule pack in %s refused, keeping %s: %s",
+                    settings.rules_dir,
+                    self._rules.version,
+                    exc,
+                    exc_info=not isinstance(exc, RulePackError | OSError),
+                )
+                metrics.rules_reloads.labels("active", "refused").inc()
+                metrics.rules_refused.labels("active").set(1)
+                return
+            metrics.rules_refused.labels("active").set(0)
+            if new.same_as(self._rules):
+                log.info("rule pack in %s changed on disk but is still %s", settings.rules_dir, new.version)
+                return
+            self.use(new.policy, new.version)
+            metrics.describe_rules(new.version, new.policy.version, new.summary.categories)
+            metrics.rules_reloads.labels("active", "applied").inc()
+            log.info("rule pack %s applied, replacing %s", new.version, self._rules.version)
+            self._rules = new
+
+    return (Standing,)
 
 
 def __getattr__(name: str) -> Any:

@@ -285,13 +285,18 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from streams.policy.reload import Followed
+    from streams.policy.reload import Followed, Policy, load_policy
     from streams.policy.rules import RulePackError
 
     settings = _settings(args)  # refuse inconsistent settings and broken rule packs before Faust starts
-    active = Followed("active", settings.rules_dir, with_policy=True)
+    active: Followed | None = None
+    policy: Policy | None = None
     try:
-        active.rules = active.load()
+        if "classify" in settings.stages:
+            active = Followed("active", settings.rules_dir, with_policy=True)
+            active.rules = active.load()
+        else:  # the standing stage alone needs the policy and the pack's version, not its classifier
+            policy = load_policy(settings.rules_dir)
     except RulePackError as exc:
         print(f"groupwarden: rule pack refused: {exc}", file=sys.stderr)
         return 2
@@ -307,7 +312,7 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     from streams.app import create_app, worker
 
-    worker(create_app(Settings.from_env(), active), args.loglevel).execute_from_commandline()
+    worker(create_app(Settings.from_env(), active, policy), args.loglevel).execute_from_commandline()
     return 0
 
 

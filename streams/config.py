@@ -27,6 +27,7 @@ def _default_rules() -> Path:
 
 
 DEFAULT_RULES = _default_rules()
+STAGES = ("classify", "standing")  # what a worker may run: both, or one where the stages are scaled apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Settings:
     shadow_rules_dir: Path | None = None  # a candidate pack judged beside the active one, with no effect
     rules_poll_seconds: float = 1.0  # how often the pack folders are checked for changes; 0: read once, at start
     batch_size: int = 2000
+    stages: tuple[str, ...] = STAGES  # the stages this worker runs
     store: str = "rocksdb://"  # where tables live; "memory://" keeps them in RAM, rebuilt from changelogs on start
     data_dir: Path = Path("groupwarden-data")  # the RocksDB files, one folder per worker
     replication_factor: int = 1  # of every topic groupwarden creates, changelogs included; 3 on a real cluster
@@ -69,6 +71,7 @@ class Settings:
                 get("RULES_POLL_SECONDS"), default.rules_poll_seconds, "GROUPWARDEN_RULES_POLL_SECONDS"
             ),
             "batch_size": _int(get("BATCH_SIZE"), default.batch_size, "GROUPWARDEN_BATCH_SIZE"),
+            "stages": tuple(n.strip() for n in stages.split(",")) if (stages := get("STAGES")) else default.stages,
             "store": get("STORE") or default.store,
             "data_dir": Path(get("DATA_DIR") or default.data_dir),
             "metrics_host": get("METRICS_HOST") or default.metrics_host,
@@ -110,6 +113,9 @@ class Settings:
             raise ConfigError("partitions, batch size and replication factor must be at least 1")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"GROUPWARDEN_METRICS_PORT={self.metrics_port}: use 1 to 65535, or 0 for any free port")
+        if not self.stages or not set(self.stages) <= set(STAGES):
+            named = ",".join(self.stages)
+            raise ConfigError(f"GROUPWARDEN_STAGES={named}: use classify, standing or both, comma-separated")
         if not 0 <= self.rules_poll_seconds <= 3600:
             raise ConfigError("GROUPWARDEN_RULES_POLL_SECONDS must be from 0 to 3600; 0 turns reloading off")
 

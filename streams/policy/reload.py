@@ -101,10 +101,17 @@ class Rules:
         )
 
 
+def _pack_files(directory: Path) -> str:
+    """A hash of a pack folder's files but the policy, which is read on its own (``load_sanctions``): editing it, the
+    commonest change, rebuilds nothing."""
+    return digest(directory, tuple(s for s in stats(directory) if s[0] != SANCTIONS_FILE))
+
+
 def load_classifier(directory: Path, *, vet: Callable[[RulePack], object] | None = None) -> Classifier:
     """The classifier of the pack in ``directory``, built as ``load_pack`` reads it, or raise RulePackError. One built
     before from the same files by the same code is read back instead (``streams.policy.cache``). ``vet`` sees a pack
-    before its classifier is built (seconds for the default pack), so that what it refuses is refused at once."""
+    before its classifier is built (seconds for the default pack), so that what it refuses is refused at once. The
+    pack's summary is kept beside it, for workers that only decide standing (``load_summary``)."""
 
     def build() -> Classifier:
         pack = load_pack(directory)
@@ -112,17 +119,65 @@ def load_classifier(directory: Path, *, vet: Callable[[RulePack], object] | None
             vet(pack)
         return Classifier(pack)
 
-    def pack_files() -> str:
-        # The policy is read on its own (load_sanctions): editing it, the commonest change, rebuilds nothing.
-        return digest(directory, tuple(s for s in stats(directory) if s[0] != SANCTIONS_FILE))
+    before = _pack_files(directory)
+    entry = cache.key(before.encode())  # the files, not the folder: a copy of a pack is the same pack
 
-    before = pack_files()
+    def unchanged() -> bool:  # not kept if the folder changed while it was read
+        return _pack_files(directory) == before
+
+    classifier = cache.remembered("classifier", entry, build, keep=unchanged)
+    cache.remembered("summary", entry, lambda: PackSummary.of(classifier.pack), keep=unchanged)
+    return classifier
+
+
+@dataclass(frozen=True, slots=True)
+class PackSummary:
+    """What deciding standing needs of a pack, which it does not classify with: its version (stamped on what the
+    tables decide), its category and rule ids (a sanctions file names them) and its categories (the metrics list
+    them). Cached beside the built classifier: read back in milliseconds, where the classifier takes seconds."""
+
+    version: str
+    ids: frozenset[str]
+    categories: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pack: RulePack) -> PackSummary:
+        return cls(pack.version, frozenset(pack.ids()), tuple(pack.categories))
+
+
+def load_summary(directory: Path) -> PackSummary:
+    """The summary of the pack in ``directory``, read back from the cache, else from the pack (``load_pack``, without
+    building its classifier), or raise RulePackError."""
+    before = _pack_files(directory)
     return cache.remembered(
-        "classifier",
-        cache.key(before.encode()),  # the files, not the folder: a copy of a pack is the same pack
-        build,
-        keep=lambda: pack_files() == before,  # not if the folder changed while it was read
+        "summary",
+        cache.key(before.encode()),
+        lambda: PackSummary.of(load_pack(directory)),
+        keep=lambda: _pack_files(directory) == before,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A sanction policy and the summary of the pack beside it: the rules of a worker that runs only the standing
+    stage."""
+
+    summary: PackSummary
+    policy: SanctionPolicy
+
+    @property
+    def version(self) -> str:
+        return self.summary.version
+
+    def same_as(self, other: Policy | None) -> bool:
+        """Whether ``other`` decides exactly as this does (same pack and policy contents)."""
+        return other is not None and other.version == self.version and other.policy.version == self.policy.version
+
+
+def load_policy(directory: Path) -> Policy:
+    """Load and check a pack folder's sanctions.toml against the pack's ids, or raise RulePackError."""
+    summary = load_summary(directory)
+    return Policy(summary, load_sanctions(directory / SANCTIONS_FILE, set(summary.ids)))
 
 
 def load_rules(directory: Path, *, with_policy: bool) -> Rules:

@@ -73,6 +73,7 @@ class Worker:
             "GROUPWARDEN_METRICS_PORT": str(self.metrics_port),
             "GROUPWARDEN_SHADOW_RULES": str(settings.shadow_rules_dir or ""),
             "GROUPWARDEN_RULES_POLL_SECONDS": str(settings.rules_poll_seconds),
+            "GROUPWARDEN_STAGES": ",".join(settings.stages),
         }
         self.log_path = log_path
         with log_path.open("ab") as log:

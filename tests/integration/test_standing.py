@@ -31,7 +31,7 @@ from streams.topics import (
     VERDICTS,
     VIOLATIONS,
 )
-from tests.integration.conftest import produce, read_until, scrape
+from tests.integration.conftest import copy_rules, produce, read_until, reloads, scrape, wait_until
 
 SCAM = "刷*單*返*利，日赚五百"  # blocked by the shipped pack (scam.task-scam)
 OWNER, MANAGER = "owner-1", "manager-1"
@@ -136,6 +136,40 @@ async def test_a_sender_reaching_four_violations_is_banned_exactly_once(settings
     assert lags
     assert set(lags.values()) == {0}
     conform("group-event.v1.json", [orjson.loads(v) for _, v in group_events("g1")])
+
+
+async def test_the_stages_run_in_workers_of_their_own(settings, start_worker, tmp_path):
+    rules = copy_rules(tmp_path / "rules")
+    split = replace(settings, rules_dir=rules, rules_poll_seconds=1.0)
+    await produce(settings, [message(f"s{n}", "splitter", "g9") for n in range(4)])
+    standing_alone = start_worker(replace(split, stages=("standing",)))
+    start_worker(replace(split, stages=("classify",)))
+
+    records = await read_until(
+        settings, SANCTIONS, until=lambda seen: ("ban", False) in sanctions_of(seen, "user:splitter")
+    )
+    ladder = [k for k in sanctions_of(records, "user:splitter") if k[0] in ("warning", "mute", "ban")]
+    assert ladder == [("warning", False), ("mute", False), ("mute", False), ("ban", False)]
+    verdicts = values(await read_until(settings, VERDICTS, until=lambda seen: len(seen) >= 4))
+    ban = next(s for s in values(records) if s["subject"] == "user:splitter" and s["kind"] == "ban")
+    assert ban["rules_version"] == verdicts[0]["rules_version"]  # the pack's version, read without its classifier
+    log = standing_alone.log_path.read_text()
+    assert "classify stage" not in log
+
+    # The standing worker follows the folder itself: a sanctions file naming a rule the pack lacks is refused, a
+    # valid change applied.
+    sanctions = rules / "sanctions.toml"
+    original = sanctions.read_text(encoding="utf-8")
+    sanctions.write_text(original.replace("[user.severe]", '[user.severe]\n"scam.gone" = 2'))
+    port = standing_alone.metrics_port
+    await wait_until(lambda: reloads(port, "refused") == 1, 15, "the broken sanctions were not refused")
+    assert f"{sanctions}: user.severe.scam.gone: no such category or rule in the rule pack" in (
+        standing_alone.log_path.read_text(errors="replace")
+    )
+    sanctions.write_text(original.replace("warn_at = 3", "warn_at = 4"))
+    await wait_until(lambda: reloads(port, "applied") == 1, 15, "the new sanctions were not applied")
+    assert scrape(port)['groupwarden_rules_refused{pack="active"}'] == 0
+    assert standing_alone.alive()
 
 
 async def test_violations_waiting_while_a_new_worker_recovers_its_table_are_all_applied(settings, start_worker):

@@ -79,6 +79,12 @@ def test_every_setting_is_read() -> None:
     )
 
 
+def test_a_worker_runs_both_stages_unless_told_which() -> None:
+    assert Settings.from_env({}).stages == ("classify", "standing")
+    assert Settings.from_env({"GROUPWARDEN_STAGES": "standing"}).stages == ("standing",)
+    assert Settings.from_env({"GROUPWARDEN_STAGES": " classify , standing"}).stages == ("classify", "standing")
+
+
 def test_the_shadow_pack_and_the_rules_poll_come_from_the_environment() -> None:
     assert (Settings.from_env({}).shadow_rules_dir, Settings.from_env({}).rules_poll_seconds) == (None, 1.0)
     assert Settings.from_env({"GROUPWARDEN_SHADOW_RULES": ""}).shadow_rules_dir is None
@@ -153,6 +159,8 @@ def test_the_password_is_never_in_the_settings_repr() -> None:
         pytest.param({"GROUPWARDEN_STORE": "redis://"}, "use rocksdb:// or memory://", id="store"),
         pytest.param({"GROUPWARDEN_RULES_POLL_SECONDS": "often"}, "'often' is not a number", id="poll-word"),
         pytest.param({"GROUPWARDEN_RULES_POLL_SECONDS": "-1"}, "must be from 0 to 3600; 0 turns", id="poll-negative"),
+        pytest.param({"GROUPWARDEN_STAGES": "judge"}, "STAGES=judge: use classify, standing or both", id="stage"),
+        pytest.param({"GROUPWARDEN_STAGES": "standing,"}, "STAGES=standing,: use classify", id="empty-stage"),
     ],
 )
 def test_inconsistent_settings_are_refused_with_the_reason(env: dict[str, str], message: str) -> None:

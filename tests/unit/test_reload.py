@@ -23,8 +23,8 @@ from streams.config import Settings
 from streams.metrics import Metrics
 from streams.policy import reload
 from streams.policy.classify import Classifier
-from streams.policy.reload import FolderWatch, Followed, Rules, load_classifier, load_rules
-from streams.policy.rules import RulePack, RulePackError
+from streams.policy.reload import FolderWatch, Followed, Rules, load_classifier, load_policy, load_rules
+from streams.policy.rules import RulePack, RulePackError, load_pack
 from streams.records import ChatMessage
 from streams.topics import SHADOW_VERDICTS, VERDICTS
 
@@ -412,3 +412,38 @@ async def test_shadow_verdicts_not_acknowledged_are_counted_and_the_shadow_rests
     await stage._shadow_acknowledged(hanging, 3, tally)  # holds the commit no longer than that
     assert hanging.cancelled()
     assert tally.shadow_skipped == {"send_error": 3}
+
+
+def test_a_standing_worker_reads_the_pack_version_and_policy_without_the_classifier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack = tmp_path / "pack"
+    shutil.copytree(DEFAULT_PACK_DIR, pack)  # the same files: the suite's cached classifier and summary
+    full = load_rules(pack, with_policy=True)
+    assert full.policy is not None
+
+    def no_pack(directory: Path) -> RulePack:
+        raise AssertionError(f"{directory} was read again")
+
+    monkeypatch.setattr(reload, "load_pack", no_pack)
+    alone = load_policy(pack)  # the summary cached beside the classifier, the policy read afresh
+    assert (alone.version, alone.policy.version) == (full.version, full.policy.version)
+    assert set(alone.summary.categories) == set(full.pack.categories)
+    assert alone.same_as(load_policy(pack))
+
+    sanctions = pack / "sanctions.toml"
+    write(sanctions, sanctions.read_text(encoding="utf-8").replace("[user.severe]", '[user.severe]\n"x.y" = 2'))
+    with pytest.raises(RulePackError, match=r"sanctions.toml: user\.severe\.x\.y: no such category or rule"):
+        load_policy(pack)
+
+
+def test_a_summary_not_cached_is_read_from_the_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROUPWARDEN_CACHE_DIR", str(tmp_path / "cache"))
+    built: list[RulePack] = []
+    monkeypatch.setattr(reload, "Classifier", built.append)  # no classifier is built for a summary
+    folder = write_pack(tmp_path / "rules", {"scam": SCAM})
+    assert reload.load_summary(folder).version == load_pack(folder).version
+    assert not built
+    shutil.copy(DEFAULT_PACK_DIR / "sanctions.toml", folder)  # it names weapons.firearms, which this pack lacks
+    with pytest.raises(RulePackError, match=r"user\.severe\.weapons\.firearms: no such category or rule"):
+        load_policy(folder)
