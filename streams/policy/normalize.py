@@ -307,7 +307,8 @@ _UNDERSCORE = ord("_")
 # 1. runs of white space count as one space, so "click  farming" matches "click farming";
 # 2. runs of non-word characters (spaces, punctuation, symbols, emoji) and underscores between two Chinese
 #    characters, or between a Chinese character and a digit, go: "转*发*5*个群" is "转发5个群", "大_麻" is "大麻";
-#    so do those without white space between a Chinese character and a Latin letter: "k*粉" is "k粉";
+#    so do those without white space between a Chinese character and a Latin letter: "k*粉" is "k粉", and any after a
+#    Latin letter that is a word of its own, before a Chinese character: "K 粉" is "k粉", "V 信" is "v信";
 # 3. three or more single Latin letters or digits, each set apart by one to three non-word characters or underscores,
 #    are joined: "v.i.a.g.r.a", "f_r_e_e", "c🔥a💰s🔥h", and digits beside Chinese: "日赚5/0/0元" is "日赚500元".
 #    Either the separator repeats, or none holds white space and all are letters ("c🔥a💰s·h"), so the gap between
@@ -399,6 +400,7 @@ def _fold_and_join(
     han_before = False  # whether the word character before that run is Chinese...
     digit_before = False  # ...or a digit...
     latin_before = False  # ...or a Latin letter
+    lone_before = False  # ...or a Latin letter that is a word of its own ("K 粉", "A 货", "V 信")
     space_before = False  # whether the character before is white space
     spaced_run = False  # whether the run holds white space
     for index in range(original.size):
@@ -417,11 +419,14 @@ def _fold_and_join(
                     (han_before and kind & (_HAN_CHAR | _DIGIT))  # a Latin letter without white space ("k*粉")
                     or (digit_before and kind & _HAN_CHAR)
                     or (not spaced_run and ((han_before and kind & _LATIN) or (latin_before and kind & _HAN_CHAR)))
+                    or (lone_before and kind & _HAN_CHAR)  # white space too: a lone letter before Chinese ("K 粉")
                 ):
                     for dropped in range(run_start, count):  # a loop: a slice copy costs more for a run this short
                         joined[removed] = origin[dropped]
                         removed += 1
                     count = run_start
+                # A letter right after a letter or a digit (none of the run between) is no word of its own.
+                lone_before = (kind & _LATIN) != 0 and not (run_start < 0 and (latin_before or digit_before))
                 run_start, han_before, digit_before = -1, (kind & _HAN_CHAR) != 0, (kind & _DIGIT) != 0
                 latin_before, space_before = (kind & _LATIN) != 0, False
             else:

@@ -109,7 +109,7 @@ UNCHANGED = [
     pytest.param("e.g. example.com", id="latin-separators-kept"),
     pytest.param("hello, world", id="comma-between-words-kept"),
     pytest.param("刷单 and 返利", id="latin-word-between-han-kept"),
-    pytest.param("刷单 k 粉", id="white-space-between-han-and-latin-kept"),
+    pytest.param("刷单 kk 粉", id="white-space-between-han-and-a-latin-word-kept"),
     pytest.param("bet365", id="latin-digits"),
 ]
 
@@ -301,6 +301,7 @@ _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
 _DEFINED_HAN_GAP = re.compile(
     rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])"
     rf"|(?<=[{_HAN}])(?:[^\w\s\x00]|_)+(?=[a-z])|(?<=[a-z])(?:[^\w\s\x00]|_)+(?=[{_HAN}])"
+    rf"|(?<=(?<![a-z0-9])[a-z])(?:[^\w\x00]|_)+(?=[{_HAN}])"
 )
 _DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_]|[$@])"
 _DEFINED_START = rf"[a-z0-9](?<!(?:(?![{_HAN}])[^\W_]|[$@!|])[a-z0-9])"
@@ -347,6 +348,19 @@ def _defined(text: str) -> str:
     spans = _defined_pairs(folded, _defined_spelled(folded))
     inside = {at for start, end in spans for at in range(start, end)}
     return "".join(c for at, c in enumerate(folded) if at not in inside or not re.fullmatch(r"[^\w\x00]|_", c))
+
+
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        pytest.param("出 K 粉 同城", "出 k粉同城", id="a-lone-letter-before-chinese"),
+        pytest.param("V 信 ab12", "v信 ab12", id="white-space-after-it-too"),
+        pytest.param("ok 粉丝", "ok 粉丝", id="not-a-word"),
+        pytest.param("粉 K 歌", "粉 k歌", id="not-the-space-before-it"),
+    ],
+)
+def test_a_latin_letter_standing_alone_before_chinese_is_joined_to_it(original: str, expected: str) -> None:
+    assert normalize(original) == expected == _defined(original)
 
 
 @settings(max_examples=500, deadline=None)
