@@ -269,9 +269,9 @@ class Matcher:
         so only the words that are initials reach Python."""
         if not self._initials:
             return {}
-        codes = batch.codes
+        codes, bounds = batch.codes, np.asarray(batch.starts())
         letters = (codes >= ord("a")) & (codes <= ord("z"))
-        chinese = _chinese_with_latin(batch, letters)
+        chinese = _chinese_with_latin(codes, bounds, letters)
         if not chinese.any():
             return {}
         edges = np.flatnonzero(np.diff(letters, prepend=False, append=False))
@@ -280,7 +280,6 @@ class Matcher:
         short = (lengths >= 2) & (lengths < INITIALS_ALONE)
         begins, ends = begins[short], ends[short]
         digits = np.concatenate(((codes >= ord("0")) & (codes <= ord("9")), [False]))  # [-1] and [len]: no digit
-        bounds = np.asarray(batch.starts())
         texts = np.searchsorted(bounds, begins, side="right") - 1
         words = ~digits[begins - 1] & ~digits[ends] & chinese[texts]
         begins, ends, texts = begins[words], ends[words], texts[words]
@@ -328,10 +327,11 @@ class Matcher:
         return second, {chosen[at] for at in scanned.warned}
 
 
-def _chinese_with_latin(batch: NormalBatch, letters: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Per text of a batch, whether it is written in Chinese and holds Latin ``letters`` (a mask of the batch's
-    codes), counted for all at once."""
-    codes, bounds = batch.codes, np.asarray(batch.starts())
+def _chinese_with_latin(
+    codes: NDArray[np.uint32], bounds: NDArray[np.intp], letters: NDArray[np.bool_]
+) -> NDArray[np.bool_]:
+    """Per text of a batch (its code points, and where each text begins and one more would), whether it is written in
+    Chinese and holds Latin ``letters`` (a mask of the codes), counted for all at once."""
     begins, ends = bounds[:-1], bounds[1:] - 1
 
     def per_text(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
