@@ -17,13 +17,12 @@ import faust
 import mode
 from mode import ServiceT
 
-from streams.agents.classify import ClassifyStage
+from streams.agents.classify import ClassifyStage, report_refused
 from streams.agents.standing import StandingStage
 from streams.config import Settings
 from streams.kafka.outage import OutageLog
 from streams.metrics import Metrics, metrics_url, serve
 from streams.policy.reload import FolderWatch, Followed, Policy, Rules, load_policy
-from streams.policy.rules import RulePackError
 
 log = logging.getLogger(__name__)
 
@@ -209,16 +208,8 @@ def _standing_alone(settings: Settings, metrics: Metrics, policy: Policy | None)
         async def _reload(self) -> None:
             try:
                 new = await asyncio.to_thread(load_policy, settings.rules_dir)  # a cache miss reads the whole pack
-            except Exception as exc:  # whatever is wrong with the new pack, the running one stays
-                log.error(  # noqa: TRY400 - a RulePackError's message is the whole story: file, line and reason
-                    "rule pack in %s refused, keeping %s: %s",
-                    settings.rules_dir,
-                    self._rules.version,
-                    exc,
-                    exc_info=not isinstance(exc, RulePackError | OSError),
-                )
-                metrics.rules_reloads.labels("active", "refused").inc()
-                metrics.rules_refused.labels("active").set(1)
+            except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new pack, reported; the running one stays
+                report_refused(metrics, "active", settings.rules_dir, self._rules.version, exc)
                 return
             metrics.rules_refused.labels("active").set(0)
             if new.same_as(self._rules):

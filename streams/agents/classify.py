@@ -19,6 +19,7 @@ import time
 from collections import Counter as CounterOf
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mode
@@ -42,6 +43,21 @@ log = logging.getLogger(__name__)
 CLASSIFY_ERROR = "classify_error"  # dead-letter reason for a message the classifier itself failed on
 SHADOW_SEND_SECONDS = 5.0  # how long shadow verdicts may hold a batch's commit once its own outputs are acknowledged
 SHADOW_PAUSE_SECONDS = 30.0  # the shadow rests after a failed send, so a broken shadow topic slows nothing down
+
+
+def report_refused(metrics: Metrics, pack: str, directory: Path, running: str, exc: Exception) -> None:
+    """Log and count a changed pack folder that could not be loaded; the pack ``running`` stays."""
+    # A RulePackError's message is the whole story (file, line and reason): no stack for it.
+    log.error(
+        "%s rule pack in %s refused, keeping %s: %s",
+        pack,
+        directory,
+        running,
+        exc,
+        exc_info=not isinstance(exc, RulePackError | OSError),
+    )
+    metrics.rules_reloads.labels(pack, "refused").inc()
+    metrics.rules_refused.labels(pack).set(1)
 
 
 def dead_letter(settings: Settings, record: SourceRecord, reason: str, detail: str) -> OutRecord:
@@ -281,17 +297,8 @@ class ClassifyStage(BatchedStage):
         running = followed.rules.version if followed.rules is not None else "none"
         try:
             rules = await asyncio.to_thread(followed.load)  # ~0.3 s for the shipped pack: not on the event loop
-        except Exception as exc:  # whatever is wrong with the new pack, the running one stays
-            log.error(  # noqa: TRY400 - a RulePackError's message is the whole story: file, line and reason
-                "%s rule pack in %s refused, keeping %s: %s",
-                followed.pack,
-                followed.directory,
-                running,
-                exc,
-                exc_info=not isinstance(exc, RulePackError | OSError),
-            )
-            self.metrics.rules_reloads.labels(followed.pack, "refused").inc()
-            self.metrics.rules_refused.labels(followed.pack).set(1)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the new pack, reported; the running one stays
+            report_refused(self.metrics, followed.pack, followed.directory, running, exc)
             return
         self.metrics.rules_refused.labels(followed.pack).set(0)
         if rules.same_as(followed.rules):
