@@ -15,6 +15,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -22,6 +23,7 @@ import ahocorasick
 import numpy as np
 from numpy.typing import NDArray
 
+from streams.policy import pinyin
 from streams.policy.normalize import BOUNDARY, BOUNDARY_CODE, Fold, NormalBatch, second_form, second_view
 from streams.policy.prefilter import Prefilter
 from streams.policy.rules import INITIALS_ALONE, NUMBER_WORD, SLOT_DIGITS, RulePack, SlotNeeds, Term, slot_needs
@@ -79,13 +81,19 @@ class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, re
     check_start: bool  # a Latin term must not continue a word on its left...
     check_end: bool  # ...or on its right
     bit: int  # the bit of the term's atom (its rule or set) in ``Matcher``'s atom masks; 0 for a phrase
-    breaks_words: bool  # a Latin term may begin or end inside letters where a join or deletion broke a word...
+    breaks_words: int  # a Latin term may begin or end inside letters where a join or deletion broke a word (1), or
+    # there and where two pinyin syllables meet (2, a term's generated pinyin)...
     spaces: tuple[int, ...]  # ...and a key of a term's words written together holds only where it had its spaces
 
 
 # Spelled-out words lose the spaces between them ("f r e e c a s h" is "freecash"), so a Latin term of this many
 # characters or more, but no initials, is also found where such a join breaks a word.
 _FEWEST_BREAKING = 4
+_SYLLABLES = 2  # ``breaks_words`` of generated pinyin: also where two syllables meet in a run of pinyin
+# A run of Latin letters (and tone numbers) this long may hold a term's pinyin beside more pinyin: in a text with
+# Chinese characters, or, longer, in one without (a message written wholly in pinyin).
+_PINYIN_RUN = 6
+_PINYIN_RUN_ALONE = 9
 
 
 class _Automaton:
@@ -103,7 +111,7 @@ class _Automaton:
         for normal, term, kind in keyed:
             key = _as_bytes(normal)
             boundaries = kind == _TERM and term is not None and term.pattern is None  # a pattern checks its own
-            breaks = (
+            breaks = int(
                 spelled
                 and boundaries
                 and term is not None
@@ -111,6 +119,8 @@ class _Automaton:
                 and len(normal) >= _FEWEST_BREAKING
                 and normal.isascii()
             )
+            if spelled and boundaries and term is not None and term.variant == "pinyin" and " " not in normal:
+                breaks = _SYLLABLES
             entry = _Entry(
                 term,
                 kind,
@@ -186,6 +196,8 @@ class Matcher:
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
         self._normal = _Automaton(keyed, self._bits, spelled=True)
+        # The syllables a run of pinyin is read by, if the pack has generated pinyin to find inside one.
+        self._syllables = pinyin.syllables() if any(term.variant == "pinyin" for term in pack.terms) else frozenset()
         # The second view: terms as it reads them, allow phrases, which must cancel there too, and warning frames, as
         # a text may hold terms only the second view finds and so never be scanned in the normal view.
         second: list[tuple[str, Term | None, int]] = [
@@ -213,7 +225,8 @@ class Matcher:
         view of the texts that have one. With ``fires``, only the texts whose terms, in either view, may fire a rule
         have hits."""
         second, second_warned = self._second_hits(batch)
-        for index, hits in self._initials_hits(batch).items():
+        latin = _Latin(batch)
+        for index, hits in self._initials_hits(batch, latin).items():
             second[index] = [*second.get(index, ()), *hits]
         chosen = self._normal.prefilter.texts(batch.codes)
         fires = self._fires is not None
@@ -222,12 +235,18 @@ class Matcher:
         def worth(at: int, bits: int) -> bool:
             return self._may_fire(bits | also.get(chosen[at], 0))
 
-        apart = batch.apart()
-        if apart:  # a text with letters joined is scanned whatever the prefilter says: its words may begin anywhere
-            starts = batch.starts()
-            chosen = sorted({*chosen, *(bisect_right(starts, position) - 1 for position in apart)})
+        apart, syllables = batch.apart(), self._syllable_breaks(batch, latin)
+        if apart or syllables:  # a text with letters joined is scanned whatever the prefilter says: its words may
+            starts = batch.starts()  # begin anywhere
+            chosen = sorted({*chosen, *(bisect_right(starts, position) - 1 for position in (*apart, *syllables))})
         picked = batch.pick(chosen)[0]
-        scanned = _scan(picked, self._normal, worth if fires else None, _apart_by_text(batch, chosen, apart))
+        scanned = _scan(
+            picked,
+            self._normal,
+            worth if fires else None,
+            _apart_by_text(batch, chosen, apart),
+            _apart_by_text(batch, chosen, syllables),
+        )
         found = Found(
             {chosen[index]: hits for index, hits in scanned.hits.items()},
             {chosen[i] for i in scanned.warned} | second_warned,
@@ -263,15 +282,13 @@ class Matcher:
         self._firing[bits] = firing = self._fires(atoms)
         return firing
 
-    def _initials_hits(self, batch: NormalBatch) -> dict[int, list[Hit]]:
+    def _initials_hits(self, batch: NormalBatch, latin: _Latin) -> dict[int, list[Hit]]:
         """The hits of short initials per text written in Chinese, in text order: whole Latin words of 2 or 3 letters
         (not next to a digit either), found for the whole batch at once and looked up by their letters as a number,
         so only the words that are initials reach Python."""
         if not self._initials:
             return {}
-        codes, bounds = batch.codes, np.asarray(batch.starts())
-        letters = (codes >= ord("a")) & (codes <= ord("z"))
-        chinese = _chinese_with_latin(codes, bounds, letters)
+        codes, bounds, letters, chinese = batch.codes, latin.bounds, latin.letters, latin.chinese
         if not chinese.any():
             return {}
         edges = np.flatnonzero(np.diff(letters, prepend=False, append=False))
@@ -296,6 +313,30 @@ class Matcher:
             hits = found.setdefault(index, [])
             hits.extend(Hit(term, begin - start, end - start) for term in self._initials[text[begin:end]])
         return found
+
+    def _syllable_breaks(self, batch: NormalBatch, latin: _Latin) -> list[int]:
+        """Positions in ``batch.text`` where two pinyin syllables meet inside a run of letters and tone numbers that
+        reads wholly as pinyin: runs of ``_PINYIN_RUN`` letters in texts written in Chinese, of ``_PINYIN_RUN_ALONE``
+        in others. The runs are found for the whole batch at once; most texts have none."""
+        if not self._syllables:
+            return []
+        codes = batch.codes
+        in_runs = latin.letters | ((codes >= ord("1")) & (codes <= ord("5")))
+        edges = np.flatnonzero(np.diff(in_runs, prepend=False, append=False))
+        begins, ends = edges[0::2], edges[1::2]  # the runs: [begin, end)
+        lengths = ends - begins
+        long = lengths >= _PINYIN_RUN
+        if not long.any():
+            return []
+        begins, ends, lengths = begins[long], ends[long], lengths[long]
+        texts = np.searchsorted(latin.bounds, begins, side="right") - 1
+        runs = latin.chinese[texts] | (lengths >= _PINYIN_RUN_ALONE)
+        text, known = batch.text, self._syllables
+        return [
+            begin + at
+            for begin, end in zip(begins[runs].tolist(), ends[runs].tolist(), strict=True)
+            for at in pinyin.cuts(text[begin:end], known)
+        ]
 
     def _second_hits(self, batch: NormalBatch) -> tuple[dict[int, list[Hit]], set[int]]:
         """The second view's hits per text, in normal text, that cover what the view undid, in text order; and the
@@ -325,6 +366,21 @@ class Matcher:
                 end = int(view.last[high - 1]) + 1 - normal_starts[index]
                 second.setdefault(index, []).append(Hit(hit.term, start, end, folds))
         return second, {chosen[at] for at in scanned.warned}
+
+
+class _Latin:
+    """A batch's Latin letters, and which of its texts are written in Chinese with some: what the short initials and
+    the runs of pinyin both look for, found once."""
+
+    def __init__(self, batch: NormalBatch) -> None:
+        codes = batch.codes
+        self.bounds = np.asarray(batch.starts())
+        self.letters = (codes >= ord("a")) & (codes <= ord("z"))
+        self._codes = codes
+
+    @cached_property
+    def chinese(self) -> NDArray[np.bool_]:
+        return _chinese_with_latin(self._codes, self.bounds, self.letters)
 
 
 def _chinese_with_latin(
@@ -380,21 +436,22 @@ def _scan(
     automaton: _Automaton,
     worth: Callable[[int, int], bool] | None = None,
     apart: Mapping[int, list[int]] | None = None,
+    syllables: Mapping[int, list[int]] | None = None,
 ) -> Found:
     """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame. With
     ``worth``, only the texts it says yes to, given their index and the bits of the atoms their terms hit before
     allow phrases and slots are checked, have their hits checked and placed. ``apart``: per text, the positions
-    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``)."""
+    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``);
+    ``syllables``: where a term's generated pinyin may, as two syllables meet in a run of pinyin."""
     encoded = joined.encode()
     data = encoded.decode("latin-1")
     starts: list[int] | None = None
-    word_breaks: set[int] = set()  # byte offsets of the positions ``apart``
-    if apart:
+    if apart or syllables:
         starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist(), len(encoded) + 1]
-        for at, positions in apart.items():
-            text = encoded[starts[at] : starts[at + 1] - 1].decode()
-            word_breaks.update(starts[at] + len(text[:position].encode()) for position in positions)
-    raw, allowed, warnings = _matches(data, automaton, word_breaks)
+    word_breaks = _byte_offsets(encoded, starts, apart)
+    raw, allowed, warnings = _matches(
+        data, automaton, word_breaks, word_breaks | _byte_offsets(encoded, starts, syllables)
+    )
     found = Found()
     if not raw:
         return found
@@ -431,12 +488,25 @@ def _scan(
     return found
 
 
+def _byte_offsets(
+    encoded: bytes, starts: list[int] | None, positions_by_text: Mapping[int, list[int]] | None
+) -> set[int]:
+    """Character positions per text as byte offsets in ``encoded``, the texts joined, which begin at ``starts``."""
+    offsets: set[int] = set()
+    if not positions_by_text or starts is None:
+        return offsets
+    for at, positions in positions_by_text.items():
+        text = encoded[starts[at] : starts[at + 1] - 1].decode()
+        offsets.update(starts[at] + len(text[:position].encode()) for position in positions)
+    return offsets
+
+
 def _matches(
-    data: str, automaton: _Automaton, word_breaks: Collection[int] = ()
+    data: str, automaton: _Automaton, word_breaks: Collection[int] = (), pinyin_breaks: Collection[int] = ()
 ) -> tuple[list[_Raw], list[tuple[int, int]], list[int]]:
     """What the automaton finds in ``data``: the terms' matches at word boundaries where a Latin term needs them
-    (or at ``word_breaks``, byte offsets where a word may break inside letters), in the order of their end, the allow
-    phrases' spans, and where warning frames start."""
+    (or at ``word_breaks``, byte offsets where a word may break inside letters, and for a term's generated pinyin at
+    ``pinyin_breaks``), in the order of their end, the allow phrases' spans, and where warning frames start."""
     raw: list[_Raw] = []
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
@@ -462,9 +532,14 @@ def _matches(
                     check_start
                     and start > 0
                     and data[start - 1] in _ALNUM
-                    and not (breaks_words and start in word_breaks)
+                    and not (breaks_words and start in (pinyin_breaks if breaks_words == _SYLLABLES else word_breaks))
                 )
-                and not (check_end and end < size and data[end] in _ALNUM and not (breaks_words and end in word_breaks))
+                and not (
+                    check_end
+                    and end < size
+                    and data[end] in _ALNUM
+                    and not (breaks_words and end in (pinyin_breaks if breaks_words == _SYLLABLES else word_breaks))
+                )
                 and not (spaces and any(start + space not in word_breaks for space in spaces))
             ):
                 raw.append((start, end, term, chars, bit))

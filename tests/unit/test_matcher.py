@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.policy import matcher as matcher_module
+from streams.policy import pinyin
 from streams.policy.matcher import Found, Hit, Matcher
 from streams.policy.normalize import NormalBatch, normalize
 from streams.policy.rules import RulePack, SlotNeeds, slot_needs
@@ -243,9 +244,9 @@ def test_find_batch_scans_only_the_texts_where_a_term_may_start(
     scanned: list[str] = []
     scan = matcher_module._scan
 
-    def spy(joined: str, automaton: Any, worth: Any = None, apart: Any = None) -> Found:
+    def spy(joined: str, automaton: Any, worth: Any = None, apart: Any = None, syllables: Any = None) -> Found:
         scanned.append(joined)
-        return scan(joined, automaton, worth, apart)
+        return scan(joined, automaton, worth, apart, syllables)
 
     monkeypatch.setattr(matcher_module, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
@@ -361,6 +362,42 @@ def evaded(tmp_path: Path) -> Matcher:
 )
 def test_evaded_terms_are_found(evaded: Matcher, text: str, term: str) -> None:
     assert [hit.term.text for hit in evaded.find(normalize(text))] == [term]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("帮我ShuaDanFanLiJiaQun", id="capitalised-inside-more-pinyin"),
+        pytest.param("帮我zuoshuadanfanli，日结", id="after-more-pinyin"),
+        pytest.param("来shuādānfǎnlìqún了", id="tone-marks-inside-more-pinyin"),
+        pytest.param("woshua1dan1fan3li4", id="tone-numbers-after-more-pinyin"),
+        pytest.param("jinqunzuoshuadanfanlirijie 300", id="a-long-run-in-a-text-without-characters"),
+    ],
+)
+def test_generated_pinyin_is_found_inside_a_longer_run_of_pinyin(evaded: Matcher, text: str) -> None:
+    assert [hit.term.text for hit in evaded.find(normalize(text))] == ["刷单返利"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("帮我shuadanfanlix", id="the-run-does-not-read-as-pinyin"),
+        pytest.param("帮我shuadanfanlis", id="a-letter-more"),
+        pytest.param("帮我shuadanfanlipills", id="no-pinyin-no-break-for-other-terms"),
+    ],
+)
+def test_pinyin_parts_only_where_the_whole_run_reads_as_syllables(evaded: Matcher, text: str) -> None:
+    assert [hit.term.text for hit in evaded.find(normalize(text))] == []
+
+
+def test_a_run_parts_between_syllables_in_every_reading() -> None:
+    known = pinyin.syllables()
+    assert pinyin.cuts("xian", known) == (2,)  # xian, or xi an
+    assert pinyin.cuts("dianzan", known) == (2, 4)  # di an zan, dian zan
+    assert pinyin.cuts("shua1dan1", known) == (3, 5)  # shu a1 dan1, shua1 dan1
+    assert pinyin.cuts("hello", known) == ()
+    assert {"lv", "lu", "nve", "nue", "zhuang4"} <= known
+    assert not {"m", "ng", "hm"} & known  # no syllable without a vowel
 
 
 @pytest.mark.parametrize("text", ["sooo piss", "wow!! nice pils", "coffee, bookkeeper, pls", "dubo", "赌boy"])
