@@ -196,8 +196,11 @@ class Matcher:
         keyed += [(phrase.normal, None, _ALLOW) for phrase in pack.allow]
         keyed += [(phrase.normal, None, _WARN) for phrase in pack.warn]
         self._normal = _Automaton(keyed, self._bits, spelled=True)
-        # The syllables a run of pinyin is read by, if the pack has generated pinyin to find inside one.
-        self._syllables = pinyin.syllables() if any(term.variant == "pinyin" for term in pack.terms) else frozenset()
+        # The syllables a run of pinyin is read by, and the characters' readings, if the pack has generated pinyin to
+        # find inside a run or in a text written half in pinyin.
+        generated = any(term.variant == "pinyin" for term in pack.terms)
+        self._syllables = pinyin.syllables() if generated else frozenset()
+        self._readings = pinyin.readings() if generated else {}
         # The second view: terms as it reads them, allow phrases, which must cancel there too, and warning frames, as
         # a text may hold terms only the second view finds and so never be scanned in the normal view.
         second: list[tuple[str, Term | None, int]] = [
@@ -226,7 +229,7 @@ class Matcher:
         have hits."""
         second, second_warned = self._second_hits(batch)
         latin = _Latin(batch)
-        for index, hits in self._initials_hits(batch, latin).items():
+        for index, hits in [*self._initials_hits(batch, latin).items(), *self._half_pinyin_hits(batch, latin).items()]:
             second[index] = [*second.get(index, ()), *hits]
         chosen = self._normal.prefilter.texts(batch.codes)
         fires = self._fires is not None
@@ -254,11 +257,12 @@ class Matcher:
         for index, hits in second.items():  # the second view's and initials' hits the normal view did not find
             if fires and index not in found.hits and not self._may_fire(also[index]):
                 continue  # its normal hits were left out, or it has none: its atoms fire nothing either way
-            known = {hit.term for hit in found.hits.get(index, ())}
+            # A term once, however many ways it was found: as written, a generated variant of it, in either view.
+            known = {(hit.term.rule.id, hit.term.text) for hit in found.hits.get(index, ())}
             for hit in hits:
-                if hit.term not in known:
+                if (key := (hit.term.rule.id, hit.term.text)) not in known:
                     found.hits.setdefault(index, []).append(hit)
-                    known.add(hit.term)
+                    known.add(key)
             if index in found.hits:
                 found.hits[index].sort(key=_HIT_ORDER)
         return found
@@ -320,10 +324,7 @@ class Matcher:
         in others. The runs are found for the whole batch at once; most texts have none."""
         if not self._syllables:
             return []
-        codes = batch.codes
-        in_runs = latin.letters | ((codes >= ord("1")) & (codes <= ord("5")))
-        edges = np.flatnonzero(np.diff(in_runs, prepend=False, append=False))
-        begins, ends = edges[0::2], edges[1::2]  # the runs: [begin, end)
+        begins, ends = latin.runs
         lengths = ends - begins
         long = lengths >= _PINYIN_RUN
         if not long.any():
@@ -335,8 +336,84 @@ class Matcher:
         return [
             begin + at
             for begin, end in zip(begins[runs].tolist(), ends[runs].tolist(), strict=True)
-            for at in pinyin.cuts(text[begin:end], known)
+            for at in pinyin.cuts(text[begin:end], known) or ()
         ]
+
+    def _half_pinyin_hits(self, batch: NormalBatch, latin: _Latin) -> dict[int, list[Hit]]:
+        """Hits of generated pinyin in texts written half in characters, half in pinyin (弹簧dao, yinhang流水): the
+        texts written in Chinese where a run of letters that reads as pinyin touches a character are read wholly as
+        pinyin, and a term's pinyin found there counts if the writer wrote some of it in letters."""
+        if not self._readings or not latin.chinese.any():
+            return {}
+        bounds, han = latin.bounds, latin.han
+        begins, ends = latin.runs
+        texts = np.searchsorted(bounds, begins, side="right") - 1
+        touching = latin.chinese[texts] & (han[begins - 1] | han[ends])
+        text, known = batch.text, self._syllables
+        candidates: set[int] = set()
+        reads: dict[str, bool] = {}  # per run of letters, whether it reads as pinyin: chat repeats its words
+        for begin, end, index in zip(
+            begins[touching].tolist(), ends[touching].tolist(), texts[touching].tolist(), strict=True
+        ):
+            if index in candidates:
+                continue
+            run = text[begin:end]
+            if (pinyin_run := reads.get(run)) is None:
+                pinyin_run = reads[run] = pinyin.cuts(run, known) is not None
+            if pinyin_run:
+                candidates.add(index)
+        found = {}
+        for index in sorted(candidates):
+            if hits := self._read_as_pinyin(text[bounds[index] : bounds[index + 1] - 1]):
+                found[index] = hits
+        return found
+
+    def _read_as_pinyin(self, normal: str) -> list[Hit]:
+        """The hits of generated pinyin in ``normal`` read as pinyin: each character as its reading, runs of letters
+        as written, anything else a space; a term may begin and end where two syllables meet. Only hits the writer
+        wrote some of in letters count: the rest the normal view finds, or they are homophones (病毒 is no 冰毒)."""
+        readings, known = self._readings, self._syllables
+        view: list[str] = []
+        origin: list[int] = []  # per character of the view, its offset in ``normal``
+        written: list[bool] = []  # per character of the view, whether it is written so in ``normal``
+        breaks: set[int] = set()
+        at, size = 0, len(normal)
+        while at < size:
+            if (syllable := readings.get(normal[at])) is not None:
+                breaks.update((len(origin), len(origin) + len(syllable)))
+                view.append(syllable)
+                origin += [at] * len(syllable)
+                written += [False] * len(syllable)
+                at += 1
+            elif normal[at] in _ALNUM:
+                end = at + 1
+                while end < size and normal[end] in _ALNUM:
+                    end += 1
+                run, offsets = normal[at:end], list(range(at, end))
+                if pinyin.cuts(run, known) is not None:  # as pinyin, without tone numbers: some may have none
+                    if not run.isalpha():
+                        offsets = [offset for offset in offsets if normal[offset].isalpha()]
+                        run = "".join(normal[offset] for offset in offsets)
+                    cut = pinyin.cuts(run, known) or ()
+                    breaks.update((len(origin), len(origin) + len(run), *(len(origin) + c for c in cut)))
+                view.append(run)
+                origin += offsets
+                written += [True] * len(run)
+                at = end
+            else:
+                view.append(" ")
+                origin.append(at)
+                written.append(False)
+                at += 1
+        raw, _, _ = _matches("".join(view), self._normal, (), breaks)
+        return sorted(
+            (
+                Hit(term, origin[start], origin[end - 1] + 1)
+                for start, end, term, _, _ in raw
+                if term.variant == "pinyin" and any(written[start:end])
+            ),
+            key=_HIT_ORDER,
+        )
 
     def _second_hits(self, batch: NormalBatch) -> tuple[dict[int, list[Hit]], set[int]]:
         """The second view's hits per text, in normal text, that cover what the view undid, in text order; and the
@@ -369,38 +446,43 @@ class Matcher:
 
 
 class _Latin:
-    """A batch's Latin letters, and which of its texts are written in Chinese with some: what the short initials and
-    the runs of pinyin both look for, found once."""
+    """A batch's Latin letters, its Chinese characters, and which of its texts are written in Chinese with letters:
+    what the short initials and the pinyin both look for, found once, for the whole batch at once."""
 
     def __init__(self, batch: NormalBatch) -> None:
-        codes = batch.codes
-        self.bounds = np.asarray(batch.starts())
+        self._codes = codes = batch.codes
+        self.bounds = np.asarray(batch.starts())  # where each text begins, and where one more would
         self.letters = (codes >= ord("a")) & (codes <= ord("z"))
-        self._codes = codes
+
+    @cached_property
+    def han(self) -> NDArray[np.bool_]:
+        """Per code of the batch, whether it is a Chinese character; one more, False, for the index -1 and the end."""
+        codes = self._codes
+        return np.concatenate(((codes >= _HAN[0]) & (codes <= _HAN[1]), [False]))
 
     @cached_property
     def chinese(self) -> NDArray[np.bool_]:
-        return _chinese_with_latin(self._codes, self.bounds, self.letters)
+        """Per text, whether it is written in Chinese (no kana) and holds at least two Latin letters."""
+        latin = self._per_text(self.letters) >= 2  # the shortest initials
+        if not latin.any():
+            return latin
+        codes = self._codes
+        kana = self._per_text((codes >= _KANA[0]) & (codes <= _KANA[1])) == 0
+        chinese: NDArray[np.bool_] = latin & (self._per_text(self.han[:-1]) > 0) & kana
+        return chinese
 
+    @cached_property
+    def runs(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """The runs of letters and tone numbers (1 to 5): where each begins, and where each ends."""
+        codes = self._codes
+        in_runs = self.letters | ((codes >= ord("1")) & (codes <= ord("5")))
+        edges = np.flatnonzero(np.diff(in_runs, prepend=False, append=False))
+        return edges[0::2], edges[1::2]
 
-def _chinese_with_latin(
-    codes: NDArray[np.uint32], bounds: NDArray[np.intp], letters: NDArray[np.bool_]
-) -> NDArray[np.bool_]:
-    """Per text of a batch (its code points, and where each text begins and one more would), whether it is written in
-    Chinese and holds Latin ``letters`` (a mask of the codes), counted for all at once."""
-    begins, ends = bounds[:-1], bounds[1:] - 1
-
-    def per_text(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+    def _per_text(self, mask: NDArray[np.bool_]) -> NDArray[np.int64]:
         sums = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
-        counts: NDArray[np.int64] = sums[ends] - sums[begins]
+        counts: NDArray[np.int64] = sums[self.bounds[1:] - 1] - sums[self.bounds[:-1]]
         return counts
-
-    latin = per_text(letters) >= 2  # the shortest initials
-    if not latin.any():
-        return latin
-    han = per_text((codes >= _HAN[0]) & (codes <= _HAN[1])) > 0
-    chinese: NDArray[np.bool_] = latin & han & (per_text((codes >= _KANA[0]) & (codes <= _KANA[1])) == 0)
-    return chinese
 
 
 def _initials_key(word: str) -> int | None:

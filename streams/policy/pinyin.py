@@ -31,10 +31,24 @@ def syllables() -> frozenset[str]:
     return frozenset(toneless | {syllable + tone for syllable in toneless for tone in _TONE_NUMBERS})
 
 
+@cache
+def readings() -> dict[str, str]:
+    """Each CJK Unified Ideograph's most common reading, toneless (pypinyin), for reading a text as pinyin."""
+    from pypinyin import Style, lazy_pinyin  # noqa: PLC0415
+
+    read = {}
+    for code in range(0x4E00, 0xA000):
+        character = chr(code)
+        syllable = lazy_pinyin(character, style=Style.NORMAL, errors="ignore")  # one at a time: no phrase's reading
+        if syllable and syllable[0].isascii() and syllable[0].isalpha():
+            read[character] = syllable[0].replace("v", "u")  # ü as normalisation folds it
+    return read
+
+
 @lru_cache(maxsize=1 << 16)  # chat repeats its words
-def cuts(run: str, known: frozenset[str]) -> tuple[int, ...]:
+def cuts(run: str, known: frozenset[str]) -> tuple[int, ...] | None:
     """The offsets inside ``run`` (lower-case letters and tone numbers) where two syllables of ``known`` meet in some
-    reading of the whole run as syllables; none if it does not read wholly as pinyin."""
+    reading of the whole run as syllables (none for one syllable); None if it does not read wholly as pinyin."""
     size = len(run)
     ahead = [False] * (size + 1)  # ahead[i]: run[:i] reads as syllables
     ahead[0] = True
@@ -44,7 +58,7 @@ def cuts(run: str, known: frozenset[str]) -> tuple[int, ...]:
                 if run[start:end] in known:
                     ahead[end] = True
     if not ahead[size]:
-        return ()
+        return None
     behind = [False] * (size + 1)  # behind[i]: run[i:] reads as syllables
     behind[size] = True
     for start in range(size - 1, 0, -1):

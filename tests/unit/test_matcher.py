@@ -390,12 +390,40 @@ def test_pinyin_parts_only_where_the_whole_run_reads_as_syllables(evaded: Matche
     assert [hit.term.text for hit in evaded.find(normalize(text))] == []
 
 
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        pytest.param("帮我刷dan返li，日结", (2, 9), id="syllables-between-characters"),
+        pytest.param("刷单fanli 群", (0, 7), id="the-second-half-in-pinyin"),
+        pytest.param("做shua1单fan3利", (1, 12), id="with-tone-numbers"),
+        pytest.param("来SHUA单返利", (1, 8), id="in-capitals"),
+    ],
+)
+def test_a_term_written_half_in_pinyin_is_found(evaded: Matcher, text: str, span: tuple[int, int]) -> None:
+    hits = evaded.find(normalize(text))
+    assert [(hit.term.text, hit.start, hit.end) for hit in hits] == [("刷单返利", *span)]
+    assert hits[0].term.variant == "pinyin"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("耍单返利，hao的", id="a-homophone-in-characters-beside-other-pinyin"),
+        pytest.param("刷dan返liす", id="a-text-with-kana"),
+        pytest.param("刷单fun利", id="an-english-word-between-characters"),
+    ],
+)
+def test_reading_a_text_as_pinyin_finds_only_what_was_written_in_pinyin(evaded: Matcher, text: str) -> None:
+    assert evaded.find(normalize(text)) == []
+
+
 def test_a_run_parts_between_syllables_in_every_reading() -> None:
     known = pinyin.syllables()
     assert pinyin.cuts("xian", known) == (2,)  # xian, or xi an
     assert pinyin.cuts("dianzan", known) == (2, 4)  # di an zan, dian zan
     assert pinyin.cuts("shua1dan1", known) == (3, 5)  # shu a1 dan1, shua1 dan1
-    assert pinyin.cuts("hello", known) == ()
+    assert pinyin.cuts("hello", known) is None
+    assert pinyin.cuts("bing", known) == ()  # one syllable
     assert {"lv", "lu", "nve", "nue", "zhuang4"} <= known
     assert not {"m", "ng", "hm"} & known  # no syllable without a vowel
 
