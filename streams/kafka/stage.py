@@ -53,6 +53,11 @@ FETCH_WAIT_MS = 10
 LAG_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 STOP_COMMIT_SECONDS = 5.0  # how long stopping waits to commit what was acknowledged
+# Turns of the event loop a batch's outputs take to leave once decided: the task that awaits their acknowledgement
+# hands them to the producer, whose sender task drains them and writes the request. Deciding the next batch holds the
+# loop, and the consumer returns records it has already fetched without yielding: without these turns a batch's
+# outputs would wait for the next batch to be decided before they left.
+SEND_TURNS = 4
 SESSION_TIMEOUT_MS = 6000  # the embedded broker holds a new group's first join for half of this
 HEARTBEAT_INTERVAL_MS = 2000
 # How long an accepted commit or an assignment shows the worker to be a member of its group. Past it, a heartbeat
@@ -236,6 +241,9 @@ class BatchedStage(mode.Service, abc.ABC):
                             self.consumer.seek(tp, fetched[0].offset)
                 if not member:
                     await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                for _ in range(SEND_TURNS):
+                    await asyncio.sleep(0)
 
     async def _still_member(self) -> bool:
         """Whether the group still counts this worker a member: shown recently, or by re-committing an offset it

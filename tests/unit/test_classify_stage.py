@@ -60,6 +60,8 @@ class Consumer:
         self.refuse = False  # the group has dropped this member: commits are refused
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> Fetched:
+        if not self.queued.empty():  # as aiokafka's: records already fetched are returned without yielding
+            return self.queued.get_nowait()
         try:
             return await asyncio.wait_for(self.queued.get(), timeout_ms / 1000)
         except TimeoutError:
@@ -173,6 +175,23 @@ async def test_the_next_batch_is_judged_while_the_previous_one_waits_for_its_ack
     assert broker.ids(0) == ["0-0", "0-1"]
     assert broker.ids(1) == ["0-2", "0-3"]
     assert consumer.commits == []
+
+
+async def test_a_batch_is_handed_to_the_producer_before_the_next_one_is_judged(running, monkeypatch):
+    stage, consumer, broker, start = running
+    sent_before: list[int] = []  # per batch judged, how many batches had been handed to the producer
+    judge = stage.decide
+
+    def decide(records: Any) -> Any:
+        sent_before.append(len(broker.sends))
+        return judge(records)
+
+    monkeypatch.setattr(stage, "decide", decide)
+    consumer.queued.put_nowait(fetched(p0=(0, 2)))
+    consumer.queued.put_nowait(fetched(p0=(2, 4)))
+    start()
+    await until(lambda: len(broker.sends) == 2, "both batches sent")
+    assert sent_before == [0, 1]  # judging holds the event loop: the first batch's outputs left before it
 
 
 async def test_acknowledgements_out_of_order_commit_only_up_to_the_first_batch_still_waiting(running, monkeypatch):
