@@ -82,7 +82,7 @@ class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, re
     check_end: bool  # ...or on its right
     bit: int  # the bit of the term's atom (its rule or set) in ``Matcher``'s atom masks; 0 for a phrase
     breaks_words: int  # a Latin term may begin or end inside letters where a join or deletion broke a word (1), or
-    # there and where two pinyin syllables meet (2, a term's generated pinyin)...
+    # there and where two pinyin syllables meet (2, generated pinyin), or anywhere in a run of initials (3)...
     spaces: tuple[int, ...]  # ...and a key of a term's words written together holds only where it had its spaces
 
 
@@ -90,6 +90,10 @@ class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, re
 # characters or more, but no initials, is also found where such a join breaks a word.
 _FEWEST_BREAKING = 4
 _SYLLABLES = 2  # ``breaks_words`` of generated pinyin: also where two syllables meet in a run of pinyin
+_INITIALS = 3  # ``breaks_words`` of generated initials: also anywhere inside a run of initials
+# A run of letters without a vowel this long, in a text written in Chinese, is initials of several words written
+# together (dgzhcqs: 对公账户, 长期收): the initials of a term may begin and end anywhere inside it.
+_INITIALS_RUN = 5
 # A run of Latin letters (and tone numbers) this long may hold a term's pinyin beside more pinyin: in a text with
 # Chinese characters, or, longer, in one without (a message written wholly in pinyin).
 _PINYIN_RUN = 6
@@ -121,6 +125,8 @@ class _Automaton:
             )
             if spelled and boundaries and term is not None and term.variant == "pinyin" and " " not in normal:
                 breaks = _SYLLABLES
+            elif spelled and boundaries and term is not None and term.variant == "initials":
+                breaks = _INITIALS
             entry = _Entry(
                 term,
                 kind,
@@ -238,17 +244,17 @@ class Matcher:
         def worth(at: int, bits: int) -> bool:
             return self._may_fire(bits | also.get(chosen[at], 0))
 
-        apart, syllables = batch.apart(), self._syllable_breaks(batch, latin)
-        if apart or syllables:  # a text with letters joined is scanned whatever the prefilter says: its words may
-            starts = batch.starts()  # begin anywhere
-            chosen = sorted({*chosen, *(bisect_right(starts, position) - 1 for position in (*apart, *syllables))})
+        apart, syllables, initials = batch.apart(), self._syllable_breaks(batch, latin), _initials_breaks(batch, latin)
+        if apart or syllables or initials:  # a text with letters joined is scanned whatever the prefilter says: its
+            starts = batch.starts()  # words may begin anywhere
+            breaking = (*apart, *syllables, *initials)
+            chosen = sorted({*chosen, *(bisect_right(starts, position) - 1 for position in breaking)})
         picked = batch.pick(chosen)[0]
         scanned = _scan(
             picked,
             self._normal,
             worth if fires else None,
-            _apart_by_text(batch, chosen, apart),
-            _apart_by_text(batch, chosen, syllables),
+            tuple(_apart_by_text(batch, chosen, positions) for positions in (apart, syllables, initials)),
         )
         found = Found(
             {chosen[index]: hits for index, hits in scanned.hits.items()},
@@ -405,7 +411,7 @@ class Matcher:
                 origin.append(at)
                 written.append(False)
                 at += 1
-        raw, _, _ = _matches("".join(view), self._normal, (), breaks)
+        raw, _, _ = _matches("".join(view), self._normal, ((), breaks, ()))
         return sorted(
             (
                 Hit(term, origin[start], origin[end - 1] + 1)
@@ -445,6 +451,30 @@ class Matcher:
         return second, {chosen[at] for at in scanned.warned}
 
 
+def _initials_breaks(batch: NormalBatch, latin: _Latin) -> list[int]:
+    """Positions in ``batch.text`` inside runs of ``_INITIALS_RUN`` letters or more without a vowel, in texts written
+    in Chinese: initials of several words written together, where the initials of one may begin or end anywhere."""
+    if not latin.chinese.any():
+        return []
+    begins, ends = latin.words
+    long = ends - begins >= _INITIALS_RUN
+    if not long.any():
+        return []
+    begins, ends = begins[long], ends[long]
+    texts = np.searchsorted(latin.bounds, begins, side="right") - 1
+    chinese = latin.chinese[texts]
+    text = batch.text
+    return [
+        at
+        for begin, end in zip(begins[chinese].tolist(), ends[chinese].tolist(), strict=True)
+        if _NO_VOWEL.fullmatch(text, begin, end)
+        for at in range(begin + 1, end)
+    ]
+
+
+_NO_VOWEL = re.compile("[b-df-hj-np-tv-z]+")
+
+
 class _Latin:
     """A batch's Latin letters, its Chinese characters, and which of its texts are written in Chinese with letters:
     what the short initials and the pinyin both look for, found once, for the whole batch at once."""
@@ -470,6 +500,12 @@ class _Latin:
         kana = self._per_text((codes >= _KANA[0]) & (codes <= _KANA[1])) == 0
         chinese: NDArray[np.bool_] = latin & (self._per_text(self.han[:-1]) > 0) & kana
         return chinese
+
+    @cached_property
+    def words(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """The runs of letters: where each begins, and where each ends."""
+        edges = np.flatnonzero(np.diff(self.letters, prepend=False, append=False))
+        return edges[0::2], edges[1::2]
 
     @cached_property
     def runs(self) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -517,23 +553,23 @@ def _scan(
     joined: str,
     automaton: _Automaton,
     worth: Callable[[int, int], bool] | None = None,
-    apart: Mapping[int, list[int]] | None = None,
-    syllables: Mapping[int, list[int]] | None = None,
+    breaking: tuple[Mapping[int, list[int]], ...] = (),
 ) -> Found:
     """Hits per text of texts joined by BOUNDARY, by their index there, and the texts with a warning frame. With
     ``worth``, only the texts it says yes to, given their index and the bits of the atoms their terms hit before
-    allow phrases and slots are checked, have their hits checked and placed. ``apart``: per text, the positions
-    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``);
-    ``syllables``: where a term's generated pinyin may, as two syllables meet in a run of pinyin."""
+    allow phrases and slots are checked, have their hits checked and placed. ``breaking``: per text, the positions
+    where a Latin term may begin or end inside a word, as a join or a deletion made it (``NormalBatch.apart``); then
+    where a term's generated pinyin may, as two syllables meet in a run of pinyin; then where its generated initials
+    may, inside a run of initials."""
     encoded = joined.encode()
     data = encoded.decode("latin-1")
     starts: list[int] | None = None
-    if apart or syllables:
+    breaks: tuple[Collection[int], ...] = ((), (), ())
+    if any(breaking):
         starts = [0, *(np.flatnonzero(np.frombuffer(encoded, dtype=np.uint8) == 0) + 1).tolist(), len(encoded) + 1]
-    word_breaks = _byte_offsets(encoded, starts, apart)
-    raw, allowed, warnings = _matches(
-        data, automaton, word_breaks, word_breaks | _byte_offsets(encoded, starts, syllables)
-    )
+        joins, *more = (_byte_offsets(encoded, starts, positions) for positions in breaking)
+        breaks = (joins, *(joins | offsets for offsets in more))
+    raw, allowed, warnings = _matches(data, automaton, breaks)
     found = Found()
     if not raw:
         return found
@@ -584,11 +620,14 @@ def _byte_offsets(
 
 
 def _matches(
-    data: str, automaton: _Automaton, word_breaks: Collection[int] = (), pinyin_breaks: Collection[int] = ()
+    data: str, automaton: _Automaton, breaks: tuple[Collection[int], ...] = ((), (), ())
 ) -> tuple[list[_Raw], list[tuple[int, int]], list[int]]:
     """What the automaton finds in ``data``: the terms' matches at word boundaries where a Latin term needs them
-    (or at ``word_breaks``, byte offsets where a word may break inside letters, and for a term's generated pinyin at
-    ``pinyin_breaks``), in the order of their end, the allow phrases' spans, and where warning frames start."""
+    (or, by its ``breaks_words``, at the byte offsets of ``breaks`` where a word may break inside letters: joins,
+    and those and pinyin syllables or runs of initials), in the order of their end, the allow phrases' spans, and
+    where warning frames start."""
+    breaks_at = ((), *breaks)  # by ``breaks_words``
+    word_breaks = breaks[0]
     raw: list[_Raw] = []
     allowed: list[tuple[int, int]] = []
     warnings: list[int] = []
@@ -614,13 +653,13 @@ def _matches(
                     check_start
                     and start > 0
                     and data[start - 1] in _ALNUM
-                    and not (breaks_words and start in (pinyin_breaks if breaks_words == _SYLLABLES else word_breaks))
+                    and not (breaks_words and start in breaks_at[breaks_words])
                 )
                 and not (
                     check_end
                     and end < size
                     and data[end] in _ALNUM
-                    and not (breaks_words and end in (pinyin_breaks if breaks_words == _SYLLABLES else word_breaks))
+                    and not (breaks_words and end in breaks_at[breaks_words])
                 )
                 and not (spaces and any(start + space not in word_breaks for space in spaces))
             ):

@@ -244,9 +244,9 @@ def test_find_batch_scans_only_the_texts_where_a_term_may_start(
     scanned: list[str] = []
     scan = matcher_module._scan
 
-    def spy(joined: str, automaton: Any, worth: Any = None, apart: Any = None, syllables: Any = None) -> Found:
+    def spy(joined: str, automaton: Any, worth: Any = None, breaking: Any = ()) -> Found:
         scanned.append(joined)
-        return scan(joined, automaton, worth, apart, syllables)
+        return scan(joined, automaton, worth, breaking)
 
     monkeypatch.setattr(matcher_module, "_scan", spy)
     texts = ["你好", "刷单", "警惕", "a scam 赌博", "scarf", "ＣＡＳＩＮＯ", "no such thing"]
@@ -415,6 +415,19 @@ def test_a_term_written_half_in_pinyin_is_found(evaded: Matcher, text: str, span
 )
 def test_reading_a_text_as_pinyin_finds_only_what_was_written_in_pinyin(evaded: Matcher, text: str) -> None:
     assert evaded.find(normalize(text)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        pytest.param("来做sdflbjs，日结", ["刷单返利"], id="first-of-several-initials-written-together"),
+        pytest.param("jzsdfl日结", ["刷单返利"], id="last-of-several"),
+        pytest.param("来做sdflow，日结", [], id="a-run-with-a-vowel-is-no-run-of-initials"),
+        pytest.param("sdflbjs tonight", [], id="not-in-a-text-written-in-chinese"),
+    ],
+)
+def test_initials_are_found_inside_a_run_of_initials(evaded: Matcher, text: str, found: list[str]) -> None:
+    assert [hit.term.text for hit in evaded.find(normalize(text))] == found
 
 
 def test_a_run_parts_between_syllables_in_every_reading() -> None:
