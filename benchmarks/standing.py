@@ -183,7 +183,19 @@ def violations(
     return Workload(pairs, users, groups, len(pool), links)
 
 
-def worker(settings: Settings, store: str, data_dir: Path, log_path: Path, metrics_port: int = 0) -> Process:
+# The stage measured, alone: the pack's version and policy, no classifier.
+STANDING_ALONE = "standing"
+
+
+def worker(
+    settings: Settings,
+    store: str,
+    data_dir: Path,
+    log_path: Path,
+    metrics_port: int = 0,
+    *,
+    stages: str = "classify,standing",
+) -> Process:
     env = {
         "GROUPWARDEN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "GROUPWARDEN_TOPIC_PREFIX": settings.topic_prefix,
@@ -192,7 +204,7 @@ def worker(settings: Settings, store: str, data_dir: Path, log_path: Path, metri
         "GROUPWARDEN_STORE": store,
         "GROUPWARDEN_DATA_DIR": str(data_dir),
         "GROUPWARDEN_METRICS_PORT": str(metrics_port),  # 0: any free port (others may hold the default)
-        "GROUPWARDEN_STAGES": "standing",  # the stage measured, alone: the pack's version and policy, no classifier
+        "GROUPWARDEN_STAGES": stages,
     }
     args = [sys.executable, "-m", "streams", "worker", "--loglevel", LOGLEVEL]
     return Process(f"groupwarden worker ({store}, {log_path.name})", args, env, log_path)
@@ -428,7 +440,7 @@ async def standing_stage(
     try:
         for n, port in enumerate(ports, 1):
             log_path = root / f"standing-{label}-{n}.log"
-            processes.append(worker(settings, store, root / f"{label}-data-{n}", log_path, port))
+            processes.append(worker(settings, store, root / f"{label}-data-{n}", log_path, port, stages=STANDING_ALONE))
         progress(f"{workers} worker{'s' if workers > 1 else ''} started ({store} store)")
         names = ["worker"] if workers == 1 else [f"worker {n}" for n in range(1, workers + 1)]
         pids: dict[str, int | None] = {name: p.process.pid for name, p in zip(names, processes, strict=True)}
@@ -779,7 +791,7 @@ async def restart(
     reader = consumer(settings.bootstrap_servers, *topics, fetch_max_wait_ms=100)
     await reader.start()
     await publish(settings.bootstrap_servers, settings.topic(VIOLATIONS), [check.pair])
-    process = worker(settings, "rocksdb://", data_dir, log_path)
+    process = worker(settings, "rocksdb://", data_dir, log_path, stages=STANDING_ALONE)
     progress(f"{label}: worker started; a violation of {check.user} waits for it")
     decided_ms: int | None = None
     sanctions: list[str] = []
