@@ -376,21 +376,37 @@ class Matcher:
 
     def _read_as_pinyin(self, normal: str) -> list[Hit]:
         """The hits of generated pinyin in ``normal`` read as pinyin: each character as its reading, runs of letters
-        as written, anything else a space; a term may begin and end where two syllables meet. Only hits the writer
-        wrote some of in letters count: the rest the normal view finds, or they are homophones (病毒 is no 冰毒)."""
+        as written (pinyin without its tone numbers), the spaces between pinyin left out (shen fen zheng), anything
+        else a space; a term may begin and end where two syllables meet. Only hits the writer wrote some of in letters
+        count: the rest the normal view finds, or they are homophones (病毒 is no 冰毒)."""
         readings, known = self._readings, self._syllables
         view: list[str] = []
         origin: list[int] = []  # per character of the view, its offset in ``normal``
         written: list[bool] = []  # per character of the view, whether it is written so in ``normal``
         breaks: set[int] = set()
         at, size = 0, len(normal)
+        pinyin_end = -1  # where in ``normal`` the last character or run read as pinyin ends
+
+        def reads_as_pinyin(at: int) -> bool:
+            if normal[at] in readings:
+                return True
+            end = at
+            while end < size and normal[end] in _ALNUM:
+                end += 1
+            return end > at and pinyin.cuts(normal[at:end], known) is not None
+
         while at < size:
+            if normal[at] == " " and pinyin_end == at:
+                after = at + 1  # a space after pinyin: left out if pinyin follows
+                if after < size and reads_as_pinyin(after):
+                    at = after
+                    continue
             if (syllable := readings.get(normal[at])) is not None:
                 breaks.update((len(origin), len(origin) + len(syllable)))
                 view.append(syllable)
                 origin += [at] * len(syllable)
                 written += [False] * len(syllable)
-                at += 1
+                at = pinyin_end = at + 1
             elif normal[at] in _ALNUM:
                 end = at + 1
                 while end < size and normal[end] in _ALNUM:
@@ -402,6 +418,7 @@ class Matcher:
                         run = "".join(normal[offset] for offset in offsets)
                     cut = pinyin.cuts(run, known) or ()
                     breaks.update((len(origin), len(origin) + len(run), *(len(origin) + c for c in cut)))
+                    pinyin_end = end
                 view.append(run)
                 origin += offsets
                 written += [True] * len(run)

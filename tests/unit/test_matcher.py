@@ -397,6 +397,8 @@ def test_pinyin_parts_only_where_the_whole_run_reads_as_syllables(evaded: Matche
         pytest.param("刷单fanli 群", (0, 7), id="the-second-half-in-pinyin"),
         pytest.param("做shua1单fan3利", (1, 12), id="with-tone-numbers"),
         pytest.param("来SHUA单返利", (1, 8), id="in-capitals"),
+        pytest.param("帮我shua dan返利", (2, 12), id="syllables-set-apart-by-spaces"),
+        pytest.param("做shua1 dan1返利", (1, 13), id="set-apart-with-tone-numbers"),
     ],
 )
 def test_a_term_written_half_in_pinyin_is_found(evaded: Matcher, text: str, span: tuple[int, int]) -> None:
