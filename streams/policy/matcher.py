@@ -16,6 +16,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import accumulate
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -346,11 +347,24 @@ class Matcher:
         ]
 
     def _half_pinyin_hits(self, batch: NormalBatch, latin: _Latin) -> dict[int, list[Hit]]:
-        """Hits of generated pinyin in texts written half in characters, half in pinyin (弹簧dao, yinhang流水): the
-        texts written in Chinese where a run of letters that reads as pinyin touches a character are read wholly as
-        pinyin, and a term's pinyin found there counts if the writer wrote some of it in letters."""
-        if not self._readings or not latin.chinese.any():
+        """Hits of generated pinyin in texts written half in characters, half in pinyin (弹簧dao, yinhang流水), or
+        wholly in pinyin with its tone marks or tone numbers (duàn yī tiáo tuǐ, yin2 hang2): the texts written in
+        Chinese where a run of letters that reads as pinyin touches a character, and those that show two tones, are
+        read wholly as pinyin, and a term's pinyin found there counts if the writer wrote some of it in letters."""
+        if not self._readings:
             return {}
+        candidates = _toned(batch, latin)
+        if latin.chinese.any():
+            candidates |= self._touching_pinyin(batch, latin)
+        found = {}
+        bounds, text = latin.bounds, batch.text
+        for index in sorted(candidates):
+            if hits := self._read_as_pinyin(text[bounds[index] : bounds[index + 1] - 1]):
+                found[index] = hits
+        return found
+
+    def _touching_pinyin(self, batch: NormalBatch, latin: _Latin) -> set[int]:
+        """The texts written in Chinese where a run of letters that reads as pinyin touches a character."""
         bounds, han = latin.bounds, latin.han
         begins, ends = latin.runs
         texts = np.searchsorted(bounds, begins, side="right") - 1
@@ -368,11 +382,7 @@ class Matcher:
                 pinyin_run = reads[run] = pinyin.cuts(run, known) is not None
             if pinyin_run:
                 candidates.add(index)
-        found = {}
-        for index in sorted(candidates):
-            if hits := self._read_as_pinyin(text[bounds[index] : bounds[index + 1] - 1]):
-                found[index] = hits
-        return found
+        return candidates
 
     def _read_as_pinyin(self, normal: str) -> list[Hit]:
         """The hits of generated pinyin in ``normal`` read as pinyin: each character as its reading, runs of letters
@@ -416,7 +426,7 @@ class Matcher:
                     if not run.isalpha():
                         offsets = [offset for offset in offsets if normal[offset].isalpha()]
                         run = "".join(normal[offset] for offset in offsets)
-                    cut = pinyin.cuts(run, known) or ()
+                    cut = () if run in known else (pinyin.cuts(run, known) or ())  # a syllable is read as one
                     breaks.update((len(origin), len(origin) + len(run), *(len(origin) + c for c in cut)))
                     pinyin_end = end
                 view.append(run)
@@ -466,6 +476,27 @@ class Matcher:
                 end = int(view.last[high - 1]) + 1 - normal_starts[index]
                 second.setdefault(index, []).append(Hit(hit.term, start, end, folds))
         return second, {chosen[at] for at in scanned.warned}
+
+
+# Pinyin's tone marks that other languages written in Latin letters hardly use: macrons and carons on its vowels.
+_TONE_MARK = re.compile("[āēīōūǖǎěǐǒǔǚ]", re.IGNORECASE)
+_TONES_SHOWN = 2  # tone marks or numbers a text shows to be read wholly as pinyin
+
+
+def _toned(batch: NormalBatch, latin: _Latin) -> set[int]:
+    """The texts of a batch that show pinyin's tones: tone marks in the original text (the
+    normal form has folded them away), or tone numbers after letters (yin2 hang2), two or more of either."""
+    codes, bounds = batch.codes, latin.bounds
+    numbered = latin.letters[:-1] & (codes[1:] >= ord("1")) & (codes[1:] <= ord("5"))
+    at = (np.flatnonzero(numbered) + 1).tolist()
+    joined = BOUNDARY.join(batch.texts)
+    if _TONE_MARK.search(joined):
+        originals = [0, *accumulate(len(text) + 1 for text in batch.texts)]
+        at += [bounds[bisect_right(originals, m.start()) - 1] for m in _TONE_MARK.finditer(joined)]
+    if len(at) < _TONES_SHOWN:
+        return set()
+    texts, counts = np.unique(np.searchsorted(bounds, at, side="right") - 1, return_counts=True)
+    return set(texts[counts >= _TONES_SHOWN].tolist())
 
 
 def _initials_breaks(batch: NormalBatch, latin: _Latin) -> list[int]:
