@@ -480,7 +480,8 @@ class Matcher:
 
 # Pinyin's tone marks that other languages written in Latin letters hardly use: macrons and carons on its vowels.
 _TONE_MARK = re.compile("[āēīōūǖǎěǐǒǔǚ]", re.IGNORECASE)
-_TONES_SHOWN = 2  # tone marks or numbers a text shows to be read wholly as pinyin
+_TONES_SHOWN = 2  # tone marks or numbers a text shows to be read wholly as pinyin...
+_TONED_SHARE = 0.3  # ...and for this share of its words at least
 
 
 def _toned(batch: NormalBatch, latin: _Latin) -> set[int]:
@@ -496,7 +497,11 @@ def _toned(batch: NormalBatch, latin: _Latin) -> set[int]:
     if len(at) < _TONES_SHOWN:
         return set()
     texts, counts = np.unique(np.searchsorted(bounds, at, side="right") - 1, return_counts=True)
-    return set(texts[counts >= _TONES_SHOWN].tolist())
+    # Most of a text in pinyin shows tones, a tone mark or number every two or three words; English with a version
+    # number or two (sha1, mp3) does not.
+    words = np.bincount(np.searchsorted(bounds, latin.words[0], side="right") - 1, minlength=len(bounds) - 1)
+    toned = (counts >= _TONES_SHOWN) & (counts >= _TONED_SHARE * words[texts])
+    return set(texts[toned].tolist())
 
 
 def _initials_breaks(batch: NormalBatch, latin: _Latin) -> list[int]:

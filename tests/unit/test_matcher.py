@@ -400,6 +400,7 @@ def test_pinyin_parts_only_where_the_whole_run_reads_as_syllables(evaded: Matche
         pytest.param("帮我shua dan返利", (2, 12), id="syllables-set-apart-by-spaces"),
         pytest.param("做shua1 dan1返利", (1, 13), id="set-apart-with-tone-numbers"),
         pytest.param("lai shua1dan1 fan3li4 ba", (4, 20), id="a-text-wholly-in-pinyin-with-tone-numbers"),
+        pytest.param("wo3 zuo4 shuadan fanli", (9, 22), id="enough-of-its-words-with-a-tone"),
         pytest.param("lái shuādān fǎnlì ba", (4, 17), id="a-text-wholly-in-pinyin-with-tone-marks"),
     ],
 )
@@ -415,6 +416,10 @@ def test_a_term_written_half_in_pinyin_is_found(evaded: Matcher, text: str, span
         pytest.param("耍单返利，hao的", id="a-homophone-in-characters-beside-other-pinyin"),
         pytest.param("刷dan返liす", id="a-text-with-kana"),
         pytest.param("刷单fun利", id="an-english-word-between-characters"),
+        pytest.param(
+            "hash sha1 and md5 of the file shuadan fanli are in the release notes for everyone",
+            id="english-with-a-version-number-or-two",
+        ),
     ],
 )
 def test_reading_a_text_as_pinyin_finds_only_what_was_written_in_pinyin(evaded: Matcher, text: str) -> None:
