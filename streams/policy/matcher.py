@@ -349,8 +349,9 @@ class Matcher:
     def _half_pinyin_hits(self, batch: NormalBatch, latin: _Latin) -> dict[int, list[Hit]]:
         """Hits of generated pinyin in texts written half in characters, half in pinyin (弹簧dao, yinhang流水), or
         wholly in pinyin with its tone marks or tone numbers (duàn yī tiáo tuǐ, yin2 hang2): the texts written in
-        Chinese where a run of letters that reads as pinyin touches a character, and those that show two tones, are
-        read wholly as pinyin, and a term's pinyin found there counts if the writer wrote some of it in letters."""
+        Chinese where a run of letters that reads as pinyin touches a character, and those that show pinyin's tones
+        (``_toned``), are read wholly as pinyin, and a term's pinyin found there counts if the writer wrote some of
+        it in letters."""
         if not self._readings:
             return {}
         candidates = _toned(batch, latin)
