@@ -337,8 +337,7 @@ class Matcher:
         if not long.any():
             return []
         begins, ends, lengths = begins[long], ends[long], lengths[long]
-        texts = np.searchsorted(latin.bounds, begins, side="right") - 1
-        runs = latin.chinese[texts] | (lengths >= _PINYIN_RUN_ALONE)
+        runs = latin.chinese[latin.run_texts[long]] | (lengths >= _PINYIN_RUN_ALONE)
         text, known = batch.text, self._syllables
         return [
             begin + at
@@ -366,9 +365,8 @@ class Matcher:
 
     def _touching_pinyin(self, batch: NormalBatch, latin: _Latin) -> set[int]:
         """The texts written in Chinese where a run of letters that reads as pinyin touches a character."""
-        bounds, han = latin.bounds, latin.han
+        han, texts = latin.han, latin.run_texts
         begins, ends = latin.runs
-        texts = np.searchsorted(bounds, begins, side="right") - 1
         touching = latin.chinese[texts] & (han[begins - 1] | han[ends])
         text, known = batch.text, self._syllables
         candidates: set[int] = set()
@@ -568,6 +566,11 @@ class _Latin:
         in_runs = self.letters | ((codes >= ord("1")) & (codes <= ord("5")))
         edges = np.flatnonzero(np.diff(in_runs, prepend=False, append=False))
         return edges[0::2], edges[1::2]
+
+    @cached_property
+    def run_texts(self) -> NDArray[np.intp]:
+        """Per run of ``runs``, the text it is in."""
+        return np.searchsorted(self.bounds, self.runs[0], side="right") - 1
 
     def _per_text(self, mask: NDArray[np.bool_]) -> NDArray[np.int64]:
         sums = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
