@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 
 from streams.policy.detectors import QUIET, Signal, detect, detect_batch, detect_quiet, domain_of
-from streams.policy.matcher import Hit, Matcher
+from streams.policy.disguise import disguised
+from streams.policy.matcher import Found, Hit, Matcher
 from streams.policy.normalize import Fold, Mapped, NormalBatch, fold_names
-from streams.policy.rules import Decision, Rule, RulePack, Severity, Term, covering
+from streams.policy.rules import DISGUISED_SLUG, Decision, Rule, RulePack, Severity, Term, covering
 from streams.policy.scoring import Evidence, Fired, Scorer, quotations
 from streams.records import ChatMessage
 
@@ -54,6 +55,12 @@ class Classifier:
         self._scorer = Scorer(pack)
         # Hits that can fire no rule (common words of sets, alone) are not worth placing: the matcher leaves them out.
         self._matcher = Matcher(pack, fires=self._scorer.may_fire)
+        # Per category, its rule for words of its sets and weak rules written in disguise (streams/policy/disguise.py).
+        self._disguise_rules = {
+            category.id: rule
+            for category in pack.categories.values()
+            if (rule := pack.rules.get(f"{category.id}.{DISGUISED_SLUG}")) is not None
+        }
         self._detector_rules = {
             kind: Rule(rule_id, category.id, category.severity, category.decision, category.block, context=1.0)
             for kind, (rule_id, category_id) in _DETECTOR_RULES.items()
@@ -151,7 +158,11 @@ class Classifier:
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
         verdicts = self._verdicts(messages, classified_at_ms)
         scorer = self._scorer
-        prospects = {index: scorer.prospects({h.term.rule.id for h in hits}) for index, hits in found.hits.items()}
+        disguises = self._disguises(batch, found)
+        prospects = {
+            index: scorer.prospects({h.term.rule.id for h in hits} | {e.atom for e in disguises.get(index, ())})
+            for index, hits in found.hits.items()
+        }
         hit = {index for index, (fires, _, _) in prospects.items() if fires}
         for index in sorted(hit | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
             mapped = batch.mapped(index)
@@ -163,8 +174,34 @@ class Classifier:
                     text_signals = detect(mapped.text)
                 if quiet:
                     text_signals = [*text_signals, *detect_quiet(mapped.text)]
-            self._explain(verdicts[index], messages[index], mapped, hits, text_signals, warned=index in found.warned)
+            self._explain(
+                verdicts[index],
+                messages[index],
+                mapped,
+                hits,
+                text_signals,
+                warned=index in found.warned,
+                disguises=disguises.get(index, ()),
+            )
         return verdicts
+
+    def _disguises(self, batch: NormalBatch, found: Found) -> dict[int, list[Evidence]]:
+        """Per text, its words written in disguise, as evidence for their categories' rules for them."""
+        rules, categories = self._disguise_rules, self.pack.categories
+
+        def counts(rule: Rule) -> bool:  # a set's or a weak rule's: a rule that blocks alone needs no more
+            return rule.category in rules and rule.weight < categories[rule.category].block
+
+        evidence: dict[int, list[Evidence]] = {}
+        for index in found.disguised & found.hits.keys():
+            hits = found.hits[index]
+            if not (words := disguised(batch.mapped(index), hits, counts)):
+                continue
+            # A word inside a term that blocks alone is that term's: 刷*单*返*利 is a scam, not also a false claim.
+            decided = [(h.start, h.end) for h in hits if h.term.rule.weight >= categories[h.term.rule.category].block]
+            if kept := [h for h in words if not any(start <= h.start and h.end <= end for start, end in decided)]:
+                evidence[index] = [Evidence(rules[h.term.rule.category].id, h.start, h.end, h) for h in kept]
+        return evidence
 
     def _explain(
         self,
@@ -175,6 +212,7 @@ class Classifier:
         signals: Sequence[Signal],
         *,
         warned: bool,
+        disguises: Sequence[Evidence] = (),
     ) -> None:
         """Fill in a message's clean verdict with what its text and links hold: the rules that scored, the signals,
         the scores per category and the decision."""
@@ -209,6 +247,7 @@ class Classifier:
             for hit in hits
             if not hit.term.needs_company or _read_as_initials(mapped, hit.start, hit.end)
         ]
+        evidence += disguises
         evidence += [Evidence(f"<{signal.kind}>", signal.start, signal.end, signal) for signal in signals]
         evidence += blocked_links
         quotes = quotations(message.text)

@@ -68,10 +68,12 @@ _HIT_ORDER = itemgetter(1, 2)  # a Hit's start and end: hits are sorted by them,
 
 @dataclass(slots=True)
 class Found:
-    """What a batch holds: hits per text index, and the texts that hold a warning frame."""
+    """What a batch holds: hits per text index, the texts that hold a warning frame, and those where a word may be
+    written in disguise (``NormalBatch.disguised``), whose hits are all kept."""
 
     hits: dict[int, list[Hit]] = field(default_factory=dict)
     warned: set[int] = field(default_factory=set)
+    disguised: set[int] = field(default_factory=set)
 
 
 class _Entry(NamedTuple):  # a named tuple: packs hold hundreds of thousands, read back from the cache
@@ -221,6 +223,7 @@ class Matcher:
         second += [(second_form(phrase.normal), None, _WARN) for phrase in pack.warn]
         self._second = _Automaton(second, self._bits)
         self._fires = fires
+        self._disguise = any(category.disguised_weight > 0 for category in pack.categories.values())
         self._firing: dict[int, bool] = {}  # what ``fires`` said, by atom bits: chat repeats its few common words
         self.prefilter = self._normal.prefilter
         self.size = self._normal.size
@@ -241,9 +244,13 @@ class Matcher:
         chosen = self._normal.prefilter.texts(batch.codes)
         fires = self._fires is not None
         also = {index: self._bits_of(hits) for index, hits in second.items()} if fires else {}
+        disguised: set[int] = set()
+        if self._disguise:  # a word written in disguise fires a rule whatever else the text holds
+            disguised = batch.disguised()
+            disguised.update(i for i, hits in second.items() if any(hit.folds & Fold.LEET for hit in hits))
 
         def worth(at: int, bits: int) -> bool:
-            return self._may_fire(bits | also.get(chosen[at], 0))
+            return chosen[at] in disguised or self._may_fire(bits | also.get(chosen[at], 0))
 
         apart, syllables, initials = batch.apart(), self._syllable_breaks(batch, latin), _initials_breaks(batch, latin)
         if apart or syllables or initials:  # a text with letters joined is scanned whatever the prefilter says: its
@@ -260,9 +267,10 @@ class Matcher:
         found = Found(
             {chosen[index]: hits for index, hits in scanned.hits.items()},
             {chosen[i] for i in scanned.warned} | second_warned,
+            disguised,
         )
         for index, hits in second.items():  # the second view's and initials' hits the normal view did not find
-            if fires and index not in found.hits and not self._may_fire(also[index]):
+            if fires and index not in found.hits and index not in disguised and not self._may_fire(also[index]):
                 continue  # its normal hits were left out, or it has none: its atoms fire nothing either way
             # A term once, however many ways it was found: as written, a generated variant of it, in either view.
             known = {(hit.term.rule.id, hit.term.text) for hit in found.hits.get(index, ())}

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
 from functools import cache, lru_cache
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -346,13 +346,15 @@ class _Normal:
     codes: _Codes  # text's code points
     origin: _Indices  # per character of text, the index of the original character it came from
     joined: _Indices  # original indices removed by a join
+    original: _Codes  # the original text's code points
 
 
 def _normalise(text: str, table: _Codes) -> _Normal:
     """Fold every character and make the first two joins in one compiled pass, then the spelled-out join; each
     character keeps its origin."""
     tables = _tables()
-    codes, origin, kinds, joined_first = _fold_and_join(as_codes(text), table, tables.expansions, tables.kinds)
+    original = as_codes(text)
+    codes, origin, kinds, joined_first = _fold_and_join(original, table, tables.expansions, tables.kinds)
     joined = [joined_first]
     folded = _as_text(codes)
     if spelled := _spelled(folded, codes, kinds):  # the non-word characters inside each go
@@ -363,7 +365,7 @@ def _normalise(text: str, table: _Codes) -> _Normal:
         removed &= ((kinds & _WORD) == 0) | (codes == _UNDERSCORE)
         codes, origin, kinds = _without(removed, codes, origin, kinds, joined)
         folded = _as_text(codes)
-    return _Normal(folded, codes, origin, np.concatenate(joined))
+    return _Normal(folded, codes, origin, np.concatenate(joined), original)
 
 
 @compiled
@@ -527,6 +529,30 @@ def normalize_joined(texts: list[str]) -> str:
 
 
 _INVISIBLE_BIT, _SEPARATOR_BIT = int(Fold.INVISIBLE), int(Fold.SEPARATOR)
+_DISGUISE_BITS = int(Fold.INVISIBLE | Fold.LOOKALIKE)
+# Between two characters, these do not split a word: sentence punctuation ends a phrase (a full stop may be
+# the dot of 冰.毒), quotation marks and brackets
+# set a word apart ("杀"了), and white space is how some write between Chinese words (我 要).
+NOT_SPLITTING = "，。！？；：、…,!?;:\"'“”‘’「」『』《》()（）【】[]"
+
+
+_DISGUISING, _NOT_SPLITTING, _SPACE, _CHINESE = 1, 2, 4, 8  # what the batch's screen reads of a character
+
+
+@cache
+def _screen_kinds() -> NDArray[np.uint8]:
+    """Per code point, what ``NormalBatch.disguised`` reads of it: whether it is an invisible or look-alike character
+    (the batch's boundary is neither), one that does not split a word, white space, Chinese."""
+    kinds = np.zeros(0x110000, dtype=np.uint8)
+    kinds[:_TABLE_SIZE] = np.where(np.array(_tables().folds, dtype=np.uint16) & _DISGUISE_BITS, _DISGUISING, 0)
+    kinds[_TAG_CODES[0] : _TAG_CODES[1] + 1] = _DISGUISING
+    kinds[BOUNDARY_CODE] = 0
+    kinds[as_codes(NOT_SPLITTING + "\n\r")] = _NOT_SPLITTING
+    kinds[as_codes(" \t\u3000\xa0")] = _SPACE
+    kinds[0x3400:0xA000] = _CHINESE
+    return kinds
+
+
 _FOLDS_BY_VALUE = [Fold(bits) for bits in range(1 << len(Fold))]  # making a Fold runs Python code
 
 
@@ -572,6 +598,13 @@ class Mapped:
             # Listed as they are, the base taken off in Python: an array subtraction costs more than the list.
             self._offsets = offsets = self._origin.tolist()
         return offsets[start] - base, offsets[end - 1] + 1 - base
+
+    def gaps(self, start: int, end: int) -> list[str]:
+        """The original characters taken out between normalised characters [start, end), one string per place."""
+        origin, base = self._origin[start:end].tolist(), self._base
+        return [
+            self.original[before + 1 - base : after - base] for before, after in pairwise(origin) if after > before + 1
+        ]
 
     def folds_between(self, start: int, end: int) -> Fold:
         """Every folding applied to original characters [start, end)."""
@@ -632,6 +665,24 @@ class NormalBatch:
         latin = ((codes >= ord("a")) & (codes <= ord("z"))) | ((codes >= ord("0")) & (codes <= ord("9")))
         gaps: list[int] = (np.flatnonzero(latin[1:] & latin[:-1] & (np.diff(origin) > 1)) + 1).tolist()
         return gaps
+
+    def disguised(self) -> set[int]:
+        """The texts where normalisation took a character from inside a word (a separator, a word spelled out) or
+        undid an invisible or look-alike one: those where a word may be written in disguise."""
+        codes = self._normal.original
+        starts = np.flatnonzero(codes == BOUNDARY_CODE)  # the originals' boundaries: text i ends before starts[i]
+        kinds = _screen_kinds()[codes]
+        # Joined out, what does not split a word: sentence punctuation, quotation marks, white space beside Chinese or
+        # more white space.
+        joined = self._normal.joined
+        removed = kinds[joined]
+        beside = kinds[np.maximum(joined - 1, 0)] | kinds[np.minimum(joined + 1, len(codes) - 1)]
+        splitting = (removed & _NOT_SPLITTING) == 0
+        splitting &= ((removed & _SPACE) == 0) | ((beside & (_CHINESE | _SPACE)) == 0)
+        texts = np.zeros(len(self.texts), dtype=np.bool_)
+        texts[np.searchsorted(starts, joined[splitting])] = True
+        texts[np.searchsorted(starts, np.flatnonzero(kinds & _DISGUISING))] = True
+        return set(np.flatnonzero(texts).tolist())
 
     def pick(self, chosen: list[int]) -> tuple[str, list[int]]:
         """The normal texts ``chosen`` (ascending indices) joined by BOUNDARY, and where each begins in the result.

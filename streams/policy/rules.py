@@ -63,6 +63,11 @@ class Category:
     decision: Decision  # the most the category can lead to
     review: float = DEFAULT_REVIEW
     block: float = DEFAULT_BLOCK
+    disguised: float | None = None  # what a word of a set written in disguise adds; None: the review threshold
+
+    @property
+    def disguised_weight(self) -> float:
+        return self.review if self.disguised is None else self.disguised
 
     def decide(self, score: float, most: Decision) -> Decision:
         """What a score in this category leads to, at most ``most``: the strictest decision of the rules that added
@@ -159,7 +164,8 @@ class RulePackError(ValueError):
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]*$")
 _MIN_TERM_CHARS = 2
 _HEADER_KEYS = ("category", "title", "severity", "decision")
-_OPTIONAL_HEADER_KEYS = ("review", "block")
+_OPTIONAL_HEADER_KEYS = ("review", "block", "disguised")
+DISGUISED_SLUG = "disguised-word"  # each category's rule for its words written in disguise (streams/policy/disguise.py)
 _CONDITION = re.compile(r"^(all|any)(?:\s+within\s+(\d+))?\s*:\s*(.*)$")
 _SLOT = re.compile(r"\{(\w+)\}")
 _QUOTED = re.compile(r'^"([^"]+)"$')
@@ -309,8 +315,11 @@ class _FileParser:
                 raise RulePackError(
                     f"{self.header.get('block', (0, where))[1]}: block {block:g} is below review {review:g}"
                 )
+            disguised = None
+            if "disguised" in self.header:
+                disguised = _number(*self.header["disguised"], "disguised weight", low=0)
             title = self.header["title"][0]
-            self.category = Category(cid, title, Severity(severity), Decision(decision), review, block)
+            self.category = Category(cid, title, Severity(severity), Decision(decision), review, block, disguised)
         return self.category
 
     def _check_rule_done(self) -> None:
@@ -324,6 +333,8 @@ class _FileParser:
         slug, *options = rest.split() or [""]
         if not _SLUG.match(slug):
             raise RulePackError(f"{where}: rule id '{slug}' must be lower-case letters, digits, '_' or '-'")
+        if slug == DISGUISED_SLUG:
+            raise RulePackError(f"{where}: '{slug}' names the rule every category has for words written in disguise")
         severity, decision = category.severity, category.decision
         weight: float | None = None
         context, pinyin, variants = DEFAULT_CONTEXT, True, True
@@ -659,6 +670,16 @@ def load_pack(directory: Path | str) -> RulePack:
             raise RulePackError(f"{draft.where}: rule '{draft.id}' is defined twice")
     lookalikes = _lookalikes(root, digest)
     rules = _resolve(drafts, entries)
+    for category in categories.values():  # a word of the category's sets written in disguise: see disguise.py
+        disguised = Rule(
+            f"{category.id}.{DISGUISED_SLUG}",
+            category.id,
+            category.severity,
+            category.decision,
+            category.disguised_weight,
+        )
+        if disguised.scores:
+            rules[disguised.id] = disguised
     terms, allow, warn = _terms(entries, {d.id: d for d in drafts}, rules, lookalikes)
     domains = _blocklists(root, meta, categories, digest)
     version = f"{meta['version']}+{digest.hexdigest()[:12]}"
