@@ -298,10 +298,14 @@ def test_normalize_joined_equals_normalize_per_text_with_nul(a: str, b: str) -> 
 # The definition the array code implements, as a chain of regex substitutions on the folded text.
 _HAN = normalize_module._HAN
 _DEFINED_EXTRA_SPACE = re.compile(r"\s(?<=\s\s)\s*")
+# A Chinese character is a word character of the Han ranges: a code point there that Unicode has not assigned is no
+# word character, so it stands between words as a symbol does.
+_AFTER_HAN = rf"(?<=[{_HAN}])(?<=\w)"
+_HAN_NEXT = rf"(?=\w)[{_HAN}]"
 _DEFINED_HAN_GAP = re.compile(
-    rf"(?<=[{_HAN}])(?:[^\w\x00]|_)+(?=[{_HAN}0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?=[{_HAN}])"
-    rf"|(?<=[{_HAN}])(?:[^\w\s\x00]|_)+(?=[a-z])|(?<=[a-z])(?:[^\w\s\x00]|_)+(?=[{_HAN}])"
-    rf"|(?<=(?<![a-z0-9])[a-z])(?:[^\w\x00]|_)+(?=[{_HAN}])"
+    rf"{_AFTER_HAN}(?:[^\w\x00]|_)+(?={_HAN_NEXT}|[0-9])|(?<=[0-9])(?:[^\w\x00]|_)+(?={_HAN_NEXT})"
+    rf"|{_AFTER_HAN}(?:[^\w\s\x00]|_)+(?=[a-z])|(?<=[a-z])(?:[^\w\s\x00]|_)+(?={_HAN_NEXT})"
+    rf"|(?<=(?<![a-z0-9])[a-z])(?:[^\w\x00]|_)+(?={_HAN_NEXT})"
 )
 _DEFINED_LETTER = rf"[a-z0-9](?!(?![{_HAN}])[^\W_]|[$@])"
 _DEFINED_START = rf"[a-z0-9](?<!(?:(?![{_HAN}])[^\W_]|[$@!|])[a-z0-9])"
@@ -367,6 +371,18 @@ def test_a_latin_letter_standing_alone_before_chinese_is_joined_to_it(original: 
 @given(st.one_of(_texts, st.text(max_size=40)))
 def test_normalize_is_the_regex_definition(text: str) -> None:
     assert normalize(text) == _defined(text)
+
+
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        pytest.param("0:\U0002cea1", "0\U0002cea1", id="assigned"),  # the last of Extension E
+        pytest.param("0:\U0002cea2", "0:\U0002cea2", id="unassigned"),  # past it, in the range normalize reads
+        pytest.param("\U0002cea2:0", "\U0002cea2:0", id="unassigned-first"),
+    ],
+)
+def test_an_unassigned_code_point_of_the_han_ranges_is_no_chinese_character(original: str, expected: str) -> None:
+    assert normalize(original) == expected == _defined(original)
 
 
 @pytest.mark.parametrize(
