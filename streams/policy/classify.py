@@ -26,6 +26,7 @@ _DETECTOR_RULE_IDS = frozenset(rule_id for rule_id, _ in _DETECTOR_RULES.values(
 _DOMAINS_REMEMBERED = 100_000
 _CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _CHINESE_REACH = 12  # characters either side of short initials where Chinese makes them read as initials
+_CAPITAL_INITIALS = 3  # letters that capital initials need: two capitals are an acronym (CS, PK, AA)
 
 
 class Classifier:
@@ -349,13 +350,16 @@ class Classifier:
 
 def _read_as_initials(mapped: Mapped, start: int, end: int) -> bool:
     """Whether the letters at [start, end) of normal text read as pinyin initials: Chinese is written within reach
-    (in English "my", "by" and "st" are words), and they are lower-case or written into the Chinese (收YHK); capitals
-    set apart are acronyms (SC 认证, COACH / MK)."""
+    (in English "my", "by" and "st" are words), and they are lower-case or three capitals written into the Chinese
+    (收YHK); capitals set apart, and two capitals anywhere, are acronyms (SC 认证, COACH / MK, 真人CS, PK赛)."""
     text = mapped.text
     if _CHINESE.search(text, max(0, start - _CHINESE_REACH), end + _CHINESE_REACH) is None:
         return False
-    if mapped.original[slice(*mapped.span(start, end))].islower():
+    written = mapped.original[slice(*mapped.span(start, end))]
+    if written.islower():
         return True
+    if len(written) < _CAPITAL_INITIALS:
+        return False
     beside = (text[start - 1] if start else "") + text[end : end + 1]
     return _CHINESE.search(beside) is not None
 

@@ -356,9 +356,13 @@ def test_short_initials_are_read_only_as_typed_into_chinese(tmp_path: Path, text
     assert judge(c, text)["decision"] == "allow"
 
 
-def test_capitals_written_into_chinese_are_initials(tmp_path: Path) -> None:
-    c = classifier(tmp_path, {"drugs": SHORT})
-    assert judge(c, "出售BD")["decision"] == "block"
+def test_three_capitals_written_into_chinese_are_initials_two_are_an_acronym(tmp_path: Path) -> None:
+    c = classifier(
+        tmp_path, {"drugs": SHORT + "set more-nouns\n  摇头丸\nrule more weight=10\n  all: more-nouns, sale-verbs\n"}
+    )
+    assert judge(c, "出售YTW")["decision"] == "block"
+    assert judge(c, "出售bd")["decision"] == "block"
+    assert judge(c, "出售BD")["decision"] == "allow"  # 真人CS, PK赛, AA制: two capitals are an acronym
 
 
 def test_short_initials_stand_for_every_term_they_abbreviate_once(tmp_path: Path) -> None:
