@@ -530,12 +530,10 @@ def normalize_joined(texts: list[str]) -> str:
 
 _INVISIBLE_BIT, _SEPARATOR_BIT = int(Fold.INVISIBLE), int(Fold.SEPARATOR)
 _DISGUISE_BITS = int(Fold.INVISIBLE | Fold.LOOKALIKE)
-# Between two characters, these do not split a word: sentence punctuation ends a phrase (a full stop may be
-# the dot of 冰.毒), quotation marks and brackets
-# set a word apart ("杀"了), and white space is how some write between Chinese words (我 要).
+# Between two characters, these do not split a word: sentence punctuation ends a phrase (a full stop may be the dot of
+# 冰.毒), quotation marks and brackets set a word apart ("杀"了). Nor does white space beside a Chinese character, the
+# way some write between words (我 要).
 NOT_SPLITTING = "，。！？；：、…,!?;:\"'“”‘’「」『』《》()（）【】[]"
-
-
 _DISGUISING, _NOT_SPLITTING, _SPACE, _CHINESE = 1, 2, 4, 8  # what the batch's screen reads of a character
 
 
