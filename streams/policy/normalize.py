@@ -551,6 +551,30 @@ def _screen_kinds() -> NDArray[np.uint8]:
     return kinds
 
 
+@compiled
+def _disguised_texts(
+    codes: _Codes, joined: NDArray[np.bool_], kinds: NDArray[np.uint8], count: int
+) -> NDArray[np.bool_]:
+    """Per text of a batch (its original code points), whether it holds an invisible or look-alike character or a
+    join took out a character that splits a word: not sentence punctuation or quotation marks, nor white space beside
+    a Chinese character or more white space."""
+    texts = np.zeros(count, dtype=np.bool_)
+    text, last = 0, codes.size - 1
+    for at in range(codes.size):
+        code = codes[at]
+        if code == BOUNDARY_CODE:
+            text += 1
+            continue
+        kind = kinds[code]
+        if kind & _DISGUISING:
+            texts[text] = True
+        elif joined[at] and not kind & _NOT_SPLITTING:
+            beside = kinds[codes[max(at - 1, 0)]] | kinds[codes[min(at + 1, last)]]
+            if not (kind & _SPACE and beside & (_CHINESE | _SPACE)):
+                texts[text] = True
+    return texts
+
+
 _FOLDS_BY_VALUE = [Fold(bits) for bits in range(1 << len(Fold))]  # making a Fold runs Python code
 
 
@@ -668,19 +692,9 @@ class NormalBatch:
         """The texts where normalisation took a character from inside a word (a separator, a word spelled out) or
         undid an invisible or look-alike one: those where a word may be written in disguise."""
         codes = self._normal.original
-        starts = np.flatnonzero(codes == BOUNDARY_CODE)  # the originals' boundaries: text i ends before starts[i]
-        kinds = _screen_kinds()[codes]
-        # Joined out, what does not split a word: sentence punctuation, quotation marks, white space beside Chinese or
-        # more white space.
-        joined = self._normal.joined
-        removed = kinds[joined]
-        beside = kinds[np.maximum(joined - 1, 0)] | kinds[np.minimum(joined + 1, len(codes) - 1)]
-        splitting = (removed & _NOT_SPLITTING) == 0
-        splitting &= ((removed & _SPACE) == 0) | ((beside & (_CHINESE | _SPACE)) == 0)
-        texts = np.zeros(len(self.texts), dtype=np.bool_)
-        texts[np.searchsorted(starts, joined[splitting])] = True
-        texts[np.searchsorted(starts, np.flatnonzero(kinds & _DISGUISING))] = True
-        return set(np.flatnonzero(texts).tolist())
+        joined = np.zeros(len(codes), dtype=np.bool_)
+        joined[self._normal.joined] = True
+        return set(np.flatnonzero(_disguised_texts(codes, joined, _screen_kinds(), len(self.texts))).tolist())
 
     def pick(self, chosen: list[int]) -> tuple[str, list[int]]:
         """The normal texts ``chosen`` (ascending indices) joined by BOUNDARY, and where each begins in the result.

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from conftest import header, make_pack
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.policy.classify import Classifier
 from streams.policy.normalize import NormalBatch
@@ -110,3 +112,10 @@ def test_the_rule_id_is_the_categorys_and_a_bad_weight_is_refused(tmp_path: Path
 def test_the_batch_screen_finds_the_texts_with_a_join_or_an_invisible_or_look_alike_character() -> None:
     batch = NormalBatch(["plain words", "叶\u200b子", "k.u.s.h", "kuѕh", "中文 words"])
     assert batch.disguised() == {1, 2, 3}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="ab 叶子.*，\u200b\x00сz", max_size=12), min_size=1, max_size=5))
+def test_the_screen_reads_each_text_of_a_batch_as_it_reads_it_alone(texts: list[str]) -> None:
+    alone = {index for index, text in enumerate(texts) if NormalBatch([text]).disguised()}
+    assert NormalBatch(texts).disguised() == alone
