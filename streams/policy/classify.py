@@ -159,14 +159,15 @@ class Classifier:
         # Most messages are clean: every one gets the clean verdict, then the few with something to explain theirs.
         verdicts = self._verdicts(messages, classified_at_ms)
         scorer = self._scorer
-        disguises = self._disguises(batch, found)
+        mapped_texts: dict[int, Mapped] = {}  # each text's way back to its original, made once
+        disguises = self._disguises(batch, found, mapped_texts)
         prospects = {
             index: scorer.prospects({h.term.rule.id for h in hits} | {e.atom for e in disguises.get(index, ())})
             for index, hits in found.hits.items()
         }
         hit = {index for index, (fires, _, _) in prospects.items() if fires}
         for index in sorted(hit | signals.keys() | {i for i, m in enumerate(messages) if m.links}):
-            mapped = batch.mapped(index)
+            mapped = mapped_texts.get(index) or batch.mapped(index)
             hits = found.hits.get(index, ()) if index in hit else ()
             text_signals = signals.get(index, [])
             if hits:  # a combination may name signals the detectors' screen did not look for in this text
@@ -186,8 +187,9 @@ class Classifier:
             )
         return verdicts
 
-    def _disguises(self, batch: NormalBatch, found: Found) -> dict[int, list[Evidence]]:
-        """Per text, its words written in disguise, as evidence for their categories' rules for them."""
+    def _disguises(self, batch: NormalBatch, found: Found, mapped: dict[int, Mapped]) -> dict[int, list[Evidence]]:
+        """Per text, its words written in disguise, as evidence for their categories' rules for them; ``mapped``
+        keeps the texts' ``Mapped`` it made."""
         rules, categories = self._disguise_rules, self.pack.categories
 
         def counts(rule: Rule) -> bool:  # a set's or a weak rule's: a rule that blocks alone needs no more
@@ -196,7 +198,8 @@ class Classifier:
         evidence: dict[int, list[Evidence]] = {}
         for index in found.disguised & found.hits.keys():
             hits = found.hits[index]
-            if not (words := disguised(batch.mapped(index), hits, counts)):
+            mapped[index] = text = batch.mapped(index)
+            if not (words := disguised(text, hits, counts)):
                 continue
             # A word inside a term that blocks alone is that term's: 刷*单*返*利 is a scam, not also a false claim.
             decided = [(h.start, h.end) for h in hits if h.term.rule.weight >= categories[h.term.rule.category].block]
