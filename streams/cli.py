@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -556,14 +556,35 @@ def _tail(args: argparse.Namespace) -> int:
         raise ConfigError("--last takes a count of records, 0 or more")
     console = Console(soft_wrap=True, highlight=False)
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C is how a --follow ends: not an error
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    async def run(stop: asyncio.Event) -> None:  # Ctrl-C is how a --follow ends: not an error
         await tail.tail(settings, args.topic, console.print, last=args.last, follow=args.follow, stop=stop)
 
-    asyncio.run(run())
+    _run_until_stopped(run)
     return 0
+
+
+def _run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """asyncio.run(main(stop)), where Ctrl-C or SIGTERM sets ``stop``. Stopping is a flag main checks, not a
+    cancellation: aiokafka suppresses CancelledError in places. A signal that comes before the loop watches for it is
+    held, not lost; and asyncio.run installs no Ctrl-C handler of its own, whose cancellation of a task not yet
+    started escaped as a traceback."""
+    early = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: early.set()) for signum in signals}
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for signum in signals:
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        if early.is_set():
+            stop.set()
+        await main(stop)
+
+    try:
+        asyncio.run(run())
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _now_ms() -> int:
@@ -607,7 +628,7 @@ def _up(args: argparse.Namespace) -> int:
         try:
             _say(f"worker started (pid {worker.pid}); metrics on {metrics_url(metrics_host, metrics_port)}")
             _say("Ctrl-C stops everything")
-            asyncio.run(_live(settings, args, worker))
+            _run_until_stopped(lambda stop: _live(settings, args, worker, stop))
         except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C before the loop watched for it; no one reads us
             pass
         finally:
@@ -673,13 +694,10 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _live(settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes]) -> None:
-    """The summary and the demo traffic, until Ctrl-C or SIGTERM. Stopping is a flag they check, not a cancellation
-    alone: aiokafka suppresses CancelledError in places, and up once ran on after Ctrl-C."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+async def _live(
+    settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes], stop: asyncio.Event
+) -> None:
+    """The summary and the demo traffic, until ``stop`` is set (Ctrl-C or SIGTERM)."""
     tasks = [asyncio.create_task(_summary(settings, worker, stop))]
     if args.demo:
         tasks.append(asyncio.create_task(_demo_traffic(settings, args.rate, args.count, stop)))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -82,3 +85,35 @@ def test_every_option_of_every_command_has_help(command: str, capsys: pytest.Cap
         described_here = "  " in line.strip()  # option names, then two spaces or more, then the help
         described_below = n + 1 < len(options) and options[n + 1].startswith(" " * 10)
         assert described_here or described_below, f"{command}: {line.strip()} has no help"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_that_comes_before_the_loop_watches_for_it_stops_the_run_quietly(
+    signum: signal.Signals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up` prints "Ctrl-C stops everything" just before its loop starts: a Ctrl-C at once is a stop, not an error."""
+    run_loop = asyncio.run
+
+    def signalled_first(main: Coroutine[Any, Any, None]) -> None:
+        os.kill(os.getpid(), signum)  # its handler runs as this returns, before the loop exists
+        run_loop(main)
+
+    monkeypatch.setattr(asyncio, "run", signalled_first)
+    seen: list[bool] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        seen.append(stop.is_set())
+
+    cli._run_until_stopped(main)
+    assert seen == [True]
+
+
+def test_a_stop_signal_while_running_sets_the_flag_and_the_handlers_are_given_back() -> None:
+    before = signal.getsignal(signal.SIGINT)
+
+    async def main(stop: asyncio.Event) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(stop.wait(), 10)
+
+    cli._run_until_stopped(main)
+    assert signal.getsignal(signal.SIGINT) is before
