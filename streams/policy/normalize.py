@@ -679,6 +679,10 @@ class NormalBatch:
             self._starts = [0, *boundaries.tolist(), len(self.text) + 1]
         return self._starts
 
+    def originals(self) -> _Codes | None:
+        """The original texts' code points, joined by BOUNDARY; None if a text holds BOUNDARY itself."""
+        return self._normal.original if self._clean else None
+
     def apart(self) -> list[int]:
         """Positions in ``text`` of Latin letters or digits whose original is not next to that of the letter or digit
         before: a join or a deletion took what stood between ("f r e e c a s h" is "freecash", "c\u200basino" is

@@ -411,6 +411,19 @@ def test_a_term_written_half_in_pinyin_is_found(evaded: Matcher, text: str, span
 
 
 @pytest.mark.parametrize(
+    "others",
+    [
+        pytest.param(["日结，私聊", "ā"], id="texts-before-it-one-with-a-mark"),
+        pytest.param(["a text that holds the boundary \x00 itself"], id="a-batch-read-text-by-text"),
+    ],
+)
+@pytest.mark.parametrize("text", ["lái shuādān fǎnlì ba", "LÁI SHUĀDĀN FǍNLÌ BA"])
+def test_tone_marks_are_counted_in_their_own_text_of_a_batch(evaded: Matcher, others: list[str], text: str) -> None:
+    hits = evaded.find_batch(NormalBatch([*others, text])).hits
+    assert [(index, hit.term.text) for index, found in hits.items() for hit in found] == [(len(others), "刷单返利")]
+
+
+@pytest.mark.parametrize(
     "text",
     [
         pytest.param("耍单返利，hao的", id="a-homophone-in-characters-beside-other-pinyin"),
