@@ -764,19 +764,15 @@ def _han(code: int) -> bool:
     )
 
 
-@compiled
-def _leet_word(code: int, leet: NDArray[np.uint32]) -> bool:
-    """Whether ``code`` can be part of a word that leetspeak spells: a Latin letter, a digit or a leet symbol."""
-    return _latin_letter(code) or ord("0") <= code <= ord("9") or (code < 128 and leet[code] != 0)
+# The helpers below take a character's leet letter (``leet[code]`` for ASCII, else 0), not the table: a compiled
+# call that takes an array costs its reference counts, and a pass calling one for every character ran 4-5x slower.
 
 
 @compiled
-def _word_character(codes: _Codes, at: int, leet: NDArray[np.uint32]) -> bool:
-    """Whether the character at ``at`` can be part of a word that leetspeak spells (``_leet_word``); "!" only between
-    Latin letters or the symbols "$", "@", "|" ("w!th", "th!$"), as it ends many a word as punctuation ("wow!",
-    "好!ppt", "ppt!12")."""
-    code = codes[at]
-    return _leet_word(code, leet) and (code != _EXCLAMATION or _exclamation_spells(codes, at))
+def _leet_word(code: int, letter: int) -> bool:
+    """Whether ``code`` (whose leet ``letter``) can be part of a word that leetspeak spells: a Latin letter, a digit or
+    a leet symbol."""
+    return _latin_letter(code) or ord("0") <= code <= ord("9") or letter != 0
 
 
 @compiled
@@ -792,18 +788,18 @@ def _spells_beside(code: int) -> bool:
 
 
 @compiled
-def _leet_symbol(code: int, leet: NDArray[np.uint32]) -> bool:
-    return code < 128 and leet[code] != 0 and not _latin_letter(code)
+def _leet_symbol(code: int, letter: int) -> bool:
+    return letter != 0 and not _latin_letter(code)
 
 
 @compiled
-def _read(code: int, leet: NDArray[np.uint32], spelled: bool) -> int:  # noqa: FBT001 - compiled
-    """A character as the second view reads it: "i" and "l" as I_OR_L, a leet digit or symbol as its letter in a
-    word that ``spelled``."""
+def _read(code: int, letter: int, spelled: bool) -> int:  # noqa: FBT001 - compiled
+    """A character (whose leet ``letter``) as the second view reads it: "i" and "l" as I_OR_L, a leet digit or symbol
+    as its letter in a word that ``spelled``."""
     if code in (ord("i"), ord("l")):
         return I_OR_L
-    if spelled and _leet_symbol(code, leet):
-        return int(leet[code])
+    if spelled and _leet_symbol(code, letter):
+        return letter
     return int(code)
 
 
@@ -834,22 +830,17 @@ def _shows_evasion(codes: _Codes, leet: NDArray[np.uint32]) -> NDArray[np.bool_]
             if at >= 2 and codes[at - 1] == code:
                 shown[text] = _repeated(codes[at - 3] if at >= 3 else 0, codes[at - 2], code)
         elif code < 128 and leet[code]:
-            # Written out rather than a call of _word_character, which takes the array: that costs here.
-            if code != _EXCLAMATION or (
-                0 < at < codes.size - 1 and _spells_beside(codes[at - 1]) and _spells_beside(codes[at + 1])
-            ):
+            if code != _EXCLAMATION or _exclamation_spells(codes, at):  # "!" is punctuation unless it spells
                 symbols = True
             else:  # punctuation: the word ends
                 letters = symbols = False
         elif at >= 1 and codes[at - 1] == code and _han(code):
             shown[text] = True
-        # _leet_word written out: called here, with the table, the pass took 5x as long (the call and the table's
-        # reference counts).
-        if not (_latin_letter(code) or ord("0") <= code <= ord("9") or (code < 128 and leet[code] != 0)):
+        if not _leet_word(code, leet[code] if code < 128 else 0):
             letters = symbols = False
         if letters and symbols:
             after = codes[at + 1] if at + 1 < codes.size else BOUNDARY_CODE
-            if not _leet_word(after, leet) or (
+            if not _leet_word(after, leet[after] if after < 128 else 0) or (
                 after == _EXCLAMATION
                 and not (_spells_beside(code) and at + 2 < codes.size and _spells_beside(codes[at + 2]))
             ):
@@ -879,9 +870,15 @@ def _second_view(
         at, end = starts[text], starts[text + 1] - 1
         while at < end:  # a word at a time: leet letters if it mixes letters and leet symbols
             word_end, letters, symbols = at, False, False
-            while word_end < end and _word_character(codes, word_end, leet):
-                letters |= _latin_letter(codes[word_end])
-                symbols |= _leet_symbol(codes[word_end], leet)
+            while word_end < end:
+                code = codes[word_end]
+                letter = leet[code] if code < 128 else 0
+                # "!" only between Latin letters or the symbols "$", "@", "|" ("w!th", "th!$"), as it ends many a word
+                # as punctuation ("wow!", "好!ppt", "ppt!12").
+                if not _leet_word(code, letter) or (code == _EXCLAMATION and not _exclamation_spells(codes, word_end)):
+                    break
+                letters |= _latin_letter(code)
+                symbols |= _leet_symbol(code, letter)
                 word_end += 1
             if word_end == at:  # not a word that leet can spell: a Chinese character's run goes on to the text's end
                 word_end = at + 1
@@ -890,17 +887,20 @@ def _second_view(
             spelled = letters and symbols
             k = at
             while k < word_end:  # then every run of a repeated letter as one, as leet reads them
-                read = _read(codes[k], leet, spelled)
+                code = codes[k]
+                letter = leet[code] if code < 128 else 0
+                read = _read(code, letter, spelled)
                 run = k
                 if _latin_letter(read) or _han(read) or (read == I_OR_L and letters):
-                    while (
-                        run + 1 < word_end
-                        and _read(codes[run + 1], leet, spelled) == read
-                        and (read != I_OR_L or codes[run + 1] == codes[k])  # "ll" is one letter, "il" two
-                    ):
+                    while run + 1 < word_end:
+                        following = codes[run + 1]
+                        if _read(following, leet[following] if following < 128 else 0, spelled) != read or (
+                            read == I_OR_L and following != code  # "ll" is one letter, "il" two
+                        ):
+                            break
                         run += 1
                 out[count], first[count], last[count] = read, k, run
-                undone[count] = (spelled and _leet_symbol(codes[k], leet)) or run > k
+                undone[count] = (spelled and _leet_symbol(code, letter)) or run > k
                 count += 1
                 k = run + 1
             at = word_end
