@@ -62,21 +62,28 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop the broker last
         )
+        try:
+            self._wait_listening(self._process, timeout)
+        except BaseException:  # a Ctrl-C too: in a session of its own, the broker would outlive us
+            self.stop()
+            raise
+        return self
+
+    def _wait_listening(self, broker: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            if self._process.poll() is not None:
-                raise BrokerError(f"the embedded broker exited with code {self._process.returncode}")
+            if broker.poll() is not None:
+                raise BrokerError(f"the embedded broker exited with code {broker.returncode}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
             except OSError:
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise BrokerError(
                         f"the embedded broker did not listen on port {self.port} in {timeout} s"
                     ) from None
                 time.sleep(0.05)
             else:
-                return self
+                return
 
     def exit_code(self) -> int | None:
         """None while the broker runs (or before it started)."""

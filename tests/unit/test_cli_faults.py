@@ -8,13 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import types
+import uuid
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streams import __main__ as entry
 from streams import cli
-from streams.kafka.broker import free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
 
 COMMANDS = [
     ["worker"],
@@ -117,3 +122,58 @@ def test_a_stop_signal_while_running_sets_the_flag_and_the_handlers_are_given_ba
 
     cli._run_until_stopped(main)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_ctrl_c_while_the_command_loads_ends_it_with_130_and_no_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Loading(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "streams.cli", Loading("streams.cli"))
+    assert entry.main() == 130
+
+
+def test_a_ctrl_c_while_the_embedded_broker_starts_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It runs in a session of its own (a Ctrl-C in the terminal reaches only us): it must not outlive us."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> socket.socket:
+        raise KeyboardInterrupt
+
+    broker = EmbeddedBroker()
+    monkeypatch.setattr(socket, "create_connection", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        broker.start()
+    assert broker.exit_code() is not None
+
+
+def marked(mark: str) -> list[int]:
+    """The processes whose environment holds ``mark`` (Linux's /proc): what a command started, wherever it went."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@pytest.mark.parametrize("after", [0.2, 0.6, 1.0, 1.5])
+def test_ctrl_c_at_any_moment_of_ups_start_leaves_no_traceback_and_no_process(after: float) -> None:
+    mark = f"GROUPWARDEN_TEST_MARK={uuid.uuid4()}"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "streams", "up", "--partitions", "1"],
+        env=os.environ | {"GROUPWARDEN_METRICS_PORT": "0", "GROUPWARDEN_TEST_MARK": mark.split("=")[1]},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(after)  # loading, starting the broker, creating the topics or starting the worker
+    up.send_signal(signal.SIGINT)
+    err = up.communicate(timeout=60)[1]
+    left = marked(mark)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert up.returncode in (0, 130), err
+    assert "Traceback" not in err
+    assert left == []
