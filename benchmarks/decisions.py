@@ -40,22 +40,24 @@ def decide_all(
     links: bool = False,
     batch: int = 0,
     marks: list[float] | None = None,
-) -> tuple[dict[bytes, bytes], list[Applied]]:
+) -> tuple[dict[bytes, bytes], list[Applied[Any]]]:
     """Every violation decided; ``batch``: records kept decoded, each changed one encoded every ``batch`` violations
     (0: decoded and encoded by each event). ``marks``: filled with the CPU time after each tenth of the violations."""
     records: dict[bytes, bytes] = {}
     decoded: dict[bytes, Any] = {}
     changed: set[bytes] = set()
-    applied: list[Applied] = []
+    applied: list[Applied[Any]] = []
     now = START_MS + len(pairs)
     tenth = max(1, len(pairs) // 10)
 
-    def one(prefix: bytes, key: bytes, value: bytes) -> Applied:
+    def one(prefix: bytes, key: bytes, value: bytes) -> Applied[Any]:
         if not batch:
+            table: Callable[[bytes | None, bytes, dict[str, Any], int], Applied[bytes]]
             table = {b"u": tables.user, b"g": tables.group, b"l": tables.link}[prefix]
-            done = table(records.get(prefix + b"/" + key), key, parse(value), now)
+            done: Applied[Any] = table(records.get(prefix + b"/" + key), key, parse(value), now)
             records[prefix + b"/" + key] = done.record or b""
             return done
+        decide: Callable[..., Applied[Any]]
         decide = {b"u": tables.decide_user, b"g": tables.decide_group, b"l": tables.decide_link}[prefix]
         done = decide(decoded.get(prefix + b"/" + key), key, parse(value), now)
         decoded[prefix + b"/" + key] = done.record
@@ -83,7 +85,7 @@ def decide_all(
     return records, applied
 
 
-def digest(records: dict[bytes, bytes], applied: list[Applied]) -> str:
+def digest(records: dict[bytes, bytes], applied: list[Applied[Any]]) -> str:
     h = hashlib.sha256()
     for key in sorted(records):
         h.update(key + b"\0" + records[key])
