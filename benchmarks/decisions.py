@@ -49,6 +49,11 @@ def decide_all(
     applied: list[Applied[Any]] = []
     now = START_MS + len(pairs)
     tenth = max(1, len(pairs) // 10)
+    decides: dict[bytes, Callable[..., Applied[Any]]] = {
+        b"u": tables.decide_user,
+        b"g": tables.decide_group,
+        b"l": tables.decide_link,
+    }
 
     def one(prefix: bytes, key: bytes, value: bytes) -> Applied[Any]:
         if not batch:
@@ -57,9 +62,7 @@ def decide_all(
             done: Applied[Any] = table(records.get(prefix + b"/" + key), key, parse(value), now)
             records[prefix + b"/" + key] = done.record or b""
             return done
-        decide: Callable[..., Applied[Any]]
-        decide = {b"u": tables.decide_user, b"g": tables.decide_group, b"l": tables.decide_link}[prefix]
-        done = decide(decoded.get(prefix + b"/" + key), key, parse(value), now)
+        done = decides[prefix](decoded.get(prefix + b"/" + key), key, parse(value), now)
         decoded[prefix + b"/" + key] = done.record
         changed.add(prefix + b"/" + key)
         return done
