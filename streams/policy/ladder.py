@@ -7,6 +7,7 @@ changes nothing; a pardon takes the strike out, gives its credit back and revoke
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import NamedTuple
 
 from streams.policy.rules import Severity
@@ -80,6 +81,7 @@ def _rung_for(previous: int | None, keys: tuple[str, ...], policy: UserPolicy) -
 
 
 _KINDS = {"warn": "warning", "mute": "mute", "ban": "ban"}
+_MESSAGE_ID, _AT_MS = itemgetter(0), itemgetter(1)  # of a Strike
 
 
 def _notice(template: str, categories: tuple[str, ...], days: float | None, count: int) -> str:
@@ -161,11 +163,17 @@ def record_violation(
 ) -> tuple[UserState, list[Sanction]]:
     """Count a violation once: a strike, the sanction of its rung, credit lost and privileges that go with it."""
     message_id, now, window_ms = violation.message_id, violation.at_ms, policy.user.strike_window_ms
-    if message_id in state.pardoned or message_id in [s.message_id for s in state.strikes]:
+    if message_id in state.pardoned:
         return state, []
-    if state.strikes and now <= max([s.at_ms for s in state.strikes]) - window_ms:
-        return state, []  # older than the window of what we have seen: a replay, or too late to count
-    active = [s for s in state.strikes if s.at_ms > now - window_ms]  # as active_strikes() has them
+    active = state.strikes
+    if active:  # passes in C over the strikes
+        if message_id in map(_MESSAGE_ID, active):
+            return state, []
+        times = list(map(_AT_MS, active))
+        if now <= max(times) - window_ms:
+            return state, []  # older than the window of what we have seen: a replay, or too late to count
+        if min(times) <= now - window_ms:
+            active = tuple([s for s in active if s.at_ms > now - window_ms])  # as active_strikes() has them
     previous = active[-1].rung if active else None
     rung = _rung_for(previous, (*violation.categories, *violation.rule_ids), policy.user)
     credit_before = credit_at(state, policy.credit, now)

@@ -9,6 +9,9 @@ next needs a look (an expiry). Pure and idempotent; streams/agents/standing.py w
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from types import MappingProxyType
 from typing import NamedTuple
 
 from streams.policy.escalation import (
@@ -145,6 +148,16 @@ def _settle(
     entry = tuple(sorted({*_restrictions(held), *extra}, key=_restriction_order))
     due = min([r.until_ms for r in entry if r.until_ms is not None], default=None)
     return held, entry, (entry if entry != listed else None), due
+
+
+def _settle_held(
+    held: tuple[Sanction, ...], changes: list[Sanction], listed: tuple[Restriction, ...], now_ms: int
+) -> tuple[tuple[Sanction, ...], tuple[Restriction, ...], tuple[Restriction, ...] | None, int | None]:
+    """``_settle`` of the sanctions held after ``changes``, for a record whose entry lists them alone (a group's, a
+    domain's): most events change none of them, and the entry they made when last settled stands."""
+    if not changes and (held or not listed) and all(s.expires_ms is None or s.expires_ms > now_ms for s in held):
+        return held, listed, None, min([r.until_ms for r in listed if r.until_ms is not None], default=None)
+    return _settle(_hold(held, changes), listed, [], now_ms)
 
 
 def _restriction_order(r: Restriction) -> tuple[str, int, str]:
@@ -297,7 +310,7 @@ def _settle_group(
     flagged: bool | None = None,
 ) -> tuple[GroupRecord, Outcome]:
     """The new record, built once from ``record`` and what changed."""
-    held, entry, changed, due = _settle(_hold(record.held, sanctions), record.listed, [], now_ms)
+    held, entry, changed, due = _settle_held(record.held, sanctions, record.listed, now_ms)
     new = GroupRecord(
         record.state if state is None else state,
         held,
@@ -406,10 +419,28 @@ def group_tick(record: GroupRecord, now_ms: int) -> tuple[GroupRecord, Outcome]:
 # -- links ---------------------------------------------------------------------------------------------------------
 
 
+Sighting = tuple[str, int, str, tuple[str, ...]]  # (group, at ms, message id, categories)
+_NO_SIGHTINGS: Mapping[str, Sighting] = MappingProxyType({})
+
+
 class LinkRecord(NamedTuple):
-    sightings: tuple[tuple[str, int, str, tuple[str, ...]], ...] = ()  # (group, at ms, message id, categories)
+    # A campaign's record holds a sighting in each of hundreds of groups: kept by group (one each, in the order they
+    # were seen), with their message ids and a bound on their times beside them, so that a violation costs a copy
+    # of these in C, not passes of Python over every sighting.
+    sightings: Mapping[str, Sighting] = _NO_SIGHTINGS  # group -> its latest sighting, oldest first
     held: tuple[Sanction, ...] = ()
     listed: tuple[Restriction, ...] = ()
+    messages: AbstractSet[str] = frozenset()  # the sightings' message ids
+    oldest_ms: int | None = None  # no sighting is older than this (None: none at all)
+
+
+def link_record(
+    sightings: Iterable[Sighting], held: tuple[Sanction, ...] = (), listed: tuple[Restriction, ...] = ()
+) -> LinkRecord:
+    """A link record from its sightings in the order they were seen; a group's last sighting stands for it."""
+    by_group = {s[0]: s for s in sightings}
+    messages = {s[2] for s in by_group.values()}
+    return LinkRecord(by_group, held, listed, messages, min((s[1] for s in by_group.values()), default=None))
 
 
 def link_violation(
@@ -417,46 +448,45 @@ def link_violation(
 ) -> tuple[LinkRecord, Outcome]:
     """A blocked message linked to ``domain``: spread over enough groups in the window, the domain is a campaign."""
     now, links = violation.at_ms, policy.links
-    # A campaign's record holds a sighting in each of hundreds of groups: one pass of a comprehension over them each.
-    if violation.message_id in [message_id for _, _, message_id, _ in record.sightings]:
+    message_id, group_id = violation.message_id, violation.group_id
+    if message_id in record.messages:
         return _settle_link(record, [], now)
-    since, group_id = now - links.window_ms, violation.group_id
-    sightings = (
-        *[s for s in record.sightings if s[1] > since and s[0] != group_id],
-        (group_id, now, violation.message_id, violation.categories),
-    )
-    if len(sightings) < links.campaign_groups or any(
-        s.kind == "link_blacklisted" for s in _in_force(record.held, now)
-    ):  # too few groups (each sighting is of one), or blacklisted already
-        return _settle_link(record, [], now, sightings)
-    groups = {group for group, _, _, _ in sightings}
-    if len(groups) < links.campaign_groups:
-        return _settle_link(record, [], now, sightings)
-    categories = tuple(sorted({c for _, _, _, found in sightings for c in found}))
-    notice = links.notice.format(domain=domain, count=len(groups), categories=", ".join(categories))
+    since = now - links.window_ms
+    messages = set(record.messages)
+    if record.oldest_ms is not None and record.oldest_ms <= since:  # some may have left the window: look at each
+        sightings = {g: s for g, s in record.sightings.items() if s[1] > since and g != group_id}
+        messages.intersection_update(s[2] for s in sightings.values())
+        oldest = min((s[1] for s in sightings.values()), default=now)
+    else:
+        sightings = dict(record.sightings)
+        if (seen := sightings.pop(group_id, None)) is not None:  # the group's new sighting goes last
+            messages.discard(seen[2])
+        oldest = now if record.oldest_ms is None else record.oldest_ms  # a bound: the popped one may have been it
+    sightings[group_id] = (group_id, now, message_id, violation.categories)
+    messages.add(message_id)
+    new = LinkRecord(sightings, record.held, record.listed, messages, min(oldest, now))
+    # Too few groups (each sighting is of one), or blacklisted already.
+    if len(sightings) < links.campaign_groups or any(s.kind == "link_blacklisted" for s in _in_force(record.held, now)):
+        return _settle_link(new, [], now)
+    categories = tuple(sorted({c for _, _, _, found in sightings.values() for c in found}))
+    notice = links.notice.format(domain=domain, count=len(sightings), categories=", ".join(categories))
     sanction = Sanction(
         subject=f"link:{domain}",
         kind="link_blacklisted",
-        reason=f"a campaign: in violations in {len(groups)} groups within {links.window_ms // 3_600_000} hours",
+        reason=f"a campaign: in violations in {len(sightings)} groups within {links.window_ms // 3_600_000} hours",
         rule_ids=violation.rule_ids,
-        evidence=tuple(message_id for _, _, message_id, _ in sightings),
+        evidence=tuple(s[2] for s in sightings.values()),
         start_ms=now,
         expires_ms=now + links.blacklist_ms,
         notice=notice,
     )
-    return _settle_link(record, [sanction], now, sightings)
+    return _settle_link(new, [sanction], now)
 
 
 def link_tick(record: LinkRecord, now_ms: int) -> tuple[LinkRecord, Outcome]:
     return _settle_link(record, [], now_ms)
 
 
-def _settle_link(
-    record: LinkRecord,
-    sanctions: list[Sanction],
-    now_ms: int,
-    sightings: tuple[tuple[str, int, str, tuple[str, ...]], ...] | None = None,
-) -> tuple[LinkRecord, Outcome]:
-    held, entry, changed, due = _settle(_hold(record.held, sanctions), record.listed, [], now_ms)
-    new = LinkRecord(record.sightings if sightings is None else sightings, held, entry)
-    return new, Outcome(sanctions, changed, [], due)
+def _settle_link(record: LinkRecord, sanctions: list[Sanction], now_ms: int) -> tuple[LinkRecord, Outcome]:
+    held, entry, changed, due = _settle_held(record.held, sanctions, record.listed, now_ms)
+    return record._replace(held=held, listed=entry), Outcome(sanctions, changed, [], due)

@@ -18,6 +18,7 @@ from streams.policy.standing import (
     LinkRecord,
     Restriction,
     UserRecord,
+    link_record,
 )
 
 
@@ -234,7 +235,7 @@ def dump_link(r: LinkRecord) -> bytes:
     return sized(
         orjson.dumps(
             {
-                "sightings": r.sightings,
+                "sightings": tuple(r.sightings.values()),
                 "held": [sanction_to_dict(h) for h in r.held],
                 "listed": restrictions_to_list(r.listed),
             }
@@ -244,8 +245,8 @@ def dump_link(r: LinkRecord) -> bytes:
 
 def load_link(raw: bytes) -> LinkRecord:
     d = orjson.loads(raw)
-    return LinkRecord(
-        sightings=tuple((g, at, m, tuple(cats)) for g, at, m, cats in d["sightings"]),
-        held=tuple(sanction_from_dict(h) for h in d["held"]),
-        listed=_restrictions(d["listed"]),
+    return link_record(
+        [(g, at, m, tuple(cats)) for g, at, m, cats in d["sightings"]],
+        tuple(sanction_from_dict(h) for h in d["held"]),
+        _restrictions(d["listed"]),
     )

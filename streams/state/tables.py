@@ -194,7 +194,7 @@ class Tables:
             raise InvalidEvent(f"unknown link action {action!r}")
         entry = None  # its categories, only for an entry that lists the domain: most outcomes change no entry
         if outcome.listing:
-            entry = {"categories": sorted({c for _, _, _, found in record.sightings for c in found})}
+            entry = {"categories": sorted({c for _, _, _, found in record.sightings.values() for c in found})}
         return self._applied(record, f"link:{domain}", outcome, doc, now_ms, entry=entry)
 
     @staticmethod
@@ -245,8 +245,12 @@ class Tables:
             if s.kind == "link_blacklisted" and not s.revoked:  # a campaign is public knowledge
                 out.append(Output(NOTICES, sanctioned, value))
         subject_key = subject.encode()
+        restrictions = None  # the entry's lines, for the blacklist and the audit alike
         if outcome.listing is not None:
-            listing = _listing(subject, outcome, entry, rules_version, policy_version)
+            restrictions = codec.restrictions_to_list(outcome.listing)
+            listing = _listing(
+                subject, outcome, restrictions, entry, rules_version=rules_version, policy_version=policy_version
+            )
             out.append(Output(BLACKLIST, subject_key, listing))
         forwards = extra
         if outcome.forwards:
@@ -259,7 +263,7 @@ class Tables:
                 "decided_at_ms": now_ms,
                 "input": doc,
                 "sanctions": sanction_ids,
-                "blacklist": None if outcome.listing is None else codec.restrictions_to_list(outcome.listing),
+                "blacklist": restrictions,
                 "forwarded": [{"to": inbox, "key": key.decode(), "action": a} for inbox, key, a, _ in forwards],
                 "rules_version": rules_version,
                 "policy_version": policy_version,
@@ -282,7 +286,13 @@ def _encoded(applied: Applied[Any], dump: Callable[[Any], bytes]) -> Applied[byt
 
 
 def _listing(
-    subject: str, outcome: Outcome, more: dict[str, Any] | None, rules_version: Any, policy_version: str
+    subject: str,
+    outcome: Outcome,
+    restrictions: list[dict[str, Any]],
+    more: dict[str, Any] | None,
+    *,
+    rules_version: Any,
+    policy_version: str,
 ) -> bytes | None:
     """A blacklist entry, or None (a tombstone) when nothing restricts the subject any more."""
     if not outcome.listing:
@@ -294,7 +304,7 @@ def _listing(
         "key": subject,
         "type": kind,
         "id": subject_id,
-        "restrictions": codec.restrictions_to_list(outcome.listing),
+        "restrictions": restrictions,
         "until_ms": None if None in untils else max(u for u in untils if u is not None),
     }
     if more:
