@@ -392,7 +392,7 @@ def test_default_pack_loads_with_the_eleven_categories(default_pack: RulePack) -
 
 
 def test_default_pack_version(default_pack: RulePack) -> None:
-    assert re.match(r"^2026\.12\.15\+[0-9a-f]{12}$", default_pack.version), default_pack.version
+    assert re.match(r"^2026\.12\.16\+[0-9a-f]{12}$", default_pack.version), default_pack.version
     assert load_pack(DEFAULT_PACK_DIR).version == default_pack.version
 
 
