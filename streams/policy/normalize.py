@@ -764,14 +764,14 @@ def _han(code: int) -> bool:
     )
 
 
-# The helpers below take a character's leet letter (``leet[code]`` for ASCII, else 0), not the table: a compiled
+# The leet helpers below take a character's leet letter (``leet[code]`` for ASCII, else 0), not the table: a compiled
 # call that takes an array costs its reference counts, and a pass calling one for every character ran 4-5x slower.
 
 
 @compiled
 def _leet_word(code: int, letter: int) -> bool:
-    """Whether ``code`` (whose leet ``letter``) can be part of a word that leetspeak spells: a Latin letter, a digit or
-    a leet symbol."""
+    """Whether ``code``, whose leet letter is ``letter``, can be part of a word that leetspeak spells: a Latin letter, a
+    digit or a leet symbol."""
     return _latin_letter(code) or ord("0") <= code <= ord("9") or letter != 0
 
 
@@ -794,8 +794,8 @@ def _leet_symbol(code: int, letter: int) -> bool:
 
 @compiled
 def _read(code: int, letter: int, spelled: bool) -> int:  # noqa: FBT001 - compiled
-    """A character (whose leet ``letter``) as the second view reads it: "i" and "l" as I_OR_L, a leet digit or symbol
-    as its letter in a word that ``spelled``."""
+    """A character, whose leet letter is ``letter``, as the second view reads it: "i" and "l" as I_OR_L, a leet digit or
+    symbol as its letter in a word that ``spelled``."""
     if code in (ord("i"), ord("l")):
         return I_OR_L
     if spelled and _leet_symbol(code, letter):
