@@ -160,10 +160,10 @@ def marked(mark: str) -> list[int]:
 
 @pytest.mark.parametrize("after", [0.2, 0.6, 1.0, 1.5])
 def test_ctrl_c_at_any_moment_of_ups_start_leaves_no_traceback_and_no_process(after: float) -> None:
-    mark = f"GROUPWARDEN_TEST_MARK={uuid.uuid4()}"
+    token = str(uuid.uuid4())
     up = subprocess.Popen(
         [sys.executable, "-m", "streams", "up", "--partitions", "1"],
-        env=os.environ | {"GROUPWARDEN_METRICS_PORT": "0", "GROUPWARDEN_TEST_MARK": mark.split("=")[1]},
+        env=os.environ | {"GROUPWARDEN_METRICS_PORT": "0", "GROUPWARDEN_TEST_MARK": token},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -171,7 +171,7 @@ def test_ctrl_c_at_any_moment_of_ups_start_leaves_no_traceback_and_no_process(af
     time.sleep(after)  # loading, starting the broker, creating the topics or starting the worker
     up.send_signal(signal.SIGINT)
     err = up.communicate(timeout=60)[1]
-    left = marked(mark)
+    left = marked(f"GROUPWARDEN_TEST_MARK={token}")
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert up.returncode in (0, 130), err
