@@ -8,11 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import types
-import uuid
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,36 +141,3 @@ def test_a_ctrl_c_while_the_embedded_broker_starts_stops_it(monkeypatch: pytest.
     with pytest.raises(KeyboardInterrupt):
         broker.start()
     assert broker.exit_code() is not None
-
-
-def marked(mark: str) -> list[int]:
-    """The processes whose environment holds ``mark`` (Linux's /proc): what a command started, wherever it went."""
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if mark.encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return found
-
-
-@pytest.mark.parametrize("after", [0.2, 0.6, 1.0, 1.5])
-def test_ctrl_c_at_any_moment_of_ups_start_leaves_no_traceback_and_no_process(after: float) -> None:
-    token = str(uuid.uuid4())
-    up = subprocess.Popen(
-        [sys.executable, "-m", "streams", "up", "--partitions", "1"],
-        env=os.environ | {"GROUPWARDEN_METRICS_PORT": "0", "GROUPWARDEN_TEST_MARK": token},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(after)  # loading, starting the broker, creating the topics or starting the worker
-    up.send_signal(signal.SIGINT)
-    err = up.communicate(timeout=60)[1]
-    left = marked(f"GROUPWARDEN_TEST_MARK={token}")
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert up.returncode in (0, 130), err
-    assert "Traceback" not in err
-    assert left == []
