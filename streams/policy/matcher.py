@@ -487,7 +487,6 @@ class Matcher:
 
 # Pinyin's tone marks that other languages written in Latin letters hardly use: macrons and carons on its vowels.
 _TONE_MARKS = "āēīōūǖǎěǐǒǔǚ"
-_TONE_MARK = re.compile(f"[{_TONE_MARKS}]", re.IGNORECASE)
 _TONE_CODES = np.array(sorted({ord(mark) for mark in _TONE_MARKS + _TONE_MARKS.upper()}), dtype=np.uint32)
 _TONES_SHOWN = 2  # tone marks or numbers a text shows to be read wholly as pinyin...
 _TONED_SHARE = 0.3  # ...and for this share of its words at least
@@ -499,10 +498,8 @@ def _toned(batch: NormalBatch, latin: _Latin) -> set[int]:
     codes, bounds = batch.codes, latin.bounds
     numbered = latin.letters[:-1] & (codes[1:] >= ord("1")) & (codes[1:] <= ord("5"))
     at = (np.flatnonzero(numbered) + 1).tolist()
-    if (marks := _tone_marks(batch)) is None or marks:
+    if marks := _tone_marks(batch.originals()):
         originals = [0, *accumulate(len(text) + 1 for text in batch.texts)]
-        if marks is None:
-            marks = [m.start() for m in _TONE_MARK.finditer(BOUNDARY.join(batch.texts))]
         at += [bounds[bisect_right(originals, mark) - 1] for mark in marks]
     if len(at) < _TONES_SHOWN:
         return set()
@@ -514,13 +511,9 @@ def _toned(batch: NormalBatch, latin: _Latin) -> set[int]:
     return set(texts[toned].tolist())
 
 
-def _tone_marks(batch: NormalBatch) -> list[int] | None:
-    """Where the batch's original texts, joined by BOUNDARY, hold a tone mark; None: find them in the text. Read off
-    the code points: a pass of two comparisons, where a regular expression that ignores case checks every
-    character's other case."""
-    codes = batch.originals()
-    if codes is None:
-        return None
+def _tone_marks(codes: NDArray[np.uint32]) -> list[int]:
+    """Where the code points of original texts hold a tone mark, in either case: a pass of two comparisons, where a
+    regular expression that ignores case checks every character's other case."""
     near = np.flatnonzero((codes >= _TONE_CODES[0]) & (codes <= _TONE_CODES[-1]))
     marks: list[int] = near[np.isin(codes[near], _TONE_CODES)].tolist()
     return marks

@@ -679,9 +679,9 @@ class NormalBatch:
             self._starts = [0, *boundaries.tolist(), len(self.text) + 1]
         return self._starts
 
-    def originals(self) -> _Codes | None:
-        """The original texts' code points, joined by BOUNDARY; None if a text holds BOUNDARY itself."""
-        return self._normal.original if self._clean else None
+    def originals(self) -> _Codes:
+        """The original texts' code points, joined by BOUNDARY."""
+        return self._normal.original if self._clean else as_codes(BOUNDARY.join(self.texts))
 
     def apart(self) -> list[int]:
         """Positions in ``text`` of Latin letters or digits whose original is not next to that of the letter or digit
